@@ -1,0 +1,42 @@
+"""Quality checks on each slide's segmentation, shown beside the asset in the UI."""
+
+
+from dagster import AssetCheckExecutionContext, AssetCheckResult, AssetCheckSeverity, MetadataValue, asset_check
+
+from wsi_assets.assets import cell_segmentation
+from wsi_assets.partitions import slides_partitions
+from wsi_assets.quality import CheckOutcome, border_duplicates, nuclei_density, nuclei_in_tissue
+from wsi_assets.resources import UserFilesResource
+from wsi_assets.slide_keys import SlideKey
+from wsi_assets.ui_images import markdown_image
+
+
+def _result(outcome: CheckOutcome, overlay: bytes | None = None, severity=AssetCheckSeverity.ERROR) -> AssetCheckResult:
+    metadata = {"result": outcome.description, **outcome.metadata}
+    if overlay is not None:
+        metadata["outlines"] = MetadataValue.md(markdown_image(overlay, "nucleus outlines"))
+    return AssetCheckResult(passed=outcome.passed, severity=severity, metadata=metadata)
+
+
+@asset_check(asset=cell_segmentation, partitions_def=slides_partitions, description="Nuclei are found, and found where the tissue is.")
+def nuclei_found_in_tissue(context: AssetCheckExecutionContext, user_files: UserFilesResource) -> AssetCheckResult:
+    outputs = user_files.outputs(SlideKey.parse(context.partition_key))
+    outcome = nuclei_in_tissue(outputs.cells_parquet, outputs.read_tissue_mask())
+    overlay = outputs.qc_overlay.read_bytes() if outputs.qc_overlay.exists() else None
+    return _result(outcome, overlay)
+
+
+@asset_check(asset=cell_segmentation, partitions_def=slides_partitions, description="Nuclei per mm² of tissue lie in a range real H&E tissue has.")
+def nuclei_density_plausible(context: AssetCheckExecutionContext, user_files: UserFilesResource) -> AssetCheckResult:
+    outputs = user_files.outputs(SlideKey.parse(context.partition_key))
+    return _result(nuclei_density(outputs.cells_parquet, outputs.read_tissue_mask()), severity=AssetCheckSeverity.WARN)
+
+
+@asset_check(asset=cell_segmentation, partitions_def=slides_partitions, description="No nucleus is reported twice by neighbouring tiles.")
+def no_duplicate_nuclei_at_tile_borders(context: AssetCheckExecutionContext, user_files: UserFilesResource) -> AssetCheckResult:
+    key = SlideKey.parse(context.partition_key)
+    outputs = user_files.outputs(key)
+    return _result(border_duplicates(outputs.cells_parquet, outputs.read_slide_info().mpp))
+
+
+slide_checks = [nuclei_found_in_tissue, nuclei_density_plausible, no_duplicate_nuclei_at_tile_borders]
