@@ -4,10 +4,11 @@ Each asset writes its own files under <user>/outputs/<branch>/<slide>/ and retur
 """
 
 
+import functools
 import json
 import time
 
-from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
+from dagster import AssetExecutionContext, Failure, MaterializeResult, MetadataValue, asset
 
 from wsi_assets.version import __version__
 from wsi_assets.exports import write_cells_csv, write_cells_zarr_zip
@@ -15,7 +16,9 @@ from wsi_assets.partitions import slides_partitions
 from wsi_assets.quality import draw_outlines, overlay_regions, region_polygons
 from wsi_assets.resources import SegmentationResource, UserFilesResource
 from wsi_assets.segmenter import default_segmenter
-from wsi_assets.slide_keys import SlideKey
+from wsi_assets.slide_keys import InvalidSlideKey, SlideKey
+from wsi_assets.slide_outputs import MissingUpstreamOutput
+from wsi_assets.slide_reader import SlideReadError
 from wsi_assets.slide_reader import open_slide, read_region_at_downsample, read_slide_info, read_whole_slide_at_downsample
 from wsi_assets.slide_segmentation import ProgressReporter, segment_slide
 from wsi_assets.tissue import detect_tissue, tissue_mask_downsample
@@ -24,6 +27,23 @@ from wsi_assets.user_files import atomic_output, write_bytes_atomic, write_text_
 
 THUMBNAIL_MAX_SIDE = 512
 OVERLAY_REGION_UM = 128.0  # side of each full-resolution QC region
+
+
+# Problems with the user's input or an order of steps they can fix: shown as one line, not a traceback.
+USER_FACING_ERRORS = (SlideReadError, InvalidSlideKey, MissingUpstreamOutput, FileNotFoundError, FileExistsError)
+
+
+def fails_clearly(fn):
+    """Turn a user-fixable error into a Dagster Failure whose description is the error's one line."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except USER_FACING_ERRORS as error:
+            raise Failure(description=str(error).splitlines()[0], allow_retries=False) from None
+
+    return wrapper
 
 
 def _slide_key(context: AssetExecutionContext) -> SlideKey:
@@ -36,6 +56,7 @@ def _slide_key(context: AssetExecutionContext) -> SlideKey:
     kinds={"openslide", "image"},
     description="What the slide is: size, pyramid levels, µm/px (and whether it was inferred), objective, vendor, thumbnail.",
 )
+@fails_clearly
 def slide_metadata(context: AssetExecutionContext, user_files: UserFilesResource, segmentation: SegmentationResource) -> MaterializeResult:
     key = _slide_key(context)
     path = user_files.slide_file(key)
@@ -75,6 +96,7 @@ def slide_metadata(context: AssetExecutionContext, user_files: UserFilesResource
     kinds={"numpy", "image"},
     description="Where the tissue is: a low-resolution mask, its fraction of the slide and area in mm², shown over the thumbnail.",
 )
+@fails_clearly
 def tissue_mask(context: AssetExecutionContext, user_files: UserFilesResource) -> MaterializeResult:
     key = _slide_key(context)
     outputs = user_files.outputs(key)
@@ -109,6 +131,7 @@ def tissue_mask(context: AssetExecutionContext, user_files: UserFilesResource) -
     op_tags={"wsi/device": "gpu"},
     description="Every nucleus in the tissue, in level-0 pixel coordinates (segmentation/cells.parquet).",
 )
+@fails_clearly
 def cell_segmentation(
     context: AssetExecutionContext, user_files: UserFilesResource, segmentation: SegmentationResource
 ) -> MaterializeResult:
@@ -190,6 +213,7 @@ def _export_provenance(user_files: UserFilesResource, key: SlideKey) -> dict:
     kinds={"csv"},
     description="cells.csv: one row per nucleus (id, centroid, polygon, area) in level-0 pixels; opens in pandas, Excel, QuPath scripts.",
 )
+@fails_clearly
 def cells_csv(context: AssetExecutionContext, user_files: UserFilesResource) -> MaterializeResult:
     key = _slide_key(context)
     outputs = user_files.outputs(key)
@@ -208,6 +232,7 @@ def cells_csv(context: AssetExecutionContext, user_files: UserFilesResource) -> 
     kinds={"zarr"},
     description="cells.zarr.zip: Zarr v3 zip store of cell ids, centroids and ragged polygons (offsets + vertices), level-0 pixels.",
 )
+@fails_clearly
 def cells_zarr(context: AssetExecutionContext, user_files: UserFilesResource) -> MaterializeResult:
     key = _slide_key(context)
     outputs = user_files.outputs(key)

@@ -141,9 +141,9 @@ def segment_slide(
                 owned = list(postprocessors.map(owned_nuclei, list(labels), batch, [grid] * len(batch)))
                 for tile, nuclei in zip(batch, owned):
                     writer.append(deduplicator.filter(tile, nuclei), tile.row, tile.col)
-                done += len(batch)
-                if on_progress:
-                    on_progress(Progress(done, len(tiles), writer.cells_written, time.perf_counter() - started))
+                    done += 1
+                    if on_progress:
+                        on_progress(Progress(done, len(tiles), writer.cells_written, time.perf_counter() - started))
             cells = writer.cells_written
     return SegmentationSummary(
         cells=cells,

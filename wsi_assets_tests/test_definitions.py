@@ -1,0 +1,35 @@
+"""The code location loads the way the webserver, the daemon and the CLI load it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_dagster_definitions_validate(tmp_path):
+    (tmp_path / "dagster.yaml").write_text((REPO / "dagster.yaml").read_text())
+    dagster = Path(sys.executable).parent / "dagster"
+    completed = subprocess.run(
+        [str(dagster), "definitions", "validate", "-w", "workspace.yaml"],
+        cwd=REPO,
+        env={"DAGSTER_HOME": str(tmp_path), "PATH": str(Path(sys.executable).parent)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    assert "All code locations passed validation" in completed.stdout + completed.stderr
+
+
+def test_jobs_sensor_and_pool_are_defined():
+    from wsi_assets.definitions import defs
+
+    for job in ("process_slide", "tissue_mask_only", "export_cells"):
+        assert defs.resolve_job_def(job).partitions_def.name == "slides"
+    assert defs.resolve_sensor_def("upload_sensor").job_name == "process_slide"
+    segmentation = defs.resolve_assets_def("cell_segmentation")
+    assert segmentation.op.pool == "gpu"
+    assert segmentation.op.tags["wsi/device"] == "gpu"

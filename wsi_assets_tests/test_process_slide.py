@@ -1,0 +1,144 @@
+"""process_slide end to end on a synthetic slide whose every nucleus is known."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.spatial import cKDTree
+
+from wsi_assets.exports import CSV_COLUMNS, read_cells_zarr_zip
+from wsi_assets.tiling import make_tile_grid
+from wsi_assets_tests.conftest import PIPELINE_TILE_CORE_PX
+
+
+@pytest.fixture(scope="module")
+def truth(pipeline_spec):
+    from wsi_assets.synthetic import synthetic_nuclei, synthetic_nucleus_polygons
+
+    nuclei = synthetic_nuclei(pipeline_spec, 0, 0, pipeline_spec.width, pipeline_spec.height)
+    return nuclei, synthetic_nucleus_polygons(pipeline_spec, nuclei)
+
+
+@pytest.fixture(scope="module")
+def found(processed_synthetic):
+    _, _, folder = processed_synthetic
+    return pd.read_csv(folder / "cells.csv")
+
+
+def _match_found_to_truth(found: pd.DataFrame, truth_polygons: list[np.ndarray], truth: pd.DataFrame) -> np.ndarray:
+    """For each found nucleus, the index of the true nucleus whose outline holds its centroid, or -1."""
+    import cv2
+
+    tree = cKDTree(truth[["centroid_x", "centroid_y"]].to_numpy())
+    matches = np.full(len(found), -1)
+    for i, (x, y) in enumerate(found[["centroid_x", "centroid_y"]].to_numpy()):
+        for j in tree.query_ball_point((x, y), r=40):
+            if cv2.pointPolygonTest(truth_polygons[j].astype(np.float32).reshape(-1, 1, 2), (float(x), float(y)), False) >= 0:
+                matches[i] = j
+                break
+    return matches
+
+
+def test_run_succeeds_with_all_assets_and_checks(processed_synthetic):
+    _, result, folder = processed_synthetic
+    materialized = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
+    assert materialized == {"slide_metadata", "tissue_mask", "cell_segmentation", "cells_csv", "cells_zarr"}
+    checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
+    assert checks == {"nuclei_found_in_tissue": True, "nuclei_density_plausible": True, "no_duplicate_nuclei_at_tile_borders": True}
+    for name in ("cells.csv", "cells.zarr.zip", "thumbnail.jpg", "tissue_overlay.jpg", "qc_overlay.jpg", "slide_metadata.json"):
+        assert (folder / name).is_file(), name
+    assert not [p for p in folder.rglob(".*tmp*")], "temporary files left behind"
+
+
+def test_cell_count_within_ten_percent_of_truth(found, truth):
+    true_count = len(truth[0])
+    assert true_count > 1000
+    assert abs(len(found) - true_count) <= 0.10 * true_count, (len(found), true_count)
+
+
+def test_no_nucleus_doubled_or_lost_at_tile_borders(found, truth, pipeline_spec):
+    nuclei, polygons = truth
+    matches = _match_found_to_truth(found, polygons, nuclei)
+    matched = matches[matches >= 0]
+    doubled = np.unique(matched[np.bincount(matched, minlength=len(nuclei))[matched] > 1])
+    assert len(doubled) == 0, f"true nuclei found twice: {nuclei.iloc[doubled][['centroid_x', 'centroid_y']].to_numpy()[:5]}"
+
+    grid = make_tile_grid(pipeline_spec.width, pipeline_spec.height, pipeline_spec.mpp, 0.5, PIPELINE_TILE_CORE_PX, 64)
+    step = PIPELINE_TILE_CORE_PX * grid.scale
+    x, y = nuclei["centroid_x"].to_numpy(), nuclei["centroid_y"].to_numpy()
+    to_border = np.minimum(np.abs(x - np.round(x / step) * step), np.abs(y - np.round(y / step) * step))
+    near_border = to_border < 8.0 / pipeline_spec.mpp  # within 8 µm of a core edge: cut by a tile edge
+    assert near_border.sum() > 100, "the test slide should have many nuclei on tile borders"
+    recall = np.isin(np.arange(len(nuclei)), matched)
+    border_recall, interior_recall = recall[near_border].mean(), recall[~near_border].mean()
+    assert border_recall >= interior_recall - 0.03, (border_recall, interior_recall)
+    assert interior_recall > 0.9
+
+
+def test_csv_columns_and_polygons(found, processed_synthetic):
+    assert list(found.columns[:6]) == CSV_COLUMNS[:6]
+    assert found["cell_id"].is_unique
+    first = json.loads(found["polygon_coords"].iloc[0])
+    assert len(first) == found["polygon_point_count"].iloc[0] >= 3
+    assert all(len(vertex) == 2 for vertex in first)
+    assert (found["area_pixels"] > 0).all()
+
+
+def test_csv_and_zarr_agree(found, processed_synthetic):
+    key, _, folder = processed_synthetic
+    zarr_data = read_cells_zarr_zip(folder / "cells.zarr.zip")
+    assert zarr_data["attrs"]["total_cells"] == len(found)
+    assert zarr_data["attrs"]["slide"] == key
+    assert zarr_data["attrs"]["segmenter"]
+    np.testing.assert_array_equal(zarr_data["cell_ids"], found["cell_id"].to_numpy())
+    np.testing.assert_allclose(zarr_data["centroids"], found[["centroid_x", "centroid_y"]].to_numpy(), atol=1e-3)
+    np.testing.assert_array_equal(zarr_data["polygon_point_counts"], found["polygon_point_count"].to_numpy())
+    offsets = zarr_data["polygon_offsets"]
+    assert offsets[0] == 0 and offsets[-1] == len(zarr_data["polygon_vertices"])
+    for i in np.linspace(0, len(found) - 1, 25).astype(int):
+        from_csv = np.array(json.loads(found["polygon_coords"].iloc[i]))
+        from_zarr = zarr_data["polygon_vertices"][offsets[i] : offsets[i + 1]]
+        np.testing.assert_allclose(from_zarr, from_csv, atol=0.01)
+
+
+def test_metadata_shown_in_ui(processed_synthetic):
+    _, result, _ = processed_synthetic
+    by_asset = {e.asset_key.to_user_string(): e.materialization.metadata for e in result.get_asset_materialization_events()}
+    assert by_asset["slide_metadata"]["mpp"].value == pytest.approx(0.25)
+    assert by_asset["slide_metadata"]["vendor"].value == "aperio"
+    for asset, key in (("slide_metadata", "thumbnail"), ("tissue_mask", "overlay"), ("cell_segmentation", "outlines")):
+        markdown = by_asset[asset][key].value
+        assert markdown.startswith("![") and "data:image/jpeg;base64," in markdown
+        assert len(markdown) < 120_000, f"{asset}.{key} is too big for the UI"
+    segmentation = by_asset["cell_segmentation"]
+    for field in ("tiles", "seconds", "tissue_mm2_per_s", "device"):
+        assert field in segmentation
+    assert 0.3 < by_asset["tissue_mask"]["tissue_fraction"].value < 0.7
+
+
+def test_progress_logged_every_ten_percent(processed_synthetic, dagster_instance):
+    _, result, _ = processed_synthetic
+    messages = [
+        record.user_message
+        for record in dagster_instance.all_logs(result.run_id)
+        if record.step_key == "cell_segmentation" and "segmentation " in record.user_message and "tiles/s" in record.user_message
+    ]
+    percents = [int(m.split("segmentation ")[1].split("%")[0]) for m in messages]
+    assert percents[-1] == 100
+    assert all(b - a <= 10 for a, b in zip([0] + percents, percents)), percents
+    assert all("ETA" in m for m in messages)
+
+
+def test_export_cells_rewrites_exports_without_segmenting(processed_synthetic, dagster_instance):
+    from wsi_assets.definitions import defs
+
+    key, _, folder = processed_synthetic
+    before = (folder / "segmentation" / "cells.parquet").stat().st_mtime_ns
+    (folder / "cells.csv").unlink()
+    result = defs.resolve_job_def("export_cells").execute_in_process(instance=dagster_instance, partition_key=key)
+    assert result.success
+    assert (folder / "cells.csv").is_file()
+    assert (folder / "segmentation" / "cells.parquet").stat().st_mtime_ns == before
