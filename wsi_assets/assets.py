@@ -187,9 +187,9 @@ def _qc_overlay(user_files: UserFilesResource, key: SlideKey, info) -> bytes:
             rgb = read_region_at_downsample(slide, x0, y0, region_px, region_px, 1.0)
             polygons = region_polygons(outputs.cells_parquet, x0 - region_px, y0 - region_px, x0 + 2 * region_px, y0 + 2 * region_px)
             panels.append(draw_outlines(rgb, polygons, x0, y0))
-    gap = np.full((region_px, 8, 3), 255, np.uint8)
+    gap = np.full((panels[0].shape[0], 6, 3), 255, np.uint8)
     strip = np.concatenate([p for panel in panels for p in (panel, gap)][:-1], axis=1)
-    return small_jpeg(strip, 3 * 320)
+    return small_jpeg(strip, max(strip.shape[:2]))
 
 
 def _export_provenance(user_files: UserFilesResource, key: SlideKey) -> dict:

@@ -122,8 +122,10 @@ def region_polygons(cells_path: Path, x0: int, y0: int, x1: int, y1: int) -> lis
     return polygons
 
 
-def draw_outlines(rgb: np.ndarray, polygons: list[np.ndarray], x0: int, y0: int) -> np.ndarray:
-    out = rgb.copy()
-    shifted = [np.round((p - [x0, y0]) * 4).astype(np.int32).reshape(-1, 1, 2) for p in polygons]
-    cv2.polylines(out, shifted, True, (0, 255, 0), 1, cv2.LINE_AA, shift=2)
+def draw_outlines(rgb: np.ndarray, polygons: list[np.ndarray], x0: int, y0: int, panel_px: int = 320) -> np.ndarray:
+    """The region shrunk to `panel_px`, with outlines drawn at that size so they stay crisp."""
+    scale = panel_px / max(rgb.shape[:2])
+    out = cv2.resize(rgb, (round(rgb.shape[1] * scale), round(rgb.shape[0] * scale)), interpolation=cv2.INTER_AREA)
+    shifted = [np.round((p - [x0, y0]) * scale * 4).astype(np.int32).reshape(-1, 1, 2) for p in polygons]
+    cv2.polylines(out, shifted, True, (255, 255, 0), 1, cv2.LINE_AA, shift=2)
     return out
