@@ -3,26 +3,22 @@
 from dagster import AssetSelection, define_asset_job
 
 from wsi_assets.assets import cell_segmentation, cells_csv, cells_zarr, slide_metadata, tissue_mask
-from wsi_assets.partitions import slides_partitions
 
 process_slide = define_asset_job(
     name="process_slide",
     selection=AssetSelection.assets(slide_metadata, tissue_mask, cell_segmentation, cells_csv, cells_zarr),
-    partitions_def=slides_partitions,
     description="Everything for one slide: metadata, tissue mask, nuclei, quality checks, exports.",
 )
 
 tissue_mask_only = define_asset_job(
     name="tissue_mask_only",
     selection=AssetSelection.assets(slide_metadata, tissue_mask),
-    partitions_def=slides_partitions,
     description="Metadata, thumbnail and tissue mask only (quick look at a new slide).",
 )
 
 export_cells = define_asset_job(
     name="export_cells",
     selection=AssetSelection.assets(cells_csv, cells_zarr),
-    partitions_def=slides_partitions,
     description="Rewrite the exports from the stored segmentation, without segmenting again.",
 )
 
