@@ -8,7 +8,7 @@ import functools
 import json
 import time
 
-from dagster import AssetExecutionContext, Failure, MaterializeResult, MetadataValue, asset
+from dagster import AssetExecutionContext, Backoff, Failure, MaterializeResult, MetadataValue, RetryPolicy, asset
 
 from wsi_assets.version import __version__
 from wsi_assets.exports import write_cells_csv, write_cells_zarr_zip
@@ -26,6 +26,9 @@ from wsi_assets.ui_images import markdown_image, small_jpeg, tissue_overlay
 from wsi_assets.user_files import atomic_output, write_bytes_atomic, write_text_atomic
 
 THUMBNAIL_MAX_SIDE = 512
+# Transient trouble (a GPU busy elsewhere, a network share hiccup) is retried inside the run:
+# a whole-run retry would re-enter at the back of the branch's queue.
+TRANSIENT_RETRY = RetryPolicy(max_retries=2, delay=10, backoff=Backoff.EXPONENTIAL)
 OVERLAY_REGION_UM = 128.0  # side of each full-resolution QC region
 
 
@@ -129,6 +132,7 @@ def tissue_mask(context: AssetExecutionContext, user_files: UserFilesResource) -
     kinds={"pytorch", "parquet"},
     pool="gpu",
     op_tags={"wsi/device": "gpu"},
+    retry_policy=TRANSIENT_RETRY,
     description="Every nucleus in the tissue, in level-0 pixel coordinates (segmentation/cells.parquet).",
 )
 @fails_clearly
@@ -211,6 +215,7 @@ def _export_provenance(user_files: UserFilesResource, key: SlideKey) -> dict:
     group_name="exports",
     deps=[cell_segmentation],
     kinds={"csv"},
+    retry_policy=TRANSIENT_RETRY,
     description="cells.csv: one row per nucleus (id, centroid, polygon, area) in level-0 pixels; opens in pandas, Excel, QuPath scripts.",
 )
 @fails_clearly
@@ -230,6 +235,7 @@ def cells_csv(context: AssetExecutionContext, user_files: UserFilesResource) -> 
     group_name="exports",
     deps=[cell_segmentation],
     kinds={"zarr"},
+    retry_policy=TRANSIENT_RETRY,
     description="cells.zarr.zip: Zarr v3 zip store of cell ids, centroids and ragged polygons (offsets + vertices), level-0 pixels.",
 )
 @fails_clearly

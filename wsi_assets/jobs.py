@@ -1,24 +1,31 @@
-"""Jobs users launch per slide partition."""
+"""Jobs users launch per slide partition.
 
-from dagster import AssetSelection, define_asset_job
+Steps of one slide form a chain, so they run in the run's own process: one process start per
+run instead of one per step, which matters with thousands of slides queued.
+"""
+
+from dagster import AssetSelection, define_asset_job, in_process_executor
 
 from wsi_assets.assets import cell_segmentation, cells_csv, cells_zarr, slide_metadata, tissue_mask
 
 process_slide = define_asset_job(
     name="process_slide",
     selection=AssetSelection.assets(slide_metadata, tissue_mask, cell_segmentation, cells_csv, cells_zarr),
+    executor_def=in_process_executor,
     description="Everything for one slide: metadata, tissue mask, nuclei, quality checks, exports.",
 )
 
 tissue_mask_only = define_asset_job(
     name="tissue_mask_only",
     selection=AssetSelection.assets(slide_metadata, tissue_mask),
+    executor_def=in_process_executor,
     description="Metadata, thumbnail and tissue mask only (quick look at a new slide).",
 )
 
 export_cells = define_asset_job(
     name="export_cells",
     selection=AssetSelection.assets(cells_csv, cells_zarr),
+    executor_def=in_process_executor,
     description="Rewrite the exports from the stored segmentation, without segmenting again.",
 )
 

@@ -1,0 +1,236 @@
+"""The run queue with a real dagster-daemon (and webserver), on SQLite and on PostgreSQL.
+
+Runs arrive by three launch paths (upload sensor, `dagster job launch` with only
+dagster/partition, and the UI's GraphQL launch of the asset job); the run records and step
+events must show: branches serial and FIFO, per-user and global limits held, one gpu step at
+a time. A run worker killed with SIGKILL must fail its run and free its branch in time.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+import pytest
+
+from wsi_assets_tests.dagster_services import (
+    BIN,
+    REPO,
+    daemon_command,
+    free_port,
+    running,
+    service_env,
+    wait_for_http,
+    wait_until,
+    webserver_command,
+)
+
+USERS = ("ana", "ben", "cy")
+BRANCHES = ("main", "cohort-b")
+USER_LIMIT, GLOBAL_LIMIT, GPU_LIMIT = 2, 4, 1
+KILL_DETECTION_BOUND_S = 60  # run monitoring polls every 10 s; the daemon loop adds a few seconds
+ALL_ASSETS = ["slide_metadata", "tissue_mask", "cell_segmentation", "cells_csv", "cells_zarr"]
+
+LAUNCH_ASSET_JOB = """
+mutation Launch($params: ExecutionParams!) {
+  launchPipelineExecution(executionParams: $params) {
+    __typename
+    ... on LaunchRunSuccess { run { runId } }
+    ... on PythonError { message }
+    ... on InvalidSubsetError { message }
+    ... on RunConfigValidationInvalid { errors { message } }
+  }
+}
+"""
+
+
+def _postgres_settings() -> dict[str, str] | None:
+    names = ("WSI_PG_HOST", "WSI_PG_PORT", "WSI_PG_USER", "WSI_PG_PASSWORD")
+    if not all(os.environ.get(n) for n in names):
+        return None
+    return {n: os.environ[n] for n in names}
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def queue_services(request, tmp_path_factory):
+    """A fresh instance of the given storage with the daemon and webserver running on it."""
+    home = tmp_path_factory.mktemp(f"dagster_home_{request.param}")
+    user_files = tmp_path_factory.mktemp(f"user_files_{request.param}")
+    extra = {}
+    if request.param == "sqlite":
+        shutil.copyfile(REPO / "dagster.yaml", home / "dagster.yaml")
+    else:
+        settings = _postgres_settings()
+        if settings is None:
+            pytest.skip("PostgreSQL not configured (set WSI_PG_HOST, WSI_PG_PORT, WSI_PG_USER, WSI_PG_PASSWORD; .ci/run does)")
+        import psycopg2
+
+        database = f"wsi_test_{uuid.uuid4().hex[:10]}"
+        admin = psycopg2.connect(
+            host=settings["WSI_PG_HOST"], port=settings["WSI_PG_PORT"], user=settings["WSI_PG_USER"],
+            password=settings["WSI_PG_PASSWORD"], dbname="postgres",
+        )
+        admin.autocommit = True
+        admin.cursor().execute(f"CREATE DATABASE {database}")
+        admin.close()
+        extra = {**settings, "WSI_PG_DB": database}
+        os.environ.update(extra)  # the test process reads the same instance
+        shutil.copyfile(REPO / "deploy" / "postgres" / "dagster.yaml", home / "dagster.yaml")
+    env = service_env(home, user_files, extra)
+    port = free_port()
+    with running(daemon_command(), env, home / "daemon.log"), running(webserver_command(port), env, home / "webserver.log"):
+        wait_for_http(f"http://127.0.0.1:{port}/server_info")
+        from dagster import DagsterInstance
+
+        instance = DagsterInstance.from_config(str(home))
+        yield {"home": home, "user_files": user_files, "env": env, "port": port, "instance": instance}
+        instance.dispose()
+
+
+@pytest.fixture(scope="module")
+def tiny_slide(tmp_path_factory) -> Path:
+    from wsi_assets.synthetic import SyntheticSlideSpec, write_synthetic_slide
+
+    path = tmp_path_factory.mktemp("tiny") / "tiny.svs"
+    write_synthetic_slide(path, SyntheticSlideSpec(width=1500, height=1200, mpp=0.25, seed=5))
+    return path
+
+
+def _upload(user_files: Path, user: str, branch: str, stem: str, source: Path) -> None:
+    folder = user_files / user / "inputs" / branch
+    folder.mkdir(parents=True, exist_ok=True)
+    partial = folder / f".{stem}.part"
+    shutil.copyfile(source, partial)
+    partial.rename(folder / f"{stem}.svs")
+
+
+def _launch_with_cli(env: dict, key: str) -> None:
+    tags = json.dumps({"dagster/partition": key})
+    subprocess.run(
+        [str(BIN / "dagster"), "job", "launch", "-w", "workspace.yaml", "-j", "process_slide", "--tags", tags],
+        cwd=REPO, env=env, check=True, capture_output=True, timeout=300,
+    )
+
+
+def _launch_like_the_ui(port: int, key: str) -> str:
+    """What "Materialize" on a partition in the asset graph sends: the asset job, only dagster/partition."""
+    params = {
+        "selector": {
+            "repositoryLocationName": "wsi_assets.definitions",
+            "repositoryName": "__repository__",
+            "pipelineName": "__ASSET_JOB",
+            "assetSelection": [{"path": [name]} for name in ALL_ASSETS],
+            "assetCheckSelection": [],
+        },
+        "mode": "default",
+        "runConfigData": {},
+        "executionMetadata": {"tags": [{"key": "dagster/partition", "value": key}]},
+    }
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/graphql",
+        data=json.dumps({"query": LAUNCH_ASSET_JOB, "variables": {"params": params}}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=120) as response:
+        result = json.load(response)["data"]["launchPipelineExecution"]
+    assert result["__typename"] == "LaunchRunSuccess", result
+    return result["run"]["runId"]
+
+
+def _all_run_ids(instance) -> list[str]:
+    return [r.dagster_run.run_id for r in instance.get_run_records()]
+
+
+def _finished(instance, run_ids) -> bool:
+    from dagster import DagsterRunStatus, RunsFilter
+
+    done = {DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED}
+    return all(r.dagster_run.status in done for r in instance.get_run_records(RunsFilter(run_ids=run_ids)))
+
+
+def test_branches_run_serially_in_order_within_limits(queue_services, tiny_slide):
+    from wsi_assets.queue_audit import audit_queue, run_spans, step_spans
+
+    services, instance = queue_services, queue_services["instance"]
+    for user in USERS:
+        for branch in BRANCHES:
+            for stem in ("s1", "s2"):
+                _upload(services["user_files"], user, branch, stem, tiny_slide)
+    wait_until(lambda: len(_all_run_ids(instance)) >= 12, timeout=120, what="12 sensor runs submitted")
+    for user, branch in (("ana", "main"), ("ben", "cohort-b"), ("cy", "main")):
+        _launch_with_cli(services["env"], f"{user}/{branch}/s1")
+    for user, branch in (("ana", "cohort-b"), ("ben", "main"), ("cy", "cohort-b")):
+        _launch_like_the_ui(services["port"], f"{user}/{branch}/s2")
+    run_ids = _all_run_ids(instance)
+    assert len(run_ids) == 18
+    wait_until(lambda: _finished(instance, run_ids), timeout=900, interval=3, what="all runs finished")
+
+    spans = run_spans(instance, run_ids)
+    assert {s.status for s in spans} == {"SUCCESS"}, [(s.branch, s.status) for s in spans]
+    assert {s.branch for s in spans} == {f"{u}/{b}" for u in USERS for b in BRANCHES}, "every launch path must be tagged"
+    audit = audit_queue(spans, step_spans(instance, run_ids))
+    assert audit.branch_overlaps == []
+    assert audit.order_violations == []
+    assert audit.max_runs_per_user <= USER_LIMIT
+    assert audit.max_runs_in_all <= GLOBAL_LIMIT
+    assert audit.max_gpu_steps <= GPU_LIMIT
+    assert audit.max_runs_in_all >= 2, "branches should have run in parallel"
+
+
+def _worker_pid(instance, run_id: str) -> int:
+    from wsi_assets.run_queue import run_worker_pid
+
+    return run_worker_pid(instance, run_id)[0]
+
+
+def _in_segmentation(instance, run_id: str) -> bool:
+    from dagster import DagsterEventType
+
+    records = instance.get_records_for_run(run_id, of_type=DagsterEventType.STEP_START).records
+    return any(r.event_log_entry.step_key == "cell_segmentation" for r in records)
+
+
+def _kill_tree(pid: int) -> None:
+    children = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
+    os.kill(pid, signal.SIGKILL)
+    for child in children:
+        try:
+            os.kill(int(child), signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def test_killed_worker_fails_its_run_and_frees_its_branch(queue_services, tmp_path):
+    from dagster import DagsterRunStatus
+
+    from wsi_assets.synthetic import SyntheticSlideSpec, write_synthetic_slide
+
+    services, instance = queue_services, queue_services["instance"]
+    big = tmp_path / "big.svs"
+    write_synthetic_slide(big, SyntheticSlideSpec(width=9000, height=7000, mpp=0.25, seed=9))
+    before = set(_all_run_ids(instance))
+    _upload(services["user_files"], "dee", "crash", "big", big)
+    first = wait_until(lambda: list(set(_all_run_ids(instance)) - before), timeout=120, what="sensor run for the big slide")[0]
+    _upload(services["user_files"], "dee", "crash", "next", big)
+    second = wait_until(lambda: list(set(_all_run_ids(instance)) - before - {first}), timeout=120, what="second run queued")[0]
+    wait_until(lambda: _in_segmentation(instance, first), timeout=300, interval=0.5, what="first run inside segmentation")
+    pid = _worker_pid(instance, first)
+    _kill_tree(pid)
+    killed_at = time.time()
+
+    wait_until(
+        lambda: instance.get_run_by_id(first).status == DagsterRunStatus.FAILURE,
+        timeout=KILL_DETECTION_BOUND_S, interval=0.5, what=f"killed run marked failed within {KILL_DETECTION_BOUND_S} s",
+    )
+    detected_s = time.time() - killed_at
+    wait_until(lambda: instance.get_run_by_id(second).status != DagsterRunStatus.QUEUED, timeout=60, what="branch freed")
+    wait_until(lambda: _finished(instance, [second]), timeout=600, interval=2, what="next run finished")
+    assert instance.get_run_by_id(second).status == DagsterRunStatus.SUCCESS
+    print(f"killed worker detected after {detected_s:.1f} s")
