@@ -85,13 +85,14 @@ def queue_services(request, tmp_path_factory):
         shutil.copyfile(REPO / "deploy" / "postgres" / "dagster.yaml", home / "dagster.yaml")
     env = service_env(home, user_files, extra)
     port = free_port()
+    from dagster import DagsterInstance
+
+    # Create the storage before the services start: SQLite schema set-up in several processes at once races.
+    instance = DagsterInstance.from_config(str(home))
     with running(daemon_command(), env, home / "daemon.log"), running(webserver_command(port), env, home / "webserver.log"):
         wait_for_http(f"http://127.0.0.1:{port}/server_info")
-        from dagster import DagsterInstance
-
-        instance = DagsterInstance.from_config(str(home))
         yield {"home": home, "user_files": user_files, "env": env, "port": port, "instance": instance}
-        instance.dispose()
+    instance.dispose()
 
 
 @pytest.fixture(scope="module")
@@ -214,13 +215,13 @@ def test_killed_worker_fails_its_run_and_frees_its_branch(queue_services, tmp_pa
 
     services, instance = queue_services, queue_services["instance"]
     big = tmp_path / "big.svs"
-    write_synthetic_slide(big, SyntheticSlideSpec(width=9000, height=7000, mpp=0.25, seed=9))
+    write_synthetic_slide(big, SyntheticSlideSpec(width=16000, height=12000, mpp=0.25, seed=9))
     before = set(_all_run_ids(instance))
     _upload(services["user_files"], "dee", "crash", "big", big)
     first = wait_until(lambda: list(set(_all_run_ids(instance)) - before), timeout=120, what="sensor run for the big slide")[0]
     _upload(services["user_files"], "dee", "crash", "next", big)
     second = wait_until(lambda: list(set(_all_run_ids(instance)) - before - {first}), timeout=120, what="second run queued")[0]
-    wait_until(lambda: _in_segmentation(instance, first), timeout=300, interval=0.5, what="first run inside segmentation")
+    wait_until(lambda: _in_segmentation(instance, first), timeout=300, interval=0.2, what="first run inside segmentation")
     pid = _worker_pid(instance, first)
     _kill_tree(pid)
     killed_at = time.time()

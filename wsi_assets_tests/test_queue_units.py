@@ -1,0 +1,65 @@
+"""Queue pieces without services: tag derivation, the worker check, the audit arithmetic."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import pytest
+
+from wsi_assets.queue_audit import RunSpan, audit_queue, max_overlap
+from wsi_assets.queue_tags import UnqueueableRun, slide_queue_tags, tags_to_store
+from wsi_assets.run_queue import worker_alive
+
+
+def test_tags_come_from_the_partition_whatever_the_launch_path():
+    assert slide_queue_tags({"dagster/partition": "ana/cohort-b/s1"}) == {"wsi/user": "ana", "wsi/branch": "ana/cohort-b"}
+    assert slide_queue_tags({"dagster/asset_partition_range_start": "ana/main/a", "dagster/asset_partition_range_end": "ana/main/z"}) == {
+        "wsi/user": "ana",
+        "wsi/branch": "ana/main",
+    }
+    assert slide_queue_tags({"some": "tag"}) == {}
+
+
+def test_runs_that_span_branches_or_have_bad_keys_are_refused():
+    with pytest.raises(UnqueueableRun, match="multi-run backfill"):
+        slide_queue_tags({"dagster/asset_partition_range_start": "ana/main/a", "dagster/asset_partition_range_end": "ana/other/b"})
+    with pytest.raises(UnqueueableRun):
+        slide_queue_tags({"dagster/partition": "not-a-slide-key"})
+
+
+def test_priority_is_neutralised_so_a_later_run_cannot_jump_its_branch():
+    assert tags_to_store({"dagster/partition": "ana/main/s1", "dagster/priority": "5"})["dagster/priority"] == "0"
+    assert tags_to_store({"dagster/partition": "ana/main/s1", "wsi/user": "ana", "wsi/branch": "ana/main"}) == {}
+
+
+def test_worker_alive_follows_a_real_process():
+    process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    reported = time.time()
+    try:
+        assert worker_alive(process.pid, reported)
+        assert not worker_alive(process.pid, reported - 3600), "a process started after the report is another one"
+    finally:
+        process.kill()
+        process.wait()
+    assert not worker_alive(process.pid, reported)
+
+
+def _span(run, branch, submitted, started, ended, user="u"):
+    return RunSpan(run, user, branch, submitted, started, ended, "SUCCESS")
+
+
+def test_audit_finds_overlaps_order_and_limit_breaches():
+    spans = [
+        _span("a1", "u/a", 0, 1, 5),
+        _span("a2", "u/a", 1, 4, 8),  # overlaps a1
+        _span("b1", "u/b", 2, 9, 10),
+        _span("b2", "u/b", 3, 6, 7),  # submitted after b1 but started first
+    ]
+    audit = audit_queue(spans, gpu_steps=[(1, 3), (2, 4)])
+    assert audit.branch_overlaps == [("u/a", "a1", "a2")]
+    assert audit.order_violations == [("u/b", "b1", "b2")]
+    assert audit.max_runs_per_user == 2 and audit.max_gpu_steps == 2
+    assert audit.violations(user_limit=2, global_limit=4, gpu_limit=1) == 3
+    assert max_overlap([(0, 1), (1, 2)]) == 1
