@@ -19,7 +19,6 @@ import statistics
 import sys
 import tempfile
 import time
-import urllib.request
 import uuid
 from pathlib import Path
 
@@ -29,6 +28,7 @@ sys.path.insert(0, str(REPO))
 from wsi_assets_tests.dagster_services import (  # noqa: E402
     daemon_command,
     free_port,
+    launch_over_graphql,
     running,
     service_env,
     wait_for_http,
@@ -37,34 +37,9 @@ from wsi_assets_tests.dagster_services import (  # noqa: E402
 )
 
 PROBE = REPO / "benchmarks" / "queue"
-LAUNCH = """
-mutation Launch($params: ExecutionParams!) {
-  launchPipelineExecution(executionParams: $params) {
-    __typename
-    ... on LaunchRunSuccess { run { runId } }
-    ... on PythonError { message }
-  }
-}"""
-
-
 def launch(port: int, key: str) -> tuple[str, float]:
-    params = {
-        "selector": {"repositoryLocationName": "queue_probe", "repositoryName": "__repository__", "pipelineName": "probe_job"},
-        "mode": "default",
-        "runConfigData": {},
-        "executionMetadata": {"tags": [{"key": "dagster/partition", "value": key}]},
-    }
     submitted = time.time()
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{port}/graphql",
-        data=json.dumps({"query": LAUNCH, "variables": {"params": params}}).encode(),
-        headers={"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=120) as response:
-        result = json.load(response)["data"]["launchPipelineExecution"]
-    if result["__typename"] != "LaunchRunSuccess":
-        raise RuntimeError(result)
-    return result["run"]["runId"], submitted
+    return launch_over_graphql(port, "queue_probe", "probe_job", key), submitted
 
 
 def first_step_start(instance, run_id: str) -> float | None:

@@ -75,3 +75,41 @@ def wait_until(predicate, timeout: float, interval: float = 1.0, what: str = "co
             return value
         time.sleep(interval)
     raise TimeoutError(f"{what} not reached within {timeout} s")
+
+
+LAUNCH_RUN = """
+mutation Launch($params: ExecutionParams!) {
+  launchPipelineExecution(executionParams: $params) {
+    __typename
+    ... on LaunchRunSuccess { run { runId } }
+    ... on PythonError { message }
+    ... on InvalidSubsetError { message }
+    ... on RunConfigValidationInvalid { errors { message } }
+  }
+}
+"""
+
+
+def launch_over_graphql(port: int, location: str, job: str, partition_key: str, asset_names: list[str] | None = None) -> str:
+    """Launch a run for one partition the way the UI does; returns the run id."""
+    import json
+
+    selector = {"repositoryLocationName": location, "repositoryName": "__repository__", "pipelineName": job}
+    if asset_names is not None:
+        selector.update({"assetSelection": [{"path": [name]} for name in asset_names], "assetCheckSelection": []})
+    params = {
+        "selector": selector,
+        "mode": "default",
+        "runConfigData": {},
+        "executionMetadata": {"tags": [{"key": "dagster/partition", "value": partition_key}]},
+    }
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/graphql",
+        data=json.dumps({"query": LAUNCH_RUN, "variables": {"params": params}}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=120) as response:
+        result = json.load(response)["data"]["launchPipelineExecution"]
+    if result["__typename"] != "LaunchRunSuccess":
+        raise RuntimeError(f"launch of {job} for {partition_key} failed: {result}")
+    return result["run"]["runId"]

@@ -14,7 +14,6 @@ import shutil
 import signal
 import subprocess
 import time
-import urllib.request
 import uuid
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from wsi_assets_tests.dagster_services import (
     REPO,
     daemon_command,
     free_port,
+    launch_over_graphql,
     running,
     service_env,
     wait_for_http,
@@ -38,17 +38,6 @@ USER_LIMIT, GLOBAL_LIMIT, GPU_LIMIT = 2, 4, 1
 KILL_DETECTION_BOUND_S = 60  # run monitoring polls every 10 s; the daemon loop adds a few seconds
 ALL_ASSETS = ["slide_metadata", "tissue_mask", "cell_segmentation", "cells_csv", "cells_zarr"]
 
-LAUNCH_ASSET_JOB = """
-mutation Launch($params: ExecutionParams!) {
-  launchPipelineExecution(executionParams: $params) {
-    __typename
-    ... on LaunchRunSuccess { run { runId } }
-    ... on PythonError { message }
-    ... on InvalidSubsetError { message }
-    ... on RunConfigValidationInvalid { errors { message } }
-  }
-}
-"""
 
 
 def _postgres_settings() -> dict[str, str] | None:
@@ -120,29 +109,23 @@ def _launch_with_cli(env: dict, key: str) -> None:
     )
 
 
+def _submit_with_wsi_cli(env: dict, key: str) -> None:
+    """The README's route: python -m wsi_assets.submit (wraps `dagster job launch`)."""
+    subprocess.run([str(BIN / "python"), "-m", "wsi_assets.submit", key], cwd=REPO, env=env, check=True, capture_output=True, timeout=300)
+
+
+def test_submit_cli_refuses_a_slide_that_is_not_uploaded(queue_services):
+    completed = subprocess.run(
+        [str(BIN / "python"), "-m", "wsi_assets.submit", "nobody/main/missing"],
+        cwd=REPO, env=queue_services["env"], capture_output=True, text=True, timeout=120,
+    )
+    assert completed.returncode != 0
+    assert completed.stderr.strip().splitlines()[-1].startswith("error: no uploaded slide for nobody/main/missing")
+
+
 def _launch_like_the_ui(port: int, key: str) -> str:
     """What "Materialize" on a partition in the asset graph sends: the asset job, only dagster/partition."""
-    params = {
-        "selector": {
-            "repositoryLocationName": "wsi_assets.definitions",
-            "repositoryName": "__repository__",
-            "pipelineName": "__ASSET_JOB",
-            "assetSelection": [{"path": [name]} for name in ALL_ASSETS],
-            "assetCheckSelection": [],
-        },
-        "mode": "default",
-        "runConfigData": {},
-        "executionMetadata": {"tags": [{"key": "dagster/partition", "value": key}]},
-    }
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{port}/graphql",
-        data=json.dumps({"query": LAUNCH_ASSET_JOB, "variables": {"params": params}}).encode(),
-        headers={"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=120) as response:
-        result = json.load(response)["data"]["launchPipelineExecution"]
-    assert result["__typename"] == "LaunchRunSuccess", result
-    return result["run"]["runId"]
+    return launch_over_graphql(port, "wsi_assets.definitions", "__ASSET_JOB", key, ALL_ASSETS)
 
 
 def _all_run_ids(instance) -> list[str]:
@@ -165,8 +148,9 @@ def test_branches_run_serially_in_order_within_limits(queue_services, tiny_slide
             for stem in ("s1", "s2"):
                 _upload(services["user_files"], user, branch, stem, tiny_slide)
     wait_until(lambda: len(_all_run_ids(instance)) >= 12, timeout=120, what="12 sensor runs submitted")
-    for user, branch in (("ana", "main"), ("ben", "cohort-b"), ("cy", "main")):
+    for user, branch in (("ana", "main"), ("ben", "cohort-b")):
         _launch_with_cli(services["env"], f"{user}/{branch}/s1")
+    _submit_with_wsi_cli(services["env"], "cy/main/s1")
     for user, branch in (("ana", "cohort-b"), ("ben", "main"), ("cy", "cohort-b")):
         _launch_like_the_ui(services["port"], f"{user}/{branch}/s2")
     run_ids = _all_run_ids(instance)
