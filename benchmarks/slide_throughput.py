@@ -1,0 +1,145 @@
+"""Whole-slide throughput against decoding, and peak memory, in one process run.
+
+    python benchmarks/slide_throughput.py --size 7072x7072            # ~50 Mpx synthetic slide
+    python benchmarks/slide_throughput.py --size 32768x32768          # ~1 Gpx
+    python benchmarks/slide_throughput.py --slide path/to/slide.svs   # any slide
+
+Decode-only: the same tissue tiles the segmentation reads, read and resampled to the model's
+µm/px by the same number of reader threads, nothing else. End-to-end: from opening the slide
+to written exports (metadata, tissue mask, segmentation, cells.csv, cells.zarr.zip). The speed
+ratio is end-to-end tissue mm²/s over decode-only tissue mm²/s. Decoding runs first, so both
+read the file from a warm page cache.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import shutil
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from wsi_assets.exports import write_cells_csv, write_cells_zarr_zip  # noqa: E402
+from wsi_assets.segmenter import default_segmenter  # noqa: E402
+from wsi_assets.slide_reader import open_slide, read_slide_info, read_whole_slide_at_downsample  # noqa: E402
+from wsi_assets.slide_segmentation import TilingSettings, _read_tile, segment_slide  # noqa: E402
+from wsi_assets.tiling import make_tile_grid  # noqa: E402
+from wsi_assets.tissue import detect_tissue, tissue_mask_downsample  # noqa: E402
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def tissue_of(path: Path, mpp: float, width: int, height: int):
+    downsample = tissue_mask_downsample(width, height, mpp)
+    with open_slide(path) as slide:
+        low_res = read_whole_slide_at_downsample(slide, downsample)
+    return detect_tissue(low_res, downsample, mpp)
+
+
+def decode_only(path: Path, mpp: float, tissue, model_mpp: float, settings: TilingSettings) -> dict:
+    started = time.perf_counter()
+    with open_slide(path) as slide:
+        width, height = slide.dimensions
+        grid = make_tile_grid(width, height, mpp, model_mpp, settings.core, settings.margin)
+        tiles = grid.tissue_tiles(tissue)
+        with ThreadPoolExecutor(settings.read_threads) as readers:
+            for _ in readers.map(lambda t: _read_tile(slide, t, grid).shape, tiles):
+                pass
+    seconds = time.perf_counter() - started
+    core_px = sum((t.core_x1 - t.core_x0) * (t.core_y1 - t.core_y0) for t in tiles)
+    return {"tiles": len(tiles), "seconds": seconds, "level0_mpx": core_px / 1e6}
+
+
+def end_to_end(path: Path, work: Path, default_mpp: float, settings: TilingSettings) -> dict:
+    started = time.perf_counter()
+    info = read_slide_info(path, default_mpp)
+    tissue = tissue_of(path, info.mpp, info.width, info.height)
+    segmenter = default_segmenter()
+    cells = work / "cells.parquet"
+    summary = segment_slide(path, info.mpp, tissue, segmenter, cells, settings)
+    write_cells_csv(cells, work / "cells.csv", info.mpp)
+    write_cells_zarr_zip(cells, work / "cells.zarr.zip", {"slide": path.name})
+    return {"seconds": time.perf_counter() - started, "nuclei": summary.cells, "tissue_mm2": tissue.area_mm2,
+            "segmentation_seconds": summary.seconds, "segmenter": f"{segmenter.name} v{segmenter.version}", "device": segmenter.device}
+
+
+def synthetic_slide(size: str, seed: int, folder: Path) -> Path:
+    from wsi_assets.synthetic import SyntheticSlideSpec, write_synthetic_slide
+
+    width, height = (int(v) for v in size.lower().split("x"))
+    path = folder / f"synthetic_{width}x{height}_s{seed}.svs"
+    if not path.exists():
+        started = time.perf_counter()
+        write_synthetic_slide(path, SyntheticSlideSpec(width=width, height=height, seed=seed))
+        print(f"wrote {path.name} in {time.perf_counter() - started:.0f} s", flush=True)
+    return path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--slide", type=Path)
+    parser.add_argument("--size", default="7072x7072", help="synthetic slide WIDTHxHEIGHT when no --slide")
+    parser.add_argument("--seed", type=int, default=3)
+    parser.add_argument("--slides-dir", type=Path, default=Path(tempfile.gettempdir()) / "wsi_bench_slides")
+    parser.add_argument("--read-threads", type=int, default=TilingSettings().read_threads)
+    args = parser.parse_args()
+
+    args.slides_dir.mkdir(parents=True, exist_ok=True)
+    path = args.slide or synthetic_slide(args.size, args.seed, args.slides_dir)
+    settings = TilingSettings(read_threads=args.read_threads)
+    info = read_slide_info(path)
+    tissue = tissue_of(path, info.mpp, info.width, info.height)
+    model_mpp = default_segmenter().mpp
+    decode = decode_only(path, info.mpp, tissue, model_mpp, settings)
+    rss_after_decode = peak_rss_mb()
+    work = Path(tempfile.mkdtemp(prefix="wsi_e2e_"))
+    try:
+        e2e = end_to_end(path, work, info.mpp, settings)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+    from wsi_assets.synthetic import count_synthetic_nuclei, read_synthetic_spec
+
+    spec = read_synthetic_spec(path)
+    drawn = count_synthetic_nuclei(spec) if spec else None
+    decode_mm2_s = tissue.area_mm2 / decode["seconds"]
+    e2e_mm2_s = e2e["tissue_mm2"] / e2e["seconds"]
+    result = {
+        "slide": path.name,
+        "size_px": [info.width, info.height],
+        "mpix": round(info.width * info.height / 1e6, 1),
+        "tissue_mm2": round(tissue.area_mm2, 2),
+        "tiles": decode["tiles"],
+        "read_threads": settings.read_threads,
+        "decode_s": round(decode["seconds"], 2),
+        "decode_mm2_per_s": round(decode_mm2_s, 3),
+        "decode_mpx_per_s": round(decode["level0_mpx"] / decode["seconds"], 2),
+        "end_to_end_s": round(e2e["seconds"], 2),
+        "end_to_end_mm2_per_s": round(e2e_mm2_s, 4),
+        "end_to_end_mpx_per_s": round(decode["level0_mpx"] / e2e["seconds"], 3),
+        "speed_ratio": round(e2e_mm2_s / decode_mm2_s, 4),
+        "peak_rss_mb": round(peak_rss_mb(), 0),
+        "peak_rss_after_decode_mb": round(rss_after_decode, 0),
+        "decoded_level0_mb": round(info.width * info.height * 3 / 1e6, 0),
+        "nuclei_found": e2e["nuclei"],
+        "nuclei_drawn": drawn,
+        "segmenter": e2e["segmenter"],
+        "device": e2e["device"],
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
+    }
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
