@@ -17,12 +17,33 @@ from dagster._core.storage.dagster_run import DagsterRun
 from wsi_assets.queue_tags import UnqueueableRun, tags_to_store
 
 RUN_PROCESS_MESSAGE = "Started process for run (pid: "
+GPU_POOL = "gpu"
+
+
+def ensure_pool_slots(instance, pool: str = GPU_POOL) -> None:
+    """Give the pool exactly dagster.yaml's `concurrency.pools.default_limit` slots, before runs claim any.
+
+    Dagster otherwise creates a pool's slots at the first claim, by count-then-insert; two runs
+    claiming at once can each add a slot, and the pool then lets two steps through (seen with
+    limit 1 in the queue benchmark). dagster.yaml stays the one place that says how many GPUs.
+    """
+    limit = instance.global_op_concurrency_default_limit
+    storage = instance.event_log_storage
+    if limit is None or not storage.supports_global_concurrency_limits:
+        return
+    if pool not in storage.get_concurrency_keys() or storage.get_concurrency_info(pool).slot_count != limit:
+        storage.set_concurrency_slots(pool, limit)
 
 
 class SlideRunCoordinator(QueuedRunCoordinator):
     """QueuedRunCoordinator that stores `wsi/user` and `wsi/branch` on each run before queueing it."""
 
+    _pools_checked = False
+
     def submit_run(self, context: SubmitRunContext) -> DagsterRun:
+        if not self._pools_checked:
+            ensure_pool_slots(self._instance)
+            self._pools_checked = True
         run = context.dagster_run
         try:
             new_tags = tags_to_store(run.tags)

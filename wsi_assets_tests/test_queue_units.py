@@ -63,3 +63,21 @@ def test_audit_finds_overlaps_order_and_limit_breaches():
     assert audit.max_runs_per_user == 2 and audit.max_gpu_steps == 2
     assert audit.violations(user_limit=2, global_limit=4, gpu_limit=1) == 3
     assert max_overlap([(0, 1), (1, 2)]) == 1
+
+
+def test_gpu_pool_gets_exactly_the_configured_slots(tmp_path):
+    import shutil
+
+    from dagster import DagsterInstance
+
+    from wsi_assets.run_queue import ensure_pool_slots
+    from wsi_assets_tests.dagster_services import REPO
+
+    shutil.copyfile(REPO / "dagster.yaml", tmp_path / "dagster.yaml")
+    with DagsterInstance.from_config(str(tmp_path)) as instance:
+        storage = instance.event_log_storage
+        ensure_pool_slots(instance)
+        assert storage.get_concurrency_info("gpu").slot_count == 1
+        storage.set_concurrency_slots("gpu", 2)  # what a racing first claim can leave behind
+        ensure_pool_slots(instance)
+        assert storage.get_concurrency_info("gpu").slot_count == 1
