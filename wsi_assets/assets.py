@@ -12,6 +12,7 @@ from dagster import AssetExecutionContext, Backoff, Failure, MaterializeResult, 
 
 from wsi_assets.version import __version__
 from wsi_assets.exports import write_cells_csv, write_cells_zarr_zip
+from wsi_assets.gpu_slots import gpu_slot
 from wsi_assets.partitions import slides_partitions
 from wsi_assets.quality import draw_outlines, overlay_regions, region_polygons
 from wsi_assets.resources import SegmentationResource, UserFilesResource
@@ -147,7 +148,7 @@ def cell_segmentation(
     context.log.info(f"{key}: segmenting with {segmenter.name} v{segmenter.version} on {segmenter.device} at {segmenter.mpp} µm/px")
     provenance = {"slide": key.partition_key, "mpp": info.mpp, "segmenter": segmenter.name, "segmenter_version": segmenter.version}
     outputs.cells_parquet.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_output(outputs.cells_parquet) as temporary:
+    with gpu_slot(context.instance), atomic_output(outputs.cells_parquet) as temporary:
         summary = segment_slide(
             user_files.slide_file(key),
             info.mpp,

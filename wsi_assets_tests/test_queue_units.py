@@ -81,3 +81,22 @@ def test_gpu_pool_gets_exactly_the_configured_slots(tmp_path):
         storage.set_concurrency_slots("gpu", 2)  # what a racing first claim can leave behind
         ensure_pool_slots(instance)
         assert storage.get_concurrency_info("gpu").slot_count == 1
+
+
+def test_machine_slot_lets_one_process_at_a_time(tmp_path):
+    """Two processes asking for the only slot: their held intervals never overlap."""
+    import json
+
+    code = (
+        "import json, sys, time\n"
+        "from pathlib import Path\n"
+        "from wsi_assets.gpu_slots import machine_slot\n"
+        "with machine_slot(Path(sys.argv[1]), 1):\n"
+        "    start = time.time(); time.sleep(0.5); end = time.time()\n"
+        "print(json.dumps([start, end]))\n"
+    )
+    processes = [
+        subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE, text=True) for _ in range(3)
+    ]
+    spans = sorted(json.loads(p.communicate(timeout=60)[0]) for p in processes)
+    assert all(a[1] <= b[0] for a, b in zip(spans, spans[1:])), spans

@@ -1,20 +1,24 @@
 """A light code location for the queue benchmark: one short slide-partitioned step in the gpu pool.
 
 It shares the `slides` partitions and the instance's queue settings with the product, but its
-run workers import only Dagster, so 1,000 runs fit on a small machine.
+run workers import only Dagster (and the small gpu_slots module), so 1,000 runs fit on a small
+machine.
 """
 
 import time
 
-from dagster import Definitions, DynamicPartitionsDefinition, asset, define_asset_job, in_process_executor
+from dagster import AssetExecutionContext, Definitions, DynamicPartitionsDefinition, asset, define_asset_job, in_process_executor
+
+from wsi_assets.gpu_slots import gpu_slot
 
 slides = DynamicPartitionsDefinition(name="slides")
 
 
 @asset(partitions_def=slides, pool="gpu", op_tags={"wsi/device": "gpu"})
-def queue_probe() -> None:
-    """Stands in for a segmentation step: holds a gpu slot briefly."""
-    time.sleep(0.2)
+def queue_probe(context: AssetExecutionContext) -> None:
+    """Stands in for a segmentation step: holds a gpu slot briefly, as cell_segmentation does."""
+    with gpu_slot(context.instance):
+        time.sleep(0.2)
 
 
 probe_job = define_asset_job("probe_job", selection=[queue_probe], executor_def=in_process_executor)
