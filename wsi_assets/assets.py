@@ -16,7 +16,6 @@ from wsi_assets.gpu_slots import gpu_slot
 from wsi_assets.partitions import slides_partitions
 from wsi_assets.quality import draw_outlines, overlay_regions, region_polygons
 from wsi_assets.resources import SegmentationResource, UserFilesResource
-from wsi_assets.segmenter import default_segmenter
 from wsi_assets.slide_keys import InvalidSlideKey, SlideKey
 from wsi_assets.slide_outputs import MissingUpstreamOutput
 from wsi_assets.slide_reader import SlideReadError
@@ -144,7 +143,7 @@ def cell_segmentation(
     outputs = user_files.outputs(key)
     info = outputs.read_slide_info()
     tissue = outputs.read_tissue_mask()
-    segmenter = default_segmenter()
+    segmenter = segmentation.segmenter()
     context.log.info(f"{key}: segmenting with {segmenter.name} v{segmenter.version} on {segmenter.device} at {segmenter.mpp} µm/px")
     provenance = {"slide": key.partition_key, "mpp": info.mpp, "segmenter": segmenter.name, "segmenter_version": segmenter.version}
     outputs.cells_parquet.parent.mkdir(parents=True, exist_ok=True)

@@ -1,24 +1,32 @@
-"""Holding a GPU slot across run processes on one machine, where Dagster's pool is not enough.
+"""Holding a GPU slot across run processes, where Dagster's pool alone over-admits.
 
-Dagster's pool claim selects a free slot and then takes it. PostgreSQL locks the row between
-the two (FOR UPDATE SKIP LOCKED); SQLite ignores that clause, so two runs starting together can
-take the same slot (the queue benchmark saw two gpu steps at once with a limit of 1). The
-SQLite instance lives on one machine, so an OS file lock per slot under $DAGSTER_HOME closes
-the gap; the kernel drops the lock of a killed process.
+Dagster's pool claim selects a free slot row and then updates it, on an autocommit connection:
+on PostgreSQL the row lock of `FOR UPDATE` ends with the select, and SQLite ignores the clause.
+Two runs starting together can then take the same slot; the queue benchmark saw two `gpu` steps
+at once with a limit of 1 on both storages. The segmentation step therefore also holds a lock
+that the storage or the OS enforces, and that is dropped when its process dies:
+- PostgreSQL instance (one or many machines): a session advisory lock per slot;
+- SQLite instance (one machine): an OS file lock per slot under $DAGSTER_HOME.
 """
 
 from __future__ import annotations
 
 import fcntl
 import time
+import zlib
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
 POLL_SECONDS = 0.2
+POOL = "gpu"
 
 
-def uses_sqlite_storage(instance) -> bool:
+def _postgres_url(instance) -> str | None:
+    return getattr(instance.event_log_storage, "postgres_url", None)
+
+
+def _uses_sqlite(instance) -> bool:
     from dagster._core.storage.event_log.sqlite import ConsolidatedSqliteEventLogStorage, SqliteEventLogStorage
 
     return isinstance(instance.event_log_storage, (SqliteEventLogStorage, ConsolidatedSqliteEventLogStorage))
@@ -46,11 +54,39 @@ def machine_slot(lock_dir: Path, slots: int) -> Iterator[int]:
 
 
 @contextmanager
+def postgres_slot(url: str, pool: str, slots: int) -> Iterator[int]:
+    """Wait for one of `slots` advisory locks of `pool`; the lock lives as long as this connection."""
+    import psycopg2
+
+    pool_key = zlib.crc32(f"wsi-assets/{pool}".encode()) & 0x7FFFFFFF
+    connection = psycopg2.connect(url)
+    connection.autocommit = True
+    try:
+        with connection.cursor() as cursor:
+            while True:
+                for slot in range(max(1, slots)):
+                    cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", (pool_key, slot))
+                    if cursor.fetchone()[0]:
+                        try:
+                            yield slot
+                        finally:
+                            cursor.execute("SELECT pg_advisory_unlock(%s, %s)", (pool_key, slot))
+                        return
+                time.sleep(POLL_SECONDS)
+    finally:
+        connection.close()
+
+
+@contextmanager
 def gpu_slot(instance) -> Iterator[None]:
-    """On a SQLite instance, hold one of the `gpu` pool's slots on this machine; elsewhere a no-op."""
-    if not uses_sqlite_storage(instance):
-        yield
-        return
+    """Hold one of the `gpu` pool's slots (dagster.yaml's pool limit) for the block."""
     slots = instance.global_op_concurrency_default_limit or 1
-    with machine_slot(Path(instance.root_directory) / "gpu-slots", slots):
+    url = _postgres_url(instance)
+    if url:
+        with postgres_slot(url, POOL, slots):
+            yield
+    elif _uses_sqlite(instance):
+        with machine_slot(Path(instance.root_directory) / "gpu-slots", slots):
+            yield
+    else:  # in-memory instances (tests, execute_in_process): one process, nothing to share
         yield

@@ -2,27 +2,30 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 
 import cv2
 import numpy as np
 from skimage.segmentation import relabel_sequential
 
-from wsi_assets.segmenter import Segmenter, default_segmenter
+from wsi_assets.segmenter import Segmenter, get_segmenter
 
 # Scale factors this close to 1 are treated as 1: resampling would only blur.
 _SCALE_TOLERANCE = 1e-3
 
 
-def segment_image(rgb: np.ndarray, mpp: float, model: Segmenter | None = None) -> np.ndarray:
+def segment_image(rgb: np.ndarray, mpp: float, model: Segmenter | str | Path | None = None) -> np.ndarray:
     """Nucleus instance labels (int32, same H,W as `rgb`, 0 background, 1..n) of an RGB image.
 
     `rgb` is (H,W,3) uint8, or float in [0,1] or [0,255] (a float image whose maximum is at
     most 1 is read as [0,1]); `mpp` is its µm per pixel. The image is resampled to the
     model's µm/px, segmented, and the labels are resampled back by nearest neighbour.
+    `model` is a `Segmenter`, "default", "classical", or the path of a TorchScript model file
+    (see `wsi_assets.segmenter.get_segmenter`); None means the default model.
     """
     image = as_uint8_rgb(rgb)
     mpp = check_mpp(mpp)
-    model = model or default_segmenter()
+    model = get_segmenter(model)
     height, width = image.shape[:2]
     scale = mpp / float(model.mpp)
     resampled = resample_image(image, scale)

@@ -7,6 +7,7 @@ run instead of one per step, which matters with thousands of slides queued.
 from dagster import AssetSelection, define_asset_job, in_process_executor
 
 from wsi_assets.assets import cell_segmentation, cells_csv, cells_zarr, slide_metadata, tissue_mask
+from wsi_assets.model_assets import nuclei_model, nuclei_model_evaluation
 
 process_slide = define_asset_job(
     name="process_slide",
@@ -29,4 +30,17 @@ export_cells = define_asset_job(
     description="Rewrite the exports from the stored segmentation, without segmenting again.",
 )
 
+train_nuclei_model = define_asset_job(
+    name="train_nuclei_model",
+    selection=AssetSelection.assets(nuclei_model, nuclei_model_evaluation),
+    description="Train the nucleus model from a labelled folder, then score it on the held-out split.",
+)
+
+evaluate_nuclei_model = define_asset_job(
+    name="evaluate_nuclei_model",
+    selection=AssetSelection.assets(nuclei_model_evaluation),
+    description="Score a nucleus model (trained, default, classical or a file) on labelled images.",
+)
+
 slide_jobs = [process_slide, tissue_mask_only, export_cells]
+model_jobs = [train_nuclei_model, evaluate_nuclei_model]

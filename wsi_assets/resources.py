@@ -7,6 +7,7 @@ from pathlib import Path
 from dagster import ConfigurableResource
 from pydantic import Field
 
+from wsi_assets.segmenter import Segmenter, get_segmenter
 from wsi_assets.slide_keys import SlideKey
 from wsi_assets.slide_outputs import SlideOutputs
 from wsi_assets.slide_reader import FALLBACK_MPP
@@ -38,6 +39,13 @@ class SegmentationResource(ConfigurableResource):
     batch_size: int = Field(default=4, description="Tiles per segmenter call")
     read_threads: int = Field(default=2, description="Threads reading tiles ahead of the segmenter")
     default_mpp: float = Field(default=FALLBACK_MPP, description="µm/px assumed for slides with neither µm/px nor objective power")
+    model: str = Field(default="default", description='Segmenter: "default" (classical for now), "classical", "learned" (the shipped model), or a TorchScript file path')
+    model_mpp: float = Field(default=0.0, description="µm/px of a model file without a model card (0 = read it from the card)")
+    device: str = Field(default="auto", description='Where the model runs: "auto" (cuda if torch sees one, else cpu), "cpu", "cuda", "cuda:N"')
+
+    def segmenter(self) -> Segmenter:
+        """The configured segmenter (loaded once per process and model file)."""
+        return get_segmenter(self.model, device=self.device, mpp=self.model_mpp)
 
     def tiling(self) -> TilingSettings:
         return TilingSettings(

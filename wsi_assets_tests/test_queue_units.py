@@ -100,3 +100,33 @@ def test_machine_slot_lets_one_process_at_a_time(tmp_path):
     ]
     spans = sorted(json.loads(p.communicate(timeout=60)[0]) for p in processes)
     assert all(a[1] <= b[0] for a, b in zip(spans, spans[1:])), spans
+
+
+def test_postgres_slot_lets_one_holder_at_a_time():
+    """Advisory locks on a real PostgreSQL (skipped without WSI_PG_*; .ci/run provides one)."""
+    import os
+    import threading
+
+    from wsi_assets.gpu_slots import postgres_slot
+
+    if not os.environ.get("WSI_PG_HOST"):
+        pytest.skip("PostgreSQL not configured (WSI_PG_*)")
+    url = (
+        f"postgresql://{os.environ['WSI_PG_USER']}:{os.environ['WSI_PG_PASSWORD']}"
+        f"@{os.environ['WSI_PG_HOST']}:{os.environ['WSI_PG_PORT']}/postgres"
+    )
+    spans = []
+
+    def hold():
+        with postgres_slot(url, "gpu-test", 1):
+            start = time.time()
+            time.sleep(0.3)
+            spans.append((start, time.time()))
+
+    threads = [threading.Thread(target=hold) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    spans.sort()
+    assert len(spans) == 3 and all(a[1] <= b[0] for a, b in zip(spans, spans[1:])), spans

@@ -9,7 +9,7 @@ import pytest
 from wsi_assets.classical_segmenter import ClassicalParams, ClassicalSegmenter
 from wsi_assets.metrics import f1_at_iou
 from wsi_assets.image_segmentation import segment_image
-from wsi_assets.segmenter import Segmenter, default_segmenter
+from wsi_assets.segmenter import Segmenter, default_segmenter, get_segmenter
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 CMU_SLIDE = DATA / "slides" / "CMU-1-Small-Region.svs"
@@ -138,11 +138,12 @@ def test_segment_batch_contract(tile):
         segmenter.segment_batch(rgb)
 
 
-def test_default_segmenter_is_a_shared_classical_one():
+def test_default_segmenter_is_shared_and_classical_stays_available_by_name():
     segmenter = default_segmenter()
     assert segmenter is default_segmenter()
     assert isinstance(segmenter, Segmenter)
-    assert (segmenter.name, segmenter.version, segmenter.mpp, segmenter.device) == (
+    classical = get_segmenter("classical")
+    assert (classical.name, classical.version, classical.mpp, classical.device) == (
         "classical-hed-watershed",
         "1",
         0.5,
@@ -169,13 +170,19 @@ def test_real_slide_region():
     with openslide.OpenSlide(str(CMU_SLIDE)) as slide:
         mpp = float(slide.properties[openslide.PROPERTY_NAME_MPP_X])
         tissue = np.asarray(slide.read_region((1024, 1024), 0, (1024, 1024)).convert("RGB"))
-        glass = np.asarray(slide.read_region((0, 0), 0, (700, 900)).convert("RGB"))
+        glass = np.asarray(slide.read_region((150, 0), 0, (550, 900)).convert("RGB"))
+        # the slide's top-left corner: a scrap of tissue with dark blue-black debris
+        debris = np.asarray(slide.read_region((0, 0), 0, (150, 900)).convert("RGB"))
     labels = segment_image(tissue, mpp)
     assert labels.shape == (1024, 1024)
     assert 300 < labels.max() < 3000
     areas_um2 = np.bincount(labels.ravel())[1:] * mpp**2
     assert 15 < np.median(areas_um2) < 80  # nucleus-sized, not fragments or tissue blobs
     assert segment_image(glass, mpp).max() <= 2
+    # The learned model outlines a few of the dark debris blobs as nuclei (7 in v1); the classical
+    # segmenter rejects them by colour. Known weakness: keep it bounded, not hidden.
+    assert segment_image(debris, mpp).max() <= 10
+    assert segment_image(debris, mpp, model="classical").max() <= 2
 
 
 def test_synthetic_slide_counts(tmp_path):
