@@ -11,7 +11,6 @@ labelled nuclei's median diameter (see `estimate_mpp`). Prints one table row per
 from __future__ import annotations
 
 import argparse
-import re
 import time
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
@@ -23,11 +22,9 @@ import pandas as pd
 from wsi_assets.classical_segmenter import ClassicalParams, ClassicalSegmenter
 from wsi_assets.metrics import aggregated_jaccard_index, f1_at_iou, panoptic_quality
 from wsi_assets.image_segmentation import segment_image
+from wsi_assets.training.data import estimate_mpp, parse_mpp
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "nuclei_train"
-# Median equivalent nucleus diameter in MoNuSeg (20.3 px at 0.25 µm/px, per SOURCES.md): the
-# one set with a measured pixel size, used to put tiles of unknown magnification at scale.
-REFERENCE_NUCLEUS_DIAMETER_UM = 5.1
 
 
 @dataclass
@@ -45,22 +42,6 @@ class ImageScore:
     aji: float
     pq: float
     seconds: float
-
-
-def parse_mpp(text: str) -> float | None:
-    """First number in a manifest pixel-size cell ("0.25 (40x; ...)", "~0.2 ..."), None if unknown."""
-    if "unknown" in str(text).lower():
-        return None
-    match = re.search(r"\d+(?:\.\d+)?", str(text))
-    return float(match.group()) if match else None
-
-
-def estimate_mpp(labels: np.ndarray) -> float:
-    """µm/px that makes the median labelled nucleus as wide as the reference diameter."""
-    areas = np.bincount(labels.ravel())[1:]
-    areas = areas[areas > 0]
-    median_diameter_px = float(np.median(2 * np.sqrt(areas / np.pi)))
-    return REFERENCE_NUCLEUS_DIAMETER_UM / median_diameter_px
 
 
 def read_pair(root: Path, image_rel: str, label_rel: str) -> tuple[np.ndarray, np.ndarray]:
