@@ -90,7 +90,7 @@ def main() -> None:
 
     from dagster import DagsterInstance
 
-    from wsi_assets.queue_audit import audit_queue, run_spans, step_spans
+    from wsi_assets.queue_audit import audit_queue, gpu_hold_spans, run_spans
 
     home, extra = make_instance_home(args.storage)
     env = service_env(home, home / "user_files", extra)
@@ -119,7 +119,7 @@ def main() -> None:
             latencies.append(first_step_start(instance, run_id) - submitted)
 
     spans = run_spans(instance, run_ids)
-    audit = audit_queue(spans, step_spans(instance, run_ids, step_key="queue_probe"))
+    audit = audit_queue(spans, gpu_hold_spans(instance, run_ids))
     starts = sorted(s.started for s in spans if s.started)
     statuses = {}
     for s in spans:

@@ -147,7 +147,7 @@ def cell_segmentation(
     context.log.info(f"{key}: segmenting with {segmenter.name} v{segmenter.version} on {segmenter.device} at {segmenter.mpp} µm/px")
     provenance = {"slide": key.partition_key, "mpp": info.mpp, "segmenter": segmenter.name, "segmenter_version": segmenter.version}
     outputs.cells_parquet.parent.mkdir(parents=True, exist_ok=True)
-    with gpu_slot(context.instance), atomic_output(outputs.cells_parquet) as temporary:
+    with gpu_slot(context.instance, context.log.info), atomic_output(outputs.cells_parquet) as temporary:
         summary = segment_slide(
             user_files.slide_file(key),
             info.mpp,

@@ -16,7 +16,7 @@ import time
 import zlib
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 POLL_SECONDS = 0.2
 POOL = "gpu"
@@ -77,16 +77,33 @@ def postgres_slot(url: str, pool: str, slots: int) -> Iterator[int]:
         connection.close()
 
 
+HELD_MESSAGE = "gpu slot {slot} held"
+RELEASED_MESSAGE = "gpu slot {slot} released"
+
+
 @contextmanager
-def gpu_slot(instance) -> Iterator[None]:
+def _held(slot: int, log: Callable[[str], None] | None) -> Iterator[None]:
+    # Logged inside the lock, so the run's log shows exactly when it used the GPU.
+    if log:
+        log(HELD_MESSAGE.format(slot=slot))
+    try:
+        yield
+    finally:
+        if log:
+            log(RELEASED_MESSAGE.format(slot=slot))
+
+
+@contextmanager
+def gpu_slot(instance, log: Callable[[str], None] | None = None) -> Iterator[None]:
     """Hold one of the `gpu` pool's slots (dagster.yaml's pool limit) for the block."""
     slots = instance.global_op_concurrency_default_limit or 1
     url = _postgres_url(instance)
     if url:
-        with postgres_slot(url, POOL, slots):
+        with postgres_slot(url, POOL, slots) as slot, _held(slot, log):
             yield
     elif _uses_sqlite(instance):
-        with machine_slot(Path(instance.root_directory) / "gpu-slots", slots):
+        with machine_slot(Path(instance.root_directory) / "gpu-slots", slots) as slot, _held(slot, log):
             yield
     else:  # in-memory instances (tests, execute_in_process): one process, nothing to share
-        yield
+        with _held(0, log):
+            yield

@@ -35,7 +35,7 @@ class QueueAudit:
     order_violations: list[tuple[str, str, str]]  # (branch, earlier-submitted run, run that started first)
     max_runs_per_user: int
     max_runs_in_all: int
-    max_gpu_steps: int
+    max_gpu_steps: int  # runs holding a GPU slot at once
 
     def violations(self, user_limit: int, global_limit: int, gpu_limit: int) -> int:
         return (
@@ -63,6 +63,27 @@ def run_spans(instance: DagsterInstance, run_ids: list[str]) -> list[RunSpan]:
                 status=run.status.value,
             )
         )
+    return spans
+
+
+def gpu_hold_spans(instance: DagsterInstance, run_ids: list[str]) -> list[tuple[float, float]]:
+    """(start, end) of every time a run held a GPU slot, from the guard's log lines (gpu_slots.py).
+
+    A step of the `gpu` pool may start while another holds the GPU (Dagster's pool over-admits,
+    see gpu_slots.py) and then wait for the slot; the promise is about using the GPU.
+    """
+    spans = []
+    for run_id in run_ids:
+        held = None
+        for entry in instance.all_logs(run_id):
+            message = entry.user_message or ""
+            if message.startswith("gpu slot ") and message.endswith(" held"):
+                held = entry.timestamp
+            elif message.startswith("gpu slot ") and message.endswith(" released") and held is not None:
+                spans.append((held, entry.timestamp))
+                held = None
+        if held is not None:  # the run died holding the slot
+            spans.append((held, float("inf")))
     return spans
 
 

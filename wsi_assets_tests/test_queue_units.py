@@ -130,3 +130,20 @@ def test_postgres_slot_lets_one_holder_at_a_time():
         thread.join(timeout=30)
     spans.sort()
     assert len(spans) == 3 and all(a[1] <= b[0] for a, b in zip(spans, spans[1:])), spans
+
+
+def test_gpu_slot_logs_when_the_gpu_is_held(tmp_path):
+    import shutil
+
+    from dagster import DagsterInstance
+
+    from wsi_assets.gpu_slots import gpu_slot
+    from wsi_assets_tests.dagster_services import REPO
+
+    shutil.copyfile(REPO / "dagster.yaml", tmp_path / "dagster.yaml")
+    lines = []
+    with DagsterInstance.from_config(str(tmp_path)) as instance:
+        with gpu_slot(instance, lines.append):
+            lines.append("work")
+    assert lines == ["gpu slot 0 held", "work", "gpu slot 0 released"]
+    assert (tmp_path / "gpu-slots" / "slot-0.lock").exists()

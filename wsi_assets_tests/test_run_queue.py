@@ -140,7 +140,7 @@ def _finished(instance, run_ids) -> bool:
 
 
 def test_branches_run_serially_in_order_within_limits(queue_services, tiny_slide):
-    from wsi_assets.queue_audit import audit_queue, run_spans, step_spans
+    from wsi_assets.queue_audit import audit_queue, gpu_hold_spans, run_spans
 
     services, instance = queue_services, queue_services["instance"]
     for user in USERS:
@@ -160,7 +160,9 @@ def test_branches_run_serially_in_order_within_limits(queue_services, tiny_slide
     spans = run_spans(instance, run_ids)
     assert {s.status for s in spans} == {"SUCCESS"}, [(s.branch, s.status) for s in spans]
     assert {s.branch for s in spans} == {f"{u}/{b}" for u in USERS for b in BRANCHES}, "every launch path must be tagged"
-    audit = audit_queue(spans, step_spans(instance, run_ids))
+    gpu_holds = gpu_hold_spans(instance, run_ids)
+    assert len(gpu_holds) == len(run_ids), "every run's segmentation must log its GPU slot"
+    audit = audit_queue(spans, gpu_holds)
     assert audit.branch_overlaps == []
     assert audit.order_violations == []
     assert audit.max_runs_per_user <= USER_LIMIT

@@ -17,7 +17,7 @@ slides = DynamicPartitionsDefinition(name="slides")
 @asset(partitions_def=slides, pool="gpu", op_tags={"wsi/device": "gpu"})
 def queue_probe(context: AssetExecutionContext) -> None:
     """Stands in for a segmentation step: holds a gpu slot briefly, as cell_segmentation does."""
-    with gpu_slot(context.instance):
+    with gpu_slot(context.instance, context.log.info):
         time.sleep(0.2)
 
 
