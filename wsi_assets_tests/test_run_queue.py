@@ -201,7 +201,7 @@ def test_killed_worker_fails_its_run_and_frees_its_branch(queue_services, tmp_pa
 
     services, instance = queue_services, queue_services["instance"]
     big = tmp_path / "big.svs"
-    write_synthetic_slide(big, SyntheticSlideSpec(width=16000, height=12000, mpp=0.25, seed=9))
+    write_synthetic_slide(big, SyntheticSlideSpec(width=24000, height=18000, mpp=0.25, seed=9))
     before = set(_all_run_ids(instance))
     _upload(services["user_files"], "dee", "crash", "big", big)
     first = wait_until(lambda: list(set(_all_run_ids(instance)) - before), timeout=120, what="sensor run for the big slide")[0]
@@ -209,6 +209,7 @@ def test_killed_worker_fails_its_run_and_frees_its_branch(queue_services, tmp_pa
     second = wait_until(lambda: list(set(_all_run_ids(instance)) - before - {first}), timeout=120, what="second run queued")[0]
     wait_until(lambda: _in_segmentation(instance, first), timeout=300, interval=0.2, what="first run inside segmentation")
     pid = _worker_pid(instance, first)
+    assert instance.get_run_by_id(first).status == DagsterRunStatus.STARTED, "the run ended before the kill: use a bigger slide"
     _kill_tree(pid)
     killed_at = time.time()
 
