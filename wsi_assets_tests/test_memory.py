@@ -9,9 +9,11 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 # 805 Mpx: 2.4 GB of level-0 RGB. Holding the slide, a level-0 mask or all label maps would
-# blow far past the bound; streaming stays near the fixed cost of the libraries and a few tiles.
+# blow past the bound; streaming stays near the fixed cost of the libraries and a few tiles
+# (seen: 744 MB on an idle machine, 1,289 MB on a heavily loaded one, where read-ahead threads
+# and allocator arenas hold more at once). The product target is 2 GB for any slide.
 LARGE = dict(width=32_768, height=24_576)
-BOUND_FRACTION_OF_DECODED = 0.4
+BOUND_FRACTION_OF_DECODED = 0.6
 
 
 def test_peak_memory_stays_far_below_the_decoded_slide(tmp_path):
