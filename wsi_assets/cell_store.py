@@ -91,7 +91,7 @@ def store_metadata(path: Path) -> dict[str, str]:
     return {k.decode(): v.decode() for k, v in raw.items()}
 
 
-def _batch_to_table(batch: pa.RecordBatch) -> tuple[np.ndarray, NucleusTable, np.ndarray]:
+def nuclei_from_batch(batch: pa.RecordBatch) -> tuple[np.ndarray, NucleusTable, np.ndarray]:
     polygon_x = batch.column("polygon_x")
     polygon_y = batch.column("polygon_y")
     offsets = polygon_x.offsets.to_numpy().astype(np.int64)
@@ -113,7 +113,7 @@ def _batch_to_table(batch: pa.RecordBatch) -> tuple[np.ndarray, NucleusTable, np
 def iter_cells(path: Path, batch_cells: int = 50_000) -> Iterator[tuple[np.ndarray, NucleusTable, np.ndarray]]:
     """(cell_ids, nuclei, tile (row, col) per cell) in id order, a bounded batch at a time."""
     for batch in pq.ParquetFile(str(path)).iter_batches(batch_size=batch_cells):
-        yield _batch_to_table(batch)
+        yield nuclei_from_batch(batch)
 
 
 def read_cell_columns(path: Path, columns: list[str]) -> dict[str, np.ndarray]:

@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 from scipy.spatial import cKDTree
 
 from wsi_assets.border_dedup import same_nucleus
-from wsi_assets.cell_store import _batch_to_table, read_cell_columns
+from wsi_assets.cell_store import nuclei_from_batch, read_cell_columns
 from wsi_assets.tissue import TissueMask
 
 # Nuclei per mm² of tissue. Sparse stroma has a few hundred; dense lymphoid tissue ~15,000.
@@ -88,7 +88,7 @@ def _polygons_by_id(cells_path: Path, cell_ids: np.ndarray) -> dict[int, np.ndar
     table = pq.read_table(str(cells_path), filters=[("cell_id", "in", [int(i) for i in cell_ids])])
     polygons = {}
     for batch in table.to_batches():
-        ids, nuclei, _ = _batch_to_table(batch)
+        ids, nuclei, _ = nuclei_from_batch(batch)
         polygons.update({int(cell_id): nuclei.polygon(i) for i, cell_id in enumerate(ids)})
     return polygons
 
@@ -117,7 +117,7 @@ def region_polygons(cells_path: Path, x0: int, y0: int, x1: int, y1: int) -> lis
     )
     polygons = []
     for batch in table.to_batches():
-        _, nuclei, _ = _batch_to_table(batch)
+        _, nuclei, _ = nuclei_from_batch(batch)
         polygons.extend(nuclei.polygon(i) for i in range(len(nuclei)))
     return polygons
 
