@@ -8,6 +8,7 @@ import functools
 import json
 import time
 
+import numpy as np
 from dagster import AssetExecutionContext, Backoff, Failure, MaterializeResult, MetadataValue, RetryPolicy, asset
 
 from wsi_assets.version import __version__
@@ -181,8 +182,6 @@ def cell_segmentation(
 
 def _qc_overlay(user_files: UserFilesResource, key: SlideKey, info) -> bytes:
     """Nucleus outlines drawn on a few full-resolution regions, side by side."""
-    import numpy as np
-
     region_px = int(round(OVERLAY_REGION_UM / info.mpp))
     outputs = user_files.outputs(key)
     panels = []

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
+import cv2
 import numpy as np
 import openslide
 
@@ -87,8 +88,6 @@ def _read_tile(slide: openslide.OpenSlide, tile: Tile, grid: TileGrid) -> np.nda
     rgb = read_region_at_downsample(slide, tile.read_x, tile.read_y, tile.read_w, tile.read_h, grid.scale)
     side = grid.tile_pixels
     if rgb.shape[:2] != (side, side):
-        import cv2
-
         rgb = cv2.resize(rgb, (side, side), interpolation=cv2.INTER_AREA)
     return rgb
 
