@@ -132,17 +132,32 @@ def segment_slide(
             refill()
             deduplicator = BorderDeduplicator(settings.border_um / slide_mpp)
             done = 0
+
+            def write(batch: list[Tile], owned: list) -> None:
+                # Tiles are written in grid order, so border deduplication sees the same
+                # neighbours whatever the thread timing: the output is deterministic.
+                nonlocal done
+                for tile, future in zip(batch, owned):
+                    writer.append(deduplicator.filter(tile, future.result()), tile.row, tile.col)
+                    done += 1
+                    if on_progress:
+                        on_progress(Progress(done, len(tiles), writer.cells_written, time.perf_counter() - started))
+
+            # Post-processing of one batch overlaps the segmentation of the next.
+            previous: tuple[list[Tile], list] | None = None
             while read_ahead:
                 batch, futures = read_ahead.popleft()
                 refill()
                 images = np.stack([f.result() for f in futures])
                 labels = segmenter.segment_batch(images)
-                owned = list(postprocessors.map(owned_nuclei, list(labels), batch, [grid] * len(batch)))
-                for tile, nuclei in zip(batch, owned):
-                    writer.append(deduplicator.filter(tile, nuclei), tile.row, tile.col)
-                    done += 1
-                    if on_progress:
-                        on_progress(Progress(done, len(tiles), writer.cells_written, time.perf_counter() - started))
+                del images
+                owned = [postprocessors.submit(owned_nuclei, tile_labels, tile, grid) for tile_labels, tile in zip(labels, batch)]
+                del labels
+                if previous is not None:
+                    write(*previous)
+                previous = (batch, owned)
+            if previous is not None:
+                write(*previous)
             cells = writer.cells_written
     return SegmentationSummary(
         cells=cells,

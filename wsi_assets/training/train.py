@@ -50,6 +50,7 @@ class TrainConfig:
     version: str = ""
     tune: bool = True  # choose the post-processing thresholds on the training images
     snapshot_every: int = 0  # also export `<out>.step<N>.pt` every N steps (0 = never)
+    init: Path | None = None  # start from this exported model's weights (continue or fine-tune)
 
 
 def loss_fn(out: torch.Tensor, fg: torch.Tensor, dist: torch.Tensor) -> torch.Tensor:
@@ -128,7 +129,11 @@ def train(config: TrainConfig, log: Callable[[str], None] = print) -> dict:
     if config.epochs:
         steps = max(1, math.ceil(config.epochs * pixels / (config.batch * config.crop**2)))
     sampler = CropSampler(images, config.crop, config.seed)
-    net = UNet(list(config.widths)).to(device)
+    net = UNet(list(config.widths))
+    if config.init:
+        net.load_state_dict(load_trained_net(Path(config.init)).state_dict())
+        log(f"starting from the weights of {config.init}")
+    net = net.to(device)
     opt = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=config.lr, total_steps=steps, pct_start=0.1)
     log(f"{steps} steps of {config.batch}×{config.crop}² crops on {device} ({sum(p.numel() for p in net.parameters()):,} parameters)")
@@ -178,6 +183,7 @@ def train(config: TrainConfig, log: Callable[[str], None] = print) -> dict:
             "crop": config.crop,
             "lr": config.lr,
             "seed": config.seed,
+            "init": str(config.init) if config.init else None,
             "device": str(device),
             "threads": config.threads,
             "seconds": round(seconds, 1),
@@ -208,13 +214,22 @@ def export(net: UNet, card: dict, out: Path, **post) -> Path:
     return out
 
 
-def rebuild(model_file: Path, out: Path, card_updates: dict | None = None, **post) -> Path:
-    """Re-export a trained file with other post-processing settings (thresholds), no retraining."""
+def load_trained_net(model_file: Path) -> UNet:
+    """The U-Net inside a model file this project exported."""
     from wsi_assets.torchscript_segmenter import read_model_card
 
     card = read_model_card(model_file)
     net = UNet(list(card.get("widths") or TrainConfig().widths))
     net.load_state_dict(torch.jit.load(str(model_file), map_location="cpu").net.state_dict())
+    return net
+
+
+def rebuild(model_file: Path, out: Path, card_updates: dict | None = None, **post) -> Path:
+    """Re-export a trained file with other post-processing settings (thresholds), no retraining."""
+    from wsi_assets.torchscript_segmenter import read_model_card
+
+    card = read_model_card(model_file)
+    net = load_trained_net(model_file)
     card = {k: v for k, v in card.items() if k != "postprocessing"}
     return export(net.eval(), {**card, **(card_updates or {})}, out, **post)
 
@@ -233,11 +248,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (0 = torch's default)")
     parser.add_argument("--version", default="")
     parser.add_argument("--snapshot-every", type=int, default=0, help="also export a snapshot every N steps")
+    parser.add_argument("--init", type=Path, help="start from this exported model's weights (fine-tune / continue)")
+    parser.add_argument("--lr", type=float, default=TrainConfig.lr)
     args = parser.parse_args(argv)
     config = TrainConfig(
         data=args.data, out=args.out, commercial_only=args.commercial_only, epochs=args.epochs, steps=args.steps,
         batch=args.batch, mpp=args.mpp, seed=args.seed, device=args.device, threads=args.threads, version=args.version,
-        snapshot_every=args.snapshot_every,
+        snapshot_every=args.snapshot_every, init=args.init, lr=args.lr,
     )
     train(config, log=lambda m: print(m, flush=True))
 
