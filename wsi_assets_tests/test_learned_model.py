@@ -187,21 +187,49 @@ def test_shipped_model_beats_classical_on_a_held_out_real_image():
     assert f1_learned > f1_classical + 0.1, (f1_learned, f1_classical)
 
 
-def test_train_and_evaluate_assets_on_a_labelled_folder(tmp_path, dagster_instance):
-    """The training job end to end on a tiny images/ + labels/ folder (one optimiser step)."""
+def labelled_folder(folder: Path) -> Path:
+    """A tiny images/ + labels/ folder of drawn tiles, the layout training reads."""
     import cv2
-    from dagster import materialize
 
-    from wsi_assets.model_assets import nuclei_model, nuclei_model_evaluation
     from wsi_assets_tests.test_segmenter import draw_tile
 
-    folder = tmp_path / "labelled"
     (folder / "images").mkdir(parents=True)
     (folder / "labels").mkdir()
     for seed in (0, 1):
         rgb, labels = draw_tile(seed=seed, size=160)
         cv2.imwrite(str(folder / "images" / f"t{seed}.png"), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
         cv2.imwrite(str(folder / "labels" / f"t{seed}.png"), labels.astype(np.uint16))
+    return folder
+
+
+def test_training_continues_from_an_exported_model(tmp_path):
+    """`--init` starts from a model file's weights (with a vanishing learning rate they stay put)."""
+    from wsi_assets.training.train import TrainConfig, load_trained_net, train
+
+    folder = labelled_folder(tmp_path / "labelled")
+    torch.manual_seed(7)
+    start = export(UNet([4, 8]).eval(), {"name": "start", "version": "0", "mpp": 0.5, "widths": [4, 8]}, tmp_path / "start.pt")
+    out = tmp_path / "continued.pt"
+    config = TrainConfig(data=folder, out=out, steps=1, batch=2, crop=64, widths=[4, 8], lr=1e-12, tune=False, init=start)
+    card = train(config, log=lambda _: None)
+    assert card["training"]["init"] == str(start)
+    # parameters only: batch-norm running statistics move in any training step
+    weights = lambda path: {k: v.detach() for k, v in load_trained_net(path).named_parameters()}  # noqa: E731
+    before, after = weights(start), weights(out)
+    assert all(torch.allclose(before[k], after[k], atol=1e-6) for k in before)
+    fresh = TrainConfig(data=folder, out=tmp_path / "fresh.pt", steps=1, batch=2, crop=64, widths=[4, 8], lr=1e-12, tune=False)
+    train(fresh, log=lambda _: None)
+    other = weights(tmp_path / "fresh.pt")
+    assert not all(torch.allclose(before[k], other[k], atol=1e-6) for k in before)
+
+
+def test_train_and_evaluate_assets_on_a_labelled_folder(tmp_path, dagster_instance):
+    """The training job end to end on a tiny images/ + labels/ folder (one optimiser step)."""
+    from dagster import materialize
+
+    from wsi_assets.model_assets import nuclei_model, nuclei_model_evaluation
+
+    folder = labelled_folder(tmp_path / "labelled")
     out = tmp_path / "trained" / "model.pt"
     result = materialize(
         [nuclei_model, nuclei_model_evaluation],
