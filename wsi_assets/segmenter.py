@@ -35,7 +35,7 @@ def default_segmenter() -> Segmenter:
     """The segmenter used when none is configured (shared instance: it holds no per-call state).
 
     Still the classical one: the learned model ("learned") scores better but does not yet meet
-    its accuracy targets, runs ~20x slower per tile on a CPU, and needs more memory per tile;
+    its accuracy targets, runs ~13x slower per tile on a CPU (~2 s against ~0.15 s), and needs more memory per tile;
     it becomes the default once it meets them (issue 4).
     """
     from wsi_assets.classical_segmenter import ClassicalSegmenter
