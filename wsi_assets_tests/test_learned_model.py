@@ -213,8 +213,10 @@ def test_training_continues_from_an_exported_model(tmp_path):
     config = TrainConfig(data=folder, out=out, steps=1, batch=2, crop=64, widths=[4, 8], lr=1e-12, tune=False, init=start)
     card = train(config, log=lambda _: None)
     assert card["training"]["init"] == str(start)
-    # parameters only: batch-norm running statistics move in any training step
-    weights = lambda path: {k: v.detach() for k, v in load_trained_net(path).named_parameters()}  # noqa: E731
+    def weights(path: Path) -> dict:
+        # parameters only: batch-norm running statistics move in any training step
+        return {k: v.detach() for k, v in load_trained_net(path).named_parameters()}
+
     before, after = weights(start), weights(out)
     assert all(torch.allclose(before[k], after[k], atol=1e-6) for k in before)
     fresh = TrainConfig(data=folder, out=tmp_path / "fresh.pt", steps=1, batch=2, crop=64, widths=[4, 8], lr=1e-12, tune=False)
