@@ -10,11 +10,10 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 
-from dagster import DagsterEventType, DagsterInstance, RunsFilter
+from dagster import DagsterInstance, RunsFilter
 
 from wsi_assets.queue_tags import BRANCH_TAG, USER_TAG
 
-GPU_STEP = "cell_segmentation"
 
 
 @dataclass(frozen=True)
@@ -84,26 +83,6 @@ def gpu_hold_spans(instance: DagsterInstance, run_ids: list[str]) -> list[tuple[
                 held = None
         if held is not None:  # the run died holding the slot
             spans.append((held, float("inf")))
-    return spans
-
-
-def step_spans(instance: DagsterInstance, run_ids: list[str], step_key: str = GPU_STEP) -> list[tuple[float, float]]:
-    """(start, end) of every execution of `step_key` in these runs."""
-    spans = []
-    ends = {DagsterEventType.STEP_SUCCESS, DagsterEventType.STEP_FAILURE, DagsterEventType.STEP_UP_FOR_RETRY}
-    for run_id in run_ids:
-        started = None
-        for entry in instance.all_logs(run_id):
-            event = entry.dagster_event
-            if event is None or event.step_key != step_key:
-                continue
-            if event.event_type == DagsterEventType.STEP_START:
-                started = entry.timestamp
-            elif event.event_type in ends and started is not None:
-                spans.append((started, entry.timestamp))
-                started = None
-        if started is not None:  # the run died inside the step
-            spans.append((started, float("inf")))
     return spans
 
 

@@ -31,16 +31,21 @@ DEFAULT = "default"
 
 
 @lru_cache(maxsize=1)
+def classical_segmenter() -> Segmenter:
+    """The classical segmenter with default settings (shared instance, and so one thread pool)."""
+    from wsi_assets.classical_segmenter import ClassicalSegmenter
+
+    return ClassicalSegmenter()
+
+
 def default_segmenter() -> Segmenter:
     """The segmenter used when none is configured (shared instance: it holds no per-call state).
 
     Still the classical one: the learned model ("learned") scores better but does not yet meet
-    its accuracy targets, runs ~13x slower per tile on a CPU (~2 s against ~0.15 s), and needs more memory per tile;
-    it becomes the default once it meets them (issue 4).
+    its accuracy targets, runs ~13x slower per tile on a CPU (~2 s against ~0.15 s), and needs
+    more memory per tile; it becomes the default once it meets them (issue 4).
     """
-    from wsi_assets.classical_segmenter import ClassicalSegmenter
-
-    return ClassicalSegmenter()
+    return classical_segmenter()
 
 
 def get_segmenter(model: str | Path | Segmenter | None = DEFAULT, device: str = "auto", mpp: float = 0.0) -> Segmenter:
@@ -55,9 +60,7 @@ def get_segmenter(model: str | Path | Segmenter | None = DEFAULT, device: str = 
     if not isinstance(model, (str, Path)):
         return model
     if model == CLASSICAL:
-        from wsi_assets.classical_segmenter import ClassicalSegmenter
-
-        return ClassicalSegmenter()
+        return classical_segmenter()
     path = LEARNED_MODEL_FILE if model == LEARNED else Path(model).expanduser().resolve()
     return _cached_model(str(path), device or "auto", float(mpp or 0.0))
 
