@@ -32,6 +32,12 @@ class ModelLoadError(ValueError):
     """A model file that is missing, unreadable, or breaks the (B,3,H,W) -> (B,1,H,W) contract."""
 
 
+def _first_line(exc: Exception) -> str:
+    """The first line of an exception's message (torch's are pages long), or its type."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def resolve_device(device: str = "auto") -> torch.device:
     """"auto" -> cuda when torch sees a GPU, else cpu; anything else as torch spells it."""
     if device in ("", "auto"):
@@ -99,8 +105,7 @@ class TorchScriptSegmenter:
         try:
             module = torch.jit.load(str(self.path), map_location=self.torch_device)
         except Exception as exc:  # torch raises RuntimeError, ValueError, zip errors... for bad files
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ModelLoadError(f"model file {self.path} is not a loadable TorchScript file: {first}") from None
+            raise ModelLoadError(f"model file {self.path} is not a loadable TorchScript file: {_first_line(exc)}") from None
         self.module = module.eval()
         if check:
             self._check_contract()
@@ -114,8 +119,7 @@ class TorchScriptSegmenter:
         except ModelLoadError:
             raise
         except Exception as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ModelLoadError(f"model {self.path.name} breaks the contract RGB (B,3,H,W) -> labels (B,1,H,W): {first}") from None
+            raise ModelLoadError(f"model {self.path.name} breaks the contract RGB (B,3,H,W) -> labels (B,1,H,W): {_first_line(exc)}") from None
 
     def _to_input(self, tiles: np.ndarray) -> torch.Tensor:
         # (B,3,H,W) in channels-last memory, as the RGB tiles already are: convolutions run ~1.7x

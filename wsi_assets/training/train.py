@@ -25,11 +25,10 @@ import torch.nn.functional as F
 
 from wsi_assets.training.data import CropSampler, at_mpp, list_labelled_folder, load_images
 from wsi_assets.training.network import NucleiModel, UNet
-from wsi_assets.torchscript_segmenter import resolve_device
+from wsi_assets.torchscript_segmenter import CARD_SUFFIX, resolve_device
 from wsi_assets.training import DEFAULT_DATA, split
 
 MODEL_NAME = "wsi-nuclei-unet"
-CARD_SUFFIX = ".model_card.json"
 
 
 @dataclass
