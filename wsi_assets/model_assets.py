@@ -83,7 +83,7 @@ def nuclei_model_evaluation(context: AssetExecutionContext, config: EvaluationCo
         event = context.instance.get_latest_materialization_event(AssetKey("nuclei_model"))
         entry = event.asset_materialization.metadata.get("model_file") if event and event.asset_materialization else None
         if entry is None:
-            context.log.warning("nuclei_model was never materialized: scoring the shipped default model")
+            context.log.warning("nuclei_model was never materialized: scoring the default segmenter instead")
             model = DEFAULT
         else:
             model = str(entry.value)
