@@ -15,14 +15,12 @@ import time
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
-import cv2
-import numpy as np
 import pandas as pd
 
 from wsi_assets.classical_segmenter import ClassicalParams, ClassicalSegmenter
 from wsi_assets.metrics import aggregated_jaccard_index, f1_at_iou, panoptic_quality
 from wsi_assets.image_segmentation import segment_image
-from wsi_assets.training.data import estimate_mpp, parse_mpp
+from wsi_assets.training.data import estimate_mpp, parse_mpp, read_labels, read_rgb
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "nuclei_train"
 
@@ -44,14 +42,8 @@ class ImageScore:
     seconds: float
 
 
-def read_pair(root: Path, image_rel: str, label_rel: str) -> tuple[np.ndarray, np.ndarray]:
-    rgb = cv2.cvtColor(cv2.imread(str(root / image_rel), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
-    labels = cv2.imread(str(root / label_rel), cv2.IMREAD_UNCHANGED).astype(np.int32)
-    return rgb, labels
-
-
 def score_image(row: pd.Series, root: Path, segmenter: ClassicalSegmenter) -> ImageScore:
-    rgb, true = read_pair(root, row["image"], row["label"])
+    rgb, true = read_rgb(root / row["image"]), read_labels(root / row["label"])
     mpp = parse_mpp(row["microns_per_pixel"])
     estimated = mpp is None
     if estimated:

@@ -52,6 +52,11 @@ def estimate_mpp(labels: np.ndarray) -> float:
     return REFERENCE_NUCLEUS_DIAMETER_UM / median_diameter_px
 
 
+def allows_commercial_use(value) -> bool:
+    """Whether a manifest's `commercial_use_ok` cell says yes ("yes", "true" or "1")."""
+    return str(value).strip().lower() in ("yes", "true", "1")
+
+
 def read_rgb(path: Path) -> np.ndarray:
     image = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if image is None:
@@ -116,7 +121,7 @@ def load_images(folder: Path, table: pd.DataFrame) -> list[LabelledImage]:
                 mpp=float(mpp),
                 mpp_estimated=estimated,
                 licence=str(row.get("licence", "unknown")),
-                commercial_use_ok=str(row.get("commercial_use_ok", "")).strip().lower() in ("yes", "true", "1"),
+                commercial_use_ok=allows_commercial_use(row.get("commercial_use_ok", "")),
             )
         )
     return out

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from wsi_assets.training.data import CropSampler, at_mpp, list_labelled_folder, load_images
+from wsi_assets.training.data import CropSampler, allows_commercial_use, at_mpp, list_labelled_folder, load_images
 from wsi_assets.training.network import NucleiModel, UNet
 from wsi_assets.torchscript_segmenter import CARD_SUFFIX, resolve_device
 from wsi_assets.training import DEFAULT_DATA, split
@@ -67,7 +67,7 @@ def training_images(config: TrainConfig, log: Callable[[str], None]):
     held = [split.is_held_out(d, s) for d, s in zip(table["dataset"], table["stem"])]
     table = table[~np.array(held)]
     if config.commercial_only:
-        table = table[table["commercial_use_ok"].astype(str).str.lower().isin(["yes", "true", "1"])]
+        table = table[table["commercial_use_ok"].map(allows_commercial_use).astype(bool)]
     if table.empty:
         raise ValueError(f"no training images left in {config.data} (commercial_only={config.commercial_only})")
     items = load_images(config.data, table)
@@ -175,7 +175,7 @@ def train(config: TrainConfig, log: Callable[[str], None] = print) -> dict:
             "images": len(table),
             "datasets": table.groupby("dataset").size().to_dict(),
             "licences": sorted(table["licence"].astype(str).unique().tolist()),
-            "commercial_use_ok": bool(table["commercial_use_ok"].astype(str).str.lower().isin(["yes", "true", "1"]).all()),
+            "commercial_use_ok": bool(table["commercial_use_ok"].map(allows_commercial_use).all()),
             "commercial_only_switch": config.commercial_only,
             "steps": steps,
             "batch": config.batch,
