@@ -155,10 +155,22 @@ def targets(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 class CropSampler:
     """Random augmented crops of images at one µm/px: flips, 90° turns, scale, H&E jitter, blur."""
 
-    def __init__(self, images: list[tuple[np.ndarray, np.ndarray]], crop: int, seed: int):
+    def __init__(
+        self,
+        images: list[tuple[np.ndarray, np.ndarray]],
+        crop: int,
+        seed: int,
+        stain_jitter: float = 0.15,
+        scale_jitter: float = 1.25,
+    ):
         self.images = images
         self.crop = crop
         self.rng = np.random.default_rng(seed)
+        # stain_jitter: relative change of each optical-density channel (and, above the 0.15 the
+        # first models used, a mixing of the stain vectors, i.e. a hue shift between scanners);
+        # scale_jitter: crops are zoomed by a factor in [1/scale_jitter, scale_jitter].
+        self.stain_jitter = stain_jitter
+        self.scale_jitter = scale_jitter
         areas = np.array([rgb.shape[0] * rgb.shape[1] for rgb, _ in images], np.float64)
         self.weights = areas / areas.sum()
 
@@ -176,7 +188,7 @@ class CropSampler:
     def _crop(self) -> tuple[np.ndarray, np.ndarray]:
         rng = self.rng
         rgb, labels = self.images[rng.choice(len(self.images), p=self.weights)]
-        scale = float(np.exp(rng.uniform(np.log(0.8), np.log(1.25))))
+        scale = float(np.exp(rng.uniform(-np.log(self.scale_jitter), np.log(self.scale_jitter))))
         size = int(round(self.crop / scale))
         h, w = labels.shape
         if h < size or w < size:
@@ -200,8 +212,12 @@ class CropSampler:
 
     def _colour(self, rgb: np.ndarray) -> np.ndarray:
         rng = self.rng
+        jitter = self.stain_jitter
         od = -np.log((rgb.astype(np.float32) + 1.0) / 256.0)
-        od = od * rng.uniform(0.85, 1.15, 3).astype(np.float32) + rng.uniform(-0.05, 0.05, 3).astype(np.float32)
+        if jitter > 0.15:
+            mixing = np.eye(3, dtype=np.float32) + rng.normal(0.0, (jitter - 0.15) / 2, (3, 3)).astype(np.float32)
+            od = od @ mixing
+        od = od * rng.uniform(1 - jitter, 1 + jitter, 3).astype(np.float32) + rng.uniform(-jitter / 3, jitter / 3, 3).astype(np.float32)
         out = 256.0 * np.exp(-np.maximum(od, 0.0)) - 1.0
         out = (out - 128.0) * rng.uniform(0.85, 1.15) + 128.0 + rng.uniform(-15, 15)
         if rng.random() < 0.2:

@@ -50,6 +50,8 @@ class TrainConfig:
     tune: bool = True  # choose the post-processing thresholds on the training images
     snapshot_every: int = 0  # also export `<out>.step<N>.pt` every N steps (0 = never)
     init: Path | None = None  # start from this exported model's weights (continue or fine-tune)
+    stain_jitter: float = 0.15  # colour augmentation strength (see CropSampler)
+    scale_jitter: float = 1.25  # crops zoomed by up to this factor either way
 
 
 def loss_fn(out: torch.Tensor, fg: torch.Tensor, dist: torch.Tensor) -> torch.Tensor:
@@ -127,7 +129,7 @@ def train(config: TrainConfig, log: Callable[[str], None] = print) -> dict:
     steps = config.steps
     if config.epochs:
         steps = max(1, math.ceil(config.epochs * pixels / (config.batch * config.crop**2)))
-    sampler = CropSampler(images, config.crop, config.seed)
+    sampler = CropSampler(images, config.crop, config.seed, config.stain_jitter, config.scale_jitter)
     net = UNet(list(config.widths))
     if config.init:
         net.load_state_dict(load_trained_net(Path(config.init)).state_dict())
@@ -181,6 +183,8 @@ def train(config: TrainConfig, log: Callable[[str], None] = print) -> dict:
             "batch": config.batch,
             "crop": config.crop,
             "lr": config.lr,
+            "stain_jitter": config.stain_jitter,
+            "scale_jitter": config.scale_jitter,
             "seed": config.seed,
             "init": str(config.init) if config.init else None,
             "device": str(device),
@@ -249,11 +253,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--snapshot-every", type=int, default=0, help="also export a snapshot every N steps")
     parser.add_argument("--init", type=Path, help="start from this exported model's weights (fine-tune / continue)")
     parser.add_argument("--lr", type=float, default=TrainConfig.lr)
+    parser.add_argument("--stain-jitter", type=float, default=TrainConfig.stain_jitter,
+                        help="colour augmentation strength: 0.15 as the first models; above it also shifts hue")
+    parser.add_argument("--scale-jitter", type=float, default=TrainConfig.scale_jitter, help="zoom crops by up to this factor")
     args = parser.parse_args(argv)
     config = TrainConfig(
         data=args.data, out=args.out, commercial_only=args.commercial_only, epochs=args.epochs, steps=args.steps,
         batch=args.batch, mpp=args.mpp, seed=args.seed, device=args.device, threads=args.threads, version=args.version,
         snapshot_every=args.snapshot_every, init=args.init, lr=args.lr,
+        stain_jitter=args.stain_jitter, scale_jitter=args.scale_jitter,
     )
     train(config, log=lambda m: print(m, flush=True))
 
