@@ -21,6 +21,8 @@ class NucleiModelConfig(Config):
     device: str = Field(default="auto", description="auto (cuda if present), cpu or cuda")
     threads: int = Field(default=1, description="CPU threads for torch (0 = torch's default)")
     seed: int = 0
+    stain_jitter: float = Field(default=0.15, description="Colour augmentation strength; above 0.15 it also shifts hue")
+    scale_jitter: float = Field(default=1.25, description="Training crops are zoomed by up to this factor either way")
 
 
 @asset(
@@ -36,6 +38,7 @@ def nuclei_model(context: AssetExecutionContext, config: NucleiModelConfig) -> M
         TrainConfig(
             data=Path(config.data_folder), out=out, commercial_only=config.commercial_only, epochs=config.epochs,
             steps=config.steps, seed=config.seed, device=config.device, threads=config.threads, version=config.version,
+            stain_jitter=config.stain_jitter, scale_jitter=config.scale_jitter,
         ),
         log=context.log.info,
     )

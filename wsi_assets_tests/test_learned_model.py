@@ -238,7 +238,10 @@ def test_train_and_evaluate_assets_on_a_labelled_folder(tmp_path, dagster_instan
         instance=dagster_instance,
         run_config={
             "ops": {
-                "nuclei_model": {"config": {"data_folder": str(folder), "steps": 1, "output_path": str(out), "version": "t"}},
+                "nuclei_model": {"config": {
+                    "data_folder": str(folder), "steps": 1, "output_path": str(out), "version": "t",
+                    "stain_jitter": 0.3, "scale_jitter": 1.4,
+                }},
                 "nuclei_model_evaluation": {"config": {"data_folder": str(folder), "data_mpp": 0.5, "device": "cpu"}},
             }
         },
@@ -247,6 +250,7 @@ def test_train_and_evaluate_assets_on_a_labelled_folder(tmp_path, dagster_instan
     assert TorchScriptSegmenter(out).version == "t"
     card = read_model_card(out)
     assert card["training"]["images"] == 2 and card["mpp"] == 0.5
+    assert (card["training"]["stain_jitter"], card["training"]["scale_jitter"]) == (0.3, 1.4)
     evaluation = result.asset_materializations_for_node("nuclei_model_evaluation")[0].metadata
     assert evaluation["model_source"].value == str(out)
     assert {"f1_at_0_5", "aji", "pq"} <= set(evaluation) and 0 <= evaluation["pq"].value <= 1
