@@ -187,6 +187,24 @@ def test_shipped_model_beats_classical_on_a_held_out_real_image():
     assert f1_learned > f1_classical + 0.1, (f1_learned, f1_classical)
 
 
+def test_inference_optimisation_keeps_the_labels():
+    """The segmenter runs the model frozen with batch norm folded; a real tile's labels are those of the file as saved."""
+    image = NUCLEI_TRAIN / "monuseg2018_train" / "images" / "TCGA-21-5784-01Z-00-DX1.png"
+    if not image.exists():
+        pytest.skip(f"{image} not available")
+    from wsi_assets.training.data import read_rgb
+
+    segmenter = TorchScriptSegmenter(LEARNED_MODEL_FILE, device="cpu")
+    assert not hasattr(segmenter.module, "maps")  # frozen: only forward is kept
+    tile = read_rgb(image)[:256, :320]
+    as_saved = torch.jit.load(str(LEARNED_MODEL_FILE), map_location="cpu").eval()
+    with torch.inference_mode():
+        expected = as_saved(torch.from_numpy(np.ascontiguousarray(tile)).permute(2, 0, 1)[None].float())[0, 0].numpy()
+    got = segmenter.segment_batch(tile[None])[0]
+    assert expected.max() > 20 and np.array_equal(got > 0, expected > 0)
+    assert len(np.unique(np.stack([got, expected]).reshape(2, -1), axis=1).T) == int(expected.max()) + 1  # same instances
+
+
 def labelled_folder(folder: Path) -> Path:
     """A tiny images/ + labels/ folder of drawn tiles, the layout training reads."""
     import cv2
