@@ -217,11 +217,11 @@ def export(net: UNet, card: dict, out: Path, **post) -> Path:
     return out
 
 
-def load_trained_net(model_file: Path) -> UNet:
-    """The U-Net inside a model file this project exported."""
+def load_trained_net(model_file: Path, card: dict | None = None) -> UNet:
+    """The U-Net inside a model file this project exported (`card`: its model card, if already read)."""
     from wsi_assets.torchscript_segmenter import read_model_card
 
-    card = read_model_card(model_file)
+    card = read_model_card(model_file) if card is None else card
     net = UNet(list(card.get("widths") or TrainConfig().widths))
     net.load_state_dict(torch.jit.load(str(model_file), map_location="cpu").net.state_dict())
     return net
@@ -232,7 +232,7 @@ def rebuild(model_file: Path, out: Path, card_updates: dict | None = None, **pos
     from wsi_assets.torchscript_segmenter import read_model_card
 
     card = read_model_card(model_file)
-    net = load_trained_net(model_file)
+    net = load_trained_net(model_file, card)
     card = {k: v for k, v in card.items() if k != "postprocessing"}
     return export(net.eval(), {**card, **(card_updates or {})}, out, **post)
 
