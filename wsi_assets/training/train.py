@@ -245,6 +245,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--epochs", type=float, default=0.0, help="passes over the training pixels (overrides --steps)")
     parser.add_argument("--steps", type=int, default=TrainConfig.steps)
     parser.add_argument("--batch", type=int, default=TrainConfig.batch)
+    parser.add_argument("--crop", type=int, default=TrainConfig.crop, help="training crop side in pixels at --mpp")
     parser.add_argument("--mpp", type=float, default=TrainConfig.mpp)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto")
@@ -259,7 +260,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     config = TrainConfig(
         data=args.data, out=args.out, commercial_only=args.commercial_only, epochs=args.epochs, steps=args.steps,
-        batch=args.batch, mpp=args.mpp, seed=args.seed, device=args.device, threads=args.threads, version=args.version,
+        batch=args.batch, crop=args.crop, mpp=args.mpp, seed=args.seed, device=args.device, threads=args.threads, version=args.version,
         snapshot_every=args.snapshot_every, init=args.init, lr=args.lr,
         stain_jitter=args.stain_jitter, scale_jitter=args.scale_jitter,
     )
