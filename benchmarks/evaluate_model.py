@@ -54,7 +54,9 @@ def timing(model: str, data: Path) -> None:
             labels = segmenter.segment_batch(tile)
             runs.append(time.perf_counter() - start)
         print(f"{segmenter.name}: 1024² tile, {threads} CPU thread(s): {min(runs):.2f} s ({int(labels.max())} nuclei)")
-    module = getattr(segmenter, "module", None)
+    # the segmenter runs a frozen copy that keeps only forward; the file as saved has `maps`
+    path = getattr(segmenter, "path", None)
+    module = torch.jit.load(str(path), map_location="cpu") if path else None
     if module is not None and hasattr(module, "maps"):
         from wsi_assets.training.postprocess import instances_from_maps
 
