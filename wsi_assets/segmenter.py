@@ -24,7 +24,7 @@ class Segmenter(Protocol):
 
 
 # The model this project trains and ships (see README "The nucleus model"); its card is embedded.
-LEARNED_MODEL_FILE = Path(__file__).resolve().parent / "models" / "nuclei_unet_v2.pt"
+LEARNED_MODEL_FILE = Path(__file__).resolve().parent / "models" / "nuclei_unet_v3.pt"
 CLASSICAL = "classical"
 LEARNED = "learned"
 DEFAULT = "default"
