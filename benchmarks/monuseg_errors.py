@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from wsi_assets.image_segmentation import segment_image
+from wsi_assets.metrics import compute_overlaps
 from wsi_assets.segmenter import get_segmenter
 from wsi_assets.training.data import read_labels, read_rgb
 from wsi_assets.training.split import HELD_OUT_MONUSEG
@@ -26,26 +27,21 @@ MPP = 0.25  # MoNuSeg 40x
 
 
 def error_kinds(pred: np.ndarray, true: np.ndarray) -> Counter:
-    n_pred, n_true = int(pred.max()), int(true.max())
-    either = (pred > 0) | (true > 0)
-    pairs = pred[either].astype(np.int64) * (n_true + 1) + true[either]
-    overlap = np.bincount(pairs, minlength=(n_pred + 1) * (n_true + 1)).reshape(n_pred + 1, n_true + 1)
-    pred_area, true_area = overlap.sum(1), overlap.sum(0)
-    inter = overlap[1:, 1:]
-    iou = inter / np.maximum(pred_area[1:, None] + true_area[None, 1:] - inter, 1)
-    matched = iou > 0.5
-    kinds = Counter(predicted=n_pred, true=n_true, matched=int(matched.any(1).sum()))
+    o = compute_overlaps(pred, true)
+    inter = o.intersection.toarray().T  # (pred, true), small per image
+    matched = o.iou.toarray().T > 0.5
+    kinds = Counter(predicted=o.pred_ids.size, true=o.true_ids.size, matched=int(matched.any(1).sum()))
     for p in np.flatnonzero(~matched.any(1)):
-        if inter[p].sum() < 0.2 * pred_area[p + 1]:
+        if inter[p].sum() < 0.2 * o.pred_areas[p]:
             kinds["prediction on no nucleus"] += 1
-        elif (inter[:, inter[p].argmax()] > 0.2 * pred_area[1:]).sum() >= 2:
+        elif (inter[:, inter[p].argmax()] > 0.2 * o.pred_areas).sum() >= 2:
             kinds["prediction is a split"] += 1
         else:
             kinds["prediction with IoU < 0.5"] += 1
     for t in np.flatnonzero(~matched.any(0)):
-        if inter[:, t].sum() < 0.2 * true_area[t + 1]:
+        if inter[:, t].sum() < 0.2 * o.true_areas[t]:
             kinds["nucleus missed"] += 1
-        elif (inter[inter[:, t].argmax()] > 0.2 * true_area[1:]).sum() >= 2:
+        elif (inter[inter[:, t].argmax()] > 0.2 * o.true_areas).sum() >= 2:
             kinds["nucleus merged"] += 1
         else:
             kinds["nucleus with IoU < 0.5"] += 1
@@ -61,8 +57,8 @@ def main() -> None:
     total = Counter()
     for stem in HELD_OUT_MONUSEG:
         rgb = read_rgb(args.data / "images" / f"{stem}.png")
-        true = read_labels(args.data / "labels" / f"{stem}.png").astype(np.int64)
-        total += error_kinds(segment_image(rgb, MPP, model=segmenter).astype(np.int64), true)
+        true = read_labels(args.data / "labels" / f"{stem}.png")
+        total += error_kinds(segment_image(rgb, MPP, model=segmenter), true)
     print(f"{segmenter.name} v{segmenter.version} on {len(HELD_OUT_MONUSEG)} held-out MoNuSeg images")
     for kind, count in total.items():
         print(f"  {kind}: {count}")
