@@ -15,7 +15,9 @@ how InstanSeg normalises images before its models).
 from __future__ import annotations
 
 import json
+import warnings
 import zipfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -103,7 +105,8 @@ class TorchScriptSegmenter:
         if self.input_range not in INPUT_RANGES:
             raise ModelLoadError(f"model {self.path.name}: input range {self.input_range!r} is not one of {INPUT_RANGES}")
         try:
-            module = torch.jit.load(str(self.path), map_location=self.torch_device)
+            with _torchscript_deprecation_silenced():
+                module = torch.jit.load(str(self.path), map_location=self.torch_device)
         except Exception as exc:  # torch raises RuntimeError, ValueError, zip errors... for bad files
             raise ModelLoadError(f"model file {self.path} is not a loadable TorchScript file: {_first_line(exc)}") from None
         self.module = _optimized_for_inference(module.eval())
@@ -165,12 +168,22 @@ class TorchScriptSegmenter:
         return np.stack([_relabel(tile) for tile in labels]) if len(labels) else labels
 
 
+@contextmanager
+def _torchscript_deprecation_silenced():
+    """Recent torch deprecates TorchScript (jit.load, jit.freeze) in favour of torch.export/compile,
+    but the model contract, InstanSeg's, is a TorchScript file: a warning on every load is noise."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        yield
+
+
 def _optimized_for_inference(module: torch.jit.ScriptModule) -> torch.jit.ScriptModule:
     """The module frozen: weights become constants and batch norm folds into the convolutions
     (shipped model, 1024² tile, 1 CPU thread: 2.39 -> 2.13 CPU-s, same labels). A model that
     cannot be frozen runs as loaded. optimize_for_inference was slower here (3.0-3.6 s)."""
     try:
-        return torch.jit.freeze(module)
+        with _torchscript_deprecation_silenced():
+            return torch.jit.freeze(module)
     except Exception:  # freezing needs a scripted module in eval mode with a plain forward
         return module
 
