@@ -3,6 +3,7 @@
     python benchmarks/slide_throughput.py --size 7072x7072            # ~50 Mpx synthetic slide
     python benchmarks/slide_throughput.py --size 32768x32768          # ~1 Gpx
     python benchmarks/slide_throughput.py --slide path/to/slide.svs   # any slide
+    python benchmarks/slide_throughput.py --model learned             # the shipped learned model (default: classical)
 
 Decode-only: the same tissue tiles the segmentation reads, read and resampled to the model's
 µm/px by the same number of reader threads, nothing else. End-to-end: from opening the slide
@@ -29,7 +30,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from wsi_assets.exports import write_cells_csv, write_cells_zarr_zip  # noqa: E402
-from wsi_assets.segmenter import default_segmenter  # noqa: E402
+from wsi_assets.segmenter import get_segmenter  # noqa: E402
 from wsi_assets.slide_reader import open_slide, read_slide_info, read_whole_slide_at_downsample  # noqa: E402
 from wsi_assets.slide_segmentation import TilingSettings, _read_tile, segment_slide  # noqa: E402
 from wsi_assets.tiling import make_tile_grid  # noqa: E402
@@ -61,11 +62,10 @@ def decode_only(path: Path, mpp: float, tissue, model_mpp: float, settings: Tili
     return {"tiles": len(tiles), "seconds": seconds, "level0_mpx": core_px / 1e6}
 
 
-def end_to_end(path: Path, work: Path, default_mpp: float, settings: TilingSettings) -> dict:
+def end_to_end(path: Path, work: Path, default_mpp: float, settings: TilingSettings, segmenter) -> dict:
     started = time.perf_counter()
     info = read_slide_info(path, default_mpp)
     tissue = tissue_of(path, info.mpp, info.width, info.height)
-    segmenter = default_segmenter()
     cells = work / "cells.parquet"
     summary = segment_slide(path, info.mpp, tissue, segmenter, cells, settings)
     write_cells_csv(cells, work / "cells.csv", info.mpp)
@@ -93,6 +93,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=3)
     parser.add_argument("--slides-dir", type=Path, default=Path(tempfile.gettempdir()) / "wsi_bench_slides")
     parser.add_argument("--read-threads", type=int, default=TilingSettings().read_threads)
+    parser.add_argument("--model", default="default", help='"default", "classical", "learned" or a TorchScript file')
+    parser.add_argument("--device", default="auto")
     args = parser.parse_args()
 
     args.slides_dir.mkdir(parents=True, exist_ok=True)
@@ -100,12 +102,13 @@ def main() -> None:
     settings = TilingSettings(read_threads=args.read_threads)
     info = read_slide_info(path)
     tissue = tissue_of(path, info.mpp, info.width, info.height)
-    model_mpp = default_segmenter().mpp
+    segmenter = get_segmenter(args.model, device=args.device)
+    model_mpp = segmenter.mpp
     decode = decode_only(path, info.mpp, tissue, model_mpp, settings)
     rss_after_decode = peak_rss_mb()
     work = Path(tempfile.mkdtemp(prefix="wsi_e2e_"))
     try:
-        e2e = end_to_end(path, work, info.mpp, settings)
+        e2e = end_to_end(path, work, info.mpp, settings, segmenter)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
