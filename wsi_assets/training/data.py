@@ -152,6 +152,10 @@ def targets(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return fg.astype(np.float32), (dist / peak[labels]).astype(np.float32) * fg
 
 
+# The colour jitter the first models trained with; stronger settings also mix the stain vectors.
+BASE_STAIN_JITTER = 0.15
+
+
 class CropSampler:
     """Random augmented crops of images at one µm/px: flips, 90° turns, scale, H&E jitter, blur."""
 
@@ -160,14 +164,14 @@ class CropSampler:
         images: list[tuple[np.ndarray, np.ndarray]],
         crop: int,
         seed: int,
-        stain_jitter: float = 0.15,
+        stain_jitter: float = BASE_STAIN_JITTER,
         scale_jitter: float = 1.25,
     ):
         self.images = images
         self.crop = crop
         self.rng = np.random.default_rng(seed)
-        # stain_jitter: relative change of each optical-density channel (and, above the 0.15 the
-        # first models used, a mixing of the stain vectors, i.e. a hue shift between scanners);
+        # stain_jitter: relative change of each optical-density channel (and, above
+        # BASE_STAIN_JITTER, a mixing of the stain vectors, i.e. a hue shift between scanners);
         # scale_jitter: crops are zoomed by a factor in [1/scale_jitter, scale_jitter].
         self.stain_jitter = stain_jitter
         self.scale_jitter = scale_jitter
@@ -214,8 +218,9 @@ class CropSampler:
         rng = self.rng
         jitter = self.stain_jitter
         od = -np.log((rgb.astype(np.float32) + 1.0) / 256.0)
-        if jitter > 0.15:
-            mixing = np.eye(3, dtype=np.float32) + rng.normal(0.0, (jitter - 0.15) / 2, (3, 3)).astype(np.float32)
+        if jitter > BASE_STAIN_JITTER:
+            spread = (jitter - BASE_STAIN_JITTER) / 2
+            mixing = np.eye(3, dtype=np.float32) + rng.normal(0.0, spread, (3, 3)).astype(np.float32)
             od = od @ mixing
         od = od * rng.uniform(1 - jitter, 1 + jitter, 3).astype(np.float32) + rng.uniform(-jitter / 3, jitter / 3, 3).astype(np.float32)
         out = 256.0 * np.exp(-np.maximum(od, 0.0)) - 1.0

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from wsi_assets.training.data import CropSampler, allows_commercial_use, at_mpp, list_labelled_folder, load_images
+from wsi_assets.training.data import BASE_STAIN_JITTER, CropSampler, allows_commercial_use, at_mpp, list_labelled_folder, load_images
 from wsi_assets.training.network import NucleiModel, UNet
 from wsi_assets.torchscript_segmenter import CARD_SUFFIX, resolve_device
 from wsi_assets.training import DEFAULT_DATA, split
@@ -50,7 +50,7 @@ class TrainConfig:
     tune: bool = True  # choose the post-processing thresholds on the training images
     snapshot_every: int = 0  # also export `<out>.step<N>.pt` every N steps (0 = never)
     init: Path | None = None  # start from this exported model's weights (continue or fine-tune)
-    stain_jitter: float = 0.15  # colour augmentation strength (see CropSampler)
+    stain_jitter: float = BASE_STAIN_JITTER  # colour augmentation strength (see CropSampler)
     scale_jitter: float = 1.25  # crops zoomed by up to this factor either way
 
 
