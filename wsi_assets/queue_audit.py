@@ -15,7 +15,6 @@ from dagster import DagsterInstance, RunsFilter
 from wsi_assets.queue_tags import BRANCH_TAG, USER_TAG
 
 
-
 @dataclass(frozen=True)
 class RunSpan:
     run_id: str
