@@ -17,10 +17,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from wsi_assets.classical_segmenter import ClassicalParams, ClassicalSegmenter
-from wsi_assets.metrics import aggregated_jaccard_index, f1_at_iou, panoptic_quality
-from wsi_assets.image_segmentation import segment_image
-from wsi_assets.training.data import estimate_mpp, parse_mpp, read_labels, read_rgb
+from wsi_assets.segmentation.classical import ClassicalParams, ClassicalSegmenter
+from wsi_assets.segmentation.metrics import aggregated_jaccard_index, f1_at_iou, panoptic_quality
+from wsi_assets.segmentation.image import segment_image
+from wsi_assets.core.images import read_image_file_rgb
+from wsi_assets.training.data import estimate_mpp, parse_mpp, read_labels
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "nuclei_train"
 
@@ -43,7 +44,7 @@ class ImageScore:
 
 
 def score_image(row: pd.Series, root: Path, segmenter: ClassicalSegmenter) -> ImageScore:
-    rgb, true = read_rgb(root / row["image"]), read_labels(root / row["label"])
+    rgb, true = read_image_file_rgb(root / row["image"]), read_labels(root / row["label"])
     mpp = parse_mpp(row["microns_per_pixel"])
     estimated = mpp is None
     if estimated:

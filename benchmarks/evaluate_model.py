@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from wsi_assets.segmenter import get_segmenter
+from wsi_assets.segmentation.registry import get_segmenter
 from wsi_assets.training.evaluate import downsampled, labelled_images, score, summarise
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "nuclei_train"

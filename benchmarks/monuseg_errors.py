@@ -16,10 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
-from wsi_assets.image_segmentation import segment_image
-from wsi_assets.metrics import compute_overlaps
-from wsi_assets.segmenter import get_segmenter
-from wsi_assets.training.data import read_labels, read_rgb
+from wsi_assets.segmentation.image import segment_image
+from wsi_assets.segmentation.metrics import compute_overlaps
+from wsi_assets.segmentation.registry import get_segmenter
+from wsi_assets.core.images import read_image_file_rgb
+from wsi_assets.training.data import read_labels
 from wsi_assets.training.split import HELD_OUT_MONUSEG
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "nuclei_train" / "monuseg2018_train"
@@ -56,7 +57,7 @@ def main() -> None:
     segmenter = get_segmenter(args.model, device="cpu")
     total = Counter()
     for stem in HELD_OUT_MONUSEG:
-        rgb = read_rgb(args.data / "images" / f"{stem}.png")
+        rgb = read_image_file_rgb(args.data / "images" / f"{stem}.png")
         true = read_labels(args.data / "labels" / f"{stem}.png")
         total += error_kinds(segment_image(rgb, MPP, model=segmenter), true)
     print(f"{segmenter.name} v{segmenter.version} on {len(HELD_OUT_MONUSEG)} held-out MoNuSeg images")

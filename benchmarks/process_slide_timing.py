@@ -30,8 +30,8 @@ def main() -> None:
     elif REAL_SLIDE.exists():
         source = REAL_SLIDE
     else:
-        from wsi_assets.demo import DEMO_SPEC
-        from wsi_assets.synthetic import write_synthetic_slide
+        from wsi_assets.cli.demo import DEMO_SPEC
+        from wsi_assets.slides.synthetic import write_synthetic_slide
 
         source = work / "synthetic.svs"
         write_synthetic_slide(source, DEMO_SPEC)

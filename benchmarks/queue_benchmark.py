@@ -90,7 +90,7 @@ def main() -> None:
 
     from dagster import DagsterInstance
 
-    from wsi_assets.queue_audit import audit_queue, gpu_hold_spans, run_spans
+    from wsi_assets_tests.queue_audit import audit_queue, gpu_hold_spans, run_spans
 
     home, extra = make_instance_home(args.storage)
     env = service_env(home, home / "user_files", extra)

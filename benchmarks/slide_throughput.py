@@ -29,12 +29,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from wsi_assets.exports import write_cells_csv, write_cells_zarr_zip  # noqa: E402
-from wsi_assets.segmenter import get_segmenter  # noqa: E402
-from wsi_assets.slide_reader import open_slide, read_slide_info, read_whole_slide_at_downsample  # noqa: E402
-from wsi_assets.slide_segmentation import TilingSettings, _read_tile, segment_slide  # noqa: E402
-from wsi_assets.tiling import make_tile_grid  # noqa: E402
-from wsi_assets.tissue import detect_tissue, tissue_mask_downsample  # noqa: E402
+from wsi_assets.cells.exports import EXPORT_FORMATS  # noqa: E402
+from wsi_assets.segmentation.registry import get_segmenter  # noqa: E402
+from wsi_assets.slides.reader import open_slide, read_slide_info, read_whole_slide_at_downsample  # noqa: E402
+from wsi_assets.segmentation.slide import TilingSettings, _read_tile, segment_slide  # noqa: E402
+from wsi_assets.slides.tiling import make_tile_grid  # noqa: E402
+from wsi_assets.slides.tissue import detect_tissue, tissue_mask_downsample  # noqa: E402
 
 
 def peak_rss_mb() -> float:
@@ -68,14 +68,14 @@ def end_to_end(path: Path, work: Path, default_mpp: float, settings: TilingSetti
     tissue = tissue_of(path, info.mpp, info.width, info.height)
     cells = work / "cells.parquet"
     summary = segment_slide(path, info.mpp, tissue, segmenter, cells, settings)
-    write_cells_csv(cells, work / "cells.csv", info.mpp)
-    write_cells_zarr_zip(cells, work / "cells.zarr.zip", {"slide": path.name})
+    for export in EXPORT_FORMATS:
+        export.write(cells, work / export.file_name, {"slide": path.name, "mpp": info.mpp})
     return {"seconds": time.perf_counter() - started, "nuclei": summary.cells, "tissue_mm2": tissue.area_mm2,
             "segmentation_seconds": summary.seconds, "segmenter": f"{segmenter.name} v{segmenter.version}", "device": segmenter.device}
 
 
 def synthetic_slide(size: str, seed: int, folder: Path) -> Path:
-    from wsi_assets.synthetic import SyntheticSlideSpec, write_synthetic_slide
+    from wsi_assets.slides.synthetic import SyntheticSlideSpec, write_synthetic_slide
 
     width, height = (int(v) for v in size.lower().split("x"))
     path = folder / f"synthetic_{width}x{height}_s{seed}.svs"
@@ -112,7 +112,7 @@ def main() -> None:
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
-    from wsi_assets.synthetic import count_synthetic_nuclei, read_synthetic_spec
+    from wsi_assets.slides.synthetic import count_synthetic_nuclei, read_synthetic_spec
 
     spec = read_synthetic_spec(path)
     drawn = count_synthetic_nuclei(spec) if spec else None

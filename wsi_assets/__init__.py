@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from wsi_assets.image_segmentation import segment_image
+    from wsi_assets.segmentation.image import segment_image
 
 __all__ = ["segment_image"]
 
@@ -14,7 +14,7 @@ def __getattr__(name: str) -> Any:
     # Lazy so that `import wsi_assets` (done by Dagster tooling and every submodule import)
     # does not pull in OpenCV and scikit-image.
     if name == "segment_image":
-        from wsi_assets.image_segmentation import segment_image
+        from wsi_assets.segmentation.image import segment_image
 
         return segment_image
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

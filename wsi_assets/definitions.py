@@ -1,16 +1,18 @@
-"""Everything Dagster loads: assets, checks, jobs, the upload sensor and resources."""
+"""Everything Dagster loads (webserver, daemon, CLI): the definitions of each domain in wsi_assets.defs."""
 
 from dagster import Definitions
 
-from wsi_assets.assets import slide_assets
-from wsi_assets.checks import slide_checks
-from wsi_assets.jobs import model_jobs, slide_jobs
-from wsi_assets.model_assets import model_assets
-from wsi_assets.resources import SegmentationResource, UserFilesResource
-from wsi_assets.sensors import upload_sensor
+from wsi_assets.defs.exports import export_assets
+from wsi_assets.defs.jobs import model_jobs, slide_jobs
+from wsi_assets.defs.models import model_assets
+from wsi_assets.defs.quality import slide_checks
+from wsi_assets.defs.resources import SegmentationResource, UserFilesResource
+from wsi_assets.defs.segmentation import segmentation_assets
+from wsi_assets.defs.sensors import upload_sensor
+from wsi_assets.defs.slides import slide_assets
 
 defs = Definitions(
-    assets=[*slide_assets, *model_assets],
+    assets=[*slide_assets, *segmentation_assets, *export_assets, *model_assets],
     asset_checks=slide_checks,
     jobs=[*slide_jobs, *model_jobs],
     sensors=[upload_sensor],

@@ -40,7 +40,7 @@ def dagster_instance():
 @pytest.fixture(scope="session")
 def small_slide(tmp_path_factory) -> Path:
     """A small but real slide file (OpenSlide opens it as Aperio) for upload tests."""
-    from wsi_assets.synthetic import SyntheticSlideSpec, write_synthetic_slide
+    from wsi_assets.slides.synthetic import SyntheticSlideSpec, write_synthetic_slide
 
     path = tmp_path_factory.mktemp("slides") / "small.svs"
     write_synthetic_slide(path, SyntheticSlideSpec(width=1024, height=768, mpp=0.25, seed=1))
@@ -49,7 +49,7 @@ def small_slide(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def pipeline_spec():
-    from wsi_assets.synthetic import SyntheticSlideSpec
+    from wsi_assets.slides.synthetic import SyntheticSlideSpec
 
     return SyntheticSlideSpec(**PIPELINE_SLIDE)
 
@@ -74,7 +74,7 @@ def run_process_slide(instance, root: Path, user: str, branch: str, source: Path
 @pytest.fixture(scope="session")
 def processed_synthetic(tmp_path_factory, user_files_root, dagster_instance, pipeline_spec):
     """process_slide run once on the synthetic pipeline slide; tests read its outputs."""
-    from wsi_assets.synthetic import write_synthetic_slide
+    from wsi_assets.slides.synthetic import write_synthetic_slide
 
     source = tmp_path_factory.mktemp("pipeline") / "pipeline.svs"
     write_synthetic_slide(source, pipeline_spec)

@@ -47,7 +47,7 @@ def test_failed_rerun_keeps_the_previous_export(user_files_root, dagster_instanc
 
 
 def test_slide_without_pixel_size_is_inferred_and_flagged(user_files_root, dagster_instance, tmp_path):
-    from wsi_assets.synthetic import SyntheticSlideSpec, write_synthetic_slide
+    from wsi_assets.slides.synthetic import SyntheticSlideSpec, write_synthetic_slide
 
     source = tmp_path / "nompp.svs"
     write_synthetic_slide(source, SyntheticSlideSpec(width=1024, height=768, mpp=0.25, seed=3, write_mpp=False))

@@ -8,12 +8,14 @@ import pytest
 import torch
 from torch import nn
 
-from wsi_assets.classical_segmenter import ClassicalSegmenter
-from wsi_assets.image_segmentation import segment_image
-from wsi_assets.metrics import f1_at_iou
-from wsi_assets.resources import SegmentationResource
-from wsi_assets.segmenter import LEARNED_MODEL_FILE, Segmenter, default_segmenter, get_segmenter
-from wsi_assets.torchscript_segmenter import ModelLoadError, TorchScriptSegmenter, read_model_card, resolve_device
+from wsi_assets.segmentation.classical import ClassicalSegmenter
+from wsi_assets.segmentation.image import segment_image
+from wsi_assets.segmentation.metrics import f1_at_iou
+from wsi_assets.defs.resources import SegmentationResource
+from wsi_assets.models import SHIPPED_MODEL_FILE
+from wsi_assets.segmentation.protocol import Segmenter
+from wsi_assets.segmentation.registry import default_segmenter, get_segmenter
+from wsi_assets.segmentation.torchscript import ModelLoadError, TorchScriptSegmenter, read_model_card, resolve_device
 from wsi_assets.training.network import UNet
 from wsi_assets.training.train import export
 
@@ -161,24 +163,25 @@ def test_clear_one_line_error_for_bad_model_files(kind, tmp_path, tiny_model):
 
 def test_learned_is_the_shipped_model():
     segmenter = get_segmenter("learned")
-    assert isinstance(segmenter, TorchScriptSegmenter) and segmenter.path == LEARNED_MODEL_FILE
+    assert isinstance(segmenter, TorchScriptSegmenter) and segmenter.path == SHIPPED_MODEL_FILE
     assert get_segmenter("learned") is segmenter
     assert get_segmenter("default") is default_segmenter() and get_segmenter(None) is default_segmenter()
-    card = read_model_card(LEARNED_MODEL_FILE)
+    card = read_model_card(SHIPPED_MODEL_FILE)
     assert card["mpp"] == segmenter.mpp == 0.5
     assert "CC BY-NC-SA 4.0" in card["training"]["licences"]
-    assert LEARNED_MODEL_FILE.stat().st_size < 10e6
+    assert SHIPPED_MODEL_FILE.stat().st_size < 10e6
 
 
 def test_shipped_model_beats_classical_on_a_held_out_real_image():
     image = NUCLEI_TRAIN / "monuseg2018_train" / "images" / "TCGA-21-5784-01Z-00-DX1.png"
-    if not image.exists() or not LEARNED_MODEL_FILE.exists():
+    if not image.exists() or not SHIPPED_MODEL_FILE.exists():
         pytest.skip(f"{image} or the shipped model not available")
-    from wsi_assets.training.data import read_labels, read_rgb
+    from wsi_assets.core.images import read_image_file_rgb
+    from wsi_assets.training.data import read_labels
     from wsi_assets.training.split import is_held_out
 
     assert is_held_out("monuseg2018_train", image.stem)
-    rgb = read_rgb(image)[:500, :500]  # a quarter of the 40x image, 0.25 µm/px
+    rgb = read_image_file_rgb(image)[:500, :500]  # a quarter of the 40x image, 0.25 µm/px
     true = read_labels(image.parent.parent / "labels" / image.name)[:500, :500]
     learned = segment_image(rgb, 0.25, model="learned")
     assert np.array_equal(learned, segment_image(rgb.copy(), 0.25, model="learned"))  # deterministic on CPU
@@ -192,12 +195,12 @@ def test_inference_optimisation_keeps_the_labels():
     image = NUCLEI_TRAIN / "monuseg2018_train" / "images" / "TCGA-21-5784-01Z-00-DX1.png"
     if not image.exists():
         pytest.skip(f"{image} not available")
-    from wsi_assets.training.data import read_rgb
+    from wsi_assets.core.images import read_image_file_rgb
 
-    segmenter = TorchScriptSegmenter(LEARNED_MODEL_FILE, device="cpu")
+    segmenter = TorchScriptSegmenter(SHIPPED_MODEL_FILE, device="cpu")
     assert not hasattr(segmenter.module, "maps")  # frozen: only forward is kept
-    tile = read_rgb(image)[:256, :320]
-    as_saved = torch.jit.load(str(LEARNED_MODEL_FILE), map_location="cpu").eval()
+    tile = read_image_file_rgb(image)[:256, :320]
+    as_saved = torch.jit.load(str(SHIPPED_MODEL_FILE), map_location="cpu").eval()
     with torch.inference_mode():
         expected = as_saved(torch.from_numpy(np.ascontiguousarray(tile)).permute(2, 0, 1)[None].float())[0, 0].numpy()
     got = segmenter.segment_batch(tile[None])[0]
@@ -246,7 +249,7 @@ def test_train_and_evaluate_assets_on_a_labelled_folder(tmp_path, dagster_instan
     """The training job end to end on a tiny images/ + labels/ folder (one optimiser step)."""
     from dagster import materialize
 
-    from wsi_assets.model_assets import nuclei_model, nuclei_model_evaluation
+    from wsi_assets.defs.models import nuclei_model, nuclei_model_evaluation
 
     folder = labelled_folder(tmp_path / "labelled")
     out = tmp_path / "trained" / "model.pt"

@@ -17,7 +17,7 @@ BOUND_FRACTION_OF_DECODED = 0.6
 
 
 def test_peak_memory_stays_far_below_the_decoded_slide(tmp_path):
-    from wsi_assets.synthetic import SyntheticSlideSpec, count_synthetic_nuclei, write_synthetic_slide
+    from wsi_assets.slides.synthetic import SyntheticSlideSpec, count_synthetic_nuclei, write_synthetic_slide
 
     spec = SyntheticSlideSpec(**LARGE, seed=21)
     write_synthetic_slide(tmp_path / "large.svs", spec)

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from wsi_assets.metrics import (
+from wsi_assets.segmentation.metrics import (
     aggregated_jaccard_index,
     compute_overlaps,
     f1_at_iou,

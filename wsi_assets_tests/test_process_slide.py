@@ -9,14 +9,15 @@ import pandas as pd
 import pytest
 from scipy.spatial import cKDTree
 
-from wsi_assets.exports import CSV_COLUMNS, read_cells_zarr_zip
-from wsi_assets.tiling import make_tile_grid
+from wsi_assets.cells.exports.cells_csv import CSV_COLUMNS
+from wsi_assets_tests.export_readers import read_cells_zarr_zip
+from wsi_assets.slides.tiling import make_tile_grid
 from wsi_assets_tests.conftest import PIPELINE_TILE_CORE_PX
 
 
 @pytest.fixture(scope="module")
 def truth(pipeline_spec):
-    from wsi_assets.synthetic import synthetic_nuclei, synthetic_nucleus_polygons
+    from wsi_assets.slides.synthetic import synthetic_nuclei, synthetic_nucleus_polygons
 
     nuclei = synthetic_nuclei(pipeline_spec, 0, 0, pipeline_spec.width, pipeline_spec.height)
     return nuclei, synthetic_nucleus_polygons(pipeline_spec, nuclei)

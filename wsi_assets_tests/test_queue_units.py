@@ -8,9 +8,9 @@ import time
 
 import pytest
 
-from wsi_assets.queue_audit import RunSpan, audit_queue, max_overlap
-from wsi_assets.queue_tags import UnqueueableRun, slide_queue_tags, tags_to_store
-from wsi_assets.run_queue import worker_alive
+from wsi_assets_tests.queue_audit import RunSpan, audit_queue, max_overlap
+from wsi_assets.queue.tags import UnqueueableRun, slide_queue_tags, tags_to_store
+from wsi_assets.queue.workers import worker_alive
 
 
 def test_tags_come_from_the_partition_whatever_the_launch_path():
@@ -70,7 +70,7 @@ def test_gpu_pool_gets_exactly_the_configured_slots(tmp_path):
 
     from dagster import DagsterInstance
 
-    from wsi_assets.run_queue import ensure_pool_slots
+    from wsi_assets.queue.dagster_adapter import ensure_pool_slots
     from wsi_assets_tests.dagster_services import REPO
 
     shutil.copyfile(REPO / "dagster.yaml", tmp_path / "dagster.yaml")
@@ -90,7 +90,7 @@ def test_machine_slot_lets_one_process_at_a_time(tmp_path):
     code = (
         "import json, sys, time\n"
         "from pathlib import Path\n"
-        "from wsi_assets.gpu_slots import machine_slot\n"
+        "from wsi_assets.queue.gpu_slots import machine_slot\n"
         "with machine_slot(Path(sys.argv[1]), 1):\n"
         "    start = time.time(); time.sleep(0.5); end = time.time()\n"
         "print(json.dumps([start, end]))\n"
@@ -107,7 +107,7 @@ def test_postgres_slot_lets_one_holder_at_a_time():
     import os
     import threading
 
-    from wsi_assets.gpu_slots import postgres_slot
+    from wsi_assets.queue.gpu_slots import postgres_slot
 
     if not os.environ.get("WSI_PG_HOST"):
         pytest.skip("PostgreSQL not configured (WSI_PG_*)")
@@ -137,7 +137,7 @@ def test_gpu_slot_logs_when_the_gpu_is_held(tmp_path):
 
     from dagster import DagsterInstance
 
-    from wsi_assets.gpu_slots import gpu_slot
+    from wsi_assets.queue.dagster_adapter import gpu_slot
     from wsi_assets_tests.dagster_services import REPO
 
     shutil.copyfile(REPO / "dagster.yaml", tmp_path / "dagster.yaml")

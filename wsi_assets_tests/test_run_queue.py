@@ -86,7 +86,7 @@ def queue_services(request, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def tiny_slide(tmp_path_factory) -> Path:
-    from wsi_assets.synthetic import SyntheticSlideSpec, write_synthetic_slide
+    from wsi_assets.slides.synthetic import SyntheticSlideSpec, write_synthetic_slide
 
     path = tmp_path_factory.mktemp("tiny") / "tiny.svs"
     write_synthetic_slide(path, SyntheticSlideSpec(width=1500, height=1200, mpp=0.25, seed=5))
@@ -110,13 +110,13 @@ def _launch_with_cli(env: dict, key: str) -> None:
 
 
 def _submit_with_wsi_cli(env: dict, key: str) -> None:
-    """The README's route: python -m wsi_assets.submit (wraps `dagster job launch`)."""
-    subprocess.run([str(BIN / "python"), "-m", "wsi_assets.submit", key], cwd=REPO, env=env, check=True, capture_output=True, timeout=300)
+    """The README's route: python -m wsi_assets.cli.submit (wraps `dagster job launch`)."""
+    subprocess.run([str(BIN / "python"), "-m", "wsi_assets.cli.submit", key], cwd=REPO, env=env, check=True, capture_output=True, timeout=300)
 
 
 def test_submit_cli_refuses_a_slide_that_is_not_uploaded(queue_services):
     completed = subprocess.run(
-        [str(BIN / "python"), "-m", "wsi_assets.submit", "nobody/main/missing"],
+        [str(BIN / "python"), "-m", "wsi_assets.cli.submit", "nobody/main/missing"],
         cwd=REPO, env=queue_services["env"], capture_output=True, text=True, timeout=120,
     )
     assert completed.returncode != 0
@@ -140,7 +140,7 @@ def _finished(instance, run_ids) -> bool:
 
 
 def test_branches_run_serially_in_order_within_limits(queue_services, tiny_slide):
-    from wsi_assets.queue_audit import audit_queue, gpu_hold_spans, run_spans
+    from wsi_assets_tests.queue_audit import audit_queue, gpu_hold_spans, run_spans
 
     services, instance = queue_services, queue_services["instance"]
     for user in USERS:
@@ -172,7 +172,7 @@ def test_branches_run_serially_in_order_within_limits(queue_services, tiny_slide
 
 
 def _worker_pid(instance, run_id: str) -> int:
-    from wsi_assets.run_queue import run_worker_pid
+    from wsi_assets.queue.dagster_adapter import run_worker_pid
 
     return run_worker_pid(instance, run_id)[0]
 
@@ -197,7 +197,7 @@ def _kill_tree(pid: int) -> None:
 def test_killed_worker_fails_its_run_and_frees_its_branch(queue_services, tmp_path):
     from dagster import DagsterRunStatus
 
-    from wsi_assets.synthetic import SyntheticSlideSpec, write_synthetic_slide
+    from wsi_assets.slides.synthetic import SyntheticSlideSpec, write_synthetic_slide
 
     services, instance = queue_services, queue_services["instance"]
     big = tmp_path / "big.svs"

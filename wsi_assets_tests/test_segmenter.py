@@ -6,10 +6,11 @@ import cv2
 import numpy as np
 import pytest
 
-from wsi_assets.classical_segmenter import ClassicalParams, ClassicalSegmenter
-from wsi_assets.metrics import f1_at_iou
-from wsi_assets.image_segmentation import segment_image
-from wsi_assets.segmenter import Segmenter, default_segmenter, get_segmenter
+from wsi_assets.segmentation.classical import ClassicalParams, ClassicalSegmenter
+from wsi_assets.segmentation.metrics import f1_at_iou
+from wsi_assets.segmentation.image import segment_image
+from wsi_assets.segmentation.protocol import Segmenter
+from wsi_assets.segmentation.registry import default_segmenter, get_segmenter
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 CMU_SLIDE = DATA / "slides" / "CMU-1-Small-Region.svs"
@@ -187,7 +188,7 @@ def test_real_slide_region():
 
 
 def test_synthetic_slide_counts(tmp_path):
-    synthetic = pytest.importorskip("wsi_assets.synthetic")
+    synthetic = pytest.importorskip("wsi_assets.slides.synthetic")
     openslide = pytest.importorskip("openslide")
     spec = synthetic.SyntheticSlideSpec(width=2048, height=2048, mpp=0.25, seed=3)
     path = tmp_path / "synthetic.svs"

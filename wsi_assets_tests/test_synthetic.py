@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 import tifffile
 
-from wsi_assets import synthetic
-from wsi_assets.synthetic import (
+from wsi_assets.slides import synthetic
+from wsi_assets.slides.synthetic import (
     SyntheticSlideSpec,
     count_synthetic_nuclei,
     iter_synthetic_nuclei,
@@ -42,7 +42,7 @@ def truth():
     return synthetic_nuclei(SPEC, 0, 0, SPEC.width, SPEC.height)
 
 
-def read_rgb(slide, level: int, x: int, y: int, width: int, height: int) -> np.ndarray:
+def level_pixels(slide, level: int, x: int, y: int, width: int, height: int) -> np.ndarray:
     """Level pixels from (x, y) in that level's own pixels."""
     downsample = round(slide.level_downsamples[level])
     region = slide.read_region((x * downsample, y * downsample), level, (width, height))
@@ -130,7 +130,7 @@ def test_tissue_covers_part_of_the_slide_and_holds_every_nucleus(truth):
 
 
 def test_pixels_show_nuclei_stroma_and_glass(slide, truth):
-    level0 = read_rgb(slide, 0, 0, 0, SPEC.width, SPEC.height).astype(int)
+    level0 = level_pixels(slide, 0, 0, 0, SPEC.width, SPEC.height).astype(int)
     centres = level0[truth.centroid_y.astype(int), truth.centroid_x.astype(int)]
     assert (centres[:, 1] < 140).mean() > 0.99  # hematoxylin absorbs green
     assert np.median(centres, axis=0) == pytest.approx([90, 60, 150], abs=30)
@@ -149,8 +149,8 @@ def test_pixels_show_nuclei_stroma_and_glass(slide, truth):
 
 
 def test_level_one_looks_like_level_zero_shrunk(slide):
-    level0 = read_rgb(slide, 0, 0, 0, 2048, 1536)
-    level1 = read_rgb(slide, 1, 0, 0, 512, 384).astype(np.float32)
+    level0 = level_pixels(slide, 0, 0, 0, 2048, 1536)
+    level1 = level_pixels(slide, 1, 0, 0, 512, 384).astype(np.float32)
     shrunk = cv2.resize(level0, (512, 384), interpolation=cv2.INTER_AREA).astype(np.float32)
     assert np.abs(shrunk.mean(axis=(0, 1)) - level1.mean(axis=(0, 1))).max() < 3
     assert np.corrcoef(shrunk[..., 1].ravel(), level1[..., 1].ravel())[0, 1] > 0.95

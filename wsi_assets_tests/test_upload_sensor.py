@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from wsi_assets.upload_scan import ScanCursor, scan_uploads
+from wsi_assets.uploads.scan import ScanCursor, scan_uploads
 
 
 def upload(root: Path, relpath: str, source: Path | None = None, data: bytes | None = None) -> Path:
@@ -67,7 +67,7 @@ def test_reupload_requests_a_new_run(tmp_path, small_slide, tmp_path_factory):
     _, second = look_twice(tmp_path)
     old_run_key = second.requests[0].run_key
     # The lab replaces the file with a new scan of the same slide.
-    from wsi_assets.synthetic import SyntheticSlideSpec, write_synthetic_slide
+    from wsi_assets.slides.synthetic import SyntheticSlideSpec, write_synthetic_slide
 
     rescan = tmp_path_factory.mktemp("rescan") / "slide01.svs"
     write_synthetic_slide(rescan, SyntheticSlideSpec(width=1100, height=800, mpp=0.25, seed=2))
@@ -145,8 +145,8 @@ def test_dotfiles_are_ignored_as_temporary(tmp_path, small_slide):
 def test_dagster_sensor_adds_partition_and_requests_process_slide(tmp_path, small_slide, dagster_instance):
     from dagster import build_sensor_context
 
-    from wsi_assets.resources import UserFilesResource
-    from wsi_assets.sensors import upload_sensor
+    from wsi_assets.defs.resources import UserFilesResource
+    from wsi_assets.defs.sensors import upload_sensor
 
     upload(tmp_path, "dora/inputs/main/slide01.svs", small_slide)
     upload(tmp_path, "dora/inputs/main/readme.txt", data=b"x")

@@ -9,7 +9,7 @@ import time
 
 from dagster import AssetExecutionContext, Definitions, DynamicPartitionsDefinition, asset, define_asset_job, in_process_executor
 
-from wsi_assets.gpu_slots import gpu_slot
+from wsi_assets.queue.dagster_adapter import gpu_slot
 
 slides = DynamicPartitionsDefinition(name="slides")
 

@@ -17,7 +17,9 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 
-from wsi_assets.image_segmentation import resample_image, resize_labels
+from wsi_assets.core.images import read_image_file_rgb
+from wsi_assets.segmentation.image import resample_image, resize_labels
+from wsi_assets.training.defaults import BASE_STAIN_JITTER, SCALE_JITTER, STAIN_JITTER
 
 # Median equivalent nucleus diameter in MoNuSeg (20.3 px at 0.25 µm/px): the one set with a
 # measured pixel size, used to put tiles of unknown magnification at scale.
@@ -55,13 +57,6 @@ def estimate_mpp(labels: np.ndarray) -> float:
 def allows_commercial_use(value) -> bool:
     """Whether a manifest's `commercial_use_ok` cell says yes ("yes", "true" or "1")."""
     return str(value).strip().lower() in ("yes", "true", "1")
-
-
-def read_rgb(path: Path) -> np.ndarray:
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise ValueError(f"cannot read image {path}")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
 def read_labels(path: Path) -> np.ndarray:
@@ -106,7 +101,7 @@ def list_labelled_folder(folder: Path, mpp: float | None = None) -> pd.DataFrame
 def load_images(folder: Path, table: pd.DataFrame) -> list[LabelledImage]:
     out = []
     for _, row in table.iterrows():
-        rgb = read_rgb(Path(folder) / row["image"])
+        rgb = read_image_file_rgb(Path(folder) / row["image"])
         labels = read_labels(Path(folder) / row["label"])
         mpp = parse_mpp(row.get("microns_per_pixel"))
         estimated = mpp is None
@@ -152,10 +147,6 @@ def targets(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return fg.astype(np.float32), (dist / peak[labels]).astype(np.float32) * fg
 
 
-# The colour jitter the first models trained with; stronger settings also mix the stain vectors.
-BASE_STAIN_JITTER = 0.15
-
-
 class CropSampler:
     """Random augmented crops of images at one µm/px: flips, 90° turns, scale, H&E jitter, blur."""
 
@@ -164,8 +155,8 @@ class CropSampler:
         images: list[tuple[np.ndarray, np.ndarray]],
         crop: int,
         seed: int,
-        stain_jitter: float = BASE_STAIN_JITTER,
-        scale_jitter: float = 1.25,
+        stain_jitter: float = STAIN_JITTER,
+        scale_jitter: float = SCALE_JITTER,
     ):
         self.images = images
         self.crop = crop

@@ -14,9 +14,10 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from wsi_assets.image_segmentation import resample_image, resize_labels, segment_image
-from wsi_assets.metrics import aggregated_jaccard_index, f1_at_iou, panoptic_quality
-from wsi_assets.segmenter import Segmenter
+from wsi_assets.core.images import fit_within
+from wsi_assets.segmentation.image import resample_image, resize_labels, segment_image
+from wsi_assets.segmentation.metrics import aggregated_jaccard_index, f1_at_iou, panoptic_quality
+from wsi_assets.segmentation.protocol import Segmenter
 from wsi_assets.training import split
 from wsi_assets.training.data import LabelledImage, list_labelled_folder, load_images
 
@@ -102,3 +103,13 @@ def _edges(labels: np.ndarray) -> np.ndarray:
     values = labels.astype(np.float32)
     square = np.ones((3, 3), np.uint8)
     return (labels > 0) & ((cv2.dilate(values, square) != values) | (cv2.erode(values, square) != values))
+
+
+def overlay_strip(images: list[LabelledImage], predictions: dict[str, np.ndarray], count: int = 4, side: int = 256) -> np.ndarray:
+    """The first `count` images with predicted (yellow) and true (green) outlines, side by side."""
+    panels = []
+    for item in images[:count]:
+        drawn = overlay(item.rgb, predictions[f"{item.dataset}/{item.stem}"], item.labels)
+        panels.append(fit_within(drawn, side))
+    height = max(p.shape[0] for p in panels)
+    return np.concatenate([np.pad(p, ((0, height - p.shape[0]), (0, 4), (0, 0)), constant_values=255) for p in panels], axis=1)

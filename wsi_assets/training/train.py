@@ -23,25 +23,25 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from wsi_assets.training.data import BASE_STAIN_JITTER, CropSampler, allows_commercial_use, at_mpp, list_labelled_folder, load_images
+from wsi_assets.training import defaults, split
+from wsi_assets.training.data import CropSampler, allows_commercial_use, at_mpp, list_labelled_folder, load_images
 from wsi_assets.training.network import NucleiModel, UNet
-from wsi_assets.torchscript_segmenter import CARD_SUFFIX, resolve_device
-from wsi_assets.training import DEFAULT_DATA, split
+from wsi_assets.segmentation.torchscript import CARD_SUFFIX, resolve_device
 
 MODEL_NAME = "wsi-nuclei-unet"
 
 
 @dataclass
 class TrainConfig:
-    data: Path = DEFAULT_DATA
-    out: Path = Path("wsi_assets/models/nuclei_unet.pt")
+    data: Path = field(default_factory=defaults.default_training_data)
+    out: Path = field(default_factory=lambda: defaults.resolve_model_path(None))
     commercial_only: bool = False
     epochs: float = 0.0  # passes over the training pixels; 0 = use `steps`
-    steps: int = 3000
-    batch: int = 16
-    crop: int = 128
+    steps: int = defaults.STEPS
+    batch: int = defaults.BATCH
+    crop: int = defaults.CROP
     lr: float = 2e-3
-    mpp: float = 0.5
+    mpp: float = defaults.MODEL_MPP
     widths: list[int] = field(default_factory=lambda: [16, 32, 64, 128, 192])
     seed: int = 0
     device: str = "auto"
@@ -50,8 +50,8 @@ class TrainConfig:
     tune: bool = True  # choose the post-processing thresholds on the training images
     snapshot_every: int = 0  # also export `<out>.step<N>.pt` every N steps (0 = never)
     init: Path | None = None  # start from this exported model's weights (continue or fine-tune)
-    stain_jitter: float = BASE_STAIN_JITTER  # colour augmentation strength (see CropSampler)
-    scale_jitter: float = 1.25  # crops zoomed by up to this factor either way
+    stain_jitter: float = defaults.STAIN_JITTER  # colour augmentation strength (see CropSampler)
+    scale_jitter: float = defaults.SCALE_JITTER  # crops zoomed by up to this factor either way
 
 
 def loss_fn(out: torch.Tensor, fg: torch.Tensor, dist: torch.Tensor) -> torch.Tensor:
@@ -88,8 +88,8 @@ def tune_postprocessing(net: UNet, items: list, mpp: float, log: Callable[[str],
     Only training images are used (at their native resolution, as `segment_image` scores them),
     so the held-out figures stay untouched by this choice.
     """
-    from wsi_assets.image_segmentation import resize_labels
-    from wsi_assets.metrics import aggregated_jaccard_index, f1_at_iou, panoptic_quality
+    from wsi_assets.segmentation.image import resize_labels
+    from wsi_assets.segmentation.metrics import aggregated_jaccard_index, f1_at_iou, panoptic_quality
     from wsi_assets.training.postprocess import instances_from_maps
 
     model = NucleiModel(net.cpu().eval())
@@ -219,7 +219,7 @@ def export(net: UNet, card: dict, out: Path, **post) -> Path:
 
 def load_trained_net(model_file: Path, card: dict | None = None) -> UNet:
     """The U-Net inside a model file this project exported (`card`: its model card, if already read)."""
-    from wsi_assets.torchscript_segmenter import read_model_card
+    from wsi_assets.segmentation.torchscript import read_model_card
 
     card = read_model_card(model_file) if card is None else card
     net = UNet(list(card.get("widths") or TrainConfig().widths))
@@ -229,7 +229,7 @@ def load_trained_net(model_file: Path, card: dict | None = None) -> UNet:
 
 def rebuild(model_file: Path, out: Path, card_updates: dict | None = None, **post) -> Path:
     """Re-export a trained file with other post-processing settings (thresholds), no retraining."""
-    from wsi_assets.torchscript_segmenter import read_model_card
+    from wsi_assets.segmentation.torchscript import read_model_card
 
     card = read_model_card(model_file)
     net = load_trained_net(model_file, card)
@@ -239,14 +239,14 @@ def rebuild(model_file: Path, out: Path, card_updates: dict | None = None, **pos
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--data", type=Path, default=None, help="labelled folder (default: $WSI_SHARED_DATA/nuclei_train or ../shared/data/nuclei_train)")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--commercial-only", action="store_true", help="train only on images whose licence allows commercial use")
     parser.add_argument("--epochs", type=float, default=0.0, help="passes over the training pixels (overrides --steps)")
-    parser.add_argument("--steps", type=int, default=TrainConfig.steps)
-    parser.add_argument("--batch", type=int, default=TrainConfig.batch)
-    parser.add_argument("--crop", type=int, default=TrainConfig.crop, help="training crop side in pixels at --mpp")
-    parser.add_argument("--mpp", type=float, default=TrainConfig.mpp)
+    parser.add_argument("--steps", type=int, default=defaults.STEPS)
+    parser.add_argument("--batch", type=int, default=defaults.BATCH)
+    parser.add_argument("--crop", type=int, default=defaults.CROP, help="training crop side in pixels at --mpp")
+    parser.add_argument("--mpp", type=float, default=defaults.MODEL_MPP)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (0 = torch's default)")
@@ -254,12 +254,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--snapshot-every", type=int, default=0, help="also export a snapshot every N steps")
     parser.add_argument("--init", type=Path, help="start from this exported model's weights (fine-tune / continue)")
     parser.add_argument("--lr", type=float, default=TrainConfig.lr)
-    parser.add_argument("--stain-jitter", type=float, default=TrainConfig.stain_jitter,
-                        help="colour augmentation strength: 0.15 as the first models; above it also shifts hue")
-    parser.add_argument("--scale-jitter", type=float, default=TrainConfig.scale_jitter, help="zoom crops by up to this factor")
+    parser.add_argument("--stain-jitter", type=float, default=defaults.STAIN_JITTER,
+                        help=f"colour augmentation strength ({defaults.BASE_STAIN_JITTER} as the first models); above that it also shifts hue")
+    parser.add_argument("--scale-jitter", type=float, default=defaults.SCALE_JITTER, help="zoom crops by up to this factor")
     args = parser.parse_args(argv)
     config = TrainConfig(
-        data=args.data, out=args.out, commercial_only=args.commercial_only, epochs=args.epochs, steps=args.steps,
+        data=args.data or defaults.default_training_data(), out=args.out, commercial_only=args.commercial_only, epochs=args.epochs, steps=args.steps,
         batch=args.batch, crop=args.crop, mpp=args.mpp, seed=args.seed, device=args.device, threads=args.threads, version=args.version,
         snapshot_every=args.snapshot_every, init=args.init, lr=args.lr,
         stain_jitter=args.stain_jitter, scale_jitter=args.scale_jitter,

@@ -1,0 +1,20 @@
+"""What an export format declares: its asset, its file, and the function that writes it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+# (stored cells.parquet, destination file, provenance) -> number of cells written.
+# A writer streams the cell table in batches and writes `destination` atomically.
+ExportWriter = Callable[[Path, Path, dict], int]
+
+
+@dataclass(frozen=True)
+class ExportFormat:
+    asset_name: str  # the Dagster asset, in group "exports"
+    file_name: str  # written to <user>/outputs/<branch>/<slide>/<file_name>
+    kinds: tuple[str, ...]  # shown as badges in the Dagster UI
+    description: str
+    write: ExportWriter

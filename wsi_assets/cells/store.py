@@ -1,0 +1,122 @@
+"""The stored segmentation: one Parquet file of nuclei, written as tiles finish, read back in batches.
+
+Exports are built from it without holding every polygon in memory.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from wsi_assets.cells.table import NucleusTable
+
+SCHEMA = pa.schema(
+    [
+        ("cell_id", pa.int64()),
+        ("centroid_x", pa.float64()),
+        ("centroid_y", pa.float64()),
+        ("area_pixels", pa.float64()),
+        ("polygon_point_count", pa.int32()),
+        ("polygon_x", pa.list_(pa.float32())),
+        ("polygon_y", pa.list_(pa.float32())),
+        ("tile_row", pa.int32()),
+        ("tile_col", pa.int32()),
+    ]
+)
+ROW_GROUP_CELLS = 50_000
+
+
+class CellStoreWriter:
+    """Appends nuclei tile by tile; ids are 1..N in the order they are appended."""
+
+    def __init__(self, path: Path, metadata: dict[str, str] | None = None):
+        schema = SCHEMA.with_metadata({k: str(v) for k, v in (metadata or {}).items()})
+        self._writer = pq.ParquetWriter(str(path), schema, compression="zstd")
+        self._pending: list[pa.RecordBatch] = []
+        self._pending_rows = 0
+        self.cells_written = 0
+
+    def append(self, nuclei: NucleusTable, tile_row: int, tile_col: int) -> None:
+        count = len(nuclei)
+        if count == 0:
+            return
+        ids = np.arange(self.cells_written + 1, self.cells_written + count + 1, dtype=np.int64)
+        offsets = pa.array(nuclei.offsets.astype(np.int32))
+        batch = pa.record_batch(
+            [
+                pa.array(ids),
+                pa.array(nuclei.centroid_x),
+                pa.array(nuclei.centroid_y),
+                pa.array(nuclei.area_pixels),
+                pa.array(nuclei.point_counts),
+                pa.ListArray.from_arrays(offsets, pa.array(nuclei.vertices[:, 0])),
+                pa.ListArray.from_arrays(offsets, pa.array(nuclei.vertices[:, 1])),
+                pa.array(np.full(count, tile_row, np.int32)),
+                pa.array(np.full(count, tile_col, np.int32)),
+            ],
+            schema=SCHEMA,
+        )
+        self.cells_written += count
+        self._pending.append(batch)
+        self._pending_rows += count
+        if self._pending_rows >= ROW_GROUP_CELLS:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._pending:
+            self._writer.write_table(pa.Table.from_batches(self._pending), row_group_size=self._pending_rows)
+            self._pending, self._pending_rows = [], 0
+
+    def close(self) -> None:
+        self._flush()
+        self._writer.close()
+
+    def __enter__(self) -> "CellStoreWriter":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def count_cells(path: Path) -> int:
+    return pq.ParquetFile(str(path)).metadata.num_rows
+
+
+def store_metadata(path: Path) -> dict[str, str]:
+    raw = pq.ParquetFile(str(path)).schema_arrow.metadata or {}
+    return {k.decode(): v.decode() for k, v in raw.items()}
+
+
+def nuclei_from_batch(batch: pa.RecordBatch) -> tuple[np.ndarray, NucleusTable, np.ndarray]:
+    polygon_x = batch.column("polygon_x")
+    polygon_y = batch.column("polygon_y")
+    offsets = polygon_x.offsets.to_numpy().astype(np.int64)
+    offsets = offsets - offsets[0]
+    vertices = np.stack(
+        [polygon_x.flatten().to_numpy(zero_copy_only=False), polygon_y.flatten().to_numpy(zero_copy_only=False)], axis=1
+    ).astype(np.float32)
+    table = NucleusTable(
+        batch.column("centroid_x").to_numpy(),
+        batch.column("centroid_y").to_numpy(),
+        batch.column("area_pixels").to_numpy(),
+        offsets,
+        vertices,
+    )
+    tiles = np.stack([batch.column("tile_row").to_numpy(), batch.column("tile_col").to_numpy()], axis=1)
+    return batch.column("cell_id").to_numpy(), table, tiles
+
+
+def iter_cells(path: Path, batch_cells: int = 50_000) -> Iterator[tuple[np.ndarray, NucleusTable, np.ndarray]]:
+    """(cell_ids, nuclei, tile (row, col) per cell) in id order, a bounded batch at a time."""
+    for batch in pq.ParquetFile(str(path)).iter_batches(batch_size=batch_cells):
+        yield nuclei_from_batch(batch)
+
+
+def read_cell_columns(path: Path, columns: list[str]) -> dict[str, np.ndarray]:
+    """Whole columns without the polygons (cheap even for millions of cells)."""
+    table = pq.read_table(str(path), columns=columns)
+    return {name: table.column(name).to_numpy() for name in columns}

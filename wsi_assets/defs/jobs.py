@@ -1,0 +1,48 @@
+"""Jobs users launch, selecting assets by group.
+
+Steps of one slide form a chain, so they run in the run's own process: one process start per
+run instead of one per step, which matters with thousands of slides queued.
+"""
+
+from dagster import AssetSelection, define_asset_job, in_process_executor
+
+from wsi_assets.defs.exports import EXPORTS_GROUP
+from wsi_assets.defs.models import MODELS_GROUP, nuclei_model_evaluation
+from wsi_assets.defs.segmentation import SEGMENTATION_GROUP
+from wsi_assets.defs.slides import SLIDES_GROUP
+
+process_slide = define_asset_job(
+    name="process_slide",
+    selection=AssetSelection.groups(SLIDES_GROUP, SEGMENTATION_GROUP, EXPORTS_GROUP),
+    executor_def=in_process_executor,
+    description="Everything for one slide: metadata, tissue mask, nuclei, quality checks, exports.",
+)
+
+tissue_mask_only = define_asset_job(
+    name="tissue_mask_only",
+    selection=AssetSelection.groups(SLIDES_GROUP),
+    executor_def=in_process_executor,
+    description="Metadata, thumbnail and tissue mask only (quick look at a new slide).",
+)
+
+export_cells = define_asset_job(
+    name="export_cells",
+    selection=AssetSelection.groups(EXPORTS_GROUP),
+    executor_def=in_process_executor,
+    description="Rewrite the exports from the stored segmentation, without segmenting again.",
+)
+
+train_nuclei_model = define_asset_job(
+    name="train_nuclei_model",
+    selection=AssetSelection.groups(MODELS_GROUP),
+    description="Train the nucleus model from a labelled folder, then score it on the held-out split.",
+)
+
+evaluate_nuclei_model = define_asset_job(
+    name="evaluate_nuclei_model",
+    selection=AssetSelection.assets(nuclei_model_evaluation),
+    description="Score a nucleus model (trained, default, classical or a file) on labelled images.",
+)
+
+slide_jobs = [process_slide, tissue_mask_only, export_cells]
+model_jobs = [train_nuclei_model, evaluate_nuclei_model]

@@ -1,0 +1,79 @@
+"""The per-slide segmentation asset: every nucleus in the tissue, streamed to segmentation/cells.parquet."""
+
+
+import json
+
+from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
+
+from wsi_assets.core.atomic import atomic_output, write_bytes_atomic, write_text_atomic
+from wsi_assets.core.images import markdown_image
+from wsi_assets.core.keys import SlideKey
+from wsi_assets.defs.errors import TRANSIENT_RETRY, fails_clearly
+from wsi_assets.defs.partitions import slides_partitions
+from wsi_assets.defs.resources import SegmentationResource, UserFilesResource
+from wsi_assets.defs.slides import tissue_mask
+from wsi_assets.quality.overlays import qc_overlay
+from wsi_assets.queue.dagster_adapter import gpu_slot
+from wsi_assets.queue.tags import DEVICE_TAG, GPU_POOL
+from wsi_assets.segmentation.slide import ProgressReporter, segment_slide
+from wsi_assets.slides.stored import load_slide_info, load_tissue_mask
+
+SEGMENTATION_GROUP = "segmentation"
+
+
+@asset(
+    partitions_def=slides_partitions,
+    group_name=SEGMENTATION_GROUP,
+    deps=[tissue_mask],
+    kinds={"pytorch", "parquet"},
+    pool=GPU_POOL,
+    op_tags={DEVICE_TAG: GPU_POOL},
+    retry_policy=TRANSIENT_RETRY,
+    description="Every nucleus in the tissue, in level-0 pixel coordinates (segmentation/cells.parquet).",
+)
+@fails_clearly
+def cell_segmentation(
+    context: AssetExecutionContext, user_files: UserFilesResource, segmentation: SegmentationResource
+) -> MaterializeResult:
+    key = SlideKey.parse(context.partition_key)
+    outputs = user_files.outputs(key)
+    info = load_slide_info(outputs)
+    tissue = load_tissue_mask(outputs)
+    slide_file = user_files.slide_file(key)
+    segmenter = segmentation.segmenter()
+    context.log.info(f"{key}: segmenting with {segmenter.name} v{segmenter.version} on {segmenter.device} at {segmenter.mpp} µm/px")
+    provenance = {"slide": key.partition_key, "mpp": info.mpp, "segmenter": segmenter.name, "segmenter_version": segmenter.version}
+    outputs.cells_parquet.parent.mkdir(parents=True, exist_ok=True)
+    with gpu_slot(context.instance, context.log.info), atomic_output(outputs.cells_parquet) as temporary:
+        summary = segment_slide(
+            slide_file,
+            info.mpp,
+            tissue,
+            segmenter,
+            temporary,
+            segmentation.tiling(),
+            on_progress=ProgressReporter(context.log.info),
+            store_metadata=provenance,
+        )
+    write_text_atomic(outputs.segmentation_json, json.dumps({**provenance, **summary.__dict__, "mm2_per_s": summary.mm2_per_s}, indent=2))
+    overlay = qc_overlay(slide_file, outputs.cells_parquet, info)
+    write_bytes_atomic(outputs.qc_overlay, overlay)
+    context.log.info(f"{key}: {summary.cells} nuclei in {summary.tiles} tiles, {summary.seconds:.1f} s ({summary.mm2_per_s:.3f} mm²/s)")
+    return MaterializeResult(
+        metadata={
+            "nuclei": summary.cells,
+            "nuclei_per_mm2": round(summary.cells / summary.tissue_mm2, 1) if summary.tissue_mm2 else 0.0,
+            "tiles": summary.tiles,
+            "tiles_in_grid": summary.tiles_total_grid,
+            "seconds": round(summary.seconds, 2),
+            "tissue_mm2_per_s": round(summary.mm2_per_s, 4),
+            "device": summary.device,
+            "segmenter": f"{summary.segmenter} v{summary.segmenter_version}",
+            "model_mpp": summary.mpp_model,
+            "cells_file": MetadataValue.path(str(outputs.cells_parquet)),
+            "outlines": MetadataValue.md(markdown_image(overlay, f"{key} nucleus outlines")),
+        }
+    )
+
+
+segmentation_assets = [cell_segmentation]

@@ -1,0 +1,96 @@
+"""Per-slide assets before segmentation: what the slide is (metadata, thumbnail), and where its tissue is.
+
+Each asset writes its own files under <user>/outputs/<branch>/<slide>/ and returns metadata.
+"""
+
+
+from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
+
+from wsi_assets.core.atomic import write_bytes_atomic
+from wsi_assets.core.images import markdown_image, small_jpeg
+from wsi_assets.core.keys import SlideKey
+from wsi_assets.defs.errors import fails_clearly
+from wsi_assets.defs.partitions import slides_partitions
+from wsi_assets.defs.resources import SegmentationResource, UserFilesResource
+from wsi_assets.quality.overlays import tissue_overlay
+from wsi_assets.slides.reader import open_slide, read_slide_info, read_whole_slide_at_downsample
+from wsi_assets.slides.stored import load_slide_info, save_slide_info, save_tissue_mask
+from wsi_assets.slides.tissue import detect_tissue, tissue_mask_downsample
+
+THUMBNAIL_MAX_SIDE = 512
+SLIDES_GROUP = "slides"
+
+
+@asset(
+    partitions_def=slides_partitions,
+    group_name=SLIDES_GROUP,
+    kinds={"openslide", "image"},
+    description="What the slide is: size, pyramid levels, µm/px (and whether it was inferred), objective, vendor, thumbnail.",
+)
+@fails_clearly
+def slide_metadata(context: AssetExecutionContext, user_files: UserFilesResource, segmentation: SegmentationResource) -> MaterializeResult:
+    key = SlideKey.parse(context.partition_key)
+    path = user_files.slide_file(key)
+    info = read_slide_info(path, segmentation.default_mpp)
+    if info.mpp_inferred:
+        context.log.warning(f"{path.name} has no µm/px metadata: using {info.mpp:.4f} µm/px from the {info.mpp_source}")
+    outputs = user_files.outputs(key)
+    with open_slide(path) as slide:
+        thumbnail = read_whole_slide_at_downsample(slide, max(info.width, info.height) / THUMBNAIL_MAX_SIDE)
+    jpeg = small_jpeg(thumbnail, THUMBNAIL_MAX_SIDE)
+    write_bytes_atomic(outputs.thumbnail, jpeg)
+    save_slide_info(outputs, info)
+    context.log.info(f"{key}: {info.width}x{info.height} px, {info.level_count} levels, {info.mpp:.4f} µm/px ({info.mpp_source})")
+    return MaterializeResult(
+        metadata={
+            "slide_file": MetadataValue.path(str(path)),
+            "width_px": info.width,
+            "height_px": info.height,
+            "levels": info.level_count,
+            "level_downsamples": MetadataValue.json(info.level_downsamples),
+            "mpp": info.mpp,
+            "mpp_source": info.mpp_source,
+            "mpp_inferred": info.mpp_inferred,
+            "objective_power": info.objective_power if info.objective_power is not None else "unknown",
+            "vendor": info.vendor,
+            "file_size_mb": round(info.file_size_bytes / 1e6, 2),
+            "area_mm2": round(info.area_mm2, 3),
+            "thumbnail": MetadataValue.md(markdown_image(jpeg, f"{key} thumbnail")),
+        }
+    )
+
+
+@asset(
+    partitions_def=slides_partitions,
+    group_name=SLIDES_GROUP,
+    deps=[slide_metadata],
+    kinds={"numpy", "image"},
+    description="Where the tissue is: a low-resolution mask, its fraction of the slide and area in mm², shown over the thumbnail.",
+)
+@fails_clearly
+def tissue_mask(context: AssetExecutionContext, user_files: UserFilesResource) -> MaterializeResult:
+    key = SlideKey.parse(context.partition_key)
+    outputs = user_files.outputs(key)
+    info = load_slide_info(outputs)
+    downsample = tissue_mask_downsample(info.width, info.height, info.mpp)
+    with open_slide(user_files.slide_file(key)) as slide:
+        low_res = read_whole_slide_at_downsample(slide, downsample)
+    tissue = detect_tissue(low_res, downsample, info.mpp)
+    save_tissue_mask(outputs, tissue)
+    overlay = small_jpeg(tissue_overlay(low_res, tissue.mask), THUMBNAIL_MAX_SIDE)
+    write_bytes_atomic(outputs.tissue_overlay, overlay)
+    context.log.info(f"{key}: tissue {tissue.fraction:.1%} of the slide, {tissue.area_mm2:.2f} mm²")
+    if tissue.area_mm2 == 0:
+        context.log.warning(f"{key}: no tissue found; segmentation will have nothing to do")
+    return MaterializeResult(
+        metadata={
+            "tissue_fraction": round(tissue.fraction, 4),
+            "tissue_area_mm2": round(tissue.area_mm2, 4),
+            "mask_size_px": MetadataValue.json(list(tissue.mask.shape[::-1])),
+            "mask_um_per_px": round(downsample * info.mpp, 3),
+            "overlay": MetadataValue.md(markdown_image(overlay, f"{key} tissue mask")),
+        }
+    )
+
+
+slide_assets = [slide_metadata, tissue_mask]

@@ -1,0 +1,114 @@
+"""The one module that touches Dagster's private APIs: the instance classes named in dagster.yaml
+(branch-aware run coordinator, run launcher with worker health checks) and the GPU slot guard,
+which needs to know the instance's storage.
+
+The coordinator and launcher are imported by the webserver, the daemon and the CLI alike, so
+every launch path queues the same way. A Dagster upgrade that moves these APIs breaks here only.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Callable, Iterator
+
+from dagster import DagsterEventType
+from dagster._core.launcher import CheckRunHealthResult, DefaultRunLauncher, WorkerStatus
+from dagster._core.run_coordinator import QueuedRunCoordinator, SubmitRunContext
+from dagster._core.storage.dagster_run import DagsterRun
+from dagster._core.storage.event_log.sqlite import ConsolidatedSqliteEventLogStorage, SqliteEventLogStorage
+
+from wsi_assets.queue.gpu_slots import held, machine_slot, postgres_slot
+from wsi_assets.queue.tags import GPU_POOL, UnqueueableRun, tags_to_store
+from wsi_assets.queue.workers import worker_alive
+
+RUN_PROCESS_MESSAGE = "Started process for run (pid: "
+
+
+def ensure_pool_slots(instance, pool: str = GPU_POOL) -> None:
+    """Give the pool exactly dagster.yaml's `concurrency.pools.default_limit` slots, before runs claim any.
+
+    Dagster otherwise creates a pool's slots at the first claim, by count-then-insert; two runs
+    claiming at once can each add a slot, and the pool then lets two steps through (seen with
+    limit 1 in the queue benchmark). dagster.yaml stays the one place that says how many GPUs.
+    """
+    limit = instance.global_op_concurrency_default_limit
+    storage = instance.event_log_storage
+    if limit is None or not storage.supports_global_concurrency_limits:
+        return
+    if pool not in storage.get_concurrency_keys() or storage.get_concurrency_info(pool).slot_count != limit:
+        storage.set_concurrency_slots(pool, limit)
+
+
+class SlideRunCoordinator(QueuedRunCoordinator):
+    """QueuedRunCoordinator that stores `wsi/user` and `wsi/branch` on each run before queueing it."""
+
+    _pools_checked = False
+
+    def submit_run(self, context: SubmitRunContext) -> DagsterRun:
+        if not self._pools_checked:
+            ensure_pool_slots(self._instance)
+            self._pools_checked = True
+        run = context.dagster_run
+        try:
+            new_tags = tags_to_store(run.tags)
+        except UnqueueableRun as error:
+            self._instance.report_run_failed(run, str(error))
+            return self._instance.get_run_by_id(run.run_id) or run
+        if new_tags:
+            # with_tags() would change only this in-memory copy; the queue daemon reads storage.
+            self._instance.add_run_tags(run.run_id, new_tags)
+            run = self._instance.get_run_by_id(run.run_id) or run.with_tags({**run.tags, **new_tags})
+            context = SubmitRunContext(run, context.workspace)
+        return super().submit_run(context)
+
+
+class SlideRunLauncher(DefaultRunLauncher):
+    """DefaultRunLauncher whose run workers the monitoring daemon can check.
+
+    Runs launched on a local code server (the default) report their worker's pid; a worker
+    that died (SIGKILL, OOM killer) is noticed at the next monitoring poll and its run failed,
+    which frees its branch for the next run.
+    """
+
+    @property
+    def supports_check_run_worker_health(self) -> bool:
+        return True
+
+    def check_run_worker_health(self, run: DagsterRun) -> CheckRunHealthResult:
+        worker = run_worker_pid(self._instance, run.run_id)
+        if worker is None:
+            return CheckRunHealthResult(WorkerStatus.RUNNING, "worker has not reported its pid yet")
+        pid, reported_at = worker
+        if worker_alive(pid, reported_at):
+            return CheckRunHealthResult(WorkerStatus.RUNNING)
+        return CheckRunHealthResult(WorkerStatus.FAILED, f"run worker process {pid} is gone (killed or crashed)")
+
+
+def run_worker_pid(instance, run_id: str) -> tuple[int, float] | None:
+    """The pid of a run's worker process and when it reported it, from the run's engine events."""
+    records = instance.get_records_for_run(run_id, of_type=DagsterEventType.ENGINE_EVENT).records
+    found = None
+    for record in records:
+        entry = record.event_log_entry
+        event = entry.dagster_event
+        if event is not None and (event.message or "").startswith(RUN_PROCESS_MESSAGE):
+            found = (int(event.engine_event_data.metadata["pid"].value), entry.timestamp)
+    return found
+
+
+@contextmanager
+def gpu_slot(instance, log: Callable[[str], None] | None = None) -> Iterator[None]:
+    """Hold one of the `gpu` pool's slots (dagster.yaml's pool limit) for the block."""
+    slots = instance.global_op_concurrency_default_limit or 1
+    storage = instance.event_log_storage
+    url = getattr(storage, "postgres_url", None)
+    if url:
+        with postgres_slot(url, GPU_POOL, slots) as slot, held(slot, log):
+            yield
+    elif isinstance(storage, (SqliteEventLogStorage, ConsolidatedSqliteEventLogStorage)):
+        with machine_slot(Path(instance.root_directory) / "gpu-slots", slots) as slot, held(slot, log):
+            yield
+    else:  # in-memory instances (tests, execute_in_process): one process, nothing to share
+        with held(0, log):
+            yield

@@ -1,0 +1,86 @@
+"""Segment the nuclei of one in-memory RGB image at any resolution."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+from skimage.segmentation import relabel_sequential
+
+from wsi_assets.segmentation.protocol import Segmenter
+from wsi_assets.segmentation.registry import get_segmenter
+
+# Scale factors this close to 1 are treated as 1: resampling would only blur.
+_SCALE_TOLERANCE = 1e-3
+
+
+def segment_image(rgb: np.ndarray, mpp: float, model: Segmenter | str | Path | None = None) -> np.ndarray:
+    """Nucleus instance labels (int32, same H,W as `rgb`, 0 background, 1..n) of an RGB image.
+
+    `rgb` is (H,W,3) uint8, or float in [0,1] or [0,255] (a float image whose maximum is at
+    most 1 is read as [0,1]); `mpp` is its µm per pixel. The image is resampled to the
+    model's µm/px, segmented, and the labels are resampled back by nearest neighbour.
+    `model` is a `Segmenter`, "default", "classical", or the path of a TorchScript model file
+    (see `wsi_assets.segmentation.registry.get_segmenter`); None means the default model.
+    """
+    image = as_uint8_rgb(rgb)
+    mpp = check_mpp(mpp)
+    model = get_segmenter(model)
+    height, width = image.shape[:2]
+    scale = mpp / float(model.mpp)
+    resampled = resample_image(image, scale)
+    labels = np.asarray(model.segment_batch(resampled[np.newaxis]))[0]
+    if labels.shape != (height, width):
+        labels = resize_labels(labels, (height, width))
+    relabelled, _, _ = relabel_sequential(labels.astype(np.int32, copy=False))
+    return relabelled.astype(np.int32, copy=False)
+
+
+def as_uint8_rgb(rgb: np.ndarray) -> np.ndarray:
+    """Validate an RGB image and return it as C-contiguous uint8 (H,W,3)."""
+    rgb = np.asarray(rgb)
+    if rgb.ndim != 3:
+        raise ValueError(f"rgb must be an (H,W,3) array, got {rgb.ndim} dimensions {rgb.shape}")
+    if rgb.shape[2] != 3:
+        raise ValueError(f"rgb must have 3 channels (RGB), got {rgb.shape[2]}")
+    if rgb.shape[0] == 0 or rgb.shape[1] == 0:
+        raise ValueError(f"rgb must not be empty, got shape {rgb.shape}")
+    if rgb.dtype == np.uint8:
+        return np.ascontiguousarray(rgb)
+    if not np.issubdtype(rgb.dtype, np.floating):
+        raise ValueError(f"rgb must be uint8 or float, got {rgb.dtype}")
+    low, high = float(np.min(rgb)), float(np.max(rgb))
+    if not (np.isfinite(low) and np.isfinite(high)) or low < 0 or high > 255:
+        raise ValueError(f"float rgb must lie in [0,1] or [0,255], got range [{low}, {high}]")
+    scaled = rgb * 255.0 if high <= 1.0 else rgb
+    return np.ascontiguousarray(np.clip(np.rint(scaled), 0, 255).astype(np.uint8))
+
+
+def check_mpp(mpp: float) -> float:
+    """`mpp` as a float, or a ValueError unless it is a finite positive number."""
+    try:
+        value = float(mpp)
+    except (TypeError, ValueError):
+        raise ValueError(f"mpp must be a positive number of µm per pixel, got {mpp!r}") from None
+    if not (np.isfinite(value) and value > 0):
+        raise ValueError(f"mpp must be a positive number of µm per pixel, got {mpp!r}")
+    return value
+
+
+def resample_image(image: np.ndarray, scale: float) -> np.ndarray:
+    """Image resized by `scale` (area-averaged down, bilinear up); identity near scale 1."""
+    if abs(scale - 1.0) < _SCALE_TOLERANCE:
+        return image
+    height, width = image.shape[:2]
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+    return cv2.resize(image, size, interpolation=interpolation)
+
+
+def resize_labels(labels: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Nearest-neighbour resize of a label map by index lookup (cv2 cannot resize int32 exactly)."""
+    src_h, src_w = labels.shape
+    rows = np.minimum(((np.arange(shape[0]) + 0.5) * src_h / shape[0]).astype(np.intp), src_h - 1)
+    cols = np.minimum(((np.arange(shape[1]) + 0.5) * src_w / shape[1]).astype(np.intp), src_w - 1)
+    return labels[rows[:, np.newaxis], cols[np.newaxis, :]]

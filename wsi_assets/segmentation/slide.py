@@ -1,0 +1,194 @@
+"""Segmenting every nucleus of a slide: tiles over tissue, read ahead in threads, results streamed to disk."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+import cv2
+import numpy as np
+import openslide
+
+from wsi_assets.segmentation.border_dedup import BorderDeduplicator
+from wsi_assets.cells.store import CellStoreWriter
+from wsi_assets.cells.table import NucleusTable, nuclei_from_labels
+from wsi_assets.segmentation.protocol import Segmenter
+from wsi_assets.slides.reader import open_slide, read_region_at_downsample
+from wsi_assets.slides.tiling import Tile, TileGrid, make_tile_grid
+from wsi_assets.slides.tissue import TissueMask
+
+OPENSLIDE_CACHE_BYTES = 64 * 1024 * 1024  # bounded so many read threads do not grow memory
+
+
+@dataclass(frozen=True)
+class TilingSettings:
+    core: int = 1024  # model px each tile owns
+    margin: int = 64  # model px of context on each side; larger than any nucleus
+    border_um: float = 12.0  # nuclei this close to a core edge are checked against neighbour tiles
+    batch_size: int = 4
+    read_threads: int = 2
+    postprocess_threads: int = max(1, min(4, os.cpu_count() or 1))
+
+
+@dataclass(frozen=True)
+class Progress:
+    tiles_done: int
+    tiles_total: int
+    cells: int
+    elapsed_s: float
+
+    @property
+    def tiles_per_s(self) -> float:
+        return self.tiles_done / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+    @property
+    def eta_s(self) -> float:
+        rate = self.tiles_per_s
+        return (self.tiles_total - self.tiles_done) / rate if rate > 0 else float("nan")
+
+
+@dataclass(frozen=True)
+class SegmentationSummary:
+    cells: int
+    border_duplicates_dropped: int
+    tiles: int
+    tiles_total_grid: int
+    seconds: float
+    tissue_mm2: float
+    mpp_model: float
+    segmenter: str
+    segmenter_version: str
+    device: str
+
+    @property
+    def mm2_per_s(self) -> float:
+        return self.tissue_mm2 / self.seconds if self.seconds > 0 else 0.0
+
+
+def owned_nuclei(labels: np.ndarray, tile: Tile, grid: TileGrid) -> NucleusTable:
+    """Nuclei of one tile's label map that this tile owns: centroid in its core, not cut by its edge."""
+    side = labels.shape[0]
+    scale_x = tile.read_w / labels.shape[1]
+    scale_y = tile.read_h / side
+    # A nucleus touching the read edge may be cut; the margin is wider than a nucleus, so the
+    # tile whose core holds its centroid sees it whole.
+    edge_labels = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
+    cut = np.isin(labels, edge_labels[edge_labels > 0])
+    labels = np.where(cut, 0, labels)
+    nuclei = nuclei_from_labels(labels, tile.read_x, tile.read_y, scale_x, scale_y)
+    return nuclei.select(tile.owns(nuclei.centroid_x, nuclei.centroid_y))
+
+
+def _read_tile(slide: openslide.OpenSlide, tile: Tile, grid: TileGrid) -> np.ndarray:
+    rgb = read_region_at_downsample(slide, tile.read_x, tile.read_y, tile.read_w, tile.read_h, grid.scale)
+    side = grid.tile_pixels
+    if rgb.shape[:2] != (side, side):
+        rgb = cv2.resize(rgb, (side, side), interpolation=cv2.INTER_AREA)
+    return rgb
+
+
+def _batches(items: list, size: int) -> Iterator[list]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def segment_slide(
+    slide_path: Path,
+    slide_mpp: float,
+    tissue: TissueMask | None,
+    segmenter: Segmenter,
+    cells_path: Path,
+    settings: TilingSettings = TilingSettings(),
+    on_progress: Callable[[Progress], None] | None = None,
+    store_metadata: dict[str, str] | None = None,
+) -> SegmentationSummary:
+    """Segment the tissue of a slide and write every owned nucleus to `cells_path` (Parquet)."""
+    started = time.perf_counter()
+    with open_slide(slide_path) as slide:
+        slide.set_cache(openslide.OpenSlideCache(OPENSLIDE_CACHE_BYTES))
+        width, height = slide.dimensions
+        grid = make_tile_grid(width, height, slide_mpp, segmenter.mpp, settings.core, settings.margin)
+        tiles = grid.tissue_tiles(tissue)
+        batches = list(_batches(tiles, settings.batch_size))
+        with ThreadPoolExecutor(settings.read_threads, thread_name_prefix="read") as readers, ThreadPoolExecutor(
+            settings.postprocess_threads, thread_name_prefix="post"
+        ) as postprocessors, CellStoreWriter(cells_path, store_metadata) as writer:
+            # Reads run ahead by a bounded number of batches so memory stays flat.
+            read_ahead: deque = deque()
+            next_batch = 0
+
+            def refill() -> None:
+                nonlocal next_batch
+                while next_batch < len(batches) and len(read_ahead) < 2 + settings.read_threads:
+                    batch = batches[next_batch]
+                    read_ahead.append((batch, [readers.submit(_read_tile, slide, t, grid) for t in batch]))
+                    next_batch += 1
+
+            refill()
+            deduplicator = BorderDeduplicator(settings.border_um / slide_mpp)
+            done = 0
+
+            def write(batch: list[Tile], owned: list) -> None:
+                # Tiles are written in grid order, so border deduplication sees the same
+                # neighbours whatever the thread timing: the output is deterministic.
+                nonlocal done
+                for tile, future in zip(batch, owned):
+                    writer.append(deduplicator.filter(tile, future.result()), tile.row, tile.col)
+                    done += 1
+                    if on_progress:
+                        on_progress(Progress(done, len(tiles), writer.cells_written, time.perf_counter() - started))
+
+            # Post-processing of one batch overlaps the segmentation of the next.
+            previous: tuple[list[Tile], list] | None = None
+            while read_ahead:
+                batch, futures = read_ahead.popleft()
+                refill()
+                images = np.stack([f.result() for f in futures])
+                labels = segmenter.segment_batch(images)
+                del images
+                owned = [postprocessors.submit(owned_nuclei, tile_labels, tile, grid) for tile_labels, tile in zip(labels, batch)]
+                del labels
+                if previous is not None:
+                    write(*previous)
+                previous = (batch, owned)
+            if previous is not None:
+                write(*previous)
+            cells = writer.cells_written
+    return SegmentationSummary(
+        cells=cells,
+        border_duplicates_dropped=deduplicator.dropped,
+        tiles=len(tiles),
+        tiles_total_grid=grid.rows * grid.cols,
+        seconds=time.perf_counter() - started,
+        tissue_mm2=tissue.area_mm2 if tissue is not None else width * height * (slide_mpp / 1000) ** 2,
+        mpp_model=segmenter.mpp,
+        segmenter=segmenter.name,
+        segmenter_version=segmenter.version,
+        device=segmenter.device,
+    )
+
+
+class ProgressReporter:
+    """Calls `log` at every `step` fraction of tiles (and at the end) with tiles/s and ETA."""
+
+    def __init__(self, log: Callable[[str], None], step: float = 0.1):
+        self._log = log
+        self._step = step
+        self._next = step
+
+    def __call__(self, progress: Progress) -> None:
+        fraction = progress.tiles_done / progress.tiles_total if progress.tiles_total else 1.0
+        if fraction + 1e-9 < self._next and progress.tiles_done < progress.tiles_total:
+            return
+        while self._next <= fraction + 1e-9:
+            self._next += self._step
+        eta = "-" if np.isnan(progress.eta_s) else f"{progress.eta_s:.0f} s"
+        self._log(
+            f"segmentation {fraction:.0%}: {progress.tiles_done}/{progress.tiles_total} tiles, "
+            f"{progress.cells} nuclei, {progress.tiles_per_s:.2f} tiles/s, ETA {eta}"
+        )
