@@ -14,6 +14,7 @@ from wsi_assets.slides.synthetic import (
     SyntheticSlideSpec,
     count_synthetic_nuclei,
     iter_synthetic_nuclei,
+    pyramid,
     read_synthetic_spec,
     synthetic_nuclei,
     synthetic_nucleus_polygons,
@@ -189,7 +190,7 @@ def test_file_appears_only_when_complete(tmp_path, monkeypatch):
         seen.append((target.exists(), sorted(p.name for p in tmp_path.iterdir())))
         return render(*args)
 
-    monkeypatch.setattr(synthetic, "render_region", watching_render)
+    monkeypatch.setattr(pyramid, "render_region", watching_render)  # the name the writer calls
     write_synthetic_slide(target, SyntheticSlideSpec(width=600, height=400))
     assert seen and not any(exists for exists, _ in seen)
     assert all(len(names) == 1 and names[0].endswith(".tmp") for _, names in seen)
@@ -205,7 +206,7 @@ def test_failed_write_leaves_nothing(tmp_path, monkeypatch):
             raise RuntimeError("disk on fire")
         return np.zeros((256, 2048, 3), np.uint8)
 
-    monkeypatch.setattr(synthetic, "render_region", failing_render)
+    monkeypatch.setattr(pyramid, "render_region", failing_render)  # the name the writer calls
     with pytest.raises(RuntimeError, match="disk on fire"):
         write_synthetic_slide(tmp_path / "slide.svs", SyntheticSlideSpec(width=4096, height=4096))
     assert list(tmp_path.iterdir()) == []
