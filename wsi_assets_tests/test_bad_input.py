@@ -42,6 +42,11 @@ def test_failed_rerun_keeps_the_previous_export(user_files_root, dagster_instanc
         instance=dagster_instance, partition_key="erin/keep/slide", raise_on_error=False
     )
     assert not rerun.success
+    failure = next(e for e in rerun.all_events if e.event_type_value == "STEP_FAILURE")
+    message = failure.step_failure_data.user_failure_data.description
+    assert "cells.parquet cannot be read" in message and "cell_segmentation" in message and len(message.splitlines()) == 1
+    # A damaged file is permanent: no retries (each would wait out the back-off).
+    assert not [e for e in rerun.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
     assert _digest(folder / "cells.csv") == before
     assert not [p.name for p in folder.iterdir() if p.name.startswith(".")]
 

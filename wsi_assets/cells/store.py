@@ -5,6 +5,7 @@ Exports are built from it without holding every polygon in memory.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
@@ -82,12 +83,27 @@ class CellStoreWriter:
         self.close()
 
 
+class UnreadableCellTable(ValueError):
+    """The stored cell table exists but cannot be read (damaged or not Parquet): not worth a retry."""
+
+
+@contextmanager
+def _reading(path: Path) -> Iterator[None]:
+    try:
+        yield
+    except pa.ArrowException as error:
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise UnreadableCellTable(f"{path} cannot be read ({reason}): materialize 'cell_segmentation' for this slide again") from error
+
+
 def count_cells(path: Path) -> int:
-    return pq.ParquetFile(str(path)).metadata.num_rows
+    with _reading(path):
+        return pq.ParquetFile(str(path)).metadata.num_rows
 
 
 def store_metadata(path: Path) -> dict[str, str]:
-    raw = pq.ParquetFile(str(path)).schema_arrow.metadata or {}
+    with _reading(path):
+        raw = pq.ParquetFile(str(path)).schema_arrow.metadata or {}
     return {k.decode(): v.decode() for k, v in raw.items()}
 
 
@@ -112,11 +128,21 @@ def nuclei_from_batch(batch: pa.RecordBatch) -> tuple[np.ndarray, NucleusTable, 
 
 def iter_cells(path: Path, batch_cells: int = 50_000) -> Iterator[tuple[np.ndarray, NucleusTable, np.ndarray]]:
     """(cell_ids, nuclei, tile (row, col) per cell) in id order, a bounded batch at a time."""
-    for batch in pq.ParquetFile(str(path)).iter_batches(batch_size=batch_cells):
+    with _reading(path):
+        for batch in pq.ParquetFile(str(path)).iter_batches(batch_size=batch_cells):
+            yield nuclei_from_batch(batch)
+
+
+def read_cells_where(path: Path, filters: list[tuple]) -> Iterator[tuple[np.ndarray, NucleusTable, np.ndarray]]:
+    """Like iter_cells, for the cells matching pyarrow `filters` (row-group statistics skip the rest)."""
+    with _reading(path):
+        table = pq.read_table(str(path), filters=filters)
+    for batch in table.to_batches():
         yield nuclei_from_batch(batch)
 
 
 def read_cell_columns(path: Path, columns: list[str]) -> dict[str, np.ndarray]:
     """Whole columns without the polygons (cheap even for millions of cells)."""
-    table = pq.read_table(str(path), columns=columns)
+    with _reading(path):
+        table = pq.read_table(str(path), columns=columns)
     return {name: table.column(name).to_numpy() for name in columns}

@@ -6,6 +6,7 @@ import functools
 
 from dagster import Backoff, Failure, RetryPolicy
 
+from wsi_assets.cells.store import UnreadableCellTable
 from wsi_assets.core.keys import InvalidSlideKey
 from wsi_assets.core.slide_outputs import MissingUpstreamOutput
 from wsi_assets.slides.reader import SlideReadError
@@ -15,7 +16,10 @@ from wsi_assets.slides.reader import SlideReadError
 TRANSIENT_RETRY = RetryPolicy(max_retries=2, delay=10, backoff=Backoff.EXPONENTIAL)
 
 # Problems with the user's input or an order of steps they can fix: shown as one line, not a traceback.
-USER_FACING_ERRORS = (SlideReadError, InvalidSlideKey, MissingUpstreamOutput, FileNotFoundError, FileExistsError)
+# A damaged stored cell table is permanent too: retrying would only wait out the back-off.
+USER_FACING_ERRORS = (
+    SlideReadError, InvalidSlideKey, MissingUpstreamOutput, UnreadableCellTable, FileNotFoundError, FileExistsError,
+)
 
 
 def fails_clearly(fn):

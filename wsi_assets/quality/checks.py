@@ -7,11 +7,10 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import pyarrow.parquet as pq
 from scipy.spatial import cKDTree
 
+from wsi_assets.cells.store import read_cell_columns, read_cells_where
 from wsi_assets.segmentation.border_dedup import same_nucleus
-from wsi_assets.cells.store import nuclei_from_batch, read_cell_columns
 from wsi_assets.slides.tissue import TissueMask
 
 # Nuclei per mm² of tissue. Sparse stroma has a few hundred; dense lymphoid tissue ~15,000.
@@ -85,9 +84,7 @@ def border_duplicates(cells_path: Path, mpp: float) -> CheckOutcome:
 def _polygons_by_id(cells_path: Path, cell_ids: np.ndarray) -> dict[int, np.ndarray]:
     if len(cell_ids) == 0:
         return {}
-    table = pq.read_table(str(cells_path), filters=[("cell_id", "in", [int(i) for i in cell_ids])])
     polygons = {}
-    for batch in table.to_batches():
-        ids, nuclei, _ = nuclei_from_batch(batch)
+    for ids, nuclei, _ in read_cells_where(cells_path, [("cell_id", "in", [int(i) for i in cell_ids])]):
         polygons.update({int(cell_id): nuclei.polygon(i) for i, cell_id in enumerate(ids)})
     return polygons

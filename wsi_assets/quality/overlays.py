@@ -6,9 +6,8 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import pyarrow.parquet as pq
 
-from wsi_assets.cells.store import nuclei_from_batch, read_cell_columns
+from wsi_assets.cells.store import read_cell_columns, read_cells_where
 from wsi_assets.core.images import small_jpeg
 from wsi_assets.slides.reader import SlideInfo, open_slide, read_region_at_downsample
 
@@ -44,13 +43,9 @@ def overlay_regions(cells_path: Path, width: int, height: int, region_px: int, c
 
 def region_polygons(cells_path: Path, x0: int, y0: int, x1: int, y1: int) -> list[np.ndarray]:
     """Outlines of nuclei whose centroid lies in the level-0 box (row-group statistics skip the rest)."""
-    table = pq.read_table(
-        str(cells_path),
-        filters=[("centroid_x", ">=", x0), ("centroid_x", "<", x1), ("centroid_y", ">=", y0), ("centroid_y", "<", y1)],
-    )
+    box = [("centroid_x", ">=", x0), ("centroid_x", "<", x1), ("centroid_y", ">=", y0), ("centroid_y", "<", y1)]
     polygons = []
-    for batch in table.to_batches():
-        _, nuclei, _ = nuclei_from_batch(batch)
+    for _, nuclei, _ in read_cells_where(cells_path, box):
         polygons.extend(nuclei.polygon(i) for i in range(len(nuclei)))
     return polygons
 
