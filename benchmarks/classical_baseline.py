@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from wsi_assets.segmentation.classical import ClassicalParams, ClassicalSegmenter
-from wsi_assets.segmentation.metrics import aggregated_jaccard_index, f1_at_iou, panoptic_quality
-from wsi_assets.segmentation.image import segment_image
 from wsi_assets.core.images import read_image_file_rgb
+from wsi_assets.segmentation.classical import ClassicalParams, ClassicalSegmenter
+from wsi_assets.segmentation.image import segment_image
+from wsi_assets.segmentation.metrics import aggregated_jaccard_index, f1_at_iou, panoptic_quality
 from wsi_assets.training.data import estimate_mpp, parse_mpp, read_labels
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "nuclei_train"

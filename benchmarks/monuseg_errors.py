@@ -16,10 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
+from wsi_assets.core.images import read_image_file_rgb
 from wsi_assets.segmentation.image import segment_image
 from wsi_assets.segmentation.metrics import compute_overlaps
 from wsi_assets.segmentation.registry import get_segmenter
-from wsi_assets.core.images import read_image_file_rgb
 from wsi_assets.training.data import read_labels
 from wsi_assets.training.split import HELD_OUT_MONUSEG
 

@@ -31,8 +31,8 @@ sys.path.insert(0, str(REPO))
 
 from wsi_assets.cells.exports import EXPORT_FORMATS  # noqa: E402
 from wsi_assets.segmentation.registry import get_segmenter  # noqa: E402
-from wsi_assets.slides.reader import open_slide, read_slide_info, read_whole_slide_at_downsample  # noqa: E402
 from wsi_assets.segmentation.slide import TilingSettings, _read_tile, segment_slide  # noqa: E402
+from wsi_assets.slides.reader import open_slide, read_slide_info, read_whole_slide_at_downsample  # noqa: E402
 from wsi_assets.slides.tiling import make_tile_grid  # noqa: E402
 from wsi_assets.slides.tissue import detect_tissue, tissue_mask_downsample  # noqa: E402
 

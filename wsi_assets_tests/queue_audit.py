@@ -7,12 +7,21 @@ segmentation steps at once.
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from dataclasses import dataclass
 
 from dagster import DagsterInstance, RunsFilter
 
+from wsi_assets.queue.gpu_slots import HELD_MESSAGE, RELEASED_MESSAGE
 from wsi_assets.queue.tags import BRANCH_TAG, USER_TAG
+
+
+def _message_pattern(template: str) -> re.Pattern:
+    return re.compile(re.escape(template).replace(re.escape("{slot}"), r"\d+"))
+
+
+HELD, RELEASED = _message_pattern(HELD_MESSAGE), _message_pattern(RELEASED_MESSAGE)
 
 
 @dataclass(frozen=True)
@@ -75,9 +84,9 @@ def gpu_hold_spans(instance: DagsterInstance, run_ids: list[str]) -> list[tuple[
         held = None
         for entry in instance.all_logs(run_id):
             message = entry.user_message or ""
-            if message.startswith("gpu slot ") and message.endswith(" held"):
+            if HELD.fullmatch(message):
                 held = entry.timestamp
-            elif message.startswith("gpu slot ") and message.endswith(" released") and held is not None:
+            elif RELEASED.fullmatch(message) and held is not None:
                 spans.append((held, entry.timestamp))
                 held = None
         if held is not None:  # the run died holding the slot

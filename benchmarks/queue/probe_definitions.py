@@ -10,11 +10,12 @@ import time
 from dagster import AssetExecutionContext, Definitions, DynamicPartitionsDefinition, asset, define_asset_job, in_process_executor
 
 from wsi_assets.queue.dagster_adapter import gpu_slot
+from wsi_assets.queue.tags import DEVICE_TAG, GPU_POOL
 
 slides = DynamicPartitionsDefinition(name="slides")
 
 
-@asset(partitions_def=slides, pool="gpu", op_tags={"wsi/device": "gpu"})
+@asset(partitions_def=slides, pool=GPU_POOL, op_tags={DEVICE_TAG: GPU_POOL})
 def queue_probe(context: AssetExecutionContext) -> None:
     """Stands in for a segmentation step: holds a gpu slot briefly, as cell_segmentation does."""
     with gpu_slot(context.instance, context.log.info):

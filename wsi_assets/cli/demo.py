@@ -9,9 +9,9 @@ import argparse
 import shutil
 from pathlib import Path
 
-from wsi_assets.slides.synthetic import SyntheticSlideSpec, write_synthetic_slide
 from wsi_assets.core.shared_data import shared_data_dir
 from wsi_assets.core.user_files import default_user_files_root
+from wsi_assets.slides.synthetic import SyntheticSlideSpec, write_synthetic_slide
 
 DEMO_USER = "demo"
 DEMO_SPEC = SyntheticSlideSpec(width=12_000, height=9_000, mpp=0.25, seed=7)

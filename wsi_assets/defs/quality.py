@@ -3,11 +3,11 @@
 
 from dagster import AssetCheckExecutionContext, AssetCheckResult, AssetCheckSeverity, MetadataValue, asset_check
 
-from wsi_assets.defs.segmentation import cell_segmentation
-from wsi_assets.defs.partitions import slides_partitions
 from wsi_assets.core.images import markdown_image
 from wsi_assets.core.keys import SlideKey
+from wsi_assets.defs.partitions import slides_partitions
 from wsi_assets.defs.resources import UserFilesResource
+from wsi_assets.defs.segmentation import cell_segmentation
 from wsi_assets.quality.checks import CheckOutcome, border_duplicates, nuclei_density, nuclei_in_tissue
 from wsi_assets.slides.stored import load_slide_info, load_tissue_mask
 

@@ -7,13 +7,13 @@ from pathlib import Path
 from dagster import ConfigurableResource
 from pydantic import Field
 
-from wsi_assets.segmentation.protocol import Segmenter
-from wsi_assets.segmentation.registry import get_segmenter
 from wsi_assets.core.keys import SlideKey
 from wsi_assets.core.slide_outputs import SlideOutputs
-from wsi_assets.slides.reader import FALLBACK_MPP
-from wsi_assets.segmentation.slide import TilingSettings
 from wsi_assets.core.user_files import USER_FILES_ENV, default_user_files_root, find_slide_file
+from wsi_assets.segmentation.protocol import Segmenter
+from wsi_assets.segmentation.registry import get_segmenter
+from wsi_assets.segmentation.slide import TilingSettings
+from wsi_assets.slides.reader import FALLBACK_MPP
 
 
 class UserFilesResource(ConfigurableResource):

@@ -107,7 +107,7 @@ def gpu_slot(instance, log: Callable[[str], None] | None = None) -> Iterator[Non
         with postgres_slot(url, GPU_POOL, slots) as slot, held(slot, log):
             yield
     elif isinstance(storage, (SqliteEventLogStorage, ConsolidatedSqliteEventLogStorage)):
-        with machine_slot(Path(instance.root_directory) / "gpu-slots", slots) as slot, held(slot, log):
+        with machine_slot(Path(instance.root_directory) / f"{GPU_POOL}-slots", slots) as slot, held(slot, log):
             yield
     else:  # in-memory instances (tests, execute_in_process): one process, nothing to share
         with held(0, log):

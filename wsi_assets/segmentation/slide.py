@@ -14,9 +14,9 @@ import cv2
 import numpy as np
 import openslide
 
-from wsi_assets.segmentation.border_dedup import BorderDeduplicator
 from wsi_assets.cells.store import CellStoreWriter
 from wsi_assets.cells.table import NucleusTable, nuclei_from_labels
+from wsi_assets.segmentation.border_dedup import BorderDeduplicator
 from wsi_assets.segmentation.protocol import Segmenter
 from wsi_assets.slides.reader import open_slide, read_region_at_downsample
 from wsi_assets.slides.tiling import Tile, TileGrid, make_tile_grid

@@ -23,10 +23,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from wsi_assets.segmentation.torchscript import CARD_SUFFIX, resolve_device
 from wsi_assets.training import defaults, split
 from wsi_assets.training.data import CropSampler, allows_commercial_use, at_mpp, list_labelled_folder, load_images
 from wsi_assets.training.network import NucleiModel, UNet
-from wsi_assets.segmentation.torchscript import CARD_SUFFIX, resolve_device
 
 MODEL_NAME = "wsi-nuclei-unet"
 
