@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import shutil
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -16,17 +18,83 @@ PIPELINE_SLIDE = dict(width=6_000, height=4_800, mpp=0.25, seed=11)
 PIPELINE_TILE_CORE_PX = 512  # small tiles: many borders to get wrong
 
 
+# --------------------------------------------------------------- environment variables
+# A test that changes os.environ must leave it as it found it: later tests (and the Dagster runs
+# they start) read it. Tests use the `monkeypatch` fixture; session and module fixtures use
+# `fixture_env`, which restores the variables when the fixture ends. After every test's teardown
+# the environment is compared with the one the session started with plus what the still-active
+# fixtures set through `fixture_env`; any other difference fails that test's teardown.
+
+_ACTIVE_FIXTURE_ENV: list[dict[str, str]] = []  # one dict per active fixture_env, outermost first
+_ENV_BASELINE: dict[str, str] | None = None
+# Not settings a test chose: pytest sets and removes its own around each phase, and torch pins its
+# compile-cache folder in os.environ the first time it needs it, for the rest of the process.
+_ENV_IGNORED = {"PYTEST_CURRENT_TEST", "TORCHINDUCTOR_CACHE_DIR"}
+
+
+@contextmanager
+def fixture_env(**values: str) -> Iterator[None]:
+    """Set environment variables for as long as a session or module fixture lives, then restore them."""
+    values = {name: str(value) for name, value in values.items()}
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in values.items():
+            patch.setenv(name, value)
+        _ACTIVE_FIXTURE_ENV.append(values)
+        try:
+            yield
+        finally:
+            _ACTIVE_FIXTURE_ENV[:] = [active for active in _ACTIVE_FIXTURE_ENV if active is not values]
+
+
+def _environment() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k not in _ENV_IGNORED}
+
+
+def _expected_environment() -> dict[str, str]:
+    expected = dict(_ENV_BASELINE or {})
+    for values in _ACTIVE_FIXTURE_ENV:
+        expected.update(values)
+    return expected
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item):
+    global _ENV_BASELINE
+    if _ENV_BASELINE is None:
+        _ENV_BASELINE = _environment()
+    return (yield)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item, nextitem):
+    """Fail the test whose teardown leaves os.environ changed (by the test or a fixture that has ended)."""
+    global _ENV_BASELINE
+    result = yield
+    if _ENV_BASELINE is None:
+        return result
+    expected, current = _expected_environment(), _environment()
+    if current != expected:
+        changed = sorted(k for k in expected.keys() | current.keys() if expected.get(k) != current.get(k))
+        # Take the leak as the new normal, so it fails this test only and not every later one.
+        active = {k for values in _ACTIVE_FIXTURE_ENV for k in values}
+        previous = _ENV_BASELINE
+        _ENV_BASELINE = {k: v for k, v in current.items() if k not in active}
+        _ENV_BASELINE.update({k: previous[k] for k in active if k in previous})
+        pytest.fail(
+            f"os.environ was changed and not restored by {item.nodeid} or a fixture it used: "
+            + ", ".join(f"{k}: {expected.get(k)!r} -> {current.get(k)!r}" for k in changed)
+            + ". Use the monkeypatch fixture in tests and wsi_assets_tests.conftest.fixture_env in session or module fixtures.",
+            pytrace=False,
+        )
+    return result
+
+
 @pytest.fixture(scope="session")
-def user_files_root(tmp_path_factory) -> Path:
+def user_files_root(tmp_path_factory) -> Iterator[Path]:
     """The user-files root every Dagster run in the session sees ($WSI_USER_FILES)."""
     root = tmp_path_factory.mktemp("user_files")
-    previous = os.environ.get("WSI_USER_FILES")
-    os.environ["WSI_USER_FILES"] = str(root)
-    yield root
-    if previous is None:
-        os.environ.pop("WSI_USER_FILES", None)
-    else:
-        os.environ["WSI_USER_FILES"] = previous
+    with fixture_env(WSI_USER_FILES=str(root)):
+        yield root
 
 
 @pytest.fixture(scope="session")

@@ -128,3 +128,70 @@ def random_map(rng, size=48, count=8):
         h, w = rng.integers(3, 14, 2)
         labels[r : r + h, c : c + w] = i + 1
     return labels
+
+
+def test_matching_below_half_iou_pairs_for_the_best_total_not_greedily():
+    # One row of strips. True: B = cols 0-9, A = cols 10-29. Predicted: X = cols 4-21, Y = cols 22-29.
+    #   IoU(A, X) = 12/26 = 0.46 (the highest), IoU(A, Y) = 8/20 = 0.40, IoU(B, X) = 6/22 = 0.27.
+    # Taking the highest IoU first pairs A-X and leaves B with nothing (1 match, total 0.46);
+    # the optimal pairing is A-Y and B-X (2 matches, total 0.67).
+    A, B, X, Y = 1, 2, 1, 2
+    true = np.zeros((10, 30), np.int32)
+    true[:, 10:30], true[:, 0:10] = A, B
+    pred = np.zeros((10, 30), np.int32)
+    pred[:, 4:22], pred[:, 22:30] = X, Y
+
+    m = match_instances(pred, true, thr=0.25)
+    pairs = {
+        int(m.overlaps.true_ids[t]): (int(m.overlaps.pred_ids[p]), iou)
+        for t, p, iou in zip(m.true_index, m.pred_index, m.iou)
+    }
+    assert pairs.keys() == {A, B}
+    assert pairs[A][0] == Y and pairs[A][1] == pytest.approx(8 / 20)
+    assert pairs[B][0] == X and pairs[B][1] == pytest.approx(6 / 22)
+    assert (m.tp, m.fp, m.fn) == (2, 0, 0)
+    assert f1_at_iou(pred, true, thr=0.25)["f1"] == 1.0
+
+
+def test_matching_below_half_iou_maximises_total_iou_like_an_exhaustive_search():
+    rng = np.random.default_rng(7)
+    checked_where_greedy_loses = 0
+    for _ in range(60):
+        true, pred = random_map(rng, size=24, count=8), random_map(rng, size=24, count=8)
+        thr = 0.1
+        o = compute_overlaps(pred, true)
+        iou = o.iou.toarray()
+        best = _best_total_iou(iou, thr)
+        m = match_instances(pred, true, thr=thr)
+        assert m.iou.sum() == pytest.approx(best)
+        checked_where_greedy_loses += _greedy_total_iou(iou, thr) < best - 1e-9
+    assert checked_where_greedy_loses >= 5  # the random maps do include cases greedy gets wrong
+
+
+def _best_total_iou(iou: np.ndarray, thr: float) -> float:
+    """Largest total IoU of a one-to-one pairing using only pairs with IoU > thr (exhaustive, memoised)."""
+    from functools import lru_cache
+
+    n_true, n_pred = iou.shape
+
+    @lru_cache(maxsize=None)
+    def best(row: int, used: int) -> float:
+        if row == n_true:
+            return 0.0
+        total = best(row + 1, used)  # leave this true instance unmatched
+        for col in range(n_pred):
+            if not used & (1 << col) and iou[row, col] > thr:
+                total = max(total, iou[row, col] + best(row + 1, used | (1 << col)))
+        return total
+
+    return best(0, 0)
+
+
+def _greedy_total_iou(iou: np.ndarray, thr: float) -> float:
+    used_rows, used_cols, total = set(), set(), 0.0
+    for flat in np.argsort(-iou, axis=None, kind="stable"):
+        r, c = np.unravel_index(flat, iou.shape)
+        if iou[r, c] > thr and r not in used_rows and c not in used_cols:
+            used_rows.add(r), used_cols.add(c)
+            total += iou[r, c]
+    return total

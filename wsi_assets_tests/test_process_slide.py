@@ -88,6 +88,25 @@ def test_csv_columns_and_polygons(found, processed_synthetic):
     assert (found["area_pixels"] > 0).all()
 
 
+def test_csv_area_um2_follows_from_the_slide_pixel_size_and_outline(found, processed_synthetic, truth):
+    _, _, folder = processed_synthetic
+    mpp = json.loads((folder / "slide_metadata.json").read_text())["mpp"]
+    assert mpp == pytest.approx(0.25)
+    pixel_um2 = mpp * mpp
+    np.testing.assert_allclose(found["area_um2"], found["area_pixels"] * pixel_um2, rtol=1e-4, atol=2e-3)
+
+    # The outline's own (shoelace) area in µm² agrees: the outline runs through the boundary
+    # pixels' centres, so it is a little smaller than the pixel count.
+    vertices = [np.array(json.loads(text), np.float64) for text in found["polygon_coords"]]
+    outline_um2 = np.array([0.5 * abs(np.dot(v[:, 0], np.roll(v[:, 1], -1)) - np.dot(v[:, 1], np.roll(v[:, 0], -1))) for v in vertices]) * pixel_um2
+    ratio = outline_um2 / found["area_um2"].to_numpy()
+    assert 0.75 < np.median(ratio) < 1.02, np.median(ratio)
+
+    # And nuclei are nucleus-sized in µm²: the synthetic slide's radii are 3-5.5 µm.
+    true_um2 = truth[0]["area_pixels"].to_numpy() * pixel_um2
+    assert np.median(found["area_um2"]) == pytest.approx(np.median(true_um2), rel=0.15)
+
+
 def test_csv_and_zarr_agree(found, processed_synthetic):
     key, _, folder = processed_synthetic
     zarr_data = read_cells_zarr_zip(folder / "cells.zarr.zip")

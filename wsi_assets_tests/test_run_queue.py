@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from wsi_assets_tests.conftest import fixture_env
 from wsi_assets_tests.dagster_services import (
     BIN,
     REPO,
@@ -70,18 +71,20 @@ def queue_services(request, tmp_path_factory):
         admin.cursor().execute(f"CREATE DATABASE {database}")
         admin.close()
         extra = {**settings, "WSI_PG_DB": database}
-        os.environ.update(extra)  # the test process reads the same instance
         shutil.copyfile(REPO / "deploy" / "postgres" / "dagster.yaml", home / "dagster.yaml")
     env = service_env(home, user_files, extra)
     port = free_port()
     from dagster import DagsterInstance
 
-    # Create the storage before the services start: SQLite schema set-up in several processes at once races.
-    instance = DagsterInstance.from_config(str(home))
-    with running(daemon_command(), env, home / "daemon.log"), running(webserver_command(port), env, home / "webserver.log"):
-        wait_for_http(f"http://127.0.0.1:{port}/server_info")
-        yield {"home": home, "user_files": user_files, "env": env, "port": port, "instance": instance}
-    instance.dispose()
+    # The test process reads the same instance (PostgreSQL settings come from the environment),
+    # for as long as this fixture lives; fixture_env restores the environment afterwards.
+    with fixture_env(**extra):
+        # Create the storage before the services start: SQLite schema set-up in several processes at once races.
+        instance = DagsterInstance.from_config(str(home))
+        with running(daemon_command(), env, home / "daemon.log"), running(webserver_command(port), env, home / "webserver.log"):
+            wait_for_http(f"http://127.0.0.1:{port}/server_info")
+            yield {"home": home, "user_files": user_files, "env": env, "port": port, "instance": instance}
+        instance.dispose()
 
 
 @pytest.fixture(scope="module")

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import openslide
 import pytest
 
 from wsi_assets.segmentation.classical import ClassicalParams, ClassicalSegmenter
@@ -11,6 +12,7 @@ from wsi_assets.segmentation.metrics import f1_at_iou
 from wsi_assets.segmentation.image import segment_image
 from wsi_assets.segmentation.protocol import Segmenter
 from wsi_assets.segmentation.registry import default_segmenter, get_segmenter
+from wsi_assets.slides import synthetic
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 CMU_SLIDE = DATA / "slides" / "CMU-1-Small-Region.svs"
@@ -167,7 +169,6 @@ def test_import_stays_light_and_exposes_segment_image():
 def test_real_slide_region():
     if not CMU_SLIDE.exists():
         pytest.skip(f"{CMU_SLIDE} not available")
-    openslide = pytest.importorskip("openslide")
     with openslide.OpenSlide(str(CMU_SLIDE)) as slide:
         mpp = float(slide.properties[openslide.PROPERTY_NAME_MPP_X])
         tissue = np.asarray(slide.read_region((1024, 1024), 0, (1024, 1024)).convert("RGB"))
@@ -188,8 +189,6 @@ def test_real_slide_region():
 
 
 def test_synthetic_slide_counts(tmp_path):
-    synthetic = pytest.importorskip("wsi_assets.slides.synthetic")
-    openslide = pytest.importorskip("openslide")
     spec = synthetic.SyntheticSlideSpec(width=2048, height=2048, mpp=0.25, seed=3)
     path = tmp_path / "synthetic.svs"
     synthetic.write_synthetic_slide(path, spec)

@@ -1,0 +1,50 @@
+"""cells.csv as a user reads it with pandas: areas in µm² follow from the slide's own µm/px."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from wsi_assets.cells.exports.cells_csv import write_cells_csv
+from wsi_assets.cells.store import CellStoreWriter
+from wsi_assets.cells.table import NucleusTable
+
+
+def shoelace_area(vertices: np.ndarray) -> float:
+    x, y = np.asarray(vertices, np.float64).T
+    return 0.5 * abs(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1)))
+
+
+def _squares(sides_px: list[float]) -> NucleusTable:
+    """Axis-aligned square nuclei of the given sides, side by side; area_pixels = side²."""
+    vertices, x0 = [], 0.0
+    centres = []
+    for side in sides_px:
+        vertices += [[x0, 0.0], [x0 + side, 0.0], [x0 + side, side], [x0, side]]
+        centres.append((x0 + side / 2, side / 2))
+        x0 += side + 10
+    centres = np.array(centres)
+    return NucleusTable(
+        centres[:, 0], centres[:, 1], np.array(sides_px, np.float64) ** 2,
+        np.arange(0, 4 * len(sides_px) + 1, 4, dtype=np.int64), np.array(vertices, np.float32),
+    )
+
+
+@pytest.mark.parametrize("mpp", [0.5, 0.2631])  # 20x, and an odd scanner value; 0.25 would hide mpp-free formulas
+def test_area_um2_is_the_outline_area_times_the_slides_pixel_area(tmp_path, mpp):
+    sides = [10.0, 20.0, 33.0]
+    cells = tmp_path / "cells.parquet"
+    with CellStoreWriter(cells) as writer:
+        writer.append(_squares(sides), 0, 0)
+    csv = tmp_path / "cells.csv"
+    assert write_cells_csv(cells, csv, {"mpp": mpp}) == 3
+
+    found = pd.read_csv(csv)
+    outline_px2 = [shoelace_area(json.loads(text)) for text in found["polygon_coords"]]
+    np.testing.assert_allclose(outline_px2, [s * s for s in sides])
+    expected_um2 = [side * mpp * side * mpp for side in sides]  # a side of s px is s·mpp µm long
+    np.testing.assert_allclose(found["area_um2"], expected_um2, atol=1e-3)
+    np.testing.assert_allclose(found["area_pixels"], [s * s for s in sides], atol=1e-2)
