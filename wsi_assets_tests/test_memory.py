@@ -7,27 +7,45 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from wsi_assets.slides.synthetic import SyntheticSlideSpec, count_synthetic_nuclei, write_synthetic_slide
+
 REPO = Path(__file__).resolve().parents[1]
-# 805 Mpx: 2.4 GB of level-0 RGB. Holding the slide, a level-0 mask or all label maps would
-# blow past the bound; streaming stays near the fixed cost of the libraries and a few tiles
-# (seen: 744 MB on an idle machine, 1,289 MB on a heavily loaded one, where read-ahead threads
-# and allocator arenas hold more at once). The product target is 2 GB for any slide.
-LARGE = dict(width=32_768, height=24_576)
-BOUND_FRACTION_OF_DECODED = 0.6
+MODEL_MPP = 0.5
+# 805 Mpx at 0.25 µm/px (2.4 GB of level-0 RGB) against 12.6 Mpx of the same tissue. The fixed
+# cost of the libraries cancels in the difference of their peaks; what is left is what grows
+# with the slide. Seen on the 2-core machine: 518 -> 829 MB (+311 MB) while other work shared
+# it, 481 -> 774 MB (+293 MB) with MALLOC_ARENA_MAX=2. A product holding the large slide at
+# model resolution (0.5 µm/px: 16384 x 12288 x 3 = 576 MiB) peaked at 1,384 MB (+866 MB).
+LARGE = dict(width=32_768, height=24_576, seed=21)
+SMALL = dict(width=4_096, height=3_072, seed=21)
+PRODUCT_TARGET_MB = 2048  # any slide
 
 
-def test_peak_memory_stays_far_below_the_decoded_slide(tmp_path):
-    from wsi_assets.slides.synthetic import SyntheticSlideSpec, count_synthetic_nuclei, write_synthetic_slide
-
-    spec = SyntheticSlideSpec(**LARGE, seed=21)
-    write_synthetic_slide(tmp_path / "large.svs", spec)
+def peak_of_process_slide(path: Path) -> dict:
     completed = subprocess.run(
-        [sys.executable, str(REPO / "benchmarks" / "peak_memory.py"), str(tmp_path / "large.svs")],
+        [sys.executable, str(REPO / "benchmarks" / "peak_memory.py"), str(path)],
         cwd=REPO, capture_output=True, text=True, timeout=3000, check=True,
     )
-    measured = json.loads(completed.stdout.strip().splitlines()[-1])
+    return json.loads(completed.stdout.strip().splitlines()[-1])
 
-    decoded_mb = LARGE["width"] * LARGE["height"] * 3 / 2**20
-    assert measured["peak_rss_mb"] < BOUND_FRACTION_OF_DECODED * decoded_mb, (measured, decoded_mb)
-    drawn = count_synthetic_nuclei(spec)
-    assert abs(measured["nuclei"] - drawn) <= 0.02 * drawn, (measured, drawn)
+
+def slide_at_model_resolution_mb(spec: SyntheticSlideSpec) -> float:
+    scale = spec.mpp / MODEL_MPP
+    return (spec.width * scale) * (spec.height * scale) * 3 / 2**20
+
+
+@pytest.mark.slow
+def test_memory_growth_from_a_small_to_a_large_slide_is_less_than_the_slide_at_model_resolution(tmp_path):
+    large, small = SyntheticSlideSpec(**LARGE), SyntheticSlideSpec(**SMALL)
+    write_synthetic_slide(tmp_path / "large.svs", large)
+    write_synthetic_slide(tmp_path / "small.svs", small)
+    on_small = peak_of_process_slide(tmp_path / "small.svs")
+    on_large = peak_of_process_slide(tmp_path / "large.svs")
+
+    growth = on_large["peak_rss_mb"] - on_small["peak_rss_mb"]
+    assert growth < slide_at_model_resolution_mb(large), (on_small, on_large)
+    assert on_large["peak_rss_mb"] < PRODUCT_TARGET_MB, on_large
+    drawn = count_synthetic_nuclei(large)
+    assert abs(on_large["nuclei"] - drawn) <= 0.02 * drawn, (on_large, drawn)
