@@ -33,6 +33,9 @@ from wsi_assets_tests.dagster_services import (
     webserver_command,
 )
 
+# Real daemon and webserver, hundreds of seconds: deselect with -m "not slow".
+pytestmark = pytest.mark.slow
+
 USERS = ("ana", "ben", "cy")
 BRANCHES = ("main", "cohort-b")
 USER_LIMIT, GLOBAL_LIMIT, GPU_LIMIT = 2, 4, 1

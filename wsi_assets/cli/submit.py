@@ -11,7 +11,6 @@ import argparse
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 from wsi_assets.core.keys import InvalidSlideKey, SlideKey
 from wsi_assets.core.user_files import default_user_files_root, find_slide_file
@@ -20,9 +19,9 @@ JOBS = ("process_slide", "tissue_mask_only", "export_cells")
 
 
 def launch_command(key: SlideKey, job: str) -> list[str]:
-    dagster = str(Path(sys.executable).parent / "dagster")
     tags = json.dumps({"dagster/partition": key.partition_key})
-    return [dagster, "job", "launch", "-m", "wsi_assets.definitions", "-j", job, "--tags", tags]
+    # The interpreter running this command, so an installed wheel works without bin/ on PATH.
+    return [sys.executable, "-m", "dagster", "job", "launch", "-m", "wsi_assets.definitions", "-j", job, "--tags", tags]
 
 
 def submit(partition_key: str, job: str = "process_slide") -> None:
