@@ -8,11 +8,11 @@ import pytest
 import torch
 from torch import nn
 
+from wsi_assets.defs.resources import SegmentationResource
+from wsi_assets.models import SHIPPED_MODEL_FILE
 from wsi_assets.segmentation.classical import ClassicalSegmenter
 from wsi_assets.segmentation.image import segment_image
 from wsi_assets.segmentation.metrics import f1_at_iou
-from wsi_assets.defs.resources import SegmentationResource
-from wsi_assets.models import SHIPPED_MODEL_FILE
 from wsi_assets.segmentation.protocol import Segmenter
 from wsi_assets.segmentation.registry import default_segmenter, get_segmenter
 from wsi_assets.segmentation.torchscript import ModelLoadError, TorchScriptSegmenter, read_model_card, resolve_device

@@ -9,10 +9,11 @@ import pandas as pd
 import pytest
 from scipy.spatial import cKDTree
 
+from wsi_assets.cells.exports import EXPORT_FORMATS
 from wsi_assets.cells.exports.cells_csv import CSV_COLUMNS
-from wsi_assets_tests.export_readers import read_cells_zarr_zip
 from wsi_assets.slides.tiling import make_tile_grid
 from wsi_assets_tests.conftest import PIPELINE_TILE_CORE_PX
+from wsi_assets_tests.export_readers import read_cells_zarr_zip
 
 
 @pytest.fixture(scope="module")
@@ -46,10 +47,13 @@ def _match_found_to_truth(found: pd.DataFrame, truth_polygons: list[np.ndarray],
 def test_run_succeeds_with_all_assets_and_checks(processed_synthetic):
     _, result, folder = processed_synthetic
     materialized = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
-    assert materialized == {"slide_metadata", "tissue_mask", "cell_segmentation", "cells_csv", "cells_zarr"}
+    exports = {export.asset_name for export in EXPORT_FORMATS}
+    assert {"cells_csv", "cells_zarr"} <= exports
+    assert materialized == {"slide_metadata", "tissue_mask", "cell_segmentation", *exports}
     checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
     assert checks == {"nuclei_found_in_tissue": True, "nuclei_density_plausible": True, "no_duplicate_nuclei_at_tile_borders": True}
-    for name in ("cells.csv", "cells.zarr.zip", "thumbnail.jpg", "tissue_overlay.jpg", "qc_overlay.jpg", "slide_metadata.json"):
+    export_files = [export.file_name for export in EXPORT_FORMATS]
+    for name in ("cells.csv", "cells.zarr.zip", *export_files, "thumbnail.jpg", "tissue_overlay.jpg", "qc_overlay.jpg", "slide_metadata.json"):
         assert (folder / name).is_file(), name
     assert not [p for p in folder.rglob(".*tmp*")], "temporary files left behind"
 

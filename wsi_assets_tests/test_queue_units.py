@@ -8,9 +8,9 @@ import time
 
 import pytest
 
-from wsi_assets_tests.queue_audit import RunSpan, audit_queue, max_overlap
 from wsi_assets.queue.tags import UnqueueableRun, slide_queue_tags, tags_to_store
 from wsi_assets.queue.workers import worker_alive
+from wsi_assets_tests.queue_audit import RunSpan, audit_queue, max_overlap
 
 
 def test_tags_come_from_the_partition_whatever_the_launch_path():

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from wsi_assets.cells.exports import EXPORT_FORMATS
 from wsi_assets_tests.conftest import fixture_env
 from wsi_assets_tests.dagster_services import (
     BIN,
@@ -40,7 +41,7 @@ USERS = ("ana", "ben", "cy")
 BRANCHES = ("main", "cohort-b")
 USER_LIMIT, GLOBAL_LIMIT, GPU_LIMIT = 2, 4, 1
 KILL_DETECTION_BOUND_S = 60  # run monitoring polls every 10 s; the daemon loop adds a few seconds
-ALL_ASSETS = ["slide_metadata", "tissue_mask", "cell_segmentation", "cells_csv", "cells_zarr"]
+ALL_ASSETS = ["slide_metadata", "tissue_mask", "cell_segmentation", *(export.asset_name for export in EXPORT_FORMATS)]
 
 
 

@@ -8,8 +8,8 @@ import openslide
 import pytest
 
 from wsi_assets.segmentation.classical import ClassicalParams, ClassicalSegmenter
-from wsi_assets.segmentation.metrics import f1_at_iou
 from wsi_assets.segmentation.image import segment_image
+from wsi_assets.segmentation.metrics import f1_at_iou
 from wsi_assets.segmentation.protocol import Segmenter
 from wsi_assets.segmentation.registry import default_segmenter, get_segmenter
 from wsi_assets.slides import synthetic

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from wsi_assets.core.atomic import atomic_output
 from wsi_assets.core.keys import InvalidSlideKey, SlideKey
 from wsi_assets.slides.tiling import make_tile_grid
 from wsi_assets.slides.tissue import detect_tissue
-from wsi_assets.core.atomic import atomic_output
 
 
 def test_tile_cores_partition_the_slide():
