@@ -101,12 +101,6 @@ def count_cells(path: Path) -> int:
         return pq.ParquetFile(str(path)).metadata.num_rows
 
 
-def store_metadata(path: Path) -> dict[str, str]:
-    with _reading(path):
-        raw = pq.ParquetFile(str(path)).schema_arrow.metadata or {}
-    return {k.decode(): v.decode() for k, v in raw.items()}
-
-
 def nuclei_from_batch(batch: pa.RecordBatch) -> tuple[np.ndarray, NucleusTable, np.ndarray]:
     polygon_x = batch.column("polygon_x")
     polygon_y = batch.column("polygon_y")
