@@ -8,6 +8,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+import cv2  # noqa: F401 - OpenCV sets LD_LIBRARY_PATH when first imported: part of the baseline, not a test's leak
 import pytest
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"

@@ -13,7 +13,9 @@ import subprocess
 import sys
 
 from wsi_assets.core.keys import InvalidSlideKey, SlideKey
-from wsi_assets.core.user_files import default_user_files_root, find_slide_file
+from wsi_assets.core.user_files import default_user_files_root
+from wsi_assets.uploads.checks import UploadRefused, checked_upload
+from wsi_assets.uploads.listing import UploadRootUnavailable
 
 JOBS = ("process_slide", "tissue_mask_only", "export_cells")
 
@@ -28,7 +30,8 @@ def submit(partition_key: str, job: str = "process_slide") -> None:
     from dagster import DagsterInstance
 
     key = SlideKey.parse(partition_key)
-    find_slide_file(default_user_files_root(), key)
+    # The sensor's own checks, so a file it skipped cannot be queued by hand.
+    checked_upload(default_user_files_root(), key)
     with DagsterInstance.get() as instance:
         if not instance.has_dynamic_partition("slides", key.partition_key):
             instance.add_dynamic_partitions("slides", [key.partition_key])
@@ -42,7 +45,7 @@ def main() -> None:
     args = parser.parse_args()
     try:
         submit(args.partition_key, args.job)
-    except (InvalidSlideKey, FileNotFoundError, FileExistsError) as error:
+    except (InvalidSlideKey, UploadRefused, UploadRootUnavailable, PermissionError, FileNotFoundError, FileExistsError) as error:
         sys.exit(f"error: {error}")
     except subprocess.CalledProcessError as error:
         sys.exit(f"error: dagster job launch failed with exit code {error.returncode}")

@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]*$")
+# No leading '-': a name that reads as an option on a command line (`-rf`) is refused.
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]*$")
 MAX_NAME_LENGTH = 100
 DEFAULT_BRANCH = "main"
 
@@ -18,12 +19,14 @@ def name_problem(name: str, what: str) -> str | None:
     """Why `name` cannot be a user, branch or slide name, or None when it can."""
     if not name:
         return f"{what} name is empty"
+    # Reasons are one line: control characters and undecodable bytes are shown escaped.
+    shown = "".join(c if c.isprintable() else repr(c)[1:-1] for c in name)
     if len(name) > MAX_NAME_LENGTH:
-        return f"{what} name '{name}' is longer than {MAX_NAME_LENGTH} characters"
+        return f"{what} name '{shown[:40]}...' is longer than {MAX_NAME_LENGTH} characters"
     if not NAME_PATTERN.match(name):
         return (
-            f"{what} name '{name}' may only use letters, digits, '.', '_' and '-'"
-            " (and must not start with '.')"
+            f"{what} name '{shown}' may only use letters, digits, '.', '_' and '-'"
+            " (and must not start with '.' or '-')"
         )
     return None
 
@@ -45,7 +48,7 @@ class SlideKey:
         return f"{self.user}/{self.branch}/{self.stem}"
 
     @classmethod
-    def parse(cls, partition_key: str) -> "SlideKey":
+    def parse(cls, partition_key: str) -> SlideKey:
         parts = partition_key.split("/")
         if len(parts) != 3:
             raise InvalidSlideKey(

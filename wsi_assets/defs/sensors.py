@@ -1,12 +1,24 @@
-"""upload_sensor: turns stable uploads into `slides` partitions and process_slide runs."""
+"""upload_sensor: turns stable uploads into `slides` partitions and process_slide runs, and keeps upload_status current."""
 
-
-from dagster import DefaultSensorStatus, RunRequest, SensorEvaluationContext, SensorResult, SkipReason, sensor
+from dagster import (
+    DefaultSensorStatus,
+    RunRequest,
+    SensorEvaluationContext,
+    SensorResult,
+    SkipReason,
+    sensor,
+)
 
 from wsi_assets.defs.jobs import process_slide
 from wsi_assets.defs.partitions import slides_partitions
 from wsi_assets.defs.resources import UserFilesResource
-from wsi_assets.uploads.scan import ScanCursor, scan_uploads
+from wsi_assets.defs.upload_status import (
+    previous_status,
+    status_materialization,
+    users_partitions,
+)
+from wsi_assets.uploads.scan import ScanCursor, ScanResult, scan_uploads
+from wsi_assets.uploads.status import digest, draft_statuses, settle, write_status_file
 
 MAX_FILES_PER_TICK = 500
 MAX_REASONS_SHOWN = 20
@@ -19,8 +31,28 @@ def _summary(result) -> str:
         lines.append(f"{result.deferred} files left for the next tick (at most {MAX_FILES_PER_TICK} a tick)")
     shown = lines[:MAX_REASONS_SHOWN]
     if len(lines) > len(shown):
-        shown.append(f"... and {len(lines) - len(shown)} more (see the sensor log)")
+        shown.append(f"... and {len(lines) - len(shown)} more (see the sensor log and upload_status)")
     return "\n".join(shown) or "no new or changed uploads"
+
+
+def _status_events(context: SensorEvaluationContext, root, result: ScanResult, before: ScanCursor):
+    """Materializations of upload_status for the users whose status changed, and their new partitions."""
+    events, digests = [], {}
+    for user, draft in sorted(draft_statuses(result, before).items()):
+        digests[user] = digest(draft)
+        if before.users.get(user) == digests[user]:
+            continue  # same look as last time: nothing to read back or record
+        previous = previous_status(context.instance, user)
+        settled = settle(draft, previous)
+        if {s.path: s for s in settled} == previous:
+            continue
+        status_file = write_status_file(root, user, settled, result.started_ns)
+        events.append(status_materialization(user, settled, status_file))
+    result.cursor.users = digests
+    new_users = [
+        e.partition for e in events if not context.instance.has_dynamic_partition(users_partitions.name, e.partition)
+    ]
+    return events, new_users
 
 
 @sensor(
@@ -30,11 +62,15 @@ def _summary(result) -> str:
     description="Watches user_files/<user>/inputs/<branch>/ and processes each new or changed slide once it stops changing.",
 )
 def upload_sensor(context: SensorEvaluationContext, user_files: UserFilesResource) -> SensorResult:
-    result = scan_uploads(user_files.root_path, ScanCursor.deserialize(context.cursor), MAX_FILES_PER_TICK)
+    # A missing or unreadable root raises UploadRootUnavailable: the tick fails, shown in red, until it is fixed.
+    before = ScanCursor.deserialize(context.cursor)
+    root = user_files.root_path
+    result = scan_uploads(root, before, MAX_FILES_PER_TICK)
     for rel, why in result.skipped:
         context.log.warning(f"skipped {rel}: {why}")
     for rel, why in result.waiting:
         context.log.info(f"waiting {rel}: {why}")
+    status_events, new_users = _status_events(context, root, result, before)
     new_keys = sorted({r.key.partition_key for r in result.requests})
     new_keys = [k for k in new_keys if not context.instance.has_dynamic_partition(slides_partitions.name, k)]
     run_requests = [
@@ -42,10 +78,14 @@ def upload_sensor(context: SensorEvaluationContext, user_files: UserFilesResourc
         for r in result.requests
     ]
     for request in result.requests:
-        context.log.info(f"requesting process_slide for {request.key} ({request.path})")
+        context.log.info(f"requesting process_slide for {request.key} ({request.relpath})")
+    partition_requests = [slides_partitions.build_add_request(new_keys)] if new_keys else []
+    if new_users:
+        partition_requests.append(users_partitions.build_add_request(new_users))
     return SensorResult(
         run_requests=run_requests,
-        dynamic_partitions_requests=[slides_partitions.build_add_request(new_keys)] if new_keys else [],
+        dynamic_partitions_requests=partition_requests,
+        asset_events=status_events,
         cursor=result.cursor.serialize(),
         skip_reason=None if run_requests else SkipReason(_summary(result)),
     )

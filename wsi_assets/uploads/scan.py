@@ -2,45 +2,29 @@
 
 Plain functions over the filesystem; `sensors.py` turns a scan into Dagster requests.
 
-Cursor (kept small): a high-water mark `hwm` of change stamps (every file whose stamp is at or
-below it has been dealt with), the files above it that were dealt with (`done`), and the files
-waiting for a second look (`pending`). A file's change stamp is max(mtime, ctime), so a file
-copied in with an old mtime (`cp -p`, `rsync -a`, `mv`) is still seen.
+Cursor (kept small): a high-water mark `hwm` of change stamps (every entry whose stamp is at or
+below it has been dealt with), the entries above it that were dealt with (`done`), the files
+waiting for a second look (`pending`), and one short digest per user of their upload status
+(`users`), so the status is rebuilt only for users whose uploads changed. A file's change stamp is
+max(mtime, ctime), so a file copied in with an old mtime (`cp -p`, `rsync -a`, `mv`) is still seen.
+
+Clocks: the high-water mark never moves past the moment the look started. A file stamped in the
+future (`touch -d 2036-01-01`, a share with a wrong clock) is dealt with once through `done` and
+stays there while it exists; it can never hide another file's later upload.
 """
 
 from __future__ import annotations
 
 import json
-import os
-from collections import defaultdict
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import openslide
+from wsi_assets.core.keys import SlideKey
+from wsi_assets.uploads.checks import settings_role, siblings_of, slide_format_problem, upload_problem
+from wsi_assets.uploads.listing import UploadFile, list_uploads
 
-from wsi_assets.core.keys import DEFAULT_BRANCH, SlideKey, name_problem
-from wsi_assets.core.user_files import SLIDE_EXTENSIONS
-
-CURSOR_VERSION = 1
-
-
-@dataclass(frozen=True)
-class UploadFile:
-    path: Path
-    relpath: str  # relative to the user-files root, '/'-separated
-    user: str
-    branch: str
-    size: int
-    mtime_ns: int
-    stamp_ns: int
-
-    @property
-    def stem(self) -> str:
-        return self.path.stem
-
-    @property
-    def signature(self) -> list[int]:
-        return [self.size, self.mtime_ns]
+CURSOR_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -49,6 +33,7 @@ class SlideRequest:
     path: Path
     size: int
     mtime_ns: int
+    relpath: str = ""
 
     @property
     def run_key(self) -> str:
@@ -60,21 +45,25 @@ class ScanCursor:
     hwm: int = 0
     done: dict[str, list[int]] = field(default_factory=dict)
     pending: dict[str, list[int]] = field(default_factory=dict)
+    users: dict[str, str] = field(default_factory=dict)
 
     def serialize(self) -> str:
-        return json.dumps(
-            {"v": CURSOR_VERSION, "hwm": self.hwm, "done": self.done, "pending": self.pending},
-            separators=(",", ":"),
-        )
+        data = {"v": CURSOR_VERSION, "hwm": self.hwm, "done": self.done, "pending": self.pending}
+        if self.users:
+            data["users"] = self.users
+        return json.dumps(data, separators=(",", ":"))
 
     @classmethod
-    def deserialize(cls, text: str | None) -> "ScanCursor":
+    def deserialize(cls, text: str | None) -> ScanCursor:
         if not text:
             return cls()
-        data = json.loads(text)
-        if data.get("v") != CURSOR_VERSION:
+        try:
+            data = json.loads(text)
+        except ValueError:
             return cls()
-        return cls(hwm=data["hwm"], done=data["done"], pending=data["pending"])
+        if data.get("v") not in (1, CURSOR_VERSION):  # version 1 lacks only `users`
+            return cls()
+        return cls(hwm=data["hwm"], done=data["done"], pending=data["pending"], users=data.get("users", {}))
 
 
 @dataclass
@@ -83,127 +72,53 @@ class ScanResult:
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (relpath, why)
     waiting: list[tuple[str, str]] = field(default_factory=list)  # (relpath, why)
     deferred: int = 0  # stable candidates left for the next tick by the per-tick bound
+    deferred_paths: list[str] = field(default_factory=list)
     cursor: ScanCursor = field(default_factory=ScanCursor)
+    entries: list[UploadFile] = field(default_factory=list)  # the whole listing, for the upload status
+    started_ns: int = 0
 
 
-def _stat_file(path: Path, root: Path, user: str, branch: str) -> UploadFile | None:
-    try:
-        st = path.stat()
-    except FileNotFoundError:
-        return None
-    return UploadFile(
-        path=path,
-        relpath=path.relative_to(root).as_posix(),
-        user=user,
-        branch=branch,
-        size=st.st_size,
-        mtime_ns=st.st_mtime_ns,
-        stamp_ns=max(st.st_mtime_ns, st.st_ctime_ns),
-    )
+def scan_uploads(
+    root: Path, cursor: ScanCursor, max_files_per_tick: int = 500, now_ns: int | None = None
+) -> ScanResult:
+    """Compare the upload folders with the cursor and decide what each changed entry needs.
+
+    Raises UploadRootUnavailable when the root itself is missing or unreadable; never for one entry.
+    """
+    now_ns = time.time_ns() if now_ns is None else now_ns
+    entries = list_uploads(root)
+    return scan_entries(entries, cursor, max_files_per_tick, now_ns)
 
 
-def _visible_entries(folder: Path) -> list[os.DirEntry]:
-    # Dot-files are upload tools' temporary files (rsync, browsers): not uploads yet.
-    try:
-        with os.scandir(folder) as it:
-            return sorted((e for e in it if not e.name.startswith(".")), key=lambda e: e.name)
-    except (FileNotFoundError, NotADirectoryError):
-        return []
-
-
-def list_uploads(root: Path) -> tuple[list[UploadFile], list[tuple[str, str]]]:
-    """Every file under <user>/inputs/[<branch>/], and the folders that cannot be read with why."""
-    root = Path(root)
-    files: list[UploadFile] = []
-    unusable: list[tuple[str, str]] = []
-    for user_entry in _visible_entries(root):
-        if not user_entry.is_dir():
-            continue
-        inputs = Path(user_entry.path) / "inputs"
-        if not inputs.is_dir():
-            continue
-        problem = name_problem(user_entry.name, "user")
-        if problem:
-            unusable.append((inputs.relative_to(root).as_posix(), problem + "; rename the folder"))
-            continue
-        for entry in _visible_entries(inputs):
-            if entry.is_file():
-                found = _stat_file(Path(entry.path), root, user_entry.name, DEFAULT_BRANCH)
-                if found:
-                    files.append(found)
-            elif entry.is_dir():
-                branch_dir = Path(entry.path)
-                problem = name_problem(entry.name, "branch")
-                if problem:
-                    unusable.append((branch_dir.relative_to(root).as_posix(), problem + "; rename the folder"))
-                    continue
-                for inner in _visible_entries(branch_dir):
-                    if inner.is_file():
-                        found = _stat_file(Path(inner.path), root, user_entry.name, entry.name)
-                        if found:
-                            files.append(found)
-    return files, unusable
-
-
-def file_problem(upload: UploadFile) -> str | None:
-    """Why this upload is not a slide we can key, from its name alone."""
-    suffix = upload.path.suffix.lower()
-    if suffix not in SLIDE_EXTENSIONS:
-        allowed = " ".join(sorted(SLIDE_EXTENSIONS))
-        return f"not a slide: extension '{suffix or '(none)'}' is not one of {allowed}"
-    return name_problem(upload.stem, "slide")
-
-
-def slide_format_problem(path: Path) -> str | None:
-    """Why OpenSlide cannot read this file, from its header, or None when it can."""
-    try:
-        detected = openslide.OpenSlide.detect_format(str(path))
-    except Exception as error:  # noqa: BLE001 - any read failure means "not readable"
-        return f"not a slide OpenSlide can read ({type(error).__name__}: {error})"
-    if detected is None:
-        return "not a slide OpenSlide can read (unknown format or damaged file)"
-    return None
-
-
-def _group_key(upload: UploadFile) -> tuple[str, str, str]:
-    return (upload.user, upload.branch, upload.stem)
-
-
-def scan_uploads(root: Path, cursor: ScanCursor, max_files_per_tick: int = 500) -> ScanResult:
-    """Compare the upload folders with the cursor and decide what each changed file needs."""
-    files, unusable_folders = list_uploads(root)
-    result = ScanResult()
-    for relpath, why in unusable_folders:
-        if relpath not in cursor.done:
-            result.skipped.append((relpath, why))
-    done_folders = {relpath: [0, 0] for relpath, _ in unusable_folders}
-
-    siblings: dict[tuple[str, str, str], list[UploadFile]] = defaultdict(list)
-    for upload in files:
-        if upload.path.suffix.lower() in SLIDE_EXTENSIONS:
-            siblings[_group_key(upload)].append(upload)
-
+def scan_entries(entries: list[UploadFile], cursor: ScanCursor, max_files_per_tick: int, now_ns: int) -> ScanResult:
+    result = ScanResult(entries=entries, started_ns=now_ns)
+    # A mark in the future (a cursor written before this rule, or a clock set back) may have hidden
+    # uploads: look at everything again. Run keys stop a file already requested from running twice.
+    start_hwm = cursor.hwm if cursor.hwm <= now_ns else 0
+    siblings = siblings_of(entries)
     candidates = sorted(
-        (f for f in files if f.stamp_ns > cursor.hwm and cursor.done.get(f.relpath) != f.signature),
-        key=lambda f: (f.stamp_ns, f.relpath),
+        (e for e in entries if (e.stamp_ns > start_hwm or e.stamp_ns < 0) and cursor.done.get(e.relpath) != e.signature),
+        key=lambda e: (e.stamp_ns, e.relpath),
     )
-    done = {rel: sig for rel, sig in cursor.done.items()}
+    done = dict(cursor.done)
     pending: dict[str, list[int]] = {}
     unfinished_stamps: list[int] = []
     examined = 0
     for upload in candidates:
         if examined >= max_files_per_tick:
             result.deferred += 1
+            result.deferred_paths.append(upload.relpath)
             unfinished_stamps.append(upload.stamp_ns)
             continue
         examined += 1
-        problem = file_problem(upload)
-        if problem is None and len(siblings[_group_key(upload)]) > 1:
-            names = ", ".join(sorted(f.relpath for f in siblings[_group_key(upload)]))
-            problem = f"ambiguous: {names} share the slide name '{upload.stem}' in branch '{upload.branch}'; rename or remove one"
+        if settings_role(upload) is not None:
+            done[upload.relpath] = upload.signature
+            continue
+        problem = upload_problem(upload, siblings)
         if problem is not None:
             result.skipped.append((upload.relpath, problem))
-            done[upload.relpath] = upload.signature
+            if upload.stamp_ns >= 0:
+                done[upload.relpath] = upload.signature
             continue
         if cursor.pending.get(upload.relpath) != upload.signature:
             pending[upload.relpath] = upload.signature
@@ -216,22 +131,21 @@ def scan_uploads(root: Path, cursor: ScanCursor, max_files_per_tick: int = 500) 
             result.skipped.append((upload.relpath, problem))
         else:
             key = SlideKey(upload.user, upload.branch, upload.stem)
-            result.requests.append(SlideRequest(key, upload.path, upload.size, upload.mtime_ns))
+            result.requests.append(SlideRequest(key, upload.path, upload.size, upload.mtime_ns, upload.relpath))
         done[upload.relpath] = upload.signature
 
-    existing = {f.relpath: f for f in files}
+    listed = [e for e in entries if e.stamp_ns >= 0]
     if unfinished_stamps:
-        hwm = max(cursor.hwm, min(unfinished_stamps) - 1)
+        hwm = max(start_hwm, min(unfinished_stamps) - 1)
     else:
-        hwm = max([cursor.hwm] + [f.stamp_ns for f in files])
-    # Forget what the high-water mark now covers, and files that are gone.
+        hwm = max([start_hwm] + [e.stamp_ns for e in listed])
+    hwm = min(hwm, now_ns)  # a file stamped in the future stays in `done` instead
+    existing = {e.relpath: e for e in listed}
+    # Forget what the high-water mark now covers, and entries that are gone.
     result.cursor = ScanCursor(
         hwm=hwm,
-        done={
-            rel: sig
-            for rel, sig in {**done, **done_folders}.items()
-            if (rel in existing and existing[rel].stamp_ns > hwm) or rel in done_folders
-        },
+        done={rel: sig for rel, sig in done.items() if rel in existing and existing[rel].stamp_ns > hwm},
         pending=pending,
+        users=dict(cursor.users),
     )
     return result

@@ -1,0 +1,67 @@
+"""Tenant isolation: every path a user's run reads or writes must stay inside <root>/<user>/.
+
+Paths are resolved (symbolic links followed) before they are checked, so a link in one user's
+folder to another user's slide, to a folder outside the upload root, or an `outputs/` folder
+linked elsewhere, is refused rather than followed.
+
+Hard links: a hard link is the same file under two names, and nothing on the file says which
+name came first, so whose file it is cannot be told. An upload with more than one link is
+refused; the user copies it instead.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+class PathOutsideUserFolder(PermissionError):
+    """A path leaves the user's own folder (through a link, '..' or a mount)."""
+
+
+class HardLinkedUpload(PermissionError):
+    """An uploaded file has more than one name on disk."""
+
+
+def user_folder(root: Path, user: str) -> Path:
+    """<root>/<user>, resolved; the user folder itself must be a real folder inside the root."""
+    real_root = Path(root).resolve()
+    folder = real_root / user
+    resolved = folder.resolve()
+    if resolved != folder:
+        raise PathOutsideUserFolder(
+            f"{user}/ is a link: a user folder must be a real folder inside the upload root; replace the link with the folder"
+        )
+    return resolved
+
+
+def confined(path: Path, root: Path, user: str) -> Path:
+    """`path` resolved, or PathOutsideUserFolder when its real location is outside <root>/<user>/."""
+    home = user_folder(root, user)
+    # Where the target is, is not said: it may be another user's file.
+    resolved = Path(path).resolve()
+    if resolved != home and home not in resolved.parents:
+        shown = _relative_or_absolute(Path(path), Path(root))
+        raise PathOutsideUserFolder(
+            f"{shown} leads outside {user}/: links out of a user's own folder are refused; copy the file in instead"
+        )
+    return resolved
+
+
+def confined_upload(path: Path, root: Path, user: str) -> Path:
+    """An uploaded file's real path, refused when it leaves the user's folder or is hard-linked."""
+    resolved = confined(path, root, user)
+    links = os.stat(resolved).st_nlink
+    if links > 1:
+        shown = _relative_or_absolute(Path(path), Path(root))
+        raise HardLinkedUpload(
+            f"{shown} is hard-linked ({links} names for one file), so whose file it is cannot be told; upload a copy instead"
+        )
+    return resolved
+
+
+def _relative_or_absolute(path: Path, root: Path) -> str:
+    try:
+        return path.absolute().relative_to(root.absolute()).as_posix()
+    except ValueError:
+        return str(path)
