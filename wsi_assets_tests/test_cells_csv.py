@@ -48,3 +48,16 @@ def test_area_um2_is_the_outline_area_times_the_slides_pixel_area(tmp_path, mpp)
     expected_um2 = [side * mpp * side * mpp for side in sides]  # a side of s px is s·mpp µm long
     np.testing.assert_allclose(found["area_um2"], expected_um2, atol=1e-3)
     np.testing.assert_allclose(found["area_pixels"], [s * s for s in sides], atol=1e-2)
+    assert found["mpp"].tolist() == [mpp] * 3 and found["mpp_inferred"].astype(str).tolist() == ["unknown"] * 3
+
+
+@pytest.mark.parametrize("inferred", [True, False])
+def test_every_row_says_whether_the_mpp_was_inferred(tmp_path, inferred):
+    cells = tmp_path / "cells.parquet"
+    with CellStoreWriter(cells) as writer:
+        writer.append(_squares([10.0, 12.0]), 0, 0)
+    csv = tmp_path / "cells.csv"
+    write_cells_csv(cells, csv, {"mpp": 0.31, "mpp_inferred": inferred, "mpp_source": "nucleus-size estimate"})
+    found = pd.read_csv(csv)
+    assert list(found.columns[:6]) == ["cell_id", "centroid_x", "centroid_y", "polygon_coords", "polygon_point_count", "area_pixels"]
+    assert found["mpp_inferred"].tolist() == [inferred] * 2

@@ -15,7 +15,12 @@ from wsi_assets.segmentation.image import segment_image
 from wsi_assets.segmentation.metrics import f1_at_iou
 from wsi_assets.segmentation.protocol import Segmenter
 from wsi_assets.segmentation.registry import default_segmenter, get_segmenter
-from wsi_assets.segmentation.torchscript import ModelLoadError, TorchScriptSegmenter, read_model_card, resolve_device
+from wsi_assets.segmentation.torchscript import (
+    ModelLoadError,
+    TorchScriptSegmenter,
+    read_model_card,
+    resolve_device,
+)
 from wsi_assets.training.network import UNet
 from wsi_assets.training.train import export
 
@@ -113,7 +118,7 @@ def test_user_model_chosen_by_configuration(tiny_model, tmp_path, tiles):
     assert SegmentationResource().segmenter() is default_segmenter()
     # a foreign model without a card: its µm/px comes from the configuration, or a sidecar card
     foreign = save_scripted(DarkPixels(), tmp_path / "foreign.pt")
-    with pytest.raises(ModelLoadError, match="µm/px"):
+    with pytest.raises(ValueError, match="µm/px"):
         SegmentationResource(model=str(foreign)).segmenter()
     configured = SegmentationResource(model=str(foreign), model_mpp=0.25).segmenter()
     assert configured.mpp == 0.25

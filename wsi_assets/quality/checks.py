@@ -11,6 +11,7 @@ from scipy.spatial import cKDTree
 
 from wsi_assets.cells.store import read_cell_columns, read_cells_where
 from wsi_assets.segmentation.border_dedup import same_nucleus
+from wsi_assets.slides.reader import SlideInfo
 from wsi_assets.slides.tissue import TissueMask
 
 # Nuclei per mm² of tissue. Sparse stroma has a few hundred; dense lymphoid tissue ~15,000.
@@ -45,17 +46,22 @@ def nuclei_in_tissue(cells_path: Path, tissue: TissueMask) -> CheckOutcome:
     )
 
 
-def nuclei_density(cells_path: Path, tissue: TissueMask) -> CheckOutcome:
+def nuclei_density(cells_path: Path, tissue: TissueMask, info: SlideInfo | None = None) -> CheckOutcome:
+    """Nuclei per mm² of tissue within what tissue has; outside it, the µm/px is the first suspect."""
     count = len(read_cell_columns(cells_path, ["cell_id"])["cell_id"])
     low, high = PLAUSIBLE_DENSITY_PER_MM2
     if tissue.area_mm2 == 0:
         return CheckOutcome(True, "no tissue detected: density not applicable", {"nuclei": count})
     density = count / tissue.area_mm2
-    return CheckOutcome(
-        low <= density <= high,
-        f"{density:.0f} nuclei per mm² of tissue (plausible: {low:.0f}–{high:.0f})",
-        {"nuclei_per_mm2": round(density, 1), "nuclei": count, "tissue_mm2": round(tissue.area_mm2, 4)},
-    )
+    metadata = {"nuclei_per_mm2": round(density, 1), "nuclei": count, "tissue_mm2": round(tissue.area_mm2, 4)}
+    description = f"{density:.0f} nuclei per mm² of tissue (plausible: {low:.0f}–{high:.0f})"
+    passed = low <= density <= high
+    if info is not None:
+        metadata.update(mpp=round(info.mpp, 4), mpp_source=info.mpp_source)
+        description = f"{density:.0f} nuclei per mm² of tissue at {info.mpp:.3f} µm/px ({info.mpp_source}; plausible: {low:.0f}–{high:.0f})"
+        if not passed:
+            description += f": the µm/px is probably wrong; {_state_mpp_hint(info)}"
+    return CheckOutcome(passed, description, metadata)
 
 
 def border_duplicates(cells_path: Path, mpp: float) -> CheckOutcome:
@@ -88,3 +94,29 @@ def _polygons_by_id(cells_path: Path, cell_ids: np.ndarray) -> dict[int, np.ndar
     for ids, nuclei, _ in read_cells_where(cells_path, [("cell_id", "in", [int(i) for i in cell_ids])]):
         polygons.update({int(cell_id): nuclei.polygon(i) for i, cell_id in enumerate(ids)})
     return polygons
+
+
+# --------------------------------------------------------------- is the slide's µm/px trustworthy?
+# A wrong µm/px fails silently: nuclei are sought at the wrong size and every count looks sane.
+TYPICAL_NUCLEUS_UM = 7.0
+MAX_MPP_FOR_NUCLEI = 1.5  # coarser than this, a nucleus is under 5 px across: no segmenter separates them
+
+
+def _state_mpp_hint(info: SlideInfo) -> str:
+    stem = Path(info.path).stem
+    return f"state the true µm/px in {stem}.yaml beside the slide ('mpp: 0.5') or in the branch's branch.yaml"
+
+
+def resolution_fine_enough(info: SlideInfo) -> CheckOutcome:
+    """The slide's level-0 µm/px resolves nuclei."""
+    nucleus_px = TYPICAL_NUCLEUS_UM / info.mpp
+    metadata = {"mpp": round(info.mpp, 4), "mpp_source": info.mpp_source, "mpp_inferred": info.mpp_inferred, "nucleus_px": round(nucleus_px, 1)}
+    if info.mpp > MAX_MPP_FOR_NUCLEI:
+        return CheckOutcome(
+            False,
+            f"{info.mpp:.2f} µm/px ({info.mpp_source}) makes a {TYPICAL_NUCLEUS_UM:g} µm nucleus {nucleus_px:.1f} px across; "
+            f"nuclei need ≤ {MAX_MPP_FOR_NUCLEI} µm/px: upload a 20x or 40x scan, or if this µm/px is wrong, {_state_mpp_hint(info)}",
+            metadata,
+        )
+    flagged = " (inferred: check it)" if info.mpp_inferred else ""
+    return CheckOutcome(True, f"{info.mpp:.3f} µm/px ({info.mpp_source}{flagged}): nuclei about {nucleus_px:.0f} px across", metadata)

@@ -53,6 +53,15 @@ def resolve_device(device: str = "auto") -> torch.device:
     return resolved
 
 
+def _is_torchscript_archive(path: Path) -> bool:
+    """TorchScript files are zip archives with a code/ folder; torch.save checkpoints have none."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return any("/code/" in name or name.startswith("code/") for name in archive.namelist())
+    except (zipfile.BadZipFile, OSError):
+        return False
+
+
 def read_model_card(path: str | Path) -> dict:
     """The model card embedded in a TorchScript file, or its sidecar, or {}."""
     path = Path(path)
@@ -88,6 +97,13 @@ class TorchScriptSegmenter:
         self.path = Path(path).expanduser()
         if not self.path.is_file():
             raise ModelLoadError(f"model file not found: {self.path}")
+        if not _is_torchscript_archive(self.path):
+            # Checked before the card: a checkpoint or a random file has no card either, and
+            # "does not say its µm/px" would send the user after the wrong problem.
+            raise ModelLoadError(
+                f"model file {self.path.name} is not a TorchScript model (a state_dict checkpoint or another file?): "
+                "save it with torch.jit.save(torch.jit.script(model), path) and give that file"
+            )
         self.torch_device = resolve_device(device)
         self.device = str(self.torch_device)
         card = read_model_card(self.path)

@@ -1,4 +1,16 @@
-"""Opening a slide with OpenSlide: its metadata, its pixel size, and regions at a chosen µm/px."""
+"""Opening a slide with OpenSlide: its metadata, its pixel size, and regions at a chosen µm/px.
+
+Every failure to use a file is a SlideReadError whose one line names the file and what to do;
+implausible files (see slides.plausibility) are refused before any pixel is decoded.
+
+Level-0 µm/px, first found wins (the `mpp_source` stored with the slide):
+1. stated by the user: "<stem>.yaml" beside the slide, then the branch's "branch.yaml" (slides.resolution);
+2. "slide": the file's own µm/px metadata (when plausible);
+3. "objective power": 0.25 µm/px at 40x, scaled;
+4. "nucleus-size estimate": from the typical nucleus diameter (slides.mpp_estimate);
+5. "default": the configured default_mpp, when no nuclei could be measured.
+3-5 are inferred (`mpp_inferred`), and exports say so.
+"""
 
 from __future__ import annotations
 
@@ -10,13 +22,20 @@ import cv2
 import numpy as np
 import openslide
 
+from wsi_assets.slides.errors import SlideReadError, SlideSettingsError
+from wsi_assets.slides.mpp_estimate import estimate_mpp_from_nuclei
+from wsi_assets.slides.plausibility import check_declared_size, check_whole_slide_read
+from wsi_assets.slides.resolution import PLAUSIBLE_MPP, is_plausible_mpp, stated_mpp
+from wsi_assets.slides.tissue import tissue_mask_downsample
+
+__all__ = ["SlideInfo", "SlideReadError", "SlideSettingsError", "open_slide", "read_slide_info", "resolve_mpp"]
+
 # µm/px at level 0 for a given objective power, as scanners commonly report it.
 MPP_AT_40X = 0.25
-FALLBACK_MPP = 0.25  # used when a slide has neither µm/px nor objective power
-
-
-class SlideReadError(RuntimeError):
-    """The file cannot be read as a slide."""
+FALLBACK_MPP = 0.25  # used when a slide has neither µm/px nor objective power and no nuclei are measurable
+ESTIMATED = "nucleus-size estimate"
+INFERRED_SOURCES = ("objective power", ESTIMATED, "default")
+THUMBNAIL_LONG_SIDE = 512  # the overview defs/slides.py reads; the budget check must cover it
 
 
 @dataclass(frozen=True)
@@ -29,13 +48,14 @@ class SlideInfo:
     level_dimensions: list[tuple[int, int]]
     level_downsamples: list[float]
     mpp: float  # level-0 µm/px actually used
-    mpp_source: str  # "slide" | "objective power" | "default"
+    mpp_source: str  # "sidecar <stem>.yaml" | "branch.yaml" | "slide" | "objective power" | ESTIMATED | "default"
     objective_power: float | None
     file_size_bytes: int
+    mpp_detail: str = ""  # how an inferred or stated value was found, for the run log and exports
 
     @property
     def mpp_inferred(self) -> bool:
-        return self.mpp_source != "slide"
+        return self.mpp_source in INFERRED_SOURCES
 
     @property
     def area_mm2(self) -> float:
@@ -47,11 +67,25 @@ class SlideInfo:
         return data
 
 
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
 def open_slide(path: Path) -> openslide.OpenSlide:
+    """The slide opened, or SlideReadError when OpenSlide cannot read it or its declared size is implausible."""
+    path = Path(path)
     try:
-        return openslide.OpenSlide(str(path))
-    except (openslide.OpenSlideError, openslide.OpenSlideUnsupportedFormatError) as error:
-        raise SlideReadError(f"{Path(path).name}: OpenSlide cannot read this file ({error})") from error
+        slide = openslide.OpenSlide(str(path))
+    except (openslide.OpenSlideError, openslide.OpenSlideUnsupportedFormatError, OSError, ValueError) as error:
+        raise SlideReadError(f"{path.name}: OpenSlide cannot read this file ({_first_line(error)})") from error
+    try:
+        width, height = slide.dimensions
+        check_declared_size(path, width, height, path.stat().st_size if path.is_file() else 0)
+    except BaseException:
+        slide.close()
+        raise
+    return slide
 
 
 def _float_property(slide: openslide.OpenSlide, name: str) -> float | None:
@@ -67,33 +101,62 @@ def resolve_mpp(slide: openslide.OpenSlide, default_mpp: float = FALLBACK_MPP) -
     """Level-0 µm/px and where it came from: the slide, its objective power, or the default."""
     mpp_x = _float_property(slide, openslide.PROPERTY_NAME_MPP_X)
     mpp_y = _float_property(slide, openslide.PROPERTY_NAME_MPP_Y)
-    if mpp_x and mpp_y:
-        return (mpp_x + mpp_y) / 2.0, "slide"
-    if mpp_x or mpp_y:
-        return float(mpp_x or mpp_y), "slide"
+    stated = [value for value in (mpp_x, mpp_y) if value and is_plausible_mpp(value)]
+    if stated:
+        return sum(stated) / len(stated), "slide"
     objective = _float_property(slide, openslide.PROPERTY_NAME_OBJECTIVE_POWER)
     if objective:
         return MPP_AT_40X * 40.0 / objective, "objective power"
     return default_mpp, "default"
 
 
+def slide_mpp(path: Path, slide: openslide.OpenSlide, default_mpp: float = FALLBACK_MPP) -> tuple[float, str, str]:
+    """(level-0 µm/px, source, detail) in the order of the module docstring."""
+    stated = stated_mpp(path)
+    if stated is not None:
+        return stated.mpp, stated.source, f"stated by the user in {stated.source.split()[-1]}"
+    mpp, source = resolve_mpp(slide, default_mpp)
+    if source != "default":
+        return mpp, source, ""
+    estimate = estimate_mpp_from_nuclei(slide)
+    if estimate is not None:
+        return estimate.mpp, ESTIMATED, estimate.detail
+    return default_mpp, "default", "no µm/px in the file, no objective power, and too few nuclei to measure"
+
+
 def read_slide_info(path: Path, default_mpp: float = FALLBACK_MPP) -> SlideInfo:
+    """What the slide is and its level-0 µm/px; SlideReadError (one line) for a file that cannot be used."""
     path = Path(path)
+    if not is_plausible_mpp(default_mpp):
+        low, high = PLAUSIBLE_MPP
+        raise SlideSettingsError(f"segmentation setting default_mpp = {default_mpp!r}: µm/px must be a number from {low} to {high}")
     with open_slide(path) as slide:
-        mpp, source = resolve_mpp(slide, default_mpp)
-        return SlideInfo(
-            path=str(path),
-            vendor=slide.properties.get(openslide.PROPERTY_NAME_VENDOR, "unknown"),
-            width=slide.dimensions[0],
-            height=slide.dimensions[1],
-            level_count=slide.level_count,
-            level_dimensions=[tuple(d) for d in slide.level_dimensions],
-            level_downsamples=[float(d) for d in slide.level_downsamples],
-            mpp=mpp,
-            mpp_source=source,
-            objective_power=_float_property(slide, openslide.PROPERTY_NAME_OBJECTIVE_POWER),
-            file_size_bytes=path.stat().st_size,
-        )
+        try:
+            dimensions = [tuple(d) for d in slide.level_dimensions]
+            downsamples = [float(d) for d in slide.level_downsamples]
+            width, height = slide.dimensions
+            # The thumbnail's level is at least as coarse as any the µm/px estimate decodes whole.
+            thumbnail = max(width, height) / THUMBNAIL_LONG_SIDE
+            check_whole_slide_read(path.name, dimensions, level_for_downsample(downsamples, thumbnail), thumbnail)
+            mpp, source, detail = slide_mpp(path, slide, default_mpp)
+            mask = tissue_mask_downsample(width, height, mpp)
+            check_whole_slide_read(path.name, dimensions, level_for_downsample(downsamples, mask), mask)
+            return SlideInfo(
+                path=str(path),
+                vendor=slide.properties.get(openslide.PROPERTY_NAME_VENDOR, "unknown"),
+                width=width,
+                height=height,
+                level_count=slide.level_count,
+                level_dimensions=dimensions,
+                level_downsamples=downsamples,
+                mpp=mpp,
+                mpp_source=source,
+                objective_power=_float_property(slide, openslide.PROPERTY_NAME_OBJECTIVE_POWER),
+                file_size_bytes=path.stat().st_size,
+                mpp_detail=detail,
+            )
+        except openslide.OpenSlideError as error:
+            raise SlideReadError(f"{path.name}: the file is damaged ({_first_line(error)}); re-export or re-upload the slide") from error
 
 
 def level_for_downsample(level_downsamples: list[float], downsample: float) -> int:
@@ -106,8 +169,22 @@ def level_for_downsample(level_downsamples: list[float], downsample: float) -> i
 
 
 def read_level_rgb(slide: openslide.OpenSlide, x: int, y: int, level: int, width: int, height: int) -> np.ndarray:
-    """RGB uint8 (height, width, 3) at `level`; (x, y) in level-0 pixels. Transparent areas read white."""
-    rgba = np.asarray(slide.read_region((int(x), int(y)), level, (int(width), int(height))))
+    """RGB uint8 (height, width, 3) at `level`; (x, y) in level-0 pixels. Transparent areas read white.
+
+    A tile that cannot be decoded is a SlideReadError naming the file and the level-0 box, so the
+    user knows which slide is damaged and where.
+    """
+    downsample = 1.0
+    try:
+        # Before the read: after an error OpenSlide refuses every call on this slide.
+        downsample = slide.level_downsamples[level] if 0 <= level < slide.level_count else 1.0
+        rgba = np.asarray(slide.read_region((int(x), int(y)), level, (int(width), int(height))))
+    except openslide.OpenSlideError as error:
+        box = f"x {int(x)}-{int(x + width * downsample)}, y {int(y)}-{int(y + height * downsample)}"
+        raise SlideReadError(
+            f"{_slide_name(slide)}: cannot decode the region at level-0 {box} (level {level}): the file is damaged there "
+            f"({_first_line(error)}); re-export or re-upload the slide"
+        ) from error
     rgb = rgba[..., :3].copy()
     rgb[rgba[..., 3] == 0] = 255
     return rgb
@@ -120,32 +197,38 @@ def read_region_at_downsample(
 
     Output shape is (round(height / downsample), round(width / downsample), 3).
     """
-    out_w = max(1, int(round(width / downsample)))
-    out_h = max(1, int(round(height / downsample)))
+    out_w = max(1, round(width / downsample))
+    out_h = max(1, round(height / downsample))
     level = level_for_downsample(list(slide.level_downsamples), downsample)
     level_downsample = slide.level_downsamples[level]
-    read_w = max(1, int(math.ceil(width / level_downsample)))
-    read_h = max(1, int(math.ceil(height / level_downsample)))
+    read_w = max(1, math.ceil(width / level_downsample))
+    read_h = max(1, math.ceil(height / level_downsample))
     rgb = read_level_rgb(slide, x0, y0, level, read_w, read_h)
     if rgb.shape[:2] == (out_h, out_w):
         return rgb
     return cv2.resize(rgb, (out_w, out_h), interpolation=cv2.INTER_AREA)
 
 
+def _slide_name(slide: openslide.OpenSlide) -> str:
+    # openslide-python keeps the path only privately; the name is what makes the message actionable.
+    return Path(getattr(slide, "_filename", "") or "slide").name
+
+
 def read_whole_slide_at_downsample(slide: openslide.OpenSlide, downsample: float, band_rows: int = 2048) -> np.ndarray:
     """The whole slide at a low resolution (thumbnails, tissue mask), read in bands so memory stays small."""
     width, height = slide.dimensions
     level = level_for_downsample(list(slide.level_downsamples), downsample)
+    check_whole_slide_read(_slide_name(slide), slide.level_dimensions, level, downsample)
     level_w, level_h = slide.level_dimensions[level]
     level_downsample = slide.level_downsamples[level]
-    out_w = max(1, int(round(width / downsample)))
-    out_h = max(1, int(round(height / downsample)))
+    out_w = max(1, round(width / downsample))
+    out_h = max(1, round(height / downsample))
     rows_per_out_row = out_h / level_h
     out = np.empty((out_h, out_w, 3), np.uint8)
     for band_top in range(0, level_h, band_rows):
         band_bottom = min(level_h, band_top + band_rows)
-        out_top = int(round(band_top * rows_per_out_row))
-        out_bottom = int(round(band_bottom * rows_per_out_row))
+        out_top = round(band_top * rows_per_out_row)
+        out_bottom = round(band_bottom * rows_per_out_row)
         if out_bottom <= out_top:
             continue
         band = read_level_rgb(slide, 0, int(band_top * level_downsample), level, level_w, band_bottom - band_top)

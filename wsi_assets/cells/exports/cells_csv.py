@@ -1,4 +1,4 @@
-"""cells.csv: one row per nucleus (id, centroid, polygon, area) in level-0 pixels."""
+"""cells.csv: one row per nucleus (id, centroid, polygon, area, and the µm/px behind the area) in level-0 pixels."""
 
 from __future__ import annotations
 
@@ -11,14 +11,19 @@ from wsi_assets.cells.store import iter_cells
 from wsi_assets.cells.table import NucleusTable
 from wsi_assets.core.atomic import atomic_output
 
-CSV_COLUMNS = ["cell_id", "centroid_x", "centroid_y", "polygon_coords", "polygon_point_count", "area_pixels", "area_um2"]
+# µm/px and whether it was inferred repeat on every row: a CSV has no header block, and a reader
+# of areas in µm² must be able to see that the µm/px behind them was a guess.
+CSV_COLUMNS = [
+    "cell_id", "centroid_x", "centroid_y", "polygon_coords", "polygon_point_count", "area_pixels", "area_um2",
+    "mpp", "mpp_inferred",
+]
 
 
 def _polygon_text(vertices: np.ndarray) -> str:
     return "[" + ",".join(f"[{x:.2f},{y:.2f}]" for x, y in vertices.tolist()) + "]"
 
 
-def _csv_lines(cell_ids: np.ndarray, nuclei: NucleusTable, mpp: float) -> str:
+def _csv_lines(cell_ids: np.ndarray, nuclei: NucleusTable, mpp: float, resolution: str) -> str:
     counts = nuclei.point_counts
     area_um2 = nuclei.area_pixels * mpp * mpp
     lines = []
@@ -26,7 +31,7 @@ def _csv_lines(cell_ids: np.ndarray, nuclei: NucleusTable, mpp: float) -> str:
         polygon = _polygon_text(nuclei.polygon(i))
         lines.append(
             f'{cell_ids[i]},{nuclei.centroid_x[i]:.3f},{nuclei.centroid_y[i]:.3f},"{polygon}",'
-            f"{counts[i]},{nuclei.area_pixels[i]:.2f},{area_um2[i]:.3f}\n"
+            f"{counts[i]},{nuclei.area_pixels[i]:.2f},{area_um2[i]:.3f},{resolution}\n"
         )
     return "".join(lines)
 
@@ -34,11 +39,14 @@ def _csv_lines(cell_ids: np.ndarray, nuclei: NucleusTable, mpp: float) -> str:
 def write_cells_csv(cells_path: Path, csv_path: Path, provenance: dict) -> int:
     """cells.csv: one row per nucleus, level-0 pixel coordinates. Returns the number of rows."""
     mpp = provenance["mpp"]
+    # Provenance without the flag (older summaries) says nothing about how µm/px was found: unknown.
+    inferred = provenance.get("mpp_inferred")
+    resolution = f"{mpp},{'unknown' if inferred is None else str(bool(inferred)).lower()}"
     rows = 0
     with atomic_output(Path(csv_path)) as temporary, open(temporary, "w", encoding="utf-8", newline="") as out:
         out.write(",".join(CSV_COLUMNS) + "\n")
         for cell_ids, nuclei, _ in iter_cells(cells_path):
-            out.write(_csv_lines(cell_ids, nuclei, mpp))
+            out.write(_csv_lines(cell_ids, nuclei, mpp, resolution))
             rows += len(nuclei)
     return rows
 
