@@ -26,7 +26,8 @@ def main() -> None:
 
     target = work / "mem" / "inputs" / "main" / source.name
     target.parent.mkdir(parents=True)
-    os.symlink(source.resolve(), target)
+    # A copy, not a link: uploads that are links out of the user's folder are refused.
+    shutil.copyfile(source, target)
     key = f"mem/main/{source.stem}"
     try:
         with DagsterInstance.ephemeral() as instance:

@@ -7,12 +7,14 @@ from wsi_assets.defs.jobs import model_jobs, slide_jobs
 from wsi_assets.defs.models import model_assets
 from wsi_assets.defs.quality import slide_checks
 from wsi_assets.defs.resources import SegmentationResource, UserFilesResource
+from wsi_assets.defs.results import result_assets
 from wsi_assets.defs.segmentation import segmentation_assets
 from wsi_assets.defs.sensors import upload_sensor
 from wsi_assets.defs.slides import slide_assets
+from wsi_assets.defs.upload_status import upload_status
 
 defs = Definitions(
-    assets=[*slide_assets, *segmentation_assets, *export_assets, *model_assets],
+    assets=[*slide_assets, *segmentation_assets, *export_assets, *result_assets, *model_assets, upload_status],
     asset_checks=slide_checks,
     jobs=[*slide_jobs, *model_jobs],
     sensors=[upload_sensor],

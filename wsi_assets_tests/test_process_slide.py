@@ -49,13 +49,21 @@ def test_run_succeeds_with_all_assets_and_checks(processed_synthetic):
     materialized = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
     exports = {export.asset_name for export in EXPORT_FORMATS}
     assert {"cells_csv", "cells_zarr"} <= exports
-    assert materialized == {"slide_metadata", "tissue_mask", "cell_segmentation", *exports}
+    assert materialized == {"slide_metadata", "tissue_mask", "cell_segmentation", *exports, "slide_results"}
     checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
-    assert checks == {"nuclei_found_in_tissue": True, "nuclei_density_plausible": True, "no_duplicate_nuclei_at_tile_borders": True}
+    assert checks == {
+        "nuclei_found_in_tissue": True,
+        "nuclei_density_plausible": True,
+        "no_duplicate_nuclei_at_tile_borders": True,
+        "slide_resolution_fine_enough": True,
+    }
     export_files = [export.file_name for export in EXPORT_FORMATS]
     for name in ("cells.csv", "cells.zarr.zip", *export_files, "thumbnail.jpg", "tissue_overlay.jpg", "qc_overlay.jpg", "slide_metadata.json"):
         assert (folder / name).is_file(), name
     assert not [p for p in folder.rglob(".*tmp*")], "temporary files left behind"
+    # The published folder is a link to the run's whole result set, the only set left.
+    assert folder.is_symlink() and folder.resolve().name == result.run_id
+    assert [p.name for p in (folder.parent / ".sets" / folder.name).iterdir()] == [result.run_id]
 
 
 def test_cell_count_within_ten_percent_of_truth(found, truth):

@@ -41,7 +41,9 @@ USERS = ("ana", "ben", "cy")
 BRANCHES = ("main", "cohort-b")
 USER_LIMIT, GLOBAL_LIMIT, GPU_LIMIT = 2, 4, 1
 KILL_DETECTION_BOUND_S = 60  # run monitoring polls every 10 s; the daemon loop adds a few seconds
-ALL_ASSETS = ["slide_metadata", "tissue_mask", "cell_segmentation", *(export.asset_name for export in EXPORT_FORMATS)]
+# "Materialize all" on a slide in the asset graph: every per-slide asset, slide_results (which
+# publishes the run's result set) included.
+ALL_ASSETS = ["slide_metadata", "tissue_mask", "cell_segmentation", *(export.asset_name for export in EXPORT_FORMATS), "slide_results"]
 
 
 
@@ -98,6 +100,15 @@ def tiny_slide(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("tiny") / "tiny.svs"
     write_synthetic_slide(path, SyntheticSlideSpec(width=1500, height=1200, mpp=0.25, seed=5))
     return path
+
+
+def _failure_messages(instance, run_id: str) -> list[str]:
+    """What a failed run's log says went wrong, so a failing assertion shows the cause."""
+    return [
+        entry.dagster_event.event_specific_data.error.message.strip()[:300]
+        for entry in instance.all_logs(run_id)
+        if entry.dagster_event is not None and entry.dagster_event.event_type_value == "STEP_FAILURE"
+    ] or [entry.user_message[:300] for entry in instance.all_logs(run_id) if entry.dagster_event is not None and entry.dagster_event.event_type_value == "PIPELINE_FAILURE"]
 
 
 def _upload(user_files: Path, user: str, branch: str, stem: str, source: Path) -> None:
@@ -165,7 +176,9 @@ def test_branches_run_serially_in_order_within_limits(queue_services, tiny_slide
     wait_until(lambda: _finished(instance, run_ids), timeout=900, interval=3, what="all runs finished")
 
     spans = run_spans(instance, run_ids)
-    assert {s.status for s in spans} == {"SUCCESS"}, [(s.branch, s.status) for s in spans]
+    assert {s.status for s in spans} == {"SUCCESS"}, [
+        (s.branch, s.status, _failure_messages(instance, s.run_id)) for s in spans if s.status != "SUCCESS"
+    ]
     assert {s.branch for s in spans} == {f"{u}/{b}" for u in USERS for b in BRANCHES}, "every launch path must be tagged"
     gpu_holds = gpu_hold_spans(instance, run_ids)
     assert len(gpu_holds) == len(run_ids), "every run's segmentation must log its GPU slot"

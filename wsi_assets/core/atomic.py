@@ -6,12 +6,21 @@ import contextlib
 import os
 import shutil
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
+
+# Marks in the names of files and folders that exist only while a write is in progress: atomic
+# output's temporaries, and the staging folder an export builds before zipping it.
+TEMPORARY_MARKS = (".tmp-", ".staging-")
 
 
 def _temporary_sibling(final: Path) -> Path:
     return final.with_name(f".{final.name}.tmp-{uuid.uuid4().hex[:8]}")
+
+
+def is_temporary_name(name: str) -> bool:
+    """Whether `name` is an unfinished write's temporary (left for ever when its process is killed)."""
+    return name.startswith(".") and any(mark in name for mark in TEMPORARY_MARKS)
 
 
 @contextlib.contextmanager

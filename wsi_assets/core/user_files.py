@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from wsi_assets.core.confinement import confined_upload, user_folder
 from wsi_assets.core.keys import DEFAULT_BRANCH, SlideKey
 
 USER_FILES_ENV = "WSI_USER_FILES"
@@ -27,8 +28,26 @@ def branch_inputs_dir(root: Path, user: str, branch: str) -> Path:
     return inputs_dir(root, user) / branch
 
 
+def outputs_dir(root: Path, user: str) -> Path:
+    return Path(root) / user / "outputs"
+
+
+def branch_outputs_dir(root: Path, user: str, branch: str) -> Path:
+    return outputs_dir(root, user) / branch
+
+
 def slide_output_dir(root: Path, key: SlideKey) -> Path:
-    return Path(root) / key.user / "outputs" / key.branch / key.stem
+    """The published folder readers open: a link to the slide's current result set (see wsi_assets.results)."""
+    return branch_outputs_dir(root, key.user, key.branch) / key.stem
+
+
+# Slide names never start with '.', so this folder cannot collide with a slide's published folder.
+RESULT_SETS_FOLDER = ".sets"
+
+
+def result_sets_dir(root: Path, key: SlideKey) -> Path:
+    """Where a slide's result sets live, one folder per run: <user>/outputs/<branch>/.sets/<slide>/."""
+    return branch_outputs_dir(root, key.user, key.branch) / RESULT_SETS_FOLDER / key.stem
 
 
 def slide_candidates(root: Path, key: SlideKey) -> list[Path]:
@@ -41,13 +60,19 @@ def slide_candidates(root: Path, key: SlideKey) -> list[Path]:
         if not folder.is_dir():
             continue
         for entry in folder.iterdir():
+            # is_file() is False for link loops and dangling links, and follows other links: refused later.
             if entry.is_file() and entry.suffix.lower() in SLIDE_EXTENSIONS and entry.stem == key.stem:
                 found.append(entry)
     return sorted(found)
 
 
 def find_slide_file(root: Path, key: SlideKey) -> Path:
-    """The one uploaded file behind `key`; a clear error when there is none or several."""
+    """The one uploaded file behind `key`; a clear error when there is none or several, or when it is not the user's own.
+
+    Raises PathOutsideUserFolder (a link out of <root>/<user>/, or a linked user folder) and
+    HardLinkedUpload, both PermissionError, so no run ever reads another user's slide.
+    """
+    user_folder(root, key.user)
     found = slide_candidates(root, key)
     if not found:
         raise FileNotFoundError(
@@ -57,4 +82,5 @@ def find_slide_file(root: Path, key: SlideKey) -> Path:
     if len(found) > 1:
         names = ", ".join(p.name for p in found)
         raise FileExistsError(f"{key} is ambiguous: {names} share the stem '{key.stem}'; rename one")
+    confined_upload(found[0], root, key.user)
     return found[0]

@@ -1,7 +1,13 @@
 """One export asset per format declared in wsi_assets.cells.exports, all in group `exports`."""
 
 
-from dagster import AssetExecutionContext, AssetsDefinition, MaterializeResult, MetadataValue, asset
+from dagster import (
+    AssetExecutionContext,
+    AssetsDefinition,
+    MaterializeResult,
+    MetadataValue,
+    asset,
+)
 
 from wsi_assets.cells.exports import EXPORT_FORMATS
 from wsi_assets.cells.exports.format import ExportFormat
@@ -10,6 +16,7 @@ from wsi_assets.core.keys import SlideKey
 from wsi_assets.defs.errors import TRANSIENT_RETRY, fails_clearly
 from wsi_assets.defs.partitions import slides_partitions
 from wsi_assets.defs.resources import UserFilesResource
+from wsi_assets.defs.results import run_set
 from wsi_assets.defs.segmentation import cell_segmentation
 
 EXPORTS_GROUP = "exports"
@@ -30,7 +37,7 @@ def export_asset(export: ExportFormat) -> AssetsDefinition:
     @fails_clearly
     def write_export(context: AssetExecutionContext, user_files: UserFilesResource) -> MaterializeResult:
         key = SlideKey.parse(context.partition_key)
-        outputs = user_files.outputs(key)
+        outputs = run_set(context, user_files, "exports")
         summary = outputs.require(outputs.segmentation_json, cell_segmentation.key.to_user_string())
         cells = outputs.require(outputs.cells_parquet, cell_segmentation.key.to_user_string())
         provenance = export_provenance(summary, key.partition_key, user_files.slide_file(key).name)

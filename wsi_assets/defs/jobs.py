@@ -2,32 +2,39 @@
 
 Steps of one slide form a chain, so they run in the run's own process: one process start per
 run instead of one per step, which matters with thousands of slides queued.
+
+Each slide job ends with the `results` group (slide_results), which publishes the run's result
+set as a whole: process_slide publishes a full set; export_cells the published set with new
+exports; tissue_mask_only new metadata and tissue mask, and drops the cells and exports of the
+previous set, which were found on the previous tissue mask (a slide whose mask was redone has
+no cells until process_slide runs again).
 """
 
 from dagster import AssetSelection, define_asset_job, in_process_executor
 
 from wsi_assets.defs.exports import EXPORTS_GROUP
 from wsi_assets.defs.models import MODELS_GROUP, nuclei_model_evaluation
+from wsi_assets.defs.results import RESULTS_GROUP
 from wsi_assets.defs.segmentation import SEGMENTATION_GROUP
 from wsi_assets.defs.slides import SLIDES_GROUP
 
 process_slide = define_asset_job(
     name="process_slide",
-    selection=AssetSelection.groups(SLIDES_GROUP, SEGMENTATION_GROUP, EXPORTS_GROUP),
+    selection=AssetSelection.groups(SLIDES_GROUP, SEGMENTATION_GROUP, EXPORTS_GROUP, RESULTS_GROUP),
     executor_def=in_process_executor,
     description="Everything for one slide: metadata, tissue mask, nuclei, quality checks, exports.",
 )
 
 tissue_mask_only = define_asset_job(
     name="tissue_mask_only",
-    selection=AssetSelection.groups(SLIDES_GROUP),
+    selection=AssetSelection.groups(SLIDES_GROUP, RESULTS_GROUP),
     executor_def=in_process_executor,
     description="Metadata, thumbnail and tissue mask only (quick look at a new slide).",
 )
 
 export_cells = define_asset_job(
     name="export_cells",
-    selection=AssetSelection.groups(EXPORTS_GROUP),
+    selection=AssetSelection.groups(EXPORTS_GROUP, RESULTS_GROUP),
     executor_def=in_process_executor,
     description="Rewrite the exports from the stored segmentation, without segmenting again.",
 )

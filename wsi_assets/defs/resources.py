@@ -4,12 +4,24 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dagster import ConfigurableResource
-from pydantic import Field
+from dagster import ConfigurableResource, InitResourceContext
+from pydantic import Field, field_validator
 
 from wsi_assets.core.keys import SlideKey
 from wsi_assets.core.slide_outputs import SlideOutputs
-from wsi_assets.core.user_files import USER_FILES_ENV, default_user_files_root, find_slide_file
+from wsi_assets.core.user_files import (
+    USER_FILES_ENV,
+    default_user_files_root,
+    find_slide_file,
+)
+from wsi_assets.results.output_paths import confine_slide_outputs
+from wsi_assets.results.result_sets import (
+    PublishedSet,
+    publish_run_set,
+    read_run_set,
+    stage_run_set,
+)
+from wsi_assets.segmentation import settings as checks
 from wsi_assets.segmentation.protocol import Segmenter
 from wsi_assets.segmentation.registry import get_segmenter
 from wsi_assets.segmentation.slide import TilingSettings
@@ -29,24 +41,60 @@ class UserFilesResource(ConfigurableResource):
         return find_slide_file(self.root_path, key)
 
     def outputs(self, key: SlideKey) -> SlideOutputs:
+        """The slide's published result set, once its output folders are checked to stay in the user's folder."""
+        confine_slide_outputs(self.root_path, key)
         return SlideOutputs.for_key(self.root_path, key)
+
+    def staged_outputs(self, key: SlideKey, run_id: str, stage: str, base_run_id: str | None = None) -> SlideOutputs:
+        """The run's own result set, where `stage` writes (see wsi_assets.results.result_sets)."""
+        return stage_run_set(self.root_path, key, run_id, stage, base_run_id)
+
+    def run_outputs(self, key: SlideKey, run_id: str) -> SlideOutputs:
+        """The run's staged set if it has one, else the published set."""
+        return read_run_set(self.root_path, key, run_id)
+
+    def publish(self, key: SlideKey, run_id: str, export_files: tuple[str, ...]) -> PublishedSet | None:
+        """Switch the slide's published folder to the run's whole set; None when the run staged nothing."""
+        return publish_run_set(self.root_path, key, run_id, export_files, self.slide_file(key))
 
 
 class SegmentationResource(ConfigurableResource):
-    """How slides are tiled and segmented."""
+    """How slides are tiled and segmented; every value is checked before any work (segmentation.settings)."""
 
-    tile_core_px: int = Field(default=1024, description="Model pixels each tile owns")
-    tile_margin_px: int = Field(default=64, description="Overlap on each tile side, model pixels; wider than any nucleus")
-    batch_size: int = Field(default=4, description="Tiles per segmenter call")
-    read_threads: int = Field(default=2, description="Threads reading tiles ahead of the segmenter")
-    default_mpp: float = Field(default=FALLBACK_MPP, description="µm/px assumed for slides with neither µm/px nor objective power")
+    tile_core_px: int = Field(default=1024, description="Model pixels each tile owns (64-8192)")
+    tile_margin_px: int = Field(default=64, description="Overlap on each tile side, model pixels; wider than any nucleus (0-1024)")
+    batch_size: int = Field(default=4, description="Tiles per segmenter call (1-256)")
+    read_threads: int = Field(default=2, description="Threads reading tiles ahead of the segmenter (1-64)")
+    default_mpp: float = Field(
+        default=FALLBACK_MPP,
+        description="µm/px (0.05-20) for slides with no stated µm/px, no metadata, no objective power and no measurable nuclei",
+    )
     model: str = Field(default="default", description='Segmenter: "default" (classical for now), "classical", "learned" (the shipped model), or a TorchScript file path')
     model_mpp: float = Field(default=0.0, description="µm/px of a model file without a model card (0 = read it from the card)")
     device: str = Field(default="auto", description='Where the model runs: "auto" (cuda if torch sees one, else cpu), "cpu", "cuda", "cuda:N"')
 
+    # Pydantic runs these when Dagster builds the resource from the run config, so a bad value
+    # fails the run at resource initialisation, naming the field, before any step does work.
+    _tile_core = field_validator("tile_core_px", mode="before")(checks.check_tile_core_px)
+    _tile_margin = field_validator("tile_margin_px", mode="before")(checks.check_tile_margin_px)
+    _batch = field_validator("batch_size", mode="before")(checks.check_batch_size)
+    _threads = field_validator("read_threads", mode="before")(checks.check_read_threads)
+    _default_mpp = field_validator("default_mpp", mode="before")(checks.check_default_mpp)
+    _model_mpp = field_validator("model_mpp", mode="before")(checks.check_model_mpp)
+    _device = field_validator("device", mode="before")(checks.check_device_name)
+
+    def setup_for_execution(self, context: InitResourceContext) -> None:
+        # The model file and the GPU are facts of the machine the run executes on, so they are
+        # checked here (the first step's resource set-up), not when the config is parsed.
+        checks.check_model(self.model, self.model_mpp)
+        checks.check_device_available(self.device)
+
     def segmenter(self) -> Segmenter:
         """The configured segmenter (loaded once per process and model file)."""
-        return get_segmenter(self.model, device=self.device, mpp=self.model_mpp)
+        try:
+            return get_segmenter(self.model, device=self.device, mpp=self.model_mpp)
+        except ValueError as error:  # ModelLoadError, or a device torch rejects: the user's setting
+            raise checks.ConfigError(str(error).splitlines()[0]) from None
 
     def tiling(self) -> TilingSettings:
         return TilingSettings(

@@ -11,10 +11,12 @@ from wsi_assets.core.keys import SlideKey
 from wsi_assets.defs.errors import TRANSIENT_RETRY, fails_clearly
 from wsi_assets.defs.partitions import slides_partitions
 from wsi_assets.defs.resources import SegmentationResource, UserFilesResource
+from wsi_assets.defs.results import run_set
 from wsi_assets.defs.slides import tissue_mask
 from wsi_assets.quality.overlays import qc_overlay
 from wsi_assets.queue.dagster_adapter import gpu_slot
 from wsi_assets.queue.tags import DEVICE_TAG, GPU_POOL
+from wsi_assets.results.slide_identity import ensure_unchanged, load_identity
 from wsi_assets.segmentation.slide import ProgressReporter, segment_slide
 from wsi_assets.slides.stored import load_slide_info, load_tissue_mask
 
@@ -36,10 +38,11 @@ def cell_segmentation(
     context: AssetExecutionContext, user_files: UserFilesResource, segmentation: SegmentationResource
 ) -> MaterializeResult:
     key = SlideKey.parse(context.partition_key)
-    outputs = user_files.outputs(key)
+    outputs = run_set(context, user_files, "cells")
     info = load_slide_info(outputs)
     tissue = load_tissue_mask(outputs)
-    slide_file = user_files.slide_file(key)
+    slide_file, identity = user_files.slide_file(key), load_identity(outputs)
+    ensure_unchanged(identity, slide_file, user_files.root_path)
     segmenter = segmentation.segmenter()
     context.log.info(f"{key}: segmenting with {segmenter.name} v{segmenter.version} on {segmenter.device} at {segmenter.mpp} µm/px")
     provenance = {"slide": key.partition_key, "mpp": info.mpp, "segmenter": segmenter.name, "segmenter_version": segmenter.version}
@@ -55,6 +58,8 @@ def cell_segmentation(
             on_progress=ProgressReporter(context.log.info),
             store_metadata=provenance,
         )
+    # Nuclei read from a file replaced mid-run could lie outside the slide's recorded size.
+    ensure_unchanged(identity, slide_file, user_files.root_path)
     write_text_atomic(outputs.segmentation_json, json.dumps({**provenance, **summary.__dict__, "mm2_per_s": summary.mm2_per_s}, indent=2))
     overlay = qc_overlay(slide_file, outputs.cells_parquet, info)
     write_bytes_atomic(outputs.qc_overlay, overlay)

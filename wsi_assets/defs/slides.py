@@ -1,6 +1,7 @@
 """Per-slide assets before segmentation: what the slide is (metadata, thumbnail), and where its tissue is.
 
-Each asset writes its own files under <user>/outputs/<branch>/<slide>/ and returns metadata.
+Each asset writes its own files into its run's result set (published at
+<user>/outputs/<branch>/<slide>/ by `slide_results` when the run succeeds) and returns metadata.
 """
 
 
@@ -12,8 +13,19 @@ from wsi_assets.core.keys import SlideKey
 from wsi_assets.defs.errors import fails_clearly
 from wsi_assets.defs.partitions import slides_partitions
 from wsi_assets.defs.resources import SegmentationResource, UserFilesResource
+from wsi_assets.defs.results import run_set
 from wsi_assets.quality.overlays import tissue_overlay
-from wsi_assets.slides.reader import open_slide, read_slide_info, read_whole_slide_at_downsample
+from wsi_assets.results.slide_identity import (
+    ensure_unchanged,
+    load_identity,
+    save_identity,
+    slide_identity,
+)
+from wsi_assets.slides.reader import (
+    open_slide,
+    read_slide_info,
+    read_whole_slide_at_downsample,
+)
 from wsi_assets.slides.stored import load_slide_info, save_slide_info, save_tissue_mask
 from wsi_assets.slides.tissue import detect_tissue, tissue_mask_downsample
 
@@ -31,15 +43,18 @@ SLIDES_GROUP = "slides"
 def slide_metadata(context: AssetExecutionContext, user_files: UserFilesResource, segmentation: SegmentationResource) -> MaterializeResult:
     key = SlideKey.parse(context.partition_key)
     path = user_files.slide_file(key)
+    identity = slide_identity(path)
     info = read_slide_info(path, segmentation.default_mpp)
     if info.mpp_inferred:
         context.log.warning(f"{path.name} has no µm/px metadata: using {info.mpp:.4f} µm/px from the {info.mpp_source}")
-    outputs = user_files.outputs(key)
     with open_slide(path) as slide:
         thumbnail = read_whole_slide_at_downsample(slide, max(info.width, info.height) / THUMBNAIL_MAX_SIDE)
+    ensure_unchanged(identity, path, user_files.root_path)
+    outputs = run_set(context, user_files, "slide")
     jpeg = small_jpeg(thumbnail, THUMBNAIL_MAX_SIDE)
     write_bytes_atomic(outputs.thumbnail, jpeg)
     save_slide_info(outputs, info)
+    save_identity(outputs, identity)
     context.log.info(f"{key}: {info.width}x{info.height} px, {info.level_count} levels, {info.mpp:.4f} µm/px ({info.mpp_source})")
     return MaterializeResult(
         metadata={
@@ -70,11 +85,14 @@ def slide_metadata(context: AssetExecutionContext, user_files: UserFilesResource
 @fails_clearly
 def tissue_mask(context: AssetExecutionContext, user_files: UserFilesResource) -> MaterializeResult:
     key = SlideKey.parse(context.partition_key)
-    outputs = user_files.outputs(key)
+    outputs = run_set(context, user_files, "tissue")
     info = load_slide_info(outputs)
     downsample = tissue_mask_downsample(info.width, info.height, info.mpp)
-    with open_slide(user_files.slide_file(key)) as slide:
+    path, identity = user_files.slide_file(key), load_identity(outputs)
+    ensure_unchanged(identity, path, user_files.root_path)
+    with open_slide(path) as slide:
         low_res = read_whole_slide_at_downsample(slide, downsample)
+    ensure_unchanged(identity, path, user_files.root_path)
     tissue = detect_tissue(low_res, downsample, info.mpp)
     save_tissue_mask(outputs, tissue)
     overlay = small_jpeg(tissue_overlay(low_res, tissue.mask), THUMBNAIL_MAX_SIDE)

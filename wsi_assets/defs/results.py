@@ -1,0 +1,76 @@
+"""The slide's published result set: the run's staged outputs switched into place in one step.
+
+Every per-slide asset writes into its run's own set (wsi_assets.results.result_sets);
+`slide_results` runs last in each slide job, and is skipped when any step before it fails, so
+a failed run never shows a mix of old and new files.
+"""
+
+
+from dagster import (
+    AssetExecutionContext,
+    AssetKey,
+    Failure,
+    MaterializeResult,
+    MetadataValue,
+    asset,
+)
+
+from wsi_assets.cells.exports import EXPORT_FORMATS
+from wsi_assets.core.keys import SlideKey
+from wsi_assets.core.slide_outputs import SlideOutputs
+from wsi_assets.defs.errors import fails_clearly
+from wsi_assets.defs.partitions import slides_partitions
+from wsi_assets.defs.resources import UserFilesResource
+
+RESULTS_GROUP = "results"
+RESULTS_ASSET = "slide_results"
+EXPORT_FILES = tuple(export.file_name for export in EXPORT_FORMATS)
+# By key rather than by definition: the per-slide asset modules import this one for `run_set`.
+PER_SLIDE_ASSETS = ("slide_metadata", "tissue_mask", "cell_segmentation", *(export.asset_name for export in EXPORT_FORMATS))
+
+
+def run_set(context: AssetExecutionContext, user_files: UserFilesResource, stage: str) -> SlideOutputs:
+    """The run's own result set, where a per-slide asset of `stage` writes."""
+    selection = context.run.asset_selection
+    # None or empty: the whole job, and every slide job ends with slide_results.
+    if selection and AssetKey(RESULTS_ASSET) not in selection:
+        # Without the publishing step the run's files would be staged and then swept, unseen.
+        raise Failure(
+            description=f"{context.asset_key.to_user_string()} was selected without {RESULTS_ASSET}, so its results would "
+            f"never be published: add {RESULTS_ASSET} to the selection, or launch process_slide, export_cells or tissue_mask_only",
+            allow_retries=False,
+        )
+    key = SlideKey.parse(context.partition_key)
+    return user_files.staged_outputs(key, context.run.run_id, stage, context.run.parent_run_id)
+
+
+@asset(
+    partitions_def=slides_partitions,
+    group_name=RESULTS_GROUP,
+    deps=[AssetKey(name) for name in PER_SLIDE_ASSETS],
+    kinds={"folder"},
+    description="The slide's published results (<user>/outputs/<branch>/<slide>/): switched to this run's whole set in one step.",
+)
+@fails_clearly
+def slide_results(context: AssetExecutionContext, user_files: UserFilesResource) -> MaterializeResult:
+    key = SlideKey.parse(context.partition_key)
+    published = user_files.publish(key, context.run.run_id, EXPORT_FILES)
+    if published is None:
+        context.log.info(f"{key}: this run staged no results; the published set is unchanged")
+        return MaterializeResult(metadata={"published": False})
+    context.log.info(f"{key}: published {published.files} files (through {published.stage}) at {published.folder}")
+    if published.swept:
+        context.log.info(f"{key}: swept {len(published.swept)} stale sets and temporaries: {', '.join(published.swept)}")
+    return MaterializeResult(
+        metadata={
+            "published": True,
+            "folder": MetadataValue.path(str(published.folder)),
+            "result_set": context.run.run_id,
+            "through_stage": published.stage,
+            "files": published.files,
+            "swept": len(published.swept),
+        }
+    )
+
+
+result_assets = [slide_results]
