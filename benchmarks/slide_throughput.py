@@ -29,7 +29,6 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from wsi_assets.cells.exports import EXPORT_FORMATS  # noqa: E402
 from wsi_assets.segmentation.registry import get_segmenter  # noqa: E402
 from wsi_assets.segmentation.slide import TilingSettings, _read_tile, segment_slide  # noqa: E402
 from wsi_assets.slides.reader import open_slide, read_slide_info, read_whole_slide_at_downsample  # noqa: E402
@@ -62,13 +61,19 @@ def decode_only(path: Path, mpp: float, tissue, model_mpp: float, settings: Tili
     return {"tiles": len(tiles), "seconds": seconds, "level0_mpx": core_px / 1e6}
 
 
-def end_to_end(path: Path, work: Path, default_mpp: float, settings: TilingSettings, segmenter) -> dict:
+def end_to_end(path: Path, work: Path, default_mpp: float, settings: TilingSettings, segmenter, exports: bool = True) -> dict:
+    """Open → metadata → tissue → cells.parquet (→ every export unless `exports` is False)."""
+    formats = []
+    if exports:  # imported only then: the GPU sitting measures without exports where zarr is missing
+        from wsi_assets.cells.exports import EXPORT_FORMATS
+
+        formats = EXPORT_FORMATS
     started = time.perf_counter()
     info = read_slide_info(path, default_mpp)
     tissue = tissue_of(path, info.mpp, info.width, info.height)
     cells = work / "cells.parquet"
     summary = segment_slide(path, info.mpp, tissue, segmenter, cells, settings)
-    for export in EXPORT_FORMATS:
+    for export in formats:
         export.write(cells, work / export.file_name, {"slide": path.name, "mpp": info.mpp})
     return {"seconds": time.perf_counter() - started, "nuclei": summary.cells, "tissue_mm2": tissue.area_mm2,
             "segmentation_seconds": summary.seconds, "segmenter": f"{segmenter.name} v{segmenter.version}", "device": segmenter.device}

@@ -14,6 +14,7 @@ import itertools
 import json
 import math
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -82,24 +83,36 @@ SEED_THRESHOLDS = (0.4, 0.5, 0.6, 0.7)
 MIN_AREAS = (8, 16)  # pixels at the model's µm/px
 
 
-def tune_postprocessing(net: UNet, items: list, mpp: float, log: Callable[[str], None] = print) -> dict:
+def tune_postprocessing(
+    net: UNet, items: list, mpp: float, log: Callable[[str], None] = print,
+    device: torch.device | None = None, max_per_dataset: int = 0,
+) -> dict:
     """Foreground and seed thresholds and minimum area that score best (mean of F1@0.5, AJI, PQ) on training images.
 
     Only training images are used (at their native resolution, as `segment_image` scores them),
-    so the held-out figures stay untouched by this choice.
+    so the held-out figures stay untouched by this choice. `max_per_dataset` (0 = all) bounds
+    the work where time is short (the GPU sitting): the first N images of each dataset.
     """
     from wsi_assets.segmentation.image import resize_labels
     from wsi_assets.segmentation.metrics import aggregated_jaccard_index, f1_at_iou, panoptic_quality
     from wsi_assets.training.postprocess import instances_from_maps
 
-    model = NucleiModel(net.cpu().eval())
+    device = device or torch.device("cpu")
+    if max_per_dataset:
+        kept, counts = [], Counter()
+        for item in items:
+            if counts[item.dataset] < max_per_dataset:
+                counts[item.dataset] += 1
+                kept.append(item)
+        items = kept
+    model = NucleiModel(net.to(device).eval())
     totals: dict[tuple[float, float, int], dict[str, list[float]]] = {}
     with torch.inference_mode():
         for item in items:
             rgb, _ = at_mpp(item, mpp)
-            maps = model.maps(torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None].float())
+            maps = model.maps(torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None].float().to(device))
             for fg_t, seed_t, min_area in itertools.product(FG_THRESHOLDS, SEED_THRESHOLDS, MIN_AREAS):
-                labels = instances_from_maps(maps[:, :1], maps[:, 1:2], fg_t, seed_t, 24, min_area)[0, 0].numpy()
+                labels = instances_from_maps(maps[:, :1], maps[:, 1:2], fg_t, seed_t, 24, min_area)[0, 0].cpu().numpy()
                 if labels.shape != item.labels.shape:
                     labels = resize_labels(labels, item.labels.shape)
                 score = (

@@ -1,0 +1,90 @@
+"""The GPU sitting command, run on the CPU at a tiny size: it must work end to end before a GPU is lent.
+
+`benchmarks/gpu_sitting.py` is what a lent GPU runs (train from the shipped model, score it against
+the shipped one, measure the whole-slide speed). A GPU session is too short to debug in, so the
+same command runs here with two training steps, on the packed data it would carry there.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from wsi_assets.segmentation.torchscript import TorchScriptSegmenter, read_model_card
+from wsi_assets.training import split
+from wsi_assets_tests.conftest import SHARED_DATA
+
+REPO = Path(__file__).resolve().parents[1]
+SITTING = REPO / "benchmarks" / "gpu_sitting.py"
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def packed(tmp_path_factory):
+    out = tmp_path_factory.mktemp("packed") / "nuclei_train"
+    done = subprocess.run(
+        [sys.executable, str(SITTING), "pack", "--data", str(SHARED_DATA / "nuclei_train"), "--out", str(out)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return out
+
+
+@pytest.fixture(scope="module")
+def sitting(tmp_path_factory, packed):
+    out = tmp_path_factory.mktemp("sitting")
+    command = [
+        sys.executable, str(SITTING), "--minutes", "5", "--max-steps", "2", "--batch", "4", "--crop", "128",
+        "--workers", "0", "--tune-images", "1", "--slide-size", "2048x2048", "--read-threads", "2",
+        "--slide-batch", "2", "--data", str(packed), "--out", str(out), "--work", str(out / "work"),
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return out, json.loads((out / "sitting.json").read_text())
+
+
+def test_pack_keeps_every_image_at_the_model_resolution_and_fits_a_device_call(packed):
+    manifest = pd.read_csv(packed / "manifest.csv")
+    original = pd.read_csv(SHARED_DATA / "nuclei_train" / "manifest.csv")
+    assert len(manifest) == len(original)
+    assert set(manifest["microns_per_pixel"].astype(str)) == {"0.5"}
+    size = sum(p.stat().st_size for p in packed.rglob("*") if p.is_file())
+    assert size < 20e6, f"{size / 1e6:.1f} MB: too big to travel with the wheels in a 64 MiB device call"
+
+
+def test_sitting_trains_scores_and_measures_on_the_cpu(sitting, packed):
+    out, result = sitting
+    assert result["training"]["steps"] == 2
+    model = out / result["model_file"]
+    card = read_model_card(model)
+    assert card["version"] == "4"
+    # Trained on every image outside the held-out split, CoNSeP included, none held out.
+    manifest = pd.read_csv(packed / "manifest.csv")
+    stems = [Path(p).stem for p in manifest["image"]]
+    training = sum(not split.is_held_out(d, s) for d, s in zip(manifest["dataset"], stems))
+    assert card["training"]["images"] == training and "consep_train" in card["training"]["datasets"]
+    assert card["held_out_split"]["consep_held_out_tiles"]
+    # The written model is a working segmenter, and both models were scored on the held-out split.
+    assert TorchScriptSegmenter(model, device="cpu").mpp == 0.5
+    for name in ("new", "start"):
+        assert {"consep_train", "monuseg2018_train", "all"} <= set(result["held_out"][name])
+    assert result["new_is_better"] == (result["held_out_quality"]["new"] > result["held_out_quality"]["start"])
+    slide = result["whole_slide"]
+    # Two training steps move the weights a little, and the thresholds are re-tuned: counts stay close.
+    assert slide["speed_ratio"] > 0 and abs(slide["nuclei_found"] - slide["nuclei_drawn"]) <= 0.02 * slide["nuclei_drawn"]
+    assert (out / "sitting.log").read_text().count("held-out scores") == 2
+
+
+def test_sitting_refuses_a_missing_data_folder(tmp_path):
+    done = subprocess.run(
+        [sys.executable, str(SITTING), "--minutes", "1", "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "out")],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode != 0
+    assert "no labelled images" in done.stderr
