@@ -22,7 +22,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_SLIDE = REPO.parent / "shared" / "data" / "slides" / "CMU-1-Small-Region.svs"
 # Paths of the two runs, export times and run times.
-EXPECTED_TO_DIFFER = {"slide_metadata.json": {"path"}, "cells.zarr.zip": {"exported_at"}, "summary.json": {"seconds", "mm2_per_s"}}
+# slide_file.json records the input copy each side ran on (its path, inode and modification time).
+EXPECTED_TO_DIFFER = {
+    "slide_metadata.json": {"path"}, "cells.zarr.zip": {"exported_at"}, "summary.json": {"seconds", "mm2_per_s"},
+    "slide_file.json": {"path", "inode", "mtime_ns"},
+}
 
 RUN = """
 import os, shutil, sys

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import cv2
 import numpy as np
@@ -57,42 +58,70 @@ class NucleusTable:
         )
 
 
-def _outline(mask: np.ndarray) -> np.ndarray:
-    contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-    largest = max(contours, key=cv2.contourArea)
-    return largest[:, 0, :].astype(np.float32)
+def _largest_outline(mask: np.ndarray) -> np.ndarray:
+    """The outer contour of a 0/1 uint8 mask; of several parts, the first of largest area."""
+    contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    # max() keeps the first of equal areas, so a one-part mask needs no area at all.
+    return contours[0] if len(contours) == 1 else max(contours, key=cv2.contourArea)
 
 
-def nuclei_from_labels(labels: np.ndarray, origin_x: float = 0.0, origin_y: float = 0.0, scale_x: float = 1.0, scale_y: float = 1.0) -> NucleusTable:
+def nuclei_from_labels(
+    labels: np.ndarray,
+    origin_x: float = 0.0,
+    origin_y: float = 0.0,
+    scale_x: float = 1.0,
+    scale_y: float = 1.0,
+    keep: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray] | None = None,
+) -> NucleusTable:
     """One row per label of `labels`, mapped to level-0 as origin + (pixel centre) * scale.
 
     Pixel (c, r) of the label map covers level-0 [origin + c*scale, origin + (c+1)*scale).
+    `keep(ids, centroid_x, centroid_y)`, if given, says which labels to return: the same rows as
+    selecting afterwards, but the outlines (most of the cost) are traced for those alone.
     """
     labels = np.asarray(labels)
     boxes = ndi.find_objects(labels)
-    centroid_x, centroid_y, areas, polygons = [], [], [], []
-    for index, box in enumerate(boxes):
-        if box is None:
-            continue
-        mask = labels[box] == index + 1
-        rows, cols = np.nonzero(mask)
-        if rows.size == 0:
-            continue
-        top, left = box[0].start, box[1].start
-        centroid_x.append(origin_x + (left + cols.mean() + 0.5) * scale_x)
-        centroid_y.append(origin_y + (top + rows.mean() + 0.5) * scale_y)
-        areas.append(rows.size * scale_x * scale_y)
-        outline = _outline(np.pad(mask, 1)) + np.array([left - 1 + 0.5, top - 1 + 0.5], np.float32)
-        outline[:, 0] = origin_x + outline[:, 0] * scale_x
-        outline[:, 1] = origin_y + outline[:, 1] * scale_y
-        polygons.append(outline)
-    if not polygons:
+    present = [index for index, box in enumerate(boxes) if box is not None]
+    if not present:
         return NucleusTable.empty()
-    counts = [len(p) for p in polygons]
+    ids = np.asarray(present, np.int64) + 1
+    tops = np.asarray([boxes[i][0].start for i in present], np.int64)
+    bottoms = np.asarray([boxes[i][0].stop for i in present], np.int64)
+    lefts = np.asarray([boxes[i][1].start for i in present], np.int64)
+    rights = np.asarray([boxes[i][1].stop for i in present], np.int64)
+    # One flat index array and a divmod: half the time of a 2-D np.nonzero.
+    flat = np.flatnonzero(labels > 0)
+    rows, cols = np.divmod(flat, labels.shape[1])
+    which = labels.ravel()[flat].astype(np.intp)
+    size = int(ids[-1]) + 1
+    counts = np.bincount(which, minlength=size)[ids]
+    # Sums of whole numbers in float64 are exact, so each mean below is the box-relative pixel
+    # mean np.mean gave (its sum over the crop, then one division), to the last bit.
+    row_sums = np.bincount(which, weights=rows, minlength=size)[ids] - tops * counts
+    col_sums = np.bincount(which, weights=cols, minlength=size)[ids] - lefts * counts
+    centroid_x = origin_x + (lefts + col_sums / counts + 0.5) * scale_x
+    centroid_y = origin_y + (tops + row_sums / counts + 0.5) * scale_y
+    areas = counts * scale_x * scale_y
+    chosen = np.arange(ids.size) if keep is None else np.flatnonzero(keep(ids, centroid_x, centroid_y))
+    if chosen.size == 0:
+        return NucleusTable.empty()
+    # One padded copy of the tile: each nucleus's box plus a 1-px ring is then a plain slice, and
+    # the ring (outside the box, so never the nucleus) is the background its outline needs.
+    padded = np.zeros((labels.shape[0] + 2, labels.shape[1] + 2), labels.dtype)  # np.pad: 3x slower
+    padded[1:-1, 1:-1] = labels
+    outlines = [
+        _largest_outline((padded[tops[i] : bottoms[i] + 2, lefts[i] : rights[i] + 2] == ids[i]).view(np.uint8))
+        for i in chosen.tolist()
+    ]
+    point_counts = np.asarray([len(outline) for outline in outlines], np.int64)
+    shift = np.stack([lefts[chosen] - 1 + 0.5, tops[chosen] - 1 + 0.5], axis=1).astype(np.float32)
+    vertices = np.concatenate(outlines)[:, 0, :].astype(np.float32) + np.repeat(shift, point_counts, axis=0)
+    vertices[:, 0] = origin_x + vertices[:, 0] * scale_x
+    vertices[:, 1] = origin_y + vertices[:, 1] * scale_y
     return NucleusTable(
-        np.asarray(centroid_x, np.float64),
-        np.asarray(centroid_y, np.float64),
-        np.asarray(areas, np.float64),
-        np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
-        np.concatenate(polygons).astype(np.float32),
+        np.asarray(centroid_x[chosen], np.float64),
+        np.asarray(centroid_y[chosen], np.float64),
+        np.asarray(areas[chosen], np.float64),
+        np.concatenate([[0], np.cumsum(point_counts)]).astype(np.int64),
+        vertices.astype(np.float32),
     )

@@ -77,11 +77,14 @@ def owned_nuclei(labels: np.ndarray, tile: Tile, grid: TileGrid) -> NucleusTable
     scale_y = tile.read_h / side
     # A nucleus touching the read edge may be cut; the margin is wider than a nucleus, so the
     # tile whose core holds its centroid sees it whole.
-    edge_labels = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
-    cut = np.isin(labels, edge_labels[edge_labels > 0])
-    labels = np.where(cut, 0, labels)
-    nuclei = nuclei_from_labels(labels, tile.read_x, tile.read_y, scale_x, scale_y)
-    return nuclei.select(tile.owns(nuclei.centroid_x, nuclei.centroid_y))
+    # Only the four border lines are read for that, and the owner is decided from centroids
+    # before any outline is traced: nuclei left out cost no contour.
+    edge_labels = np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])
+
+    def keep(ids: np.ndarray, centroid_x: np.ndarray, centroid_y: np.ndarray) -> np.ndarray:
+        return ~np.isin(ids, edge_labels) & tile.owns(centroid_x, centroid_y)
+
+    return nuclei_from_labels(labels, tile.read_x, tile.read_y, scale_x, scale_y, keep=keep)
 
 
 def _read_tile(slide: openslide.OpenSlide, tile: Tile, grid: TileGrid) -> np.ndarray:
