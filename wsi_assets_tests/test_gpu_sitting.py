@@ -27,6 +27,8 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def packed(tmp_path_factory):
+    if not (SHARED_DATA / "nuclei_train" / "manifest.csv").is_file():
+        pytest.skip(f"{SHARED_DATA / 'nuclei_train'} is not here (../shared is absent on a fresh clone)")
     out = tmp_path_factory.mktemp("packed") / "nuclei_train"
     done = subprocess.run(
         [sys.executable, str(SITTING), "pack", "--data", str(SHARED_DATA / "nuclei_train"), "--out", str(out)],
