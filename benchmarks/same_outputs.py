@@ -24,7 +24,7 @@ DEFAULT_SLIDE = REPO.parent / "shared" / "data" / "slides" / "CMU-1-Small-Region
 # Paths of the two runs, export times and run times.
 # slide_file.json records the input copy each side ran on (its path, inode and modification time).
 EXPECTED_TO_DIFFER = {
-    "slide_metadata.json": {"path"}, "cells.zarr.zip": {"exported_at"}, "summary.json": {"seconds", "mm2_per_s"},
+    "slide_metadata.json": {"path"}, "cells.zarr.zip": {"exported_at", "run_id", "slide_path"}, "summary.json": {"seconds", "mm2_per_s"},
     "slide_file.json": {"path", "inode", "mtime_ns"},
 }
 

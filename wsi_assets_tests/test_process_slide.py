@@ -57,7 +57,8 @@ def test_run_succeeds_with_all_assets_and_checks(processed_synthetic):
         "no_duplicate_nuclei_at_tile_borders": True,
         "slide_resolution_fine_enough": True,
     }
-    export_files = [export.file_name for export in EXPORT_FORMATS]
+    export_files = [export.file_name for export in EXPORT_FORMATS if export.default_on]
+    assert not [export.file_name for export in EXPORT_FORMATS if not export.default_on and (folder / export.file_name).exists()]
     for name in ("cells.csv", "cells.zarr.zip", *export_files, "thumbnail.jpg", "tissue_overlay.jpg", "qc_overlay.jpg", "slide_metadata.json"):
         assert (folder / name).is_file(), name
     assert not [p for p in folder.rglob(".*tmp*")], "temporary files left behind"

@@ -34,7 +34,8 @@ from wsi_assets.results.slide_identity import (
     slide_identity,
 )
 
-EXPORT_FILES = tuple(export.file_name for export in EXPORT_FORMATS)
+# Only the formats a branch without branch.yaml gets: off-by-default ones (COCO, YOLO) are not written.
+EXPORT_FILES = tuple(export.file_name for export in EXPORT_FORMATS if export.default_on)
 FULL_SET = {"slide_metadata.json", "thumbnail.jpg", "slide_file.json", "tissue_mask.png", "tissue_mask.json",
             "tissue_overlay.jpg", "qc_overlay.jpg", "segmentation/cells.parquet", "segmentation/summary.json", *EXPORT_FILES}
 

@@ -140,3 +140,21 @@ def read_cell_columns(path: Path, columns: list[str]) -> dict[str, np.ndarray]:
     with _reading(path):
         table = pq.read_table(str(path), columns=columns)
     return {name: table.column(name).to_numpy() for name in columns}
+
+
+def iter_record_batches(path: Path, batch_cells: int = 50_000) -> Iterator[pa.RecordBatch]:
+    """The stored rows as Arrow record batches in id order, every column included.
+
+    For exports that carry columns later stages add to the table (measurements, a class)
+    without knowing them in advance; `extra_columns` names them.
+    """
+    with _reading(path):
+        for batch in pq.ParquetFile(str(path)).iter_batches(batch_size=batch_cells):
+            yield batch
+
+
+def extra_columns(path: Path) -> list[pa.Field]:
+    """The stored table's columns beyond the base SCHEMA, in file order."""
+    with _reading(path):
+        schema = pq.read_schema(str(path))
+    return [field for field in schema if field.name not in SCHEMA.names]

@@ -1,4 +1,9 @@
-"""One export asset per format declared in wsi_assets.cells.exports, all in group `exports`."""
+"""One export asset per format declared in wsi_assets.cells.exports, all in group `exports`.
+
+Which formats a run writes follows the branch's branch.yaml (`exports`, else the formats marked
+default-on): an asset whose format is not requested writes nothing, removes any copy its run's
+set carried over from the previous set, and says so in its metadata.
+"""
 
 
 from dagster import (
@@ -12,14 +17,22 @@ from dagster import (
 from wsi_assets.cells.exports import EXPORT_FORMATS
 from wsi_assets.cells.exports.format import ExportFormat
 from wsi_assets.cells.exports.provenance import export_provenance
+from wsi_assets.core.branch_settings import branch_settings_for
 from wsi_assets.core.keys import SlideKey
 from wsi_assets.defs.errors import TRANSIENT_RETRY, fails_clearly
 from wsi_assets.defs.partitions import slides_partitions
 from wsi_assets.defs.resources import UserFilesResource
 from wsi_assets.defs.results import run_set
 from wsi_assets.defs.segmentation import cell_segmentation
+from wsi_assets.results.sweep import remove_entry
 
 EXPORTS_GROUP = "exports"
+NOT_REQUESTED = "not requested in branch.yaml"
+
+
+def _size_bytes(path):
+    # COCO and YOLO write a folder; the UI shows what the user downloads.
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.is_dir() else path.stat().st_size
 
 
 def export_asset(export: ExportFormat) -> AssetsDefinition:
@@ -37,18 +50,35 @@ def export_asset(export: ExportFormat) -> AssetsDefinition:
     @fails_clearly
     def write_export(context: AssetExecutionContext, user_files: UserFilesResource) -> MaterializeResult:
         key = SlideKey.parse(context.partition_key)
+        settings = branch_settings_for(user_files.root_path, key.user, key.branch)
         outputs = run_set(context, user_files, "exports")
+        destination = outputs.export_file(export.file_name)
+        shown_settings = MetadataValue.json(settings.as_dict())
+        if not settings.wants(export.setting_name):
+            if destination.exists() or destination.is_symlink():
+                remove_entry(destination)
+            context.log.info(f"{key}: {export.setting_name} {NOT_REQUESTED} ({settings.source}); nothing written")
+            return MaterializeResult(
+                metadata={"written": False, "reason": NOT_REQUESTED, "format": export.setting_name, "settings": shown_settings}
+            )
         summary = outputs.require(outputs.segmentation_json, cell_segmentation.key.to_user_string())
         cells = outputs.require(outputs.cells_parquet, cell_segmentation.key.to_user_string())
-        provenance = export_provenance(summary, key.partition_key, user_files.slide_file(key).name)
-        destination = outputs.export_file(export.file_name)
+        slide_file = user_files.slide_file(key)
+        provenance = export_provenance(
+            summary, key.partition_key, slide_file.name,
+            slide_path=slide_file, run_id=context.run.run_id, settings=settings.as_dict(),
+        )
         written = export.write(cells, destination, provenance)
-        context.log.info(f"{key}: wrote {written} cells to {destination}")
+        context.log.info(f"{key}: wrote {written} rows of {export.setting_name} to {destination} (settings: {settings.source})")
         return MaterializeResult(
             metadata={
+                "written": True,
+                "format": export.setting_name,
+                "rows": written,
                 "cells": written,
                 "path": MetadataValue.path(str(destination)),
-                "size_mb": round(destination.stat().st_size / 1e6, 3),
+                "size_mb": round(_size_bytes(destination) / 1e6, 3),
+                "settings": shown_settings,
             }
         )
 

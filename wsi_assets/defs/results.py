@@ -16,15 +16,17 @@ from dagster import (
 )
 
 from wsi_assets.cells.exports import EXPORT_FORMATS
+from wsi_assets.core.branch_settings import branch_settings_for
 from wsi_assets.core.keys import SlideKey
+from wsi_assets.core.user_files import branch_outputs_dir
 from wsi_assets.core.slide_outputs import SlideOutputs
 from wsi_assets.defs.errors import fails_clearly
 from wsi_assets.defs.partitions import slides_partitions
 from wsi_assets.defs.resources import UserFilesResource
+from wsi_assets.results.branch_workbook import write_branch_workbook
 
 RESULTS_GROUP = "results"
 RESULTS_ASSET = "slide_results"
-EXPORT_FILES = tuple(export.file_name for export in EXPORT_FORMATS)
 # By key rather than by definition: the per-slide asset modules import this one for `run_set`.
 PER_SLIDE_ASSETS = ("slide_metadata", "tissue_mask", "cell_segmentation", *(export.asset_name for export in EXPORT_FORMATS))
 
@@ -54,13 +56,18 @@ def run_set(context: AssetExecutionContext, user_files: UserFilesResource, stage
 @fails_clearly
 def slide_results(context: AssetExecutionContext, user_files: UserFilesResource) -> MaterializeResult:
     key = SlideKey.parse(context.partition_key)
-    published = user_files.publish(key, context.run.run_id, EXPORT_FILES)
+    # A whole set holds the exports the branch asks for; an export asset writes no other.
+    settings = branch_settings_for(user_files.root_path, key.user, key.branch)
+    export_files = tuple(export.file_name for export in EXPORT_FORMATS if settings.wants(export.setting_name))
+    published = user_files.publish(key, context.run.run_id, export_files)
     if published is None:
         context.log.info(f"{key}: this run staged no results; the published set is unchanged")
         return MaterializeResult(metadata={"published": False})
     context.log.info(f"{key}: published {published.files} files (through {published.stage}) at {published.folder}")
     if published.swept:
         context.log.info(f"{key}: swept {len(published.swept)} stale sets and temporaries: {', '.join(published.swept)}")
+    workbook, rows = write_branch_workbook(branch_outputs_dir(user_files.root_path, key.user, key.branch))
+    context.log.info(f"{key}: rewrote {workbook} ({rows} slides)")
     return MaterializeResult(
         metadata={
             "published": True,
@@ -69,6 +76,9 @@ def slide_results(context: AssetExecutionContext, user_files: UserFilesResource)
             "through_stage": published.stage,
             "files": published.files,
             "swept": len(published.swept),
+            "exports": MetadataValue.json(list(settings.exports)),
+            "branch_summary": MetadataValue.path(str(workbook)),
+            "branch_summary_slides": rows,
         }
     )
 

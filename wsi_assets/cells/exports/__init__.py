@@ -14,6 +14,11 @@ from wsi_assets.cells.exports.format import ExportFormat
 FORMAT_MODULES = (
     "cells_csv",
     "cells_zarr",
+    "cells_geoparquet",
+    "cells_geojson",
+    "slide_summary",
+    "coco",
+    "yolo",
 )
 
 EXPORT_FORMATS: tuple[ExportFormat, ...] = tuple(import_module(f"{__name__}.{name}").FORMAT for name in FORMAT_MODULES)

@@ -18,3 +18,11 @@ class ExportFormat:
     kinds: tuple[str, ...]  # shown as badges in the Dagster UI
     description: str
     write: ExportWriter
+    # Written unless the branch's branch.yaml lists `exports` without it; off-by-default formats
+    # (training sets: many files per slide) are written only when a branch asks for them.
+    default_on: bool = True
+    name: str = ""  # what branch.yaml's `exports` calls it; empty: the asset name without "cells_"
+
+    @property
+    def setting_name(self) -> str:
+        return self.name or self.asset_name.removeprefix("cells_")

@@ -26,9 +26,26 @@ def _resolution(segmentation_summary: Path) -> dict:
     }
 
 
-def export_provenance(segmentation_summary: Path, partition_key: str, slide_file_name: str) -> dict:
-    """Provenance for every export of a slide, from the segmentation's summary.json and the slide's metadata."""
+def export_provenance(
+    segmentation_summary: Path,
+    partition_key: str,
+    slide_file_name: str,
+    *,
+    slide_path: Path | None = None,
+    run_id: str | None = None,
+    settings: dict | None = None,
+) -> dict:
+    """Provenance for every export of a slide, from the segmentation's summary.json and the slide's metadata.
+
+    `slide_path` is for writers that read pixels (COCO, YOLO tiles); `settings` are the branch
+    settings in force for the run (wsi_assets.core.branch_settings), stored so a reader sees them.
+    """
     summary = json.loads(Path(segmentation_summary).read_text())
+    extra = {
+        "slide_path": str(slide_path) if slide_path is not None else None,
+        "run_id": run_id,
+        "settings": settings,
+    }
     return {
         "slide": partition_key,
         "slide_file": slide_file_name,
@@ -38,4 +55,5 @@ def export_provenance(segmentation_summary: Path, partition_key: str, slide_file
         "segmenter_version": summary["segmenter_version"],
         "wsi_assets_version": __version__,
         "exported_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        **{name: value for name, value in extra.items() if value is not None},
     }

@@ -1,0 +1,27 @@
+"""Cell classes: CoNSeP's standard grouping, each with the one display colour overlays and exports use."""
+
+from __future__ import annotations
+
+import hashlib
+
+# The stored cell table's column for a nucleus's class, when a classifier has filled it.
+CLASS_COLUMN = "class"
+
+CLASS_COLOURS: dict[str, tuple[int, int, int]] = {
+    "inflammatory": (220, 50, 47),  # mostly lymphocytes
+    "epithelial": (38, 139, 60),
+    "spindle": (38, 110, 210),
+    "other": (230, 170, 20),
+}
+
+
+def class_colour(name: str) -> tuple[int, int, int]:
+    """The class's display colour; a name outside the vocabulary gets a stable colour of its own.
+
+    Never none: QuPath refuses a classification that has a name but no colour.
+    """
+    if name in CLASS_COLOURS:
+        return CLASS_COLOURS[name]
+    digest = hashlib.sha1(name.encode("utf-8")).digest()
+    # Kept away from black and white so the outline stays visible on H&E.
+    return tuple(40 + b % 176 for b in digest[:3])  # type: ignore[return-value]

@@ -1,0 +1,176 @@
+"""A branch's settings: `<user>/inputs/<branch>/branch.yaml`, one schema, checked key by key.
+
+    mpp: 0.5                      level-0 µm/px of every slide of the branch (0.05-20)
+    exports: [csv, zarr, coco]    formats written (default: those marked default-on in the registry)
+    tile_size: 1024               COCO/YOLO tile side in level-0 px (128-8192)
+    cell_expansion_um: 0          µm to grow each nucleus outline into a cell (0-20)
+    model: learned                segmenter name or model file name
+
+Every problem is one line naming the file and the key. An unknown key is an error, not ignored:
+a typo ('exprots') would otherwise silently leave the defaults in force.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import yaml
+
+from wsi_assets.core.user_files import branch_inputs_dir
+from wsi_assets.slides.errors import SlideSettingsError
+
+BRANCH_SETTINGS = "branch.yaml"
+# µm/px of level 0 that any slide scanner or microscope camera produces: 0.05 (100x oil) to
+# 20 (a low-power overview). Outside this range the value is a typo or a wrong unit.
+PLAUSIBLE_MPP = (0.05, 20.0)
+TILE_SIZE_RANGE = (128, 8192)
+CELL_EXPANSION_RANGE = (0.0, 20.0)
+DEFAULT_TILE_SIZE = 1024
+MAX_MODEL_NAME = 200
+_MAX_SETTINGS_BYTES = 64 * 1024  # a settings file is a few lines; a big one is a mistake
+
+
+def default_exports() -> tuple[str, ...]:
+    # Imported here: export modules import the slide reader, which imports this module.
+    from wsi_assets.cells.exports import EXPORT_FORMATS
+
+    return tuple(export.setting_name for export in EXPORT_FORMATS if export.default_on)
+
+
+def known_exports() -> tuple[str, ...]:
+    from wsi_assets.cells.exports import EXPORT_FORMATS
+
+    return tuple(export.setting_name for export in EXPORT_FORMATS)
+
+
+@dataclass(frozen=True)
+class BranchSettings:
+    """The settings in force for a branch's runs; defaults for every key the file leaves out."""
+
+    mpp: float | None = None
+    exports: tuple[str, ...] = field(default_factory=default_exports)
+    tile_size: int = DEFAULT_TILE_SIZE
+    cell_expansion_um: float = 0.0
+    model: str | None = None
+    source: str = "defaults"  # the file they came from, or "defaults" when the branch has none
+
+    def wants(self, export_name: str) -> bool:
+        return export_name in self.exports
+
+    def as_dict(self) -> dict:
+        data = asdict(self)
+        data["exports"] = list(self.exports)
+        return data
+
+
+def shown_path(path: Path) -> str:
+    """The file as a user knows it: '<user>/inputs/<branch>/<name>' in the upload layout, else '<folder>/<name>'."""
+    path = Path(path)
+    if path.parent.parent.name == "inputs":
+        return f"{path.parent.parent.parent.name}/inputs/{path.parent.name}/{path.name}"
+    return f"{path.parent.name}/{path.name}"
+
+
+def read_settings_file(path: Path) -> dict:
+    """The mapping in a small YAML settings file; SlideSettingsError for anything else."""
+    shown = shown_path(path)
+    if path.is_symlink():
+        raise SlideSettingsError(f"{shown} is a link: settings files must be real files in the upload folder; copy it in")
+    try:
+        with open(path, "rb") as handle:
+            raw = handle.read(_MAX_SETTINGS_BYTES + 1)
+    except OSError as error:
+        raise SlideSettingsError(f"{shown} cannot be read ({error.strerror or error}): fix its permissions") from None
+    if len(raw) > _MAX_SETTINGS_BYTES:
+        raise SlideSettingsError(f"{shown} is larger than {_MAX_SETTINGS_BYTES // 1024} KB: a settings file holds a few 'key: value' lines")
+    try:
+        data = yaml.safe_load(raw.decode("utf-8"))
+    except (UnicodeDecodeError, yaml.YAMLError) as error:
+        where = getattr(error, "problem_mark", None)
+        line = f" (line {where.line + 1})" if where is not None else ""
+        raise SlideSettingsError(f"{shown} is not valid YAML{line}: write 'key: value' lines, e.g. 'mpp: 0.5'") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise SlideSettingsError(f"{shown} must hold 'key: value' lines (e.g. 'mpp: 0.5'), not a {type(data).__name__}")
+    return data
+
+
+def is_plausible_mpp(value) -> bool:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return False
+    low, high = PLAUSIBLE_MPP
+    return not isinstance(value, bool) and math.isfinite(number) and low <= number <= high
+
+
+def checked_mpp(value, shown: str) -> float:
+    if not is_plausible_mpp(value):
+        low, high = PLAUSIBLE_MPP
+        raise SlideSettingsError(f"{shown}: mpp = {value!r} is not a µm/px value; write a number from {low} to {high}, e.g. 'mpp: 0.5'")
+    return float(value)
+
+
+def _checked_exports(value, shown: str) -> tuple[str, ...]:
+    known = known_exports()
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(name, str) for name in value):
+        raise SlideSettingsError(f"{shown}: exports = {value!r} must be a list of format names, e.g. 'exports: [csv, coco]'; known: {', '.join(known)}")
+    unknown = [name for name in value if name not in known]
+    if unknown:
+        raise SlideSettingsError(f"{shown}: exports names unknown format '{unknown[0]}'; known formats: {', '.join(known)}")
+    return tuple(dict.fromkeys(value))
+
+
+def _checked_int(key: str, value, bounds: tuple[int, int], shown: str) -> int:
+    low, high = bounds
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise SlideSettingsError(f"{shown}: {key} = {value!r} must be a whole number of level-0 pixels from {low} to {high}")
+    return value
+
+
+def _checked_um(key: str, value, bounds: tuple[float, float], shown: str) -> float:
+    low, high = bounds
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or not low <= value <= high:
+        raise SlideSettingsError(f"{shown}: {key} = {value!r} must be a number of µm from {low:g} to {high:g}")
+    return float(value)
+
+
+def _checked_model(value, shown: str) -> str:
+    if not isinstance(value, str) or not value.strip() or len(value) > MAX_MODEL_NAME or "\n" in value:
+        raise SlideSettingsError(f"{shown}: model = {value!r} must be a segmenter name ('default', 'classical', 'learned') or a model file name")
+    return value.strip()
+
+
+_CHECKS = {
+    "mpp": checked_mpp,
+    "exports": _checked_exports,
+    "tile_size": lambda value, shown: _checked_int("tile_size", value, TILE_SIZE_RANGE, shown),
+    "cell_expansion_um": lambda value, shown: _checked_um("cell_expansion_um", value, CELL_EXPANSION_RANGE, shown),
+    "model": _checked_model,
+}
+KNOWN_KEYS = tuple(_CHECKS)
+
+
+def parse_branch_settings(data: dict, shown: str) -> BranchSettings:
+    """Settings from a file's mapping; the first problem found, as one line."""
+    for key in data:
+        if key not in _CHECKS:
+            raise SlideSettingsError(f"unknown key {str(key)!r} in {shown}; known keys: {', '.join(KNOWN_KEYS)}")
+    return BranchSettings(**{key: _CHECKS[key](value, shown) for key, value in data.items()}, source=shown)
+
+
+def read_branch_settings(path: Path) -> BranchSettings:
+    """The branch's settings from its branch.yaml; every default when the branch has none."""
+    path = Path(path)
+    if not path.is_file() and not path.is_symlink():
+        return BranchSettings()
+    return parse_branch_settings(read_settings_file(path), shown_path(path))
+
+
+def branch_settings_for(root: Path, user: str, branch: str) -> BranchSettings:
+    return read_branch_settings(branch_inputs_dir(Path(root), user, branch) / BRANCH_SETTINGS)

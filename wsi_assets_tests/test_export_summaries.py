@@ -1,0 +1,78 @@
+"""summary.json per slide and the branch's summary.xlsx, read back with json and openpyxl."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from openpyxl import load_workbook
+
+from wsi_assets.cells.exports.slide_summary import write_slide_summary
+from wsi_assets.cells.store import CellStoreWriter
+from wsi_assets.cells.table import nuclei_from_labels
+from wsi_assets.results.branch_workbook import write_branch_workbook
+from wsi_assets_tests.conftest import run_process_slide
+
+HEADER = ["slide", "nuclei", "nuclei per mm²", "tissue area mm²", "µm/px", "µm/px inferred", "model", "model version", "run id"]
+
+
+def _rows(path) -> list[list]:
+    sheet = load_workbook(path, read_only=True).active
+    return [list(row) for row in sheet.iter_rows(values_only=True)]
+
+
+def _expected_row(summary: dict) -> list:
+    return [summary["slide"], summary["nuclei"], summary["nuclei_per_mm2"], summary["tissue_area_mm2"], summary["mpp"],
+            summary["mpp_inferred"], summary["model"], summary["model_version"], summary["run_id"]]
+
+
+def test_workbook_has_one_row_per_slide_and_is_rewritten_when_a_slide_finishes(small_slide, user_files_root, dagster_instance):
+    branch = user_files_root / "dave" / "outputs" / "cohort"
+    _, first = run_process_slide(dagster_instance, user_files_root, "dave", "cohort", small_slide, "s1")
+    assert first.success
+    one = json.loads((branch / "s1" / "summary.json").read_text())
+    assert _rows(branch / "summary.xlsx") == [HEADER, _expected_row(one)]
+
+    _, second = run_process_slide(dagster_instance, user_files_root, "dave", "cohort", small_slide, "s2")
+    assert second.success
+    two = json.loads((branch / "s2" / "summary.json").read_text())
+    assert _rows(branch / "summary.xlsx") == [HEADER, _expected_row(one), _expected_row(two)]
+    assert one["run_id"] == first.run_id and two["run_id"] == second.run_id
+    assert not [p for p in branch.iterdir() if p.name.startswith(".summary.xlsx")], "temporary workbook left behind"
+
+    # summary.json holds the figures the UI shows for the slide.
+    shown = {e.asset_key.to_user_string(): e.materialization.metadata for e in second.get_asset_materialization_events()}
+    assert two["nuclei"] == shown["cell_segmentation"]["nuclei"].value > 0
+    assert two["nuclei_per_mm2"] == shown["cell_segmentation"]["nuclei_per_mm2"].value
+    assert two["tissue_area_mm2"] == pytest.approx(shown["tissue_mask"]["tissue_area_mm2"].value, rel=1e-3)
+    assert (two["mpp"], two["mpp_inferred"]) == (shown["slide_metadata"]["mpp"].value, shown["slide_metadata"]["mpp_inferred"].value)
+    assert shown["slide_results"]["branch_summary_slides"].value == 2
+
+
+def test_class_counts_reach_summary_and_workbook(tmp_path):
+    labels = np.zeros((60, 60), np.int32)
+    for i in range(9):
+        labels[(i // 3) * 20 + 3 : (i // 3) * 20 + 12, (i % 3) * 20 + 3 : (i % 3) * 20 + 12] = i + 1
+    slide_dir = tmp_path / "cohort" / "s1"
+    (slide_dir / "segmentation").mkdir(parents=True)
+    cells = slide_dir / "segmentation" / "cells.parquet"
+    with CellStoreWriter(cells) as writer:
+        writer.append(nuclei_from_labels(labels), 0, 0)
+    classes = ["epithelial"] * 5 + ["inflammatory"] * 3 + ["spindle"]
+    pq.write_table(pq.read_table(cells).append_column("class", pa.array(classes)), cells)
+    (slide_dir / "segmentation" / "summary.json").write_text(json.dumps({"tissue_mm2": 0.5}))
+    provenance = {"slide": "u/cohort/s1", "slide_file": "s1.svs", "mpp": 0.5, "mpp_inferred": False,
+                  "segmenter": "classical", "segmenter_version": "2", "run_id": "r1", "settings": {"exports": ["summary"]}}
+    assert write_slide_summary(cells, slide_dir / "summary.json", provenance) == 9
+    summary = json.loads((slide_dir / "summary.json").read_text())
+    assert summary["class_counts"] == {"epithelial": 5, "inflammatory": 3, "spindle": 1}
+    assert (summary["nuclei"], summary["nuclei_per_mm2"], summary["tissue_area_mm2"]) == (9, 18.0, 0.5)
+    (tmp_path / "cohort" / "s0").mkdir()  # a slide without summary.json (not requested): no row
+    path, rows = write_branch_workbook(tmp_path / "cohort")
+    table = _rows(path)
+    assert rows == 1 and len(table) == 2
+    assert table[0][-3:] == ["epithelial nuclei", "inflammatory nuclei", "spindle nuclei"]
+    assert table[1] == _expected_row(summary) + [5, 3, 1]
