@@ -66,15 +66,23 @@ def end_to_end(path: Path, work: Path, default_mpp: float, settings: TilingSetti
     formats = []
     if exports:  # imported only then: the GPU sitting measures without exports where zarr is missing
         from wsi_assets.cells.exports import EXPORT_FORMATS
+        from wsi_assets.cells.exports.provenance import export_provenance
 
         formats = EXPORT_FORMATS
     started = time.perf_counter()
     info = read_slide_info(path, default_mpp)
     tissue = tissue_of(path, info.mpp, info.width, info.height)
-    cells = work / "cells.parquet"
+    # Where a slide folder keeps it: the GeoParquet export is also named cells.parquet.
+    cells = work / "segmentation" / "cells.parquet"
+    cells.parent.mkdir(parents=True, exist_ok=True)
     summary = segment_slide(path, info.mpp, tissue, segmenter, cells, settings)
+    # The segmentation's summary.json, as the cell_segmentation asset writes it: exports read it.
+    figures = {"slide": path.name, "mpp": info.mpp, "segmenter": segmenter.name, "segmenter_version": segmenter.version}
+    (cells.parent / "summary.json").write_text(json.dumps({**figures, **summary.__dict__, "mm2_per_s": summary.mm2_per_s}))
     for export in formats:
-        export.write(cells, work / export.file_name, {"slide": path.name, "mpp": info.mpp})
+        provenance = {**export_provenance(cells.parent / "summary.json", path.stem, path.name, slide_path=path),
+                      "slide_width": info.width, "slide_height": info.height}
+        export.write(cells, work / export.file_name, provenance)
     return {"seconds": time.perf_counter() - started, "nuclei": summary.cells, "tissue_mm2": tissue.area_mm2,
             "segmentation_seconds": summary.seconds, "segmenter": f"{segmenter.name} v{segmenter.version}", "device": segmenter.device}
 
