@@ -23,9 +23,9 @@ def branch_yaml(tmp_path):
 
 def test_no_file_means_every_default(branch_yaml):
     settings = read_branch_settings(branch_yaml)
-    assert settings.exports == tuple(f.setting_name for f in EXPORT_FORMATS if f.default_on)
-    assert {"csv", "zarr", "summary"} <= set(settings.exports)
-    assert "coco" not in settings.exports and "yolo" not in settings.exports
+    assert settings.export_names() == tuple(f.setting_name for f in EXPORT_FORMATS if f.default_on)
+    assert {"csv", "zarr", "summary"} <= set(settings.export_names())
+    assert "coco" not in settings.export_names() and "yolo" not in settings.export_names()
     assert (settings.tile_size, settings.cell_expansion_um, settings.mpp, settings.model) == (1024, 0.0, None, None)
 
 

@@ -13,7 +13,7 @@ a typo ('exprots') would otherwise silently leave the defaults in force.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import yaml
@@ -50,18 +50,24 @@ class BranchSettings:
     """The settings in force for a branch's runs; defaults for every key the file leaves out."""
 
     mpp: float | None = None
-    exports: tuple[str, ...] = field(default_factory=default_exports)
+    # None: the registry's default-on formats, looked up only when asked for, so that reading a
+    # slide's µm/px (which reads branch.yaml) does not import every export writer.
+    exports: tuple[str, ...] | None = None
     tile_size: int = DEFAULT_TILE_SIZE
     cell_expansion_um: float = 0.0
     model: str | None = None
     source: str = "defaults"  # the file they came from, or "defaults" when the branch has none
 
+    def export_names(self) -> tuple[str, ...]:
+        """The formats written: those the file lists, else the default-on ones."""
+        return self.exports if self.exports is not None else default_exports()
+
     def wants(self, export_name: str) -> bool:
-        return export_name in self.exports
+        return export_name in self.export_names()
 
     def as_dict(self) -> dict:
         data = asdict(self)
-        data["exports"] = list(self.exports)
+        data["exports"] = list(self.export_names())
         return data
 
 

@@ -76,7 +76,7 @@ def slide_results(context: AssetExecutionContext, user_files: UserFilesResource)
             "through_stage": published.stage,
             "files": published.files,
             "swept": len(published.swept),
-            "exports": MetadataValue.json(list(settings.exports)),
+            "exports": MetadataValue.json(list(settings.export_names())),
             "branch_summary": MetadataValue.path(str(workbook)),
             "branch_summary_slides": rows,
         }
