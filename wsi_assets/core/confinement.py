@@ -41,7 +41,7 @@ def confined(path: Path, root: Path, user: str) -> Path:
     # Where the target is, is not said: it may be another user's file.
     resolved = Path(path).resolve()
     if resolved != home and home not in resolved.parents:
-        shown = _relative_or_absolute(Path(path), Path(root))
+        shown = shown_under_root(path, root)
         raise PathOutsideUserFolder(
             f"{shown} leads outside {user}/: links out of a user's own folder are refused; copy the file in instead"
         )
@@ -53,15 +53,19 @@ def confined_upload(path: Path, root: Path, user: str) -> Path:
     resolved = confined(path, root, user)
     links = os.stat(resolved).st_nlink
     if links > 1:
-        shown = _relative_or_absolute(Path(path), Path(root))
+        shown = shown_under_root(path, root)
         raise HardLinkedUpload(
             f"{shown} is hard-linked ({links} names for one file), so whose file it is cannot be told; upload a copy instead"
         )
     return resolved
 
 
-def _relative_or_absolute(path: Path, root: Path) -> str:
-    try:
-        return path.absolute().relative_to(root.absolute()).as_posix()
-    except ValueError:
-        return str(path)
+def shown_under_root(path: Path, root: Path) -> str:
+    """`path` as a user sees it in messages: relative to the user-files root (as given, or resolved), else whole."""
+    path = Path(path).absolute()
+    for base in (Path(root).absolute(), Path(root).resolve()):
+        try:
+            return path.relative_to(base).as_posix()
+        except ValueError:
+            continue
+    return str(path)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from wsi_assets.core.confinement import PathOutsideUserFolder, user_folder
+from wsi_assets.core.confinement import PathOutsideUserFolder, shown_under_root, user_folder
 from wsi_assets.core.keys import SlideKey
 from wsi_assets.core.user_files import (
     branch_outputs_dir,
@@ -25,11 +25,6 @@ from wsi_assets.core.user_files import (
 )
 
 
-def _shown(path: Path, root: Path) -> str:
-    try:
-        return Path(path).absolute().relative_to(Path(root).absolute()).as_posix()
-    except ValueError:
-        return str(path)
 
 
 def leads_outside(path: Path, home: Path) -> bool:
@@ -42,7 +37,7 @@ def refuse_if_outside(path: Path, root: Path, user: str, home: Path) -> None:
     """PathOutsideUserFolder when `path` exists (or is a dangling link) and leads outside `home`."""
     if os.path.lexists(path) and leads_outside(path, home):
         raise PathOutsideUserFolder(
-            f"{_shown(path, root)} is a link leading outside {user}/ (to {Path(path).resolve()}): "
+            f"{shown_under_root(path, root)} is a link leading outside {user}/ (to {Path(path).resolve()}): "
             f"results are written only inside the user's own folder; replace the link with a real folder"
         )
 
@@ -61,7 +56,7 @@ def confine_slide_outputs(root: Path, key: SlideKey) -> Path:
     real_sets = sets.resolve()
     if real_sets == inputs or inputs in real_sets.parents:
         raise PathOutsideUserFolder(
-            f"{_shown(outputs_dir(root, key.user), root)} leads into {key.user}/inputs/: uploads are never written to; "
+            f"{shown_under_root(outputs_dir(root, key.user), root)} leads into {key.user}/inputs/: uploads are never written to; "
             f"replace the link with a real folder"
         )
     return home

@@ -14,6 +14,7 @@ import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from wsi_assets.core.confinement import shown_under_root
 from wsi_assets.core.atomic import write_text_atomic
 from wsi_assets.core.slide_outputs import SlideOutputs
 from wsi_assets.slides.errors import SlideReadError
@@ -69,16 +70,8 @@ def ensure_unchanged(recorded: SlideIdentity | None, path: Path, root: Path) -> 
         current = None
     if current != recorded:
         raise SlideChangedDuringRun(
-            f"{_shown(Path(recorded.path), root)} changed while it was being processed; nothing was published, "
+            f"{shown_under_root(Path(recorded.path), root)} changed while it was being processed; nothing was published, "
             f"and it will be processed again once it is stable"
         )
 
 
-def _shown(path: Path, root: Path) -> str:
-    try:
-        return path.relative_to(Path(root).resolve()).as_posix()
-    except ValueError:
-        try:
-            return path.relative_to(Path(root)).as_posix()
-        except ValueError:
-            return str(path)
