@@ -174,7 +174,7 @@ def test_learned_is_the_shipped_model():
     card = read_model_card(SHIPPED_MODEL_FILE)
     assert card["mpp"] == segmenter.mpp == 0.5
     assert "CC BY-NC-SA 4.0" in card["training"]["licences"]
-    assert SHIPPED_MODEL_FILE.stat().st_size < 10e6
+    assert SHIPPED_MODEL_FILE.stat().st_size < 16e6  # TorchScript + its network as ONNX for the CPU runtimes
 
 
 def test_shipped_model_beats_classical_on_a_held_out_real_image():

@@ -69,7 +69,7 @@ class SegmentationResource(ConfigurableResource):
         default=FALLBACK_MPP,
         description="µm/px (0.05-20) for slides with no stated µm/px, no metadata, no objective power and no measurable nuclei",
     )
-    model: str = Field(default="default", description='Segmenter: "default" (classical for now), "classical", "learned" (the shipped model), or a TorchScript file path')
+    model: str = Field(default="default", description='Segmenter: "default" (the shipped learned model), "learned" (the same), "classical", or a TorchScript file path')
     model_mpp: float = Field(default=0.0, description="µm/px of a model file without a model card (0 = read it from the card)")
     device: str = Field(default="auto", description='Where the model runs: "auto" (cuda if torch sees one, else cpu), "cpu", "cuda", "cuda:N"')
 

@@ -23,6 +23,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from wsi_assets.segmentation import cpu_runtimes
+from wsi_assets.segmentation.colour_gate import without_non_nuclear
+from wsi_assets.segmentation.maps_to_instances import instances_from_maps
 from wsi_assets.segmentation.protocol import check_tile_batch
 
 CARD_NAME = "model_card.json"
@@ -62,16 +65,27 @@ def _is_torchscript_archive(path: Path) -> bool:
         return False
 
 
+def read_embedded_file(path: str | Path, name: str) -> bytes | None:
+    """An extra file saved inside a TorchScript archive (e.g. network.onnx), or None."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            for entry in archive.namelist():
+                if entry.endswith("/extra/" + name):
+                    return archive.read(entry)
+    except (zipfile.BadZipFile, OSError):
+        pass
+    return None
+
+
 def read_model_card(path: str | Path) -> dict:
     """The model card embedded in a TorchScript file, or its sidecar, or {}."""
     path = Path(path)
-    try:
-        with zipfile.ZipFile(path) as archive:
-            for name in archive.namelist():
-                if name.endswith("/extra/" + CARD_NAME):
-                    return json.loads(archive.read(name))
-    except (zipfile.BadZipFile, OSError, json.JSONDecodeError):
-        pass
+    embedded = read_embedded_file(path, CARD_NAME)
+    if embedded is not None:
+        try:
+            return json.loads(embedded)
+        except json.JSONDecodeError:
+            pass
     sidecar = path.with_name(path.stem + CARD_SUFFIX)
     if sidecar.exists():
         try:
@@ -93,6 +107,8 @@ class TorchScriptSegmenter:
         name: str | None = None,
         version: str | None = None,
         check: bool = True,
+        cpu_runtime: str | None = None,
+        colour_gate: bool | None = None,
     ):
         self.path = Path(path).expanduser()
         if not self.path.is_file():
@@ -126,8 +142,39 @@ class TorchScriptSegmenter:
         except Exception as exc:  # torch raises RuntimeError, ValueError, zip errors... for bad files
             raise ModelLoadError(f"model file {self.path} is not a loadable TorchScript file: {_first_line(exc)}") from None
         self.module = _optimized_for_inference(module.eval())
+        # This project's H&E models (their card carries the post-processing) drop ink and glass
+        # blobs by colour; a foreign model may be for other stains, so it is left as it is.
+        if colour_gate is None:
+            colour_gate = bool(card.get("postprocessing")) and card.get("colour_gate", True) is not False
+        self.colour_gate = colour_gate
+        self.runner = self._cpu_runner(cpu_runtime)
+        self.runtime = self.runner.label if self.runner else "torch"
         if check:
             self._check_contract()
+
+    def _cpu_runner(self, cpu_runtime: str | None) -> cpu_runtimes.NetworkRunner | None:
+        """OpenVINO or ONNX Runtime for this project's own models on a CPU (see cpu_runtimes)."""
+        chosen = cpu_runtimes.requested_runtime(cpu_runtime)
+        post = self.card.get("postprocessing")
+        if self.torch_device.type != "cpu" or chosen == "torch" or not post or self.input_range != "0..255":
+            return None
+        onnx = read_embedded_file(self.path, "network.onnx")
+        runner = cpu_runtimes.load_network_runner(onnx, chosen, threads=torch.get_num_threads())
+        if runner is not None:
+            self._post = {k: post[k] for k in ("fg_threshold", "seed_threshold", "grow_iterations", "min_area")}
+            self._multiple = 2 ** (len(self.card.get("widths") or [0] * 5) - 1)
+        return runner
+
+    def _forward_runner(self, tiles: np.ndarray) -> np.ndarray:
+        """The network in the CPU runtime, then the same post-processing as the TorchScript module's."""
+        out = np.zeros(tiles.shape[:3], np.int32)
+        for i, tile in enumerate(tiles):
+            height, width = tile.shape[:2]
+            pad_h, pad_w = (-height) % self._multiple, (-width) % self._multiple
+            x = np.pad(tile, ((0, pad_h), (0, pad_w), (0, 0)), mode="edge") if pad_h or pad_w else tile
+            maps = self.runner.run(np.ascontiguousarray(x.transpose(2, 0, 1)[None], np.float32))
+            out[i] = instances_from_maps(maps[0, 0, :height, :width], maps[0, 1, :height, :width], **self._post)
+        return out
 
     def _check_contract(self) -> None:
         """Run a tiny blank input: the output must be (B,1,H,W) whole-number labels."""
@@ -155,6 +202,8 @@ class TorchScriptSegmenter:
         return x
 
     def _forward(self, tiles: np.ndarray) -> np.ndarray:
+        if self.runner is not None:
+            return self._forward_runner(tiles)
         batch, height, width = tiles.shape[:3]
         with torch.inference_mode():
             out = self.module(self._to_input(tiles))
@@ -181,6 +230,8 @@ class TorchScriptSegmenter:
         step = len(tiles) if self.device.startswith("cuda") else 1
         labels = [self._forward(tiles[i : i + step]) for i in range(0, len(tiles), max(1, step))]
         labels = np.concatenate(labels) if labels else np.zeros(tiles.shape[:3], np.int32)
+        if self.colour_gate:
+            labels = [without_non_nuclear(tile_labels, tile) for tile_labels, tile in zip(labels, tiles)]
         return np.stack([_relabel(tile) for tile in labels]) if len(labels) else labels
 
 

@@ -221,9 +221,17 @@ def export(net: UNet, card: dict, out: Path, **post) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     card = {**card, "postprocessing": {"fg_threshold": model.fg_threshold, "seed_threshold": model.seed_threshold,
                                         "grow_iterations": model.grow_iterations, "min_area": model.min_area}}
+    extra = {}
+    try:  # the CPU runtimes' copy of the network; a machine without onnx still gets a working file
+        from wsi_assets.training.onnx_export import ONNX_NAME, OPSET, network_onnx
+
+        extra[ONNX_NAME] = network_onnx(net)
+        card["cpu_runtimes"] = {"network": ONNX_NAME, "opset": OPSET}
+    except Exception as error:
+        print(f"note: network.onnx not embedded ({type(error).__name__}: {error}); add it later with python -m wsi_assets.training.onnx_export {out}")
     text = json.dumps(card, indent=2, default=str)
     temporary = out.with_name(out.name + ".tmp")
-    torch.jit.save(model, str(temporary), _extra_files={"model_card.json": text})
+    torch.jit.save(model, str(temporary), _extra_files={"model_card.json": text, **extra})
     temporary.replace(out)
     card_path = out.with_name(out.stem + CARD_SUFFIX)
     card_path.write_text(text)

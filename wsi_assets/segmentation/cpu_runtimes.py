@@ -1,0 +1,108 @@
+"""Where the learned network runs on a CPU: OpenVINO, ONNX Runtime, or torch, whichever is present.
+
+Measured on this project's 2-core AMD EPYC VM (AVX2, no AVX-512), one 1024² tile, one thread, CPU-s
+for the network alone (`python benchmarks/cpu_runtimes.py`): torch frozen ~1.7, ONNX Runtime 1.26,
+OpenVINO 1.12, all with the same maps to ~3e-5. So "auto" tries OpenVINO, then ONNX Runtime, then
+falls back to torch; a missing package or a runtime that fails to compile the network is skipped,
+never fatal. int8 (OpenVINO 0.77 CPU-s, ONNX Runtime 0.98) flipped 1.5-2.4% of foreground pixels
+on that tile and is not offered.
+
+The network comes as ONNX bytes embedded in the model file (`network.onnx`, see
+`training/onnx_export.py`), so the package still ships one model file.
+
+Precision: float32 unless `WSI_CPU_PRECISION=bf16` is set *and* the CPU has native bf16 (OpenVINO
+reports it); OpenVINO would otherwise pick bf16 by itself on such CPUs and change labels slightly.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+RUNTIME_ENV = "WSI_CPU_RUNTIME"
+PRECISION_ENV = "WSI_CPU_PRECISION"
+RUNTIMES = ("openvino", "onnxruntime", "torch")
+CHOICES = ("auto",) + RUNTIMES
+
+
+@dataclass
+class NetworkRunner:
+    """A compiled network: float32 (1,3,H,W) RGB 0..255 -> float32 (1,2,H,W) maps."""
+
+    runtime: str  # "openvino", "onnxruntime"
+    precision: str  # "f32", "bf16"
+    run: Callable[[np.ndarray], np.ndarray]
+
+    @property
+    def label(self) -> str:
+        return f"{self.runtime} {self.precision}"
+
+
+def requested_runtime(runtime: str | None = None) -> str:
+    """The runtime asked for: the argument, else $WSI_CPU_RUNTIME, else auto; unknown names raise."""
+    chosen = (runtime or os.environ.get(RUNTIME_ENV) or "auto").strip().lower()
+    if chosen not in CHOICES:
+        raise ValueError(f"CPU runtime {chosen!r} is not one of {', '.join(CHOICES)} (set by {RUNTIME_ENV} or cpu_runtime)")
+    return chosen
+
+
+def _openvino(onnx: bytes, threads: int) -> NetworkRunner:
+    import openvino as ov
+
+    core = ov.Core()
+    precision = "f32"
+    if os.environ.get(PRECISION_ENV, "").lower() == "bf16":
+        capabilities = core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+        if "BF16" in capabilities:
+            precision = "bf16"
+        else:
+            log.warning("%s=bf16 asked, but this CPU has no native bf16 (%s): running float32", PRECISION_ENV, capabilities)
+    model = core.read_model(model=onnx, weights=b"")
+    config = {"INFERENCE_NUM_THREADS": max(1, threads), "PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": precision}
+    compiled = core.compile_model(model, "CPU", config)
+    request = compiled.create_infer_request()
+
+    def run(x: np.ndarray) -> np.ndarray:
+        return np.asarray(request.infer([x])[0])
+
+    return NetworkRunner("openvino", precision, run)
+
+
+def _onnxruntime(onnx: bytes, threads: int) -> NetworkRunner:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = max(1, threads)
+    options.inter_op_num_threads = 1
+    session = ort.InferenceSession(onnx, options, providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+
+    def run(x: np.ndarray) -> np.ndarray:
+        return session.run(None, {name: x})[0]
+
+    return NetworkRunner("onnxruntime", "f32", run)
+
+
+_BUILDERS = {"openvino": _openvino, "onnxruntime": _onnxruntime}
+
+
+def load_network_runner(onnx: bytes | None, runtime: str | None = None, threads: int = 1) -> NetworkRunner | None:
+    """The first runtime that loads the network, in the order asked; None means "run it in torch"."""
+    chosen = requested_runtime(runtime)
+    if onnx is None or chosen == "torch":
+        return None
+    order = [chosen] if chosen != "auto" else ["openvino", "onnxruntime"]
+    for name in order:
+        try:
+            return _BUILDERS[name](onnx, threads)
+        except ImportError:
+            log.info("CPU runtime %s is not installed; trying the next", name)
+        except Exception as error:  # a runtime that cannot compile this network: the next one may
+            log.warning("CPU runtime %s could not load the network (%s); trying the next", name, str(error).splitlines()[0] if str(error) else type(error).__name__)
+    return None
