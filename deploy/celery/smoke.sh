@@ -5,13 +5,22 @@
 # segmentation on the GPU worker and every other step on the default worker, never two GPU
 # steps at once, branch order held. Exits non-zero on any failure; always stops what it started.
 #
-#   deploy/celery/smoke.sh
+#   deploy/celery/smoke.sh [--kill]
+#
+# --kill: then start a second GPU worker and kill one in the middle of a segmentation step
+# (kill_check.py): the run must be failed within 60 s and the branch's next run must succeed.
 #
 # Uses WSI_PG_* when set, else starts PostgreSQL with .ci/start_postgres.sh; uses
 # WSI_CELERY_BROKER/WSI_CELERY_BACKEND when set, else starts Redis with .ci/start_redis.sh (and
 # stops it afterwards). WSI_PYTHON: the venv's python (default .venv/bin/python);
 # WSI_SMOKE_PORT: the webserver port (default 3131); WSI_SMOKE_KEEP=1 keeps the work folder.
 set -euo pipefail
+kill_test=0
+case "${1:-}" in
+  --kill) kill_test=1 ;;
+  "") ;;
+  *) echo "usage: $0 [--kill]" >&2; exit 2 ;;
+esac
 repo="$(cd "$(dirname "$0")/../.." && pwd)"
 cd "$repo"
 py="${WSI_PYTHON:-$repo/.venv/bin/python}"
@@ -22,7 +31,7 @@ pgroups=()
 started_redis=""
 database=""
 
-say() { echo "smoke: $*"; }
+say() { echo "smoke: $(date +%T) $*"; }
 
 stop_all() {
   local status=$?
@@ -95,14 +104,16 @@ for _ in $(seq 180); do
   sleep 1
 done
 curl -sf "http://127.0.0.1:$port/server_info" >/dev/null || { say "FAILED: webserver did not answer on port $port"; exit 1; }
-"$py" -c "
-import os, sys
+wait_for_workers() {
+  "$py" - "$@" <<'PY'
+import os, socket, sys
 from wsi_assets.queue.celery_liveness import unanswered_workers
-import socket
-host = socket.gethostname()
-deadline_missing = unanswered_workers(os.environ['WSI_CELERY_BROKER'], [f'gpu1@{host}', f'cpu1@{host}'], timeout=30, attempts=3)
-sys.exit(f'smoke: FAILED: workers not answering: {deadline_missing}' if deadline_missing else 0)
-"
+names = [f"{name}@{socket.gethostname()}" for name in sys.argv[1:]]
+missing = unanswered_workers(os.environ["WSI_CELERY_BROKER"], names, timeout=30, attempts=3)
+sys.exit(f"smoke: FAILED: workers not answering: {missing}" if missing else 0)
+PY
+}
+wait_for_workers gpu1 cpu1
 say "services up: GPU worker, default worker, daemon, webserver on 127.0.0.1:$port"
 
 "$py" - "$work/user_files" <<'PY'
@@ -122,3 +133,11 @@ shutil.rmtree(source.parent)
 PY
 say "uploaded ana/main/{s1,s2} and ana/cohort-b/{s1,s2}; waiting for the runs"
 "$py" deploy/celery/smoke_audit.py --runs 4 --timeout "${WSI_SMOKE_TIMEOUT_S:-600}"
+
+if [ "$kill_test" = 1 ]; then
+  gpu1_group="${pgroups[0]}"
+  start gpu-worker-2 "$py" -m wsi_assets.cli.celery_worker --queue gpu --name gpu2 --concurrency 1
+  wait_for_workers gpu2
+  say "second GPU worker up; killing a GPU worker in the middle of a segmentation step"
+  "$py" deploy/celery/kill_check.py --gpu-worker "gpu1=$gpu1_group" --gpu-worker "gpu2=${pgroups[-1]}" --bound 60
+fi

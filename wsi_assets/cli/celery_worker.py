@@ -41,6 +41,10 @@ def main(argv: list[str] | None = None) -> int:
     except EngineSettingError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    # Loaded once here, before the pool forks: each step's task then finds the definitions (and
+    # torch) imported instead of importing them in every new pool process.
+    import wsi_assets.definitions  # noqa: F401
+
     # prefork: the worker's main process keeps answering pings while a step runs in its child.
     app.worker_main(
         ["worker", "-Q", args.queue, "-n", f"{args.name}@%h", "-c", str(args.concurrency), "--pool", "prefork",

@@ -3,6 +3,8 @@
 `in_process` (the default, and the single-machine instance's choice): every step in the run's own
 process. `celery`: each step is a Celery task on the broker in $WSI_CELERY_BROKER; the
 segmentation step goes to the `gpu` queue, the others to the default queue (deploy/celery/).
+`k8s`: each step is a Kubernetes Job (dagster-k8s's k8s_job_executor, under its K8sRunLauncher);
+the segmentation step's pod asks for GPUs by its `dagster-k8s/config` tag (deploy/k8s/).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from dataclasses import dataclass
 EXECUTOR_ENV = "WSI_EXECUTOR"
 BROKER_ENV = "WSI_CELERY_BROKER"
 BACKEND_ENV = "WSI_CELERY_BACKEND"
-ENGINES = ("in_process", "celery")
+ENGINES = ("in_process", "celery", "k8s")
 DEFAULT_CELERY_QUEUE = "dagster"  # dagster_celery.defaults.task_default_queue
 
 
