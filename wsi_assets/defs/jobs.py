@@ -1,7 +1,9 @@
 """Jobs users launch, selecting assets by group.
 
 Steps of one slide form a chain, so they run in the run's own process: one process start per
-run instead of one per step, which matters with thousands of slides queued.
+run instead of one per step, which matters with thousands of slides queued. Deployments with
+several GPU machines set $WSI_EXECUTOR=celery instead (defs/executors.py): each step becomes a
+Celery task and the segmentation step goes to the GPU workers' queue.
 
 Each slide job ends with the `results` group (slide_results), which publishes the run's result
 set as a whole: process_slide publishes a full set; export_cells the published set with new
@@ -10,32 +12,35 @@ previous set, which were found on the previous tissue mask (a slide whose mask w
 no cells until process_slide runs again).
 """
 
-from dagster import AssetSelection, define_asset_job, in_process_executor
+from dagster import AssetSelection, define_asset_job
 
+from wsi_assets.defs.executors import slide_executor
 from wsi_assets.defs.exports import EXPORTS_GROUP
 from wsi_assets.defs.models import MODELS_GROUP, nuclei_model_evaluation
 from wsi_assets.defs.results import RESULTS_GROUP
 from wsi_assets.defs.segmentation import SEGMENTATION_GROUP
 from wsi_assets.defs.slides import SLIDES_GROUP
 
+SLIDE_EXECUTOR = slide_executor()
+
 process_slide = define_asset_job(
     name="process_slide",
     selection=AssetSelection.groups(SLIDES_GROUP, SEGMENTATION_GROUP, EXPORTS_GROUP, RESULTS_GROUP),
-    executor_def=in_process_executor,
+    executor_def=SLIDE_EXECUTOR,
     description="Everything for one slide: metadata, tissue mask, nuclei, quality checks, exports.",
 )
 
 tissue_mask_only = define_asset_job(
     name="tissue_mask_only",
     selection=AssetSelection.groups(SLIDES_GROUP, RESULTS_GROUP),
-    executor_def=in_process_executor,
+    executor_def=SLIDE_EXECUTOR,
     description="Metadata, thumbnail and tissue mask only (quick look at a new slide).",
 )
 
 export_cells = define_asset_job(
     name="export_cells",
     selection=AssetSelection.groups(EXPORTS_GROUP, RESULTS_GROUP),
-    executor_def=in_process_executor,
+    executor_def=SLIDE_EXECUTOR,
     description="Rewrite the exports from the stored segmentation, without segmenting again.",
 )
 

@@ -15,7 +15,8 @@ from wsi_assets.defs.results import run_set
 from wsi_assets.defs.slides import tissue_mask
 from wsi_assets.quality.overlays import qc_overlay
 from wsi_assets.queue.dagster_adapter import gpu_slot
-from wsi_assets.queue.tags import DEVICE_TAG, GPU_POOL
+from wsi_assets.queue.engine_tags import gpu_step_tags
+from wsi_assets.queue.tags import GPU_POOL
 from wsi_assets.results.slide_identity import ensure_unchanged, load_identity
 from wsi_assets.segmentation.slide import ProgressReporter, segment_slide
 from wsi_assets.slides.stored import load_slide_info, load_tissue_mask
@@ -29,7 +30,7 @@ SEGMENTATION_GROUP = "segmentation"
     deps=[tissue_mask],
     kinds={"pytorch", "parquet"},
     pool=GPU_POOL,
-    op_tags={DEVICE_TAG: GPU_POOL},
+    op_tags=gpu_step_tags(),
     retry_policy=TRANSIENT_RETRY,
     description="Every nucleus in the tissue, in level-0 pixel coordinates (segmentation/cells.parquet).",
 )

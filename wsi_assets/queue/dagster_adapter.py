@@ -8,6 +8,8 @@ every launch path queues the same way. A Dagster upgrade that moves these APIs b
 
 from __future__ import annotations
 
+import os
+import signal
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator
@@ -18,11 +20,16 @@ from dagster._core.run_coordinator import QueuedRunCoordinator, SubmitRunContext
 from dagster._core.storage.dagster_run import DagsterRun
 from dagster._core.storage.event_log.sqlite import ConsolidatedSqliteEventLogStorage, SqliteEventLogStorage
 
+from wsi_assets.queue.celery_liveness import unanswered_workers
+from wsi_assets.queue.engines import BROKER_ENV
 from wsi_assets.queue.gpu_slots import held, machine_slot, postgres_slot
 from wsi_assets.queue.tags import GPU_POOL, UnqueueableRun, tags_to_store
 from wsi_assets.queue.workers import worker_alive
 
 RUN_PROCESS_MESSAGE = "Started process for run (pid: "
+CELERY_STEP_MESSAGE = " in celery worker"  # dagster_celery.tasks: "Executing steps <keys> in celery worker"
+CELERY_WORKER_FIELD = "Celery worker"
+STEP_ENDS = (DagsterEventType.STEP_SUCCESS, DagsterEventType.STEP_FAILURE, DagsterEventType.STEP_UP_FOR_RETRY)
 
 
 def ensure_pool_slots(instance, pool: str = GPU_POOL) -> None:
@@ -80,9 +87,15 @@ class SlideRunLauncher(DefaultRunLauncher):
         if worker is None:
             return CheckRunHealthResult(WorkerStatus.RUNNING, "worker has not reported its pid yet")
         pid, reported_at = worker
-        if worker_alive(pid, reported_at):
-            return CheckRunHealthResult(WorkerStatus.RUNNING)
-        return CheckRunHealthResult(WorkerStatus.FAILED, f"run worker process {pid} is gone (killed or crashed)")
+        if not worker_alive(pid, reported_at):
+            return CheckRunHealthResult(WorkerStatus.FAILED, f"run worker process {pid} is gone (killed or crashed)")
+        lost = lost_celery_steps(self._instance, run.run_id)
+        if lost:
+            # The run's own process would wait for the lost task for ever: stop it, fail the run.
+            os.kill(pid, signal.SIGKILL)
+            steps = ", ".join(f"{step} on {host}" for step, host in lost)
+            return CheckRunHealthResult(WorkerStatus.FAILED, f"Celery worker gone in the middle of a step ({steps}); the run is failed so its branch moves on")
+        return CheckRunHealthResult(WorkerStatus.RUNNING)
 
 
 def run_worker_pid(instance, run_id: str) -> tuple[int, float] | None:
@@ -95,6 +108,36 @@ def run_worker_pid(instance, run_id: str) -> tuple[int, float] | None:
         if event is not None and (event.message or "").startswith(RUN_PROCESS_MESSAGE):
             found = (int(event.engine_event_data.metadata["pid"].value), entry.timestamp)
     return found
+
+
+def celery_steps_in_flight(instance, run_id: str) -> dict[str, str]:
+    """Steps a Celery worker has started and not yet ended, with the worker's name."""
+    started: dict[str, tuple[int, str]] = {}  # step -> (storage id of its latest start, worker)
+    for record in instance.get_records_for_run(run_id, of_type=DagsterEventType.ENGINE_EVENT).records:
+        entry = record.event_log_entry
+        event = entry.dagster_event
+        if event is None or CELERY_STEP_MESSAGE not in (event.message or "") or not entry.step_key:
+            continue
+        worker = event.engine_event_data.metadata.get(CELERY_WORKER_FIELD)
+        if worker is not None:
+            started[entry.step_key] = (record.storage_id, str(worker.value))
+    if not started:
+        return {}
+    ended: dict[str, int] = {}
+    for record in instance.get_records_for_run(run_id, of_type=set(STEP_ENDS)).records:
+        ended[record.event_log_entry.step_key] = record.storage_id
+    # A retried step starts again after its STEP_UP_FOR_RETRY: compare positions, not presence.
+    return {step: worker for step, (at, worker) in started.items() if ended.get(step, -1) < at}
+
+
+def lost_celery_steps(instance, run_id: str) -> list[tuple[str, str]]:
+    """(step, worker) for each step in flight on a Celery worker that no longer answers."""
+    in_flight = celery_steps_in_flight(instance, run_id)
+    broker = os.environ.get(BROKER_ENV)
+    if not in_flight or not broker:
+        return []
+    gone = set(unanswered_workers(broker, sorted(set(in_flight.values()))))
+    return sorted((step, host) for step, host in in_flight.items() if host in gone)
 
 
 @contextmanager
