@@ -30,7 +30,7 @@ from dagster import (
 from pydantic import Field
 
 from wsi_assets.core.atomic import write_bytes_atomic, write_text_atomic
-from wsi_assets.core.confinement import confined
+from wsi_assets.core.confinement import confined, shown_under_root
 from wsi_assets.core.images import markdown_image, small_jpeg, encode_jpeg
 from wsi_assets.core.keys import SlideKey
 from wsi_assets.core.user_files import branch_outputs_dir
@@ -53,7 +53,8 @@ from wsi_assets.reviews.review_files import (
 from wsi_assets.reviews.review_geojson import ReviewFileError
 from wsi_assets.reviews.scan import scan_reviews
 from wsi_assets.reviews.slide_labels import parse_slide_labels
-from wsi_assets.reviews.version_store import UnknownReviewVersion, import_review, restore_review
+from wsi_assets.reviews.version_store import UnknownReviewVersion, import_review
+from wsi_assets.reviews.version_store import restore_review as restore_review_version
 from wsi_assets.slides.reader import open_slide
 
 REVIEWS_GROUP = "reviews"
@@ -80,10 +81,11 @@ class ReviewConfig(Config):
 
 
 def _current(context, root, user, branch, upload, changes, config: ReviewConfig):
+    changes = functools.partial(changes, shown=shown_under_root(upload, root))
     if context.run.job_name == RESTORE_JOB and not config.restore_version:
-        raise Failure(description=f"{RESTORE_JOB} needs the version to restore: set ops.{context.op.name}.config.restore_version (see the audit log)", allow_retries=False)
+        raise Failure(description=f"{RESTORE_JOB} needs the version to restore: set ops.{context.asset_key.to_user_string()}.config.restore_version (see the audit log)", allow_retries=False)
     if config.restore_version:
-        version = restore_review(root, user, branch, upload.name, config.restore_version, f"dagster run {context.run.run_id[:8]}", changes)
+        version = restore_review_version(root, user, branch, upload.name, config.restore_version, f"dagster run {context.run.run_id[:8]}", changes)
         context.log.info(f"restored {upload.name} version {version.short} of {user}/{branch} (audit entry {version.entry['seq']})")
         return version
     version, new = import_review(root, user, branch, upload, changes)

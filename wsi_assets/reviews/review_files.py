@@ -44,9 +44,9 @@ def find_slide_labels(root: Path, user: str, branch: str) -> Path:
     return found[0]
 
 
-def cell_review_changes(previous: bytes | None, new: bytes) -> dict:
+def cell_review_changes(previous: bytes | None, new: bytes, shown: str = "the review") -> dict:
     """What a QuPath file's version changed against the one before, by feature id (and parses the new one)."""
-    after = parse_review_bytes(new, "the review")
+    after = parse_review_bytes(new, shown)
     summary = {"cells": len(after.polygons), "regions": len(after.regions)}
     if previous is None:
         return summary
@@ -62,9 +62,9 @@ def cell_review_changes(previous: bytes | None, new: bytes) -> dict:
     return summary
 
 
-def slide_labels_changes(previous: bytes | None, new: bytes) -> dict:
+def slide_labels_changes(previous: bytes | None, new: bytes, shown: str = SLIDE_LABELS_FILE) -> dict:
     """Rows added, removed and changed (keyed by slide and annotator) against the previous slides.csv."""
-    after = {(r.slide, r.annotator): r for r in parse_slide_labels(new)}
+    after = {(r.slide, r.annotator): r for r in parse_slide_labels(new, shown)}
     summary = {"rows": len(after)}
     if previous is None:
         return summary
