@@ -8,15 +8,16 @@ from wsi_assets.defs.models import model_assets
 from wsi_assets.defs.quality import slide_checks
 from wsi_assets.defs.resources import SegmentationResource, UserFilesResource
 from wsi_assets.defs.results import result_assets
+from wsi_assets.defs.reviews import review_assets, review_jobs, review_sensor
 from wsi_assets.defs.segmentation import segmentation_assets
 from wsi_assets.defs.sensors import upload_sensor
 from wsi_assets.defs.slides import slide_assets
 from wsi_assets.defs.upload_status import upload_status
 
 defs = Definitions(
-    assets=[*slide_assets, *segmentation_assets, *export_assets, *result_assets, *model_assets, upload_status],
+    assets=[*slide_assets, *segmentation_assets, *export_assets, *result_assets, *model_assets, *review_assets, upload_status],
     asset_checks=slide_checks,
-    jobs=[*slide_jobs, *model_jobs],
-    sensors=[upload_sensor],
+    jobs=[*slide_jobs, *model_jobs, *review_jobs],
+    sensors=[upload_sensor, review_sensor],
     resources={"user_files": UserFilesResource(), "segmentation": SegmentationResource()},
 )

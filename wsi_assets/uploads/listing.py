@@ -73,8 +73,9 @@ def _kind(mode: int) -> str:
 
 
 class _Walk:
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, folder: str = "inputs"):
         self.root = Path(root)
+        self.folder = folder  # the per-user folder walked: inputs/ (slides) or reviews/ (wsi_assets.reviews)
         self.entries: list[UploadFile] = []
 
     def rel(self, path: Path) -> str:
@@ -162,7 +163,7 @@ class _Walk:
         except (PathOutsideUserFolder, RuntimeError, OSError) as error:
             self.note(path, name, "", _one_line(error), True)
             return
-        self.inputs(path / "inputs", name)
+        self.inputs(path / self.folder, name)
 
     def inputs(self, inputs: Path, user: str) -> None:
         if not os.path.lexists(inputs):
@@ -264,3 +265,8 @@ def list_user_uploads(root: Path, user: str) -> list[UploadFile]:
             if entry.name == user:
                 walk.user_entry(entry)
     return walk.entries
+
+
+def list_review_uploads(root: Path) -> list[UploadFile]:
+    """The same walk over <user>/reviews/[<branch>/]: pathologists' review files, with the same link and name rules."""
+    return _Walk(Path(root), "reviews").walk()

@@ -1,0 +1,1 @@
+"""Pathologists' reviews: QuPath edits and slide labels imported, versioned, audited and compared with the model."""

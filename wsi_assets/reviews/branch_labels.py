@@ -1,0 +1,79 @@
+"""slide_reviews: one branch's slide labels as a table, with agreement between annotators where slides have several."""
+
+from __future__ import annotations
+
+import itertools
+from collections import Counter, defaultdict
+
+import numpy as np
+
+from wsi_assets.reviews.agreement import cohen_kappa, confusion_matrix, fleiss_kappa
+from wsi_assets.reviews.slide_labels import ADEQUACY_LEVELS, SlideLabel
+
+TABLE_COLUMNS = ("slide", "annotators", "adequacy_votes", "adequacy_majority", "diagnosis_codes", "diagnosis_agreed", "comments")
+
+
+def slide_table(labels: list[SlideLabel]) -> list[dict]:
+    """One row per slide: who labelled it, the adequacy votes and majority, the codes, whether the codes agree."""
+    by_slide: dict[str, list[SlideLabel]] = defaultdict(list)
+    for label in labels:
+        by_slide[label.slide].append(label)
+    rows = []
+    for slide, group in sorted(by_slide.items()):
+        votes = Counter(label.adequacy for label in group)
+        top = votes.most_common()
+        majority = top[0][0] if len(top) == 1 or top[0][1] > top[1][1] else "tie"
+        codes = {label.annotator: ";".join(label.diagnosis_codes) for label in group}
+        rows.append(
+            {
+                "slide": slide,
+                "annotators": ";".join(sorted(label.annotator for label in group)),
+                "adequacy_votes": ";".join(f"{level}={votes[level]}" for level in ADEQUACY_LEVELS if votes[level]),
+                "adequacy_majority": majority,
+                "diagnosis_codes": " | ".join(f"{a}: {c}" for a, c in sorted(codes.items())),
+                "diagnosis_agreed": len(set(codes.values())) == 1 if len(group) > 1 else None,
+                "comments": " | ".join(f"{label.annotator}: {label.comment}" for label in group if label.comment),
+            }
+        )
+    return rows
+
+
+def annotator_agreement(labels: list[SlideLabel]) -> dict:
+    """Weighted κ (quadratic, adequacy is ordinal) per annotator pair; Fleiss' κ where slides have 3+ annotators.
+
+    Fleiss' κ uses the slides that the most common number (3 or more) of annotators labelled, for
+    adequacy and for the diagnosis (the set of codes, compared whole).
+    """
+    by_slide: dict[str, dict[str, SlideLabel]] = defaultdict(dict)
+    for label in labels:
+        by_slide[label.slide][label.annotator] = label
+    annotators = sorted({label.annotator for label in labels})
+    pairs = []
+    for a, b in itertools.combinations(annotators, 2):
+        shared = [s for s, group in by_slide.items() if a in group and b in group]
+        if not shared:
+            continue
+        matrix = confusion_matrix([by_slide[s][a].adequacy for s in shared], [by_slide[s][b].adequacy for s in shared], list(ADEQUACY_LEVELS))
+        pairs.append(
+            {
+                "annotators": [a, b],
+                "slides": len(shared),
+                "adequacy_weighted_kappa": cohen_kappa(matrix, "quadratic"),
+                "diagnosis_exact_agreement": float(np.mean([by_slide[s][a].diagnosis_codes == by_slide[s][b].diagnosis_codes for s in shared])),
+            }
+        )
+    result = {"annotators": annotators, "slides": len(by_slide), "pairs": pairs}
+    counts = Counter(len(group) for group in by_slide.values())
+    raters = max((n for n in counts if n >= 3), key=lambda n: (counts[n], n), default=None)
+    if raters is not None:
+        slides = [group for group in by_slide.values() if len(group) == raters]
+        adequacy = np.array([[sum(1 for label in g.values() if label.adequacy == level) for level in ADEQUACY_LEVELS] for g in slides])
+        diagnoses = sorted({label.diagnosis_codes for g in slides for label in g.values()})
+        diagnosis = np.array([[sum(1 for label in g.values() if label.diagnosis_codes == d) for d in diagnoses] for g in slides])
+        result["fleiss"] = {
+            "raters_per_slide": raters,
+            "slides": len(slides),
+            "adequacy_kappa": fleiss_kappa(adequacy),
+            "diagnosis_kappa": fleiss_kappa(diagnosis),
+        }
+    return result
