@@ -190,3 +190,17 @@ def test_a_damaged_reupload_fails_and_keeps_the_published_stack(user_files_root,
     assert expected in message and len(message.splitlines()) == 1 and message.startswith(good.name)
     assert published.resolve() == before and (published / "stack.ome.zarr").is_dir()
     assert digest(good) == uploaded
+
+
+def test_a_reexecution_starts_from_its_parent_runs_files(tmp_path):
+    from wsi_assets.core.keys import SlideKey
+    from wsi_assets.stacks.result_set import stage_stack_set
+
+    (tmp_path / "sam" / "inputs").mkdir(parents=True)
+    key = SlideKey("sam", "main", "cells01")
+    parent = stage_stack_set(tmp_path, key, "run-a")
+    parent.metadata.write_text("{}")
+    child = stage_stack_set(tmp_path, key, "run-b", parent_run_id="run-a")
+    assert child.metadata.read_text() == "{}"
+    assert not parent.folder.exists()  # swept as stale once its files are linked into the child
+    assert not any(stage_stack_set(tmp_path, key, "run-c").folder.iterdir())  # a fresh run starts empty

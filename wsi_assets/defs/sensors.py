@@ -60,7 +60,7 @@ def _status_events(context: SensorEvaluationContext, root, result: ScanResult, b
     jobs=[process_slide, process_stack],
     minimum_interval_seconds=10,
     default_status=DefaultSensorStatus.RUNNING,
-    description="Watches user_files/<user>/inputs/<branch>/ and processes each new or changed slide once it stops changing.",
+    description="Watches user_files/<user>/inputs/<branch>/ and processes each new or changed slide or stack once it stops changing.",
 )
 def upload_sensor(context: SensorEvaluationContext, user_files: UserFilesResource) -> SensorResult:
     # A missing or unreadable root raises UploadRootUnavailable: the tick fails, shown in red, until it is fixed.

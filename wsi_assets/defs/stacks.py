@@ -46,7 +46,7 @@ AXES_CHECK = "stack_axes_named"
 
 def _key_and_set(context: AssetExecutionContext, user_files: UserFilesResource) -> tuple[SlideKey, StackOutputs]:
     key = SlideKey.parse(context.partition_key)
-    return key, stage_stack_set(user_files.root_path, key, context.run.run_id)
+    return key, stage_stack_set(user_files.root_path, key, context.run.run_id, context.run.parent_run_id)
 
 
 def _info(outputs: StackOutputs) -> StackInfo:

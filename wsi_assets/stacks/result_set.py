@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -80,14 +81,20 @@ class StackOutputs:
         return SlideIdentity(**json.loads(self.source.read_text()))
 
 
-def stage_stack_set(root: Path, key: SlideKey, run_id: str) -> StackOutputs:
-    """The run's own set folder, made (empty) on first use; the stack's stale sets are swept."""
+def stage_stack_set(root: Path, key: SlideKey, run_id: str, parent_run_id: str | None = None) -> StackOutputs:
+    """The run's own set folder, made on first use: empty, or for a re-execution its parent run's files
+    (hard links: writers only replace files, never change one); the stack's stale sets are swept."""
     home = confine_slide_outputs(root, key)
     sets = result_sets_dir(root, key)
     folder = sets / run_id
     if not folder.is_dir():
         temporary = sets / f".{run_id}.tmp-{uuid.uuid4().hex[:8]}"
-        temporary.mkdir(parents=True)
+        parent = sets / parent_run_id if parent_run_id else None
+        if parent is not None and parent.is_dir() and not parent.is_symlink():
+            refuse_links_leading_out(parent, root, key.user, home)
+            shutil.copytree(parent, temporary, symlinks=True, copy_function=os.link)
+        else:
+            temporary.mkdir(parents=True)
         os.rename(temporary, folder)
         published = published_stack_dir(root, key)
         sweep_stale_sets(sets, keep={folder.name} | ({published.folder.name} if published else set()))
