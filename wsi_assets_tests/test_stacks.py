@@ -179,3 +179,17 @@ def test_out_of_range_slice_is_refused(ome, tmp_path, t, z, c, expected):
     with pytest.raises(StackReadError, match=expected.replace("(", r"\(").replace(")", r"\)")):
         write_slice_png(ome[3], t, z, c, tmp_path / "slice.png")
     assert not (tmp_path / "slice.png").exists()
+
+
+def test_pca_with_many_channels_reads_fewer_planes_at_once(tmp_path, monkeypatch):
+    import wsi_assets.stacks.pca as pca_module
+
+    monkeypatch.setattr(pca_module, "PCA_BLOCK_BYTES", 1)  # one Z plane of all channels at a time
+    rng = np.random.default_rng(2)
+    data = rng.integers(0, 4000, (2, 6, 5, 40, 50)).astype(np.uint16)
+    array = zarr.create_array(str(tmp_path / "a.zarr"), shape=data.shape, chunks=(1, 1, 4, 16, 16), dtype="uint16")
+    array[:] = data
+    voxels = np.moveaxis(data, 1, -1).reshape(-1, 6).astype(np.float64)
+    found = channel_pca(array, 3)
+    np.testing.assert_allclose(found.covariance, np.cov(voxels, rowvar=False), rtol=1e-9)
+    assert found.n_voxels == voxels.shape[0] and found.components.shape == (3, 6)

@@ -16,6 +16,8 @@ import zarr
 from wsi_assets.stacks.blocks import zyx_blocks
 from wsi_assets.stacks.errors import StackReadError
 
+PCA_BLOCK_BYTES = 64 * 2**20
+
 
 @dataclass(frozen=True)
 class ChannelPca:
@@ -43,12 +45,17 @@ def streamed_covariance(level0: zarr.Array) -> tuple[int, np.ndarray, np.ndarray
     t_size, c_size = level0.shape[:2]
     reference = np.asarray(level0[0, :, 0, 0, 0], dtype=np.float64)
     n, sums, products = 0, np.zeros(c_size), np.zeros((c_size, c_size))
+    _, _, _, y_chunk, x_chunk = level0.chunks
+    # All channels of a chunk as float64 grow with C: take fewer Z planes at once when there are many.
+    z_step = max(1, PCA_BLOCK_BYTES // (c_size * y_chunk * x_chunk * 8))
     for t in range(t_size):
         for zs, ys, xs in zyx_blocks(level0):
-            voxels = np.asarray(level0[t, :, zs, ys, xs], dtype=np.float64).reshape(c_size, -1) - reference[:, None]
-            n += voxels.shape[1]
-            sums += voxels.sum(axis=1)
-            products += voxels @ voxels.T
+            for z0 in range(zs.start, zs.stop, z_step):
+                block = level0[t, :, z0 : min(zs.stop, z0 + z_step), ys, xs]
+                voxels = np.asarray(block, dtype=np.float64).reshape(c_size, -1) - reference[:, None]
+                n += voxels.shape[1]
+                sums += voxels.sum(axis=1)
+                products += voxels @ voxels.T
     if n < 2:
         raise StackReadError("a PCA needs at least two voxels")
     shifted_mean = sums / n
