@@ -204,3 +204,23 @@ def test_a_reexecution_starts_from_its_parent_runs_files(tmp_path):
     assert child.metadata.read_text() == "{}"
     assert not parent.folder.exists()  # swept as stale once its files are linked into the child
     assert not any(stage_stack_set(tmp_path, key, "run-c").folder.iterdir())  # a fresh run starts empty
+
+
+def test_submit_checks_a_stack_as_the_sensor_does(tmp_path, small_slide, monkeypatch):
+    from wsi_assets.cli.submit import submit
+    from wsi_assets.core.keys import SlideKey
+    from wsi_assets.uploads.checks import UploadRefused, checked_upload
+    from wsi_assets.uploads.kinds import not_a_stack
+
+    main = tmp_path / "alice" / "inputs" / "main"
+    good = stack_files.ome_stack(main)
+    tiled_multipage(main)
+    shutil.copyfile(small_slide, main / "slide01.svs")
+    monkeypatch.setenv("WSI_USER_FILES", str(tmp_path))
+    assert checked_upload(tmp_path, SlideKey("alice", "main", "cells01"), not_a_stack) == good
+    with pytest.raises(UploadRefused, match="tiled.tif: ambiguous: OpenSlide reads it"):
+        submit("alice/main/tiled", "process_stack")
+    with pytest.raises(UploadRefused, match="slide01.svs: a slide, not a stack: queue process_slide for it"):
+        submit("alice/main/slide01", "process_stack")
+    with pytest.raises(UploadRefused, match="cells01.ome.tif: not a slide OpenSlide can read"):
+        submit("alice/main/cells01", "process_slide")

@@ -57,3 +57,11 @@ def upload_kind(path: Path) -> tuple[str | None, str | None]:
     if "a 2D image" in stack_problem:
         return None, f"{slide_problem}, and {stack_problem}"
     return None, f"{slide_problem}; not a stack either: {stack_problem}"
+
+
+def not_a_stack(path: Path) -> str | None:
+    """Why the upload is not a stack (for `submit --job process_stack`), or None when it is one."""
+    kind, problem = upload_kind(path)
+    if kind == SLIDE:
+        return "a slide, not a stack: queue process_slide for it"
+    return problem
