@@ -7,7 +7,12 @@ from pathlib import Path
 import numpy as np
 import tifffile
 
-from wsi_assets.stacks.synthetic import StackSpec, write_imagej_tiff, write_ome_tiff, write_plain_tiff
+from wsi_assets.stacks.synthetic import (
+    StackSpec,
+    write_imagej_tiff,
+    write_ome_tiff,
+    write_plain_tiff,
+)
 
 # Big enough for two pyramid levels and several Y/X chunks, small enough to hold in numpy.
 SMALL = StackSpec(t=2, c=3, z=5, y=600, x=700, seed=3, channel_names=("DAPI", "GFP", "RFP"))

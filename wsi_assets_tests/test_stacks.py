@@ -79,7 +79,7 @@ def test_bad_stacks_give_one_line(tmp_path, ome, make, expected):
 
 
 def test_ome_zarr_copy_is_valid_ngff_and_equals_the_stack(ome):
-    _, info, data, folder = ome
+    _, _, data, folder = ome
     group = zarr.open_group(str(folder), mode="r")
     assert group.metadata.zarr_format == 3
     meta = group.attrs["ome"]
@@ -167,7 +167,7 @@ def test_pca_n_components_out_of_range(ome):
 
 def test_slice_png_equals_the_plane(ome, tmp_path):
     _, _, data, folder = ome
-    path, plane, how = write_slice_png(folder, 1, 3, 2, tmp_path / "slice.png")
+    path, _, how = write_slice_png(folder, 1, 3, 2, tmp_path / "slice.png")
     read_back = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     assert read_back.dtype == np.uint16 and how == "values unchanged"
     np.testing.assert_array_equal(read_back, data[1, 2, 3])

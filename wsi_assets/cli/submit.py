@@ -15,7 +15,11 @@ import sys
 
 from wsi_assets.core.keys import InvalidSlideKey, SlideKey
 from wsi_assets.core.user_files import default_user_files_root
-from wsi_assets.uploads.checks import UploadRefused, checked_upload, slide_format_problem
+from wsi_assets.uploads.checks import (
+    UploadRefused,
+    checked_upload,
+    slide_format_problem,
+)
 from wsi_assets.uploads.kinds import not_a_stack
 from wsi_assets.uploads.listing import UploadRootUnavailable
 

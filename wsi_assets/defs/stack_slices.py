@@ -1,6 +1,12 @@
 """`stack_slice_png`: one (t, z, c) plane of a published stack as a PNG, on demand (job `stack_slice`)."""
 
-from dagster import AssetExecutionContext, Config, MaterializeResult, MetadataValue, asset
+from dagster import (
+    AssetExecutionContext,
+    Config,
+    MaterializeResult,
+    MetadataValue,
+    asset,
+)
 from pydantic import Field
 
 from wsi_assets.core.images import markdown_image, small_jpeg

@@ -32,11 +32,20 @@ from wsi_assets.stacks.pca import channel_pca as compute_pca
 from wsi_assets.stacks.pca import component_images
 from wsi_assets.stacks.previews import side_by_side
 from wsi_assets.stacks.previews import stack_previews as draw_previews
-from wsi_assets.stacks.result_set import StackOutputs, publish_stack_set, stage_stack_set
+from wsi_assets.stacks.result_set import (
+    StackOutputs,
+    publish_stack_set,
+    stage_stack_set,
+)
 from wsi_assets.stacks.slices import check_indices
 from wsi_assets.stacks.stats import channel_stats as compute_stats
 from wsi_assets.stacks.stats import markdown_table
-from wsi_assets.stacks.tables import write_component_images, write_json, write_png_folder, write_stats_csv
+from wsi_assets.stacks.tables import (
+    write_component_images,
+    write_json,
+    write_png_folder,
+    write_stats_csv,
+)
 from wsi_assets.stacks.upload_file import find_stack_file
 
 STACKS_GROUP = "stacks"

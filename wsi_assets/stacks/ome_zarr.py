@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 import zarr
-
 from zarr.codecs import BloscCodec
 
 from wsi_assets.core.atomic import atomic_output

@@ -10,7 +10,11 @@ from pathlib import Path
 
 import numpy as np
 
-from wsi_assets.stacks.ome_zarr import CHANNEL_COLOURS, open_level, smallest_level_within
+from wsi_assets.stacks.ome_zarr import (
+    CHANNEL_COLOURS,
+    open_level,
+    smallest_level_within,
+)
 
 PREVIEW_MAX_SIDE = 512
 

@@ -21,11 +21,22 @@ from pathlib import Path
 from wsi_assets.core.atomic import write_text_atomic
 from wsi_assets.core.confinement import confined
 from wsi_assets.core.keys import SlideKey
-from wsi_assets.core.user_files import branch_outputs_dir, result_sets_dir, slide_output_dir
-from wsi_assets.results.output_paths import confine_slide_outputs, refuse_links_leading_out
+from wsi_assets.core.user_files import (
+    branch_outputs_dir,
+    result_sets_dir,
+    slide_output_dir,
+)
+from wsi_assets.results.output_paths import (
+    confine_slide_outputs,
+    refuse_links_leading_out,
+)
 from wsi_assets.results.result_sets import switch_published
 from wsi_assets.results.slide_identity import SlideIdentity, ensure_unchanged
-from wsi_assets.results.sweep import sweep_stale_sets, sweep_switch_temporaries, sweep_temporaries
+from wsi_assets.results.sweep import (
+    sweep_stale_sets,
+    sweep_switch_temporaries,
+    sweep_temporaries,
+)
 from wsi_assets.stacks.errors import StackReadError
 
 
