@@ -193,3 +193,13 @@ def test_pca_with_many_channels_reads_fewer_planes_at_once(tmp_path, monkeypatch
     found = channel_pca(array, 3)
     np.testing.assert_allclose(found.covariance, np.cov(voxels, rowvar=False), rtol=1e-9)
     assert found.n_voxels == voxels.shape[0] and found.components.shape == (3, 6)
+
+
+def test_an_ome_tiff_with_several_images_reads_the_first_and_says_how_many(tmp_path):
+    import tifffile
+
+    with tifffile.TiffWriter(tmp_path / "multi.ome.tif", ome=True) as writer:
+        writer.write(np.zeros((3, 32, 32), np.uint16), metadata={"axes": "ZYX"})
+        writer.write(np.ones((2, 16, 16), np.uint16), metadata={"axes": "ZYX"})
+    info = read_stack_info(tmp_path / "multi.ome.tif")
+    assert (info.shape, info.images_in_file, info.axes_source) == ((1, 1, 3, 32, 32), 2, "ome")

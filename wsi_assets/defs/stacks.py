@@ -86,6 +86,8 @@ def stack_metadata(context: AssetExecutionContext, user_files: UserFilesResource
     outputs.save_identity(identity)
     write_json(outputs.metadata, info.to_json())
     context.log.info(f"{key}: TCZYX {info.shape} {info.dtype}, axes from {info.axes_source}")
+    if info.images_in_file > 1:
+        context.log.warning(f"{key}: the file holds {info.images_in_file} images; only the first is read (upload one image per file)")
     guessed = info.axes_source == GUESSED
     if guessed:
         context.log.warning(f"{key}: the file names no axes; its {info.shape[2]} pages were read as Z (Fiji reads such a stack as T)")
@@ -107,6 +109,7 @@ def stack_metadata(context: AssetExecutionContext, user_files: UserFilesResource
             "time_step_s": info.time_step_s if info.time_step_s is not None else "unknown",
             "channel_names": MetadataValue.json(list(info.channel_names)),
             "size_gb": round(info.nbytes / 1e9, 3),
+            "images_in_file": info.images_in_file,
         },
         check_results=[check],
     )

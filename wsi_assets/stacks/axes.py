@@ -38,6 +38,7 @@ class StackInfo:
     time_step_s: float | None = None
     channel_names: tuple[str, ...] = ()
     file_size_bytes: int = 0
+    images_in_file: int = 1  # an OME-TIFF may hold several images (series); only the first is read
 
     @property
     def axes(self) -> str:
@@ -217,4 +218,5 @@ def read_stack_info(path: Path) -> StackInfo:
             time_step_s=step,
             channel_names=names or tuple(f"C{i}" for i in range(sizes["C"])),
             file_size_bytes=file_size,
+            images_in_file=len(tif.series),
         )
