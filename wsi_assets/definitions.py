@@ -3,7 +3,7 @@
 from dagster import Definitions
 
 from wsi_assets.defs.exports import export_assets
-from wsi_assets.defs.jobs import model_jobs, slide_jobs
+from wsi_assets.defs.jobs import model_jobs, slide_jobs, stack_jobs
 from wsi_assets.defs.models import model_assets
 from wsi_assets.defs.quality import slide_checks
 from wsi_assets.defs.resources import SegmentationResource, UserFilesResource
@@ -12,12 +12,14 @@ from wsi_assets.defs.reviews import review_assets, review_jobs, review_sensor
 from wsi_assets.defs.segmentation import segmentation_assets
 from wsi_assets.defs.sensors import upload_sensor
 from wsi_assets.defs.slides import slide_assets
+from wsi_assets.defs.stack_slices import stack_slice_assets
+from wsi_assets.defs.stacks import stack_assets
 from wsi_assets.defs.upload_status import upload_status
 
 defs = Definitions(
-    assets=[*slide_assets, *segmentation_assets, *export_assets, *result_assets, *model_assets, *review_assets, upload_status],
+    assets=[*slide_assets, *segmentation_assets, *export_assets, *result_assets, *model_assets, *review_assets, *stack_assets, *stack_slice_assets, upload_status],
     asset_checks=slide_checks,
-    jobs=[*slide_jobs, *model_jobs, *review_jobs],
+    jobs=[*slide_jobs, *stack_jobs, *model_jobs, *review_jobs],
     sensors=[upload_sensor, review_sensor],
     resources={"user_files": UserFilesResource(), "segmentation": SegmentationResource()},
 )

@@ -29,7 +29,9 @@ def test_jobs_sensor_and_pool_are_defined():
 
     for job in ("process_slide", "tissue_mask_only", "export_cells"):
         assert defs.resolve_job_def(job).partitions_def.name == "slides"
-    assert defs.resolve_sensor_def("upload_sensor").job_name == "process_slide"
+    for job in ("process_stack", "stack_slice"):
+        assert defs.resolve_job_def(job).partitions_def.name == "stacks"
+    assert sorted(job.name for job in defs.resolve_sensor_def("upload_sensor").jobs) == ["process_slide", "process_stack"]
     segmentation = defs.resolve_assets_def("cell_segmentation")
     assert segmentation.op.pool == "gpu"
     assert segmentation.op.tags["wsi/device"] == "gpu"

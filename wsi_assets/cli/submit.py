@@ -1,6 +1,7 @@
-"""Queue a job for one slide from the command line, through the same run queue as the UI.
+"""Queue a job for one slide or stack from the command line, through the same run queue as the UI.
 
     python -m wsi_assets.cli.submit alice/main/slide01 [--job process_slide]
+    python -m wsi_assets.cli.submit alice/main/cells01 --job process_stack
 
 (`dagster asset materialize` would run in this process and bypass the queue.)
 """
@@ -14,10 +15,16 @@ import sys
 
 from wsi_assets.core.keys import InvalidSlideKey, SlideKey
 from wsi_assets.core.user_files import default_user_files_root
-from wsi_assets.uploads.checks import UploadRefused, checked_upload
+from wsi_assets.uploads.checks import (
+    UploadRefused,
+    checked_upload,
+    slide_format_problem,
+)
+from wsi_assets.uploads.kinds import not_a_stack
 from wsi_assets.uploads.listing import UploadRootUnavailable
 
-JOBS = ("process_slide", "tissue_mask_only", "export_cells")
+JOBS = ("process_slide", "tissue_mask_only", "export_cells", "process_stack")
+STACK_JOBS = ("process_stack",)
 
 
 def launch_command(key: SlideKey, job: str) -> list[str]:
@@ -31,16 +38,18 @@ def submit(partition_key: str, job: str = "process_slide") -> None:
 
     key = SlideKey.parse(partition_key)
     # The sensor's own checks, so a file it skipped cannot be queued by hand.
-    checked_upload(default_user_files_root(), key)
+    stack = job in STACK_JOBS
+    checked_upload(default_user_files_root(), key, not_a_stack if stack else slide_format_problem)
+    partitions = "stacks" if stack else "slides"
     with DagsterInstance.get() as instance:
-        if not instance.has_dynamic_partition("slides", key.partition_key):
-            instance.add_dynamic_partitions("slides", [key.partition_key])
+        if not instance.has_dynamic_partition(partitions, key.partition_key):
+            instance.add_dynamic_partitions(partitions, [key.partition_key])
     subprocess.run(launch_command(key, job), check=True)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description="Queue a job for one slide (goes through the run queue).")
-    parser.add_argument("partition_key", help="<user>/<branch>/<slide>")
+    parser = argparse.ArgumentParser(description="Queue a job for one slide or stack (goes through the run queue).")
+    parser.add_argument("partition_key", help="<user>/<branch>/<slide or stack>")
     parser.add_argument("--job", choices=JOBS, default="process_slide")
     args = parser.parse_args()
     try:

@@ -20,6 +20,8 @@ from wsi_assets.defs.models import MODELS_GROUP, nuclei_model_evaluation
 from wsi_assets.defs.results import RESULTS_GROUP
 from wsi_assets.defs.segmentation import SEGMENTATION_GROUP
 from wsi_assets.defs.slides import SLIDES_GROUP
+from wsi_assets.defs.stack_slices import STACK_SLICES_GROUP
+from wsi_assets.defs.stacks import STACKS_GROUP
 
 SLIDE_EXECUTOR = slide_executor()
 
@@ -56,5 +58,20 @@ evaluate_nuclei_model = define_asset_job(
     description="Score a nucleus model (trained, default, classical or a file) on labelled images.",
 )
 
+process_stack = define_asset_job(
+    name="process_stack",
+    selection=AssetSelection.groups(STACKS_GROUP),
+    executor_def=SLIDE_EXECUTOR,  # the engine slides use (in process unless WSI_EXECUTOR says otherwise)
+    description="Everything for one stack: metadata, OME-Zarr copy, channel statistics, PCA, previews, published together.",
+)
+
+stack_slice = define_asset_job(
+    name="stack_slice",
+    selection=AssetSelection.groups(STACK_SLICES_GROUP),
+    executor_def=SLIDE_EXECUTOR,  # the engine slides use (in process unless WSI_EXECUTOR says otherwise)
+    description="One (t, z, c) plane of a processed stack as PNG: set t, z and c in the run config.",
+)
+
+stack_jobs = [process_stack, stack_slice]
 slide_jobs = [process_slide, tissue_mask_only, export_cells]
 model_jobs = [train_nuclei_model, evaluate_nuclei_model]

@@ -1,4 +1,4 @@
-"""The `slides` partitions: one dynamic partition per uploaded slide, keyed <user>/<branch>/<stem>."""
+"""The `slides` and `stacks` partitions: one dynamic partition per uploaded slide or stack, keyed <user>/<branch>/<stem>."""
 
 from dagster import DynamicPartitionsDefinition
 
@@ -6,3 +6,5 @@ slides_partitions = DynamicPartitionsDefinition(name="slides")
 
 # One partition per branch that has slide labels (<user>/reviews/<branch>/slides.csv), keyed <user>/<branch>.
 branches_partitions = DynamicPartitionsDefinition(name="branches")
+# Stacks (TCZYX microscopy uploads) share the key scheme, so they queue in their branch with its slides.
+stacks_partitions = DynamicPartitionsDefinition(name="stacks")

@@ -1,4 +1,4 @@
-"""upload_sensor: turns stable uploads into `slides` partitions and process_slide runs, and keeps upload_status current."""
+"""upload_sensor: turns stable uploads into `slides` / `stacks` partitions and process_slide / process_stack runs, and keeps upload_status current."""
 
 from dagster import (
     DefaultSensorStatus,
@@ -9,14 +9,15 @@ from dagster import (
     sensor,
 )
 
-from wsi_assets.defs.jobs import process_slide
-from wsi_assets.defs.partitions import slides_partitions
+from wsi_assets.defs.jobs import process_slide, process_stack
+from wsi_assets.defs.partitions import slides_partitions, stacks_partitions
 from wsi_assets.defs.resources import UserFilesResource
 from wsi_assets.defs.upload_status import (
     previous_status,
     status_materialization,
     users_partitions,
 )
+from wsi_assets.uploads.kinds import STACK
 from wsi_assets.uploads.scan import ScanCursor, ScanResult, scan_uploads
 from wsi_assets.uploads.status import digest, draft_statuses, settle, write_status_file
 
@@ -56,10 +57,10 @@ def _status_events(context: SensorEvaluationContext, root, result: ScanResult, b
 
 
 @sensor(
-    job=process_slide,
+    jobs=[process_slide, process_stack],
     minimum_interval_seconds=10,
     default_status=DefaultSensorStatus.RUNNING,
-    description="Watches user_files/<user>/inputs/<branch>/ and processes each new or changed slide once it stops changing.",
+    description="Watches user_files/<user>/inputs/<branch>/ and processes each new or changed slide or stack once it stops changing.",
 )
 def upload_sensor(context: SensorEvaluationContext, user_files: UserFilesResource) -> SensorResult:
     # A missing or unreadable root raises UploadRootUnavailable: the tick fails, shown in red, until it is fixed.
@@ -71,15 +72,18 @@ def upload_sensor(context: SensorEvaluationContext, user_files: UserFilesResourc
     for rel, why in result.waiting:
         context.log.info(f"waiting {rel}: {why}")
     status_events, new_users = _status_events(context, root, result, before)
-    new_keys = sorted({r.key.partition_key for r in result.requests})
-    new_keys = [k for k in new_keys if not context.instance.has_dynamic_partition(slides_partitions.name, k)]
-    run_requests = [
-        RunRequest(run_key=r.run_key, partition_key=r.key.partition_key, tags={"wsi/upload": str(r.path.name)})
-        for r in result.requests
-    ]
-    for request in result.requests:
-        context.log.info(f"requesting process_slide for {request.key} ({request.relpath})")
-    partition_requests = [slides_partitions.build_add_request(new_keys)] if new_keys else []
+    run_requests, partition_requests = [], []
+    for partitions, job in ((slides_partitions, process_slide), (stacks_partitions, process_stack)):
+        requests = [r for r in result.requests if (r.kind == STACK) == (job is process_stack)]
+        new_keys = sorted({r.key.partition_key for r in requests})
+        new_keys = [k for k in new_keys if not context.instance.has_dynamic_partition(partitions.name, k)]
+        if new_keys:
+            partition_requests.append(partitions.build_add_request(new_keys))
+        for r in requests:
+            context.log.info(f"requesting {job.name} for {r.key} ({r.relpath})")
+            run_requests.append(
+                RunRequest(run_key=r.run_key, job_name=job.name, partition_key=r.key.partition_key, tags={"wsi/upload": str(r.path.name)})
+            )
     if new_users:
         partition_requests.append(users_partitions.build_add_request(new_users))
     return SensorResult(

@@ -125,7 +125,7 @@ def publish_run_set(root: Path, key: SlideKey, run_id: str, export_files: tuple[
     stage = whole_stage(outputs, export_files, key.partition_key)
     if slide_file is not None:
         ensure_unchanged(load_identity(outputs), slide_file, root)
-    _switch(root, key, folder.name)
+    switch_published(root, key, folder.name)
     swept = sweep_stale_sets(sets, keep={folder.name})
     swept += sweep_switch_temporaries(branch_outputs_dir(root, key.user, key.branch), key.stem)
     files = sum(len(names) for _, _, names in os.walk(folder))
@@ -184,7 +184,8 @@ def _link_tree(source: Path, target: Path) -> None:
                 shutil.copy2(entry, destination)
 
 
-def _switch(root: Path, key: SlideKey, set_name: str) -> None:
+def switch_published(root: Path, key: SlideKey, set_name: str) -> None:
+    """Point <user>/outputs/<branch>/<name> at the set `set_name` with one rename (slides and stacks alike)."""
     published = slide_output_dir(root, key)
     link = published.with_name(f".{published.name}.tmp-{uuid.uuid4().hex[:8]}")
     os.symlink(os.path.join(RESULT_SETS_FOLDER, key.stem, set_name), link)

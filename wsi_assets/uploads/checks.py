@@ -79,8 +79,11 @@ def slide_format_problem(path: Path) -> str | None:
     return None
 
 
-def checked_upload(root: Path, key: SlideKey) -> Path:
-    """The upload behind `key` after every check the sensor makes; UploadRefused (one line) otherwise."""
+def checked_upload(root: Path, key: SlideKey, format_problem=slide_format_problem) -> Path:
+    """The upload behind `key` after every check the sensor makes; UploadRefused (one line) otherwise.
+
+    `format_problem(path)` says why the file is not of the kind the job needs (by default: a slide).
+    """
     entries = list_user_uploads(root, key.user)
     siblings = siblings_of(entries)
     matching = [e for e in entries if e.user == key.user and e.branch == key.branch and e.stem == key.stem]
@@ -93,7 +96,7 @@ def checked_upload(root: Path, key: SlideKey) -> Path:
         raise FileNotFoundError(
             f"no uploaded slide for {key}: expected {key.user}/inputs/{key.branch}/{key.stem}.<svs|tif|ndpi|...>"
         )
-    problem = slide_format_problem(good[0].path)
+    problem = format_problem(good[0].path)
     if problem:
         raise UploadRefused(f"{good[0].relpath}: {problem}")
     return good[0].path

@@ -41,11 +41,19 @@ class UploadFile:
 
     @property
     def stem(self) -> str:
-        return self.path.stem
+        return upload_stem(self.path.name)
 
     @property
     def signature(self) -> list[int]:
         return [self.size, self.mtime_ns]
+
+
+def upload_stem(name: str) -> str:
+    """The name a partition key uses: the file name without its extension, and without `.ome` for an OME-TIFF."""
+    stem = Path(name).stem
+    if Path(name).suffix.lower() in (".tif", ".tiff") and stem.lower().endswith(".ome"):
+        return stem[: -len(".ome")]
+    return stem
 
 
 def shown_name(name: str) -> str:

@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from wsi_assets.core.keys import SlideKey
-from wsi_assets.uploads.checks import settings_role, siblings_of, slide_format_problem, upload_problem
+from wsi_assets.uploads.checks import settings_role, siblings_of, upload_problem
+from wsi_assets.uploads.kinds import SLIDE, upload_kind
 from wsi_assets.uploads.listing import UploadFile, list_uploads
 
 CURSOR_VERSION = 2
@@ -34,6 +35,7 @@ class SlideRequest:
     size: int
     mtime_ns: int
     relpath: str = ""
+    kind: str = SLIDE  # or STACK (wsi_assets.uploads.kinds): which partition set and job
 
     @property
     def run_key(self) -> str:
@@ -126,12 +128,12 @@ def scan_entries(entries: list[UploadFile], cursor: ScanCursor, max_files_per_ti
             why = "new file" if upload.relpath not in cursor.pending else "still being written (size or time changed)"
             result.waiting.append((upload.relpath, f"{why}; processed once unchanged at the next look"))
             continue
-        problem = slide_format_problem(upload.path)
+        kind, problem = upload_kind(upload.path)
         if problem is not None:
             result.skipped.append((upload.relpath, problem))
         else:
             key = SlideKey(upload.user, upload.branch, upload.stem)
-            result.requests.append(SlideRequest(key, upload.path, upload.size, upload.mtime_ns, upload.relpath))
+            result.requests.append(SlideRequest(key, upload.path, upload.size, upload.mtime_ns, upload.relpath, kind))
         done[upload.relpath] = upload.signature
 
     listed = [e for e in entries if e.stamp_ns >= 0]

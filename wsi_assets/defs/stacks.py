@@ -1,0 +1,244 @@
+"""Per-stack assets (partitions of `stacks`): metadata, the OME-Zarr copy, channel statistics, PCA and previews.
+
+Each asset writes into its run's own result set; `stack_results` publishes the set at
+<user>/outputs/<branch>/<stack>/ once every step succeeded. Every asset after `stack_zarr`
+reads the OME-Zarr copy, a chunk at a time.
+"""
+
+import json
+from pathlib import Path
+
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetCheckSpec,
+    AssetExecutionContext,
+    Config,
+    MaterializeResult,
+    MetadataValue,
+    asset,
+)
+from pydantic import Field
+
+from wsi_assets.core.images import markdown_image, small_jpeg
+from wsi_assets.core.keys import SlideKey
+from wsi_assets.defs.errors import fails_clearly
+from wsi_assets.defs.partitions import stacks_partitions
+from wsi_assets.defs.resources import UserFilesResource
+from wsi_assets.results.slide_identity import ensure_unchanged, slide_identity
+from wsi_assets.stacks.axes import GUESSED, StackInfo, read_stack_info
+from wsi_assets.stacks.ome_zarr import open_level, smallest_level_within, write_ome_zarr
+from wsi_assets.stacks.pca import channel_pca as compute_pca
+from wsi_assets.stacks.pca import component_images
+from wsi_assets.stacks.previews import side_by_side
+from wsi_assets.stacks.previews import stack_previews as draw_previews
+from wsi_assets.stacks.result_set import (
+    StackOutputs,
+    publish_stack_set,
+    stage_stack_set,
+)
+from wsi_assets.stacks.slices import check_indices
+from wsi_assets.stacks.stats import channel_stats as compute_stats
+from wsi_assets.stacks.stats import markdown_table
+from wsi_assets.stacks.tables import (
+    write_component_images,
+    write_json,
+    write_png_folder,
+    write_stats_csv,
+)
+from wsi_assets.stacks.upload_file import find_stack_file
+
+STACKS_GROUP = "stacks"
+PCA_IMAGE_MAX_SIDE = 1024
+AXES_CHECK = "stack_axes_named"
+
+
+def _key_and_set(context: AssetExecutionContext, user_files: UserFilesResource) -> tuple[SlideKey, StackOutputs]:
+    key = SlideKey.parse(context.partition_key)
+    return key, stage_stack_set(user_files.root_path, key, context.run.run_id, context.run.parent_run_id)
+
+
+def _info(outputs: StackOutputs) -> StackInfo:
+    if not outputs.metadata.exists():
+        raise FileNotFoundError(f"{outputs.folder.name}: this run has no stack_metadata; launch process_stack (the whole job)")
+    return StackInfo.from_json(json.loads(outputs.metadata.read_text()))
+
+
+def _zarr(outputs: StackOutputs) -> Path:
+    if not outputs.zarr.is_dir():
+        raise FileNotFoundError("this run has no OME-Zarr copy of the stack; launch process_stack (the whole job)")
+    return outputs.zarr
+
+
+@asset(
+    partitions_def=stacks_partitions,
+    group_name=STACKS_GROUP,
+    kinds={"tiff"},
+    check_specs=[AssetCheckSpec(AXES_CHECK, asset="stack_metadata", description="The stack's T, C and Z axes were named by the file (OME or ImageJ), not guessed.")],
+    description="What the stack is: TCZYX shape, dtype, µm per voxel, time step, channel names, and where the axes came from (OME, ImageJ or guessed).",
+)
+@fails_clearly
+def stack_metadata(context: AssetExecutionContext, user_files: UserFilesResource) -> MaterializeResult:
+    key, outputs = _key_and_set(context, user_files)
+    path = find_stack_file(user_files.root_path, key)
+    identity = slide_identity(path)
+    info = read_stack_info(path)
+    outputs.save_identity(identity)
+    write_json(outputs.metadata, info.to_json())
+    context.log.info(f"{key}: TCZYX {info.shape} {info.dtype}, axes from {info.axes_source}")
+    if info.images_in_file > 1:
+        context.log.warning(f"{key}: the file holds {info.images_in_file} images; only the first is read (upload one image per file)")
+    guessed = info.axes_source == GUESSED
+    if guessed:
+        context.log.warning(f"{key}: the file names no axes; its {info.shape[2]} pages were read as Z (Fiji reads such a stack as T)")
+    check = AssetCheckResult(
+        check_name=AXES_CHECK,
+        passed=not guessed,
+        severity=AssetCheckSeverity.WARN,
+        metadata={"axes_source": info.axes_source, "result": "guessed: pages read as Z; save as OME-TIFF or ImageJ hyperstack to name T and Z" if guessed else f"named by {info.axes_source}"},
+    )
+    return MaterializeResult(
+        metadata={
+            "stack_file": MetadataValue.path(str(path)),
+            "axes": info.axes,
+            "shape": MetadataValue.json(dict(zip(info.axes, info.shape))),
+            "dtype": info.dtype,
+            "axes_source": info.axes_source,
+            "file_axes": info.file_axes,
+            "physical_size_um": MetadataValue.json(info.physical_size_um),
+            "time_step_s": info.time_step_s if info.time_step_s is not None else "unknown",
+            "channel_names": MetadataValue.json(list(info.channel_names)),
+            "size_gb": round(info.nbytes / 1e9, 3),
+            "images_in_file": info.images_in_file,
+        },
+        check_results=[check],
+    )
+
+
+@asset(
+    partitions_def=stacks_partitions,
+    group_name=STACKS_GROUP,
+    deps=[stack_metadata],
+    kinds={"zarr"},
+    description="The stack as OME-Zarr (NGFF 0.5, Zarr v3), chunks (1, 1, ≤16, 512, 512), with a Y/X pyramid: opens lazily in napari, dask and zarr.",
+)
+@fails_clearly
+def stack_zarr(context: AssetExecutionContext, user_files: UserFilesResource) -> MaterializeResult:
+    key, outputs = _key_and_set(context, user_files)
+    info = _info(outputs)
+    path = Path(info.path)
+    written = write_ome_zarr(path, info, outputs.zarr)
+    ensure_unchanged(outputs.load_identity(), path, user_files.root_path)
+    context.log.info(f"{key}: OME-Zarr with {written.levels} levels, {written.bytes_on_disk / 1e6:.1f} MB")
+    return MaterializeResult(
+        metadata={
+            "levels": written.levels,
+            "level_shapes": MetadataValue.json(written.level_shapes),
+            "chunks": MetadataValue.json(written.chunks),
+            "size_mb": round(written.bytes_on_disk / 1e6, 2),
+            "path_in_result_set": outputs.zarr.name,
+        }
+    )
+
+
+@asset(
+    partitions_def=stacks_partitions,
+    group_name=STACKS_GROUP,
+    deps=[stack_zarr],
+    kinds={"numpy", "csv"},
+    description="Per channel, and per channel and time point: count, mean, std, min, max and percentiles, exact for 8- and 16-bit stacks, in one streaming pass.",
+)
+@fails_clearly
+def channel_stats(context: AssetExecutionContext, user_files: UserFilesResource) -> MaterializeResult:
+    key, outputs = _key_and_set(context, user_files)
+    info, folder = _info(outputs), _zarr(outputs)
+    stats = compute_stats(open_level(folder, 0), info.channel_names, open_level(folder, smallest_level_within(folder, 256)))
+    write_json(outputs.stats_json, stats)
+    write_stats_csv(outputs.stats_csv, stats["rows"])
+    context.log.info(f"{key}: statistics of {info.shape[1]} channels over {info.shape[0]} time points")
+    return MaterializeResult(metadata={"table": MetadataValue.md(markdown_table(stats)), "percentiles_exact": stats["percentiles_exact"]})
+
+
+class ChannelPcaConfig(Config):
+    n_components: int | None = Field(default=None, description="Components kept; empty means one per channel")
+    t: int = Field(default=0, description="Time point of the slice whose component images are drawn")
+    z: int | None = Field(default=None, description="Z plane of that slice; empty means the middle plane")
+
+
+@asset(
+    partitions_def=stacks_partitions,
+    group_name=STACKS_GROUP,
+    deps=[stack_zarr],
+    kinds={"numpy"},
+    description="PCA over channels (voxels as samples) from a streamed covariance: explained variance per component and component images of one slice.",
+)
+@fails_clearly
+def channel_pca(context: AssetExecutionContext, config: ChannelPcaConfig, user_files: UserFilesResource) -> MaterializeResult:
+    key, outputs = _key_and_set(context, user_files)
+    info, folder = _info(outputs), _zarr(outputs)
+    if info.shape[1] < 2:
+        reason = "one channel: no PCA over channels (needs at least two)"
+        write_json(outputs.pca_json, {"skipped": reason})
+        context.log.warning(f"{key}: {reason}")
+        return MaterializeResult(metadata={"skipped": reason})
+    z = info.shape[2] // 2 if config.z is None else config.z
+    check_indices(info.shape, config.t, z, 0)
+    pca = compute_pca(open_level(folder, 0), config.n_components)
+    level = open_level(folder, smallest_level_within(folder, PCA_IMAGE_MAX_SIDE))
+    images = component_images(pca, level[config.t, :, z])
+    write_component_images(outputs.pca_images, images)
+    write_json(outputs.pca_json, {**pca.to_json(info.channel_names), "slice": {"t": config.t, "z": z, "shape_yx": list(images.shape[1:])}})
+    ratios = ", ".join(f"PC{i + 1} {r:.2%}" for i, r in enumerate(pca.explained_variance_ratio))
+    context.log.info(f"{key}: explained variance {ratios}")
+    jpeg = small_jpeg(side_by_side(images), 768)
+    return MaterializeResult(
+        metadata={
+            "explained_variance": MetadataValue.json(pca.explained_variance.tolist()),
+            "explained_variance_ratio": MetadataValue.json(pca.explained_variance_ratio.tolist()),
+            "components": MetadataValue.json(pca.components.tolist()),
+            "n_voxels": pca.n_voxels,
+            "component_images": MetadataValue.md(markdown_image(jpeg, f"PC1..PC{len(images)} at t={config.t}, z={z}")),
+        }
+    )
+
+
+@asset(
+    partitions_def=stacks_partitions,
+    group_name=STACKS_GROUP,
+    deps=[stack_zarr],
+    kinds={"image"},
+    description="Previews at t=0: each channel's middle Z plane and maximum-intensity projection, and a colour composite.",
+)
+@fails_clearly
+def stack_previews(context: AssetExecutionContext, user_files: UserFilesResource) -> MaterializeResult:
+    key, outputs = _key_and_set(context, user_files)
+    info, folder = _info(outputs), _zarr(outputs)
+    previews = draw_previews(folder, info.channel_names)
+    write_png_folder(outputs.previews, previews)
+    composite = previews["composite MIP"]
+    context.log.info(f"{key}: {len(previews)} previews")
+    return MaterializeResult(
+        metadata={
+            "composite": MetadataValue.md(markdown_image(small_jpeg(composite, 384), "composite MIP")),
+            "previews": MetadataValue.json(sorted(previews)),
+        }
+    )
+
+
+@asset(
+    partitions_def=stacks_partitions,
+    group_name=STACKS_GROUP,
+    deps=[stack_metadata, stack_zarr, channel_stats, channel_pca, stack_previews],
+    kinds={"folder"},
+    description="The stack's published results (<user>/outputs/<branch>/<stack>/): switched to this run's whole set in one step.",
+)
+@fails_clearly
+def stack_results(context: AssetExecutionContext, user_files: UserFilesResource) -> MaterializeResult:
+    key = SlideKey.parse(context.partition_key)
+    root = user_files.root_path
+    published, files = publish_stack_set(root, key, context.run.run_id, find_stack_file(root, key))
+    context.log.info(f"{key}: published {files} files at {published}")
+    return MaterializeResult(metadata={"folder": MetadataValue.path(str(published)), "files": files, "result_set": context.run.run_id})
+
+
+stack_assets = [stack_metadata, stack_zarr, channel_stats, channel_pca, stack_previews, stack_results]
