@@ -6,7 +6,7 @@
     cell_expansion_um: 0          µm to grow each nucleus outline into a cell (0-20)
     model: learned                segmenter name or model file name
     classifier: default           cell classes: "default" (shipped classifier), "rule", or a classifier file in the branch folder
-    lymphocyte_rule: {max_area_um2: 45, min_circularity: 0.8, min_hematoxylin_od: 0.35}
+    lymphocyte_rule: {max_area_um2: 20, min_circularity: 0.8, min_hematoxylin_od: 0.1}
 
 Every problem is one line naming the file and the key. An unknown key is an error, not ignored:
 a typo ('exprots') would otherwise silently leave the defaults in force.
