@@ -144,4 +144,32 @@ def test_classifier_on_held_out_consep_tiles_beats_chance():
     held = np.isin(nuclei.tiles, HELD_OUT_CONSEP_TILES)
     predicted = load_classifier().predict({name: nuclei.features[held, i] for i, name in enumerate(FEATURE_COLUMNS)})
     scores = per_class_f1(nuclei.classes[held], predicted)
-    assert scores["inflammatory"] > 0.5 and scores["epithelial"] > 0.55 and scores["spindle"] > 0.4, scores
+    # Always answering the commonest class (epithelial) scores a macro F1 of 0.21 over these three.
+    main = [scores[name] for name in ("inflammatory", "epithelial", "spindle")]
+    assert min(main) > 0.4 and sum(main) / 3 > 0.5, scores
+
+
+def test_cell_classifier_asset_retrains_from_a_typed_folder(tmp_path, monkeypatch):
+    """The `cell_classifier` asset on the shared CoNSeP folder (annotated outlines, a small forest): a loadable file and its card."""
+    folder = SHARED_DATA / "nuclei_train" / "consep_train"
+    if not folder.exists():
+        pytest.skip(f"{folder} is not here (../shared is absent on a fresh clone)")
+    from dagster import materialize
+
+    from wsi_assets.defs.cell_classifier import cell_classifier
+
+    out = tmp_path / "retrained.npz"
+    config = {"data_folder": str(folder), "output_path": str(out), "outlines": "annotated", "trees": 5}
+    result = materialize([cell_classifier], run_config={"ops": {"cell_classifier": {"config": config}}})
+    assert result.success
+    retrained = load_classifier(out)
+    assert retrained.classes == CLASS_NAMES and retrained.roots.size == 5
+    card = json.loads(out.with_suffix(".model_card.json").read_text())
+    assert card["data"]["outlines"] == "annotated" and card["validation"]["per_class_f1"]["epithelial"] > 0.4
+    # A folder without types.csv: one line saying what it needs.
+    empty = tmp_path / "untyped"
+    empty.mkdir()
+    from wsi_assets.training.cell_classifier_training import train_cell_classifier
+
+    with pytest.raises(FileNotFoundError, match="untyped has no types.csv"):
+        train_cell_classifier(empty, tmp_path / "x.npz", outlines="annotated")

@@ -14,6 +14,7 @@ class CellClassifierConfig(Config):
     data_folder: str = Field(default="", description="Folder with images/, labels/ and types.csv (CoNSeP's layout); empty = nuclei_train/consep_train of the shared data")
     output_path: str = Field(default="cell_classifier.npz", description="Where the classifier and its model card go; a relative path is under $WSI_MODEL_DIR (default $DAGSTER_HOME/models)")
     held_out_tiles: list[str] = Field(default_factory=list, description="Whole tiles scored and never trained on; empty = the project's held-out CoNSeP tiles")
+    outlines: str = Field(default="learned", description='Whose outlines are measured: a segmenter ("learned", "classical") paired to the annotated types, or "annotated"')
     trees: int = Field(default=60, description="Trees in the forest (the shipped one has 60: about 0.9 MB)")
     seed: int = 0
 
@@ -31,7 +32,7 @@ def cell_classifier(context: AssetExecutionContext, config: CellClassifierConfig
     out.parent.mkdir(parents=True, exist_ok=True)
     held_out = tuple(config.held_out_tiles) or HELD_OUT_CONSEP_TILES
     context.log.info(f"training the cell classifier from {folder}, holding out {', '.join(held_out)}")
-    card = train_cell_classifier(folder, out, held_out, trees=config.trees, seed=config.seed)
+    card = train_cell_classifier(folder, out, held_out, trees=config.trees, seed=config.seed, outlines=config.outlines)
     scores = card["validation"]["per_class_f1"]
     context.log.info(f"held-out per-class F1: {scores}")
     return MaterializeResult(
