@@ -127,6 +127,9 @@ def test_segment_and_classify_public_api():
     assert set(classes.values()) <= set(CLASS_NAMES)
     again_labels, again = wsi_assets.segment_and_classify(rgb, 0.5)
     assert again == classes and np.array_equal(again_labels, labels)
+    # Glass alone: no nuclei, no classes, no error.
+    blank_labels, blank_classes = wsi_assets.segment_and_classify(np.full((200, 300, 3), 240, np.uint8), 0.5)
+    assert blank_labels.max() == 0 and blank_classes == {}
     with pytest.raises(ValueError, match="rgb must be an"):
         wsi_assets.segment_and_classify(rgb[..., 0], 0.5)
     with pytest.raises(ValueError, match="mpp must be a positive number"):

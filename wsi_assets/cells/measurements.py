@@ -141,4 +141,6 @@ def measure_labels(labels: np.ndarray, rgb: np.ndarray, um_per_px: float, stains
 
     measurer = NucleusMeasurer(um_per_px, stains)
     table = nuclei_from_labels(labels, measure=lambda ids, outlines: measurer(labels, rgb, ids, outlines), with_ids=True)
+    if not len(table):
+        return np.zeros(0, np.int64), {name: np.zeros(0, np.float32) for name in MEASUREMENT_COLUMNS}, np.zeros(0)
     return table.columns.pop("label_id").astype(np.int64), table.columns, table.area_pixels * um_per_px * um_per_px
