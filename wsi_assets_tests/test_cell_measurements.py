@@ -108,3 +108,20 @@ def test_no_nuclei_and_mismatched_colour_sizes():
     big = np.repeat(np.repeat(rgb, 2, axis=0), 2, axis=1)
     _, m, _ = measure_labels(labels, big, UM_PER_PX)
     assert m["nucleus_hematoxylin_od_mean"][0] == pytest.approx(0.8, abs=0.03)
+
+
+def test_measuring_some_labels_of_a_tile_matches_measuring_each_alone():
+    """A tile's owned nuclei are a subset of its labels: each one's figures are its own, not a neighbour's."""
+    from wsi_assets.cells.table import nuclei_from_labels
+
+    labels, rgb = _shapes()
+    rgb[labels == 1] = _stained(0.2, 0.1)
+    rgb[labels == 2] = _stained(0.9, 0.3)
+    rgb[labels == 3] = _stained(0.5, 0.0)
+    measurer = NucleusMeasurer(UM_PER_PX)
+    every = nuclei_from_labels(labels, measure=lambda ids, outlines: measurer(labels, rgb, ids, outlines))
+    some = nuclei_from_labels(labels, keep=lambda ids, x, y: ids != 2, measure=lambda ids, outlines: measurer(labels, rgb, ids, outlines))
+    assert len(some) == 2
+    for name in MEASUREMENT_COLUMNS:
+        assert np.allclose(some.columns[name], every.columns[name][[0, 2]], equal_nan=True), name
+    assert some.columns["nucleus_hematoxylin_od_max"][1] == pytest.approx(0.5, abs=0.02)
