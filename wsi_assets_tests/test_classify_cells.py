@@ -67,6 +67,19 @@ def test_every_export_carries_measurements_and_classes(typed_slide):
     assert first["classification"]["name"] == stored["class"].iloc[0]
     assert tuple(first["classification"]["color"]) == CLASS_COLOURS[stored["class"].iloc[0]]
 
+    import zarr
+
+    store = zarr.storage.ZipStore(str(folder / "cells.zarr.zip"), mode="r")
+    try:
+        root = zarr.open_group(store=store, mode="r")
+        codes = root["class_codes"][:]
+        names = np.asarray(root["class_codes"].attrs["class_names"])[codes]
+        assert names.tolist() == stored["class"].tolist()
+        assert np.allclose(root["measurements"]["nucleus_solidity"][:], stored["nucleus_solidity"], equal_nan=True)
+        assert root["measurements"].attrs["qupath_names"]["nucleus_solidity"] == "Nucleus: Solidity"
+    finally:
+        store.close()
+
     figures = json.loads((folder / "segmentation" / "classes.json").read_text())
     summary = json.loads((folder / "summary.json").read_text())
     assert figures["class_counts"] == stored["class"].value_counts().reindex(CLASS_NAMES, fill_value=0).to_dict()
