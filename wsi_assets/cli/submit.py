@@ -17,7 +17,7 @@ from wsi_assets.core.user_files import default_user_files_root
 from wsi_assets.uploads.checks import UploadRefused, checked_upload
 from wsi_assets.uploads.listing import UploadRootUnavailable
 
-JOBS = ("process_slide", "tissue_mask_only", "export_cells")
+JOBS = ("process_slide", "tissue_mask_only", "export_cells", "classify_cells")
 
 
 def launch_command(key: SlideKey, job: str) -> list[str]:
