@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from wsi_assets.cells.image_classes import segment_and_classify
     from wsi_assets.segmentation.image import segment_image
 
-__all__ = ["segment_image"]
+__all__ = ["segment_image", "segment_and_classify"]
 
 
 def __getattr__(name: str) -> Any:
@@ -17,4 +18,8 @@ def __getattr__(name: str) -> Any:
         from wsi_assets.segmentation.image import segment_image
 
         return segment_image
+    if name == "segment_and_classify":
+        from wsi_assets.cells.image_classes import segment_and_classify
+
+        return segment_and_classify
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

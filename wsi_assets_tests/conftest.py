@@ -29,8 +29,9 @@ PIPELINE_TILE_CORE_PX = 512  # small tiles: many borders to get wrong
 _ACTIVE_FIXTURE_ENV: list[dict[str, str]] = []  # one dict per active fixture_env, outermost first
 _ENV_BASELINE: dict[str, str] | None = None
 # Not settings a test chose: pytest sets and removes its own around each phase, and torch pins its
-# compile-cache folder in os.environ the first time it needs it, for the rest of the process.
-_ENV_IGNORED = {"PYTEST_CURRENT_TEST", "TORCHINDUCTOR_CACHE_DIR"}
+# compile-cache folder in os.environ the first time it needs it, for the rest of the process;
+# scikit-learn sets its OpenMP switches when first imported (training the cell classifier).
+_ENV_IGNORED = {"PYTEST_CURRENT_TEST", "TORCHINDUCTOR_CACHE_DIR", "KMP_DUPLICATE_LIB_OK", "KMP_INIT_AT_FORK"}
 
 
 @contextmanager

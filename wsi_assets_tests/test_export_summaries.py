@@ -24,9 +24,16 @@ def _rows(path) -> list[list]:
     return [list(row) for row in sheet.iter_rows(values_only=True)]
 
 
-def _expected_row(summary: dict) -> list:
+def _expected_row(summary: dict, classes: list[str]) -> list:
     return [summary["slide"], summary["nuclei"], summary["nuclei_per_mm2"], summary["tissue_area_mm2"], summary["mpp"],
-            summary["mpp_inferred"], summary["model"], summary["model_version"], summary["run_id"]]
+            summary["mpp_inferred"], summary["model"], summary["model_version"], summary["run_id"],
+            *(summary["class_counts"].get(name, 0) for name in classes)]
+
+
+def _expected(*summaries: dict) -> list[list]:
+    """The header (a column per class any slide has, process_slide classifies every nucleus) and one row per slide."""
+    classes = sorted({name for summary in summaries for name in summary["class_counts"]})
+    return [HEADER + [f"{name} nuclei" for name in classes], *(_expected_row(summary, classes) for summary in summaries)]
 
 
 def test_workbook_has_one_row_per_slide_and_is_rewritten_when_a_slide_finishes(small_slide, user_files_root, dagster_instance):
@@ -34,12 +41,12 @@ def test_workbook_has_one_row_per_slide_and_is_rewritten_when_a_slide_finishes(s
     _, first = run_process_slide(dagster_instance, user_files_root, "dave", "cohort", small_slide, "s1")
     assert first.success
     one = json.loads((branch / "s1" / "summary.json").read_text())
-    assert _rows(branch / "summary.xlsx") == [HEADER, _expected_row(one)]
+    assert _rows(branch / "summary.xlsx") == _expected(one)
 
     _, second = run_process_slide(dagster_instance, user_files_root, "dave", "cohort", small_slide, "s2")
     assert second.success
     two = json.loads((branch / "s2" / "summary.json").read_text())
-    assert _rows(branch / "summary.xlsx") == [HEADER, _expected_row(one), _expected_row(two)]
+    assert _rows(branch / "summary.xlsx") == _expected(one, two)
     assert one["run_id"] == first.run_id and two["run_id"] == second.run_id
     assert not [p for p in branch.iterdir() if p.name.startswith(".summary.xlsx")], "temporary workbook left behind"
 
@@ -75,4 +82,8 @@ def test_class_counts_reach_summary_and_workbook(tmp_path):
     table = _rows(path)
     assert rows == 1 and len(table) == 2
     assert table[0][-3:] == ["epithelial nuclei", "inflammatory nuclei", "spindle nuclei"]
-    assert table[1] == _expected_row(summary) + [5, 3, 1]
+    assert table[1] == _expected_row(summary, ["epithelial", "inflammatory", "spindle"])
+    assert table[1][-3:] == [5, 3, 1]
+    # Densities per mm² of tissue (0.5 mm²) beside the counts; lymphocytes are the inflammatory class.
+    assert summary["class_densities_per_mm2"] == {"epithelial": 10.0, "inflammatory": 6.0, "spindle": 2.0}
+    assert summary["lymphocytes_per_mm2"] == 6.0

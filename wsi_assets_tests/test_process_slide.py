@@ -49,12 +49,13 @@ def test_run_succeeds_with_all_assets_and_checks(processed_synthetic):
     materialized = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
     exports = {export.asset_name for export in EXPORT_FORMATS}
     assert {"cells_csv", "cells_zarr"} <= exports
-    assert materialized == {"slide_metadata", "tissue_mask", "cell_segmentation", *exports, "slide_results"}
+    assert materialized == {"slide_metadata", "tissue_mask", "cell_segmentation", "cell_classification", *exports, "slide_results"}
     checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
     assert checks == {
         "nuclei_found_in_tissue": True,
         "nuclei_density_plausible": True,
         "no_duplicate_nuclei_at_tile_borders": True,
+        "class_mix_plausible": True,
         "slide_resolution_fine_enough": True,
     }
     export_files = [export.file_name for export in EXPORT_FORMATS if export.default_on]

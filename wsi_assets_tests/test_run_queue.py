@@ -43,7 +43,7 @@ USER_LIMIT, GLOBAL_LIMIT, GPU_LIMIT = 2, 4, 1
 KILL_DETECTION_BOUND_S = 60  # run monitoring polls every 10 s; the daemon loop adds a few seconds
 # "Materialize all" on a slide in the asset graph: every per-slide asset, slide_results (which
 # publishes the run's result set) included.
-ALL_ASSETS = ["slide_metadata", "tissue_mask", "cell_segmentation", *(export.asset_name for export in EXPORT_FORMATS), "slide_results"]
+ALL_ASSETS = ["slide_metadata", "tissue_mask", "cell_segmentation", "cell_classification", *(export.asset_name for export in EXPORT_FORMATS), "slide_results"]
 
 
 

@@ -162,7 +162,7 @@ def test_import_stays_light_and_exposes_segment_image():
     code = (
         "import sys, wsi_assets; "
         "assert 'cv2' not in sys.modules and 'skimage' not in sys.modules; "
-        "assert wsi_assets.__all__ == ['segment_image']; "
+        "assert wsi_assets.__all__ == ['segment_image', 'segment_and_classify']; "
         "import numpy as np; "
         "assert wsi_assets.segment_image(np.zeros((8, 8, 3), np.uint8), 0.5).shape == (8, 8)"
     )

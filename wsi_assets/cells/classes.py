@@ -25,3 +25,21 @@ def class_colour(name: str) -> tuple[int, int, int]:
     digest = hashlib.sha1(name.encode("utf-8")).digest()
     # Kept away from black and white so the outline stays visible on H&E.
     return tuple(40 + b % 176 for b in digest[:3])  # type: ignore[return-value]
+
+
+CLASS_NAMES: tuple[str, ...] = tuple(CLASS_COLOURS)
+# CoNSeP's type ids (types.csv `type_id`) in its standard 4-class grouping.
+CONSEP_TYPE_CLASSES = {1: "other", 2: "inflammatory", 3: "epithelial", 4: "spindle"}
+
+
+class UnknownCellClass(ValueError):
+    """A class name outside the fixed vocabulary."""
+
+
+def checked_class_names(names, source: str) -> tuple[str, ...]:
+    """`names` if every one is a known class; else one line naming the first stranger and the vocabulary."""
+    names = tuple(str(name) for name in names)
+    for name in names:
+        if name not in CLASS_COLOURS:
+            raise UnknownCellClass(f"{source} names an unknown cell class {name!r}; the classes are {', '.join(CLASS_NAMES)}")
+    return names

@@ -34,8 +34,12 @@ ROW_GROUP_CELLS = 50_000
 class CellStoreWriter:
     """Appends nuclei tile by tile; ids are 1..N in the order they are appended."""
 
-    def __init__(self, path: Path, metadata: dict[str, str] | None = None):
-        schema = SCHEMA.with_metadata({k: str(v) for k, v in (metadata or {}).items()})
+    def __init__(self, path: Path, metadata: dict[str, str] | None = None, measurement_columns: tuple[str, ...] = ()):
+        # Measurements (float32) go between the base columns and any later stage's (a class).
+        fields = list(SCHEMA) + [pa.field(name, pa.float32()) for name in measurement_columns]
+        schema = pa.schema(fields).with_metadata({k: str(v) for k, v in (metadata or {}).items()})
+        self._schema = schema
+        self._measurement_columns = tuple(measurement_columns)
         self._writer = pq.ParquetWriter(str(path), schema, compression="zstd")
         self._pending: list[pa.RecordBatch] = []
         self._pending_rows = 0
@@ -58,8 +62,9 @@ class CellStoreWriter:
                 pa.ListArray.from_arrays(offsets, pa.array(nuclei.vertices[:, 1])),
                 pa.array(np.full(count, tile_row, np.int32)),
                 pa.array(np.full(count, tile_col, np.int32)),
+                *(pa.array(np.asarray(nuclei.columns[name], np.float32)) for name in self._measurement_columns),
             ],
-            schema=SCHEMA,
+            schema=self._schema,
         )
         self.cells_written += count
         self._pending.append(batch)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 import cv2
@@ -19,6 +19,8 @@ class NucleusTable:
     area_pixels: np.ndarray  # float64 (N,), level-0 px²
     offsets: np.ndarray  # int64 (N+1,)
     vertices: np.ndarray  # float32 (M, 2) x,y
+    # Further per-nucleus columns (measurements), each (N,); carried through select and concatenate.
+    columns: dict[str, np.ndarray] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.centroid_x)
@@ -36,7 +38,8 @@ class NucleusTable:
         offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
         vertex_keep = np.repeat(keep, np.diff(self.offsets))
         return NucleusTable(
-            self.centroid_x[keep], self.centroid_y[keep], self.area_pixels[keep], offsets, self.vertices[vertex_keep]
+            self.centroid_x[keep], self.centroid_y[keep], self.area_pixels[keep], offsets, self.vertices[vertex_keep],
+            {name: values[keep] for name, values in self.columns.items()},
         )
 
     @classmethod
@@ -55,6 +58,7 @@ class NucleusTable:
             np.concatenate([t.area_pixels for t in tables]),
             np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
             np.concatenate([t.vertices for t in tables]),
+            {name: np.concatenate([t.columns[name] for t in tables]) for name in tables[0].columns},
         )
 
 
@@ -72,12 +76,16 @@ def nuclei_from_labels(
     scale_x: float = 1.0,
     scale_y: float = 1.0,
     keep: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray] | None = None,
+    measure: Callable[[np.ndarray, list[np.ndarray]], dict[str, np.ndarray]] | None = None,
+    with_ids: bool = False,
 ) -> NucleusTable:
     """One row per label of `labels`, mapped to level-0 as origin + (pixel centre) * scale.
 
     Pixel (c, r) of the label map covers level-0 [origin + c*scale, origin + (c+1)*scale).
     `keep(ids, centroid_x, centroid_y)`, if given, says which labels to return: the same rows as
     selecting afterwards, but the outlines (most of the cost) are traced for those alone.
+    `measure(ids, outlines)`, if given, adds per-nucleus columns from the kept labels' ids and
+    their outlines (label-map pixels); `with_ids` adds the label id as column `label_id`.
     """
     labels = np.asarray(labels)
     boxes = ndi.find_objects(labels)
@@ -118,10 +126,14 @@ def nuclei_from_labels(
     vertices = np.concatenate(outlines)[:, 0, :].astype(np.float32) + np.repeat(shift, point_counts, axis=0)
     vertices[:, 0] = origin_x + vertices[:, 0] * scale_x
     vertices[:, 1] = origin_y + vertices[:, 1] * scale_y
+    columns = dict(measure(ids[chosen], outlines)) if measure is not None else {}
+    if with_ids:
+        columns["label_id"] = ids[chosen]
     return NucleusTable(
         np.asarray(centroid_x[chosen], np.float64),
         np.asarray(centroid_y[chosen], np.float64),
         np.asarray(areas[chosen], np.float64),
         np.concatenate([[0], np.cumsum(point_counts)]).astype(np.int64),
         vertices.astype(np.float32),
+        columns,
     )

@@ -23,7 +23,7 @@ from wsi_assets.uploads.checks import (
 from wsi_assets.uploads.kinds import not_a_stack
 from wsi_assets.uploads.listing import UploadRootUnavailable
 
-JOBS = ("process_slide", "tissue_mask_only", "export_cells", "process_stack")
+JOBS = ("process_slide", "tissue_mask_only", "export_cells", "classify_cells", "process_stack")
 STACK_JOBS = ("process_stack",)
 
 

@@ -5,6 +5,8 @@
     tile_size: 1024               COCO/YOLO tile side in level-0 px (128-8192)
     cell_expansion_um: 0          µm to grow each nucleus outline into a cell (0-20)
     model: learned                segmenter name or model file name
+    classifier: default           cell classes: "default" (shipped classifier), "rule", or a classifier file in the branch folder
+    lymphocyte_rule: {max_area_um2: 20, min_circularity: 0.8, min_hematoxylin_od: 0.1}
 
 Every problem is one line naming the file and the key. An unknown key is an error, not ignored:
 a typo ('exprots') would otherwise silently leave the defaults in force.
@@ -56,6 +58,8 @@ class BranchSettings:
     tile_size: int = DEFAULT_TILE_SIZE
     cell_expansion_um: float = 0.0
     model: str | None = None
+    classifier: str = "default"
+    lymphocyte_rule: dict | None = None  # thresholds the file sets; the rest keep the rule's defaults
     source: str = "defaults"  # the file they came from, or "defaults" when the branch has none
 
     def export_names(self) -> tuple[str, ...]:
@@ -152,12 +156,29 @@ def _checked_model(value, shown: str) -> str:
     return value.strip()
 
 
+def _checked_classifier(value, shown: str) -> str:
+    if not isinstance(value, str) or not value.strip() or len(value) > MAX_MODEL_NAME or "/" in value or "\\" in value or "\n" in value:
+        raise SlideSettingsError(f"{shown}: classifier = {value!r} must be 'default', 'rule' or the name of a classifier file (.npz) in the branch folder")
+    return value.strip()
+
+
+def _checked_rule(value, shown: str) -> dict:
+    from wsi_assets.cells.lymphocyte_rule import BadRuleSetting, parse_rule
+
+    try:
+        return parse_rule(value, shown).as_dict() if value is not None else {}
+    except BadRuleSetting as error:
+        raise SlideSettingsError(str(error)) from None
+
+
 _CHECKS = {
     "mpp": checked_mpp,
     "exports": _checked_exports,
     "tile_size": lambda value, shown: _checked_int("tile_size", value, TILE_SIZE_RANGE, shown),
     "cell_expansion_um": lambda value, shown: _checked_um("cell_expansion_um", value, CELL_EXPANSION_RANGE, shown),
     "model": _checked_model,
+    "classifier": _checked_classifier,
+    "lymphocyte_rule": _checked_rule,
 }
 KNOWN_KEYS = tuple(_CHECKS)
 

@@ -9,6 +9,10 @@ import os
 
 from dagster import Backoff, Failure, RetryPolicy
 
+from wsi_assets.cells.cell_classifier import BadClassifierFile
+from wsi_assets.cells.classes import UnknownCellClass
+from wsi_assets.cells.classification import MeasurementsMissing
+from wsi_assets.cells.lymphocyte_rule import BadRuleSetting
 from wsi_assets.cells.store import UnreadableCellTable
 from wsi_assets.core.confinement import HardLinkedUpload, PathOutsideUserFolder
 from wsi_assets.core.keys import InvalidSlideKey
@@ -27,6 +31,7 @@ TRANSIENT_RETRY = RetryPolicy(max_retries=2, delay=10, backoff=Backoff.EXPONENTI
 USER_FACING_ERRORS = (
     SlideReadError, InvalidSlideKey, MissingUpstreamOutput, UnreadableCellTable, FileNotFoundError, FileExistsError,
     PathOutsideUserFolder, HardLinkedUpload, ConfigError, ModelLoadError,
+    BadClassifierFile, UnknownCellClass, MeasurementsMissing, BadRuleSetting,
 )
 
 # Disk states a retry seconds later cannot change; the message says which path and what to do.

@@ -23,6 +23,7 @@ from wsi_assets.defs.errors import TRANSIENT_RETRY, fails_clearly
 from wsi_assets.defs.partitions import slides_partitions
 from wsi_assets.defs.resources import UserFilesResource
 from wsi_assets.defs.results import run_set
+from wsi_assets.defs.classification import cell_classification
 from wsi_assets.defs.segmentation import cell_segmentation
 from wsi_assets.results.sweep import remove_entry
 
@@ -42,7 +43,7 @@ def export_asset(export: ExportFormat) -> AssetsDefinition:
         name=export.asset_name,
         partitions_def=slides_partitions,
         group_name=EXPORTS_GROUP,
-        deps=[cell_segmentation],
+        deps=[cell_classification],
         kinds=set(export.kinds),
         retry_policy=TRANSIENT_RETRY,
         description=export.description,

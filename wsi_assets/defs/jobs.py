@@ -15,6 +15,8 @@ no cells until process_slide runs again).
 from dagster import AssetSelection, define_asset_job
 
 from wsi_assets.defs.executors import slide_executor
+from wsi_assets.defs.cell_classifier import CELL_CLASSIFIER_GROUP
+from wsi_assets.defs.classification import CLASSIFICATION_GROUP
 from wsi_assets.defs.exports import EXPORTS_GROUP
 from wsi_assets.defs.models import MODELS_GROUP, nuclei_model_evaluation
 from wsi_assets.defs.results import RESULTS_GROUP
@@ -27,9 +29,9 @@ SLIDE_EXECUTOR = slide_executor()
 
 process_slide = define_asset_job(
     name="process_slide",
-    selection=AssetSelection.groups(SLIDES_GROUP, SEGMENTATION_GROUP, EXPORTS_GROUP, RESULTS_GROUP),
+    selection=AssetSelection.groups(SLIDES_GROUP, SEGMENTATION_GROUP, CLASSIFICATION_GROUP, EXPORTS_GROUP, RESULTS_GROUP),
     executor_def=SLIDE_EXECUTOR,
-    description="Everything for one slide: metadata, tissue mask, nuclei, quality checks, exports.",
+    description="Everything for one slide: metadata, tissue mask, nuclei and their measurements, classes, quality checks, exports.",
 )
 
 tissue_mask_only = define_asset_job(
@@ -44,6 +46,19 @@ export_cells = define_asset_job(
     selection=AssetSelection.groups(EXPORTS_GROUP, RESULTS_GROUP),
     executor_def=SLIDE_EXECUTOR,
     description="Rewrite the exports from the stored segmentation, without segmenting again.",
+)
+
+classify_cells = define_asset_job(
+    name="classify_cells",
+    selection=AssetSelection.groups(CLASSIFICATION_GROUP, EXPORTS_GROUP, RESULTS_GROUP),
+    executor_def=SLIDE_EXECUTOR,
+    description="Re-apply the lymphocyte rule or a classifier to the stored measurements and rewrite the exports, without segmenting again.",
+)
+
+train_cell_classifier = define_asset_job(
+    name="train_cell_classifier",
+    selection=AssetSelection.groups(CELL_CLASSIFIER_GROUP),
+    description="Train the cell-type classifier from typed nuclei (CoNSeP's layout), scored on held-out tiles.",
 )
 
 train_nuclei_model = define_asset_job(
@@ -73,5 +88,5 @@ stack_slice = define_asset_job(
 )
 
 stack_jobs = [process_stack, stack_slice]
-slide_jobs = [process_slide, tissue_mask_only, export_cells]
-model_jobs = [train_nuclei_model, evaluate_nuclei_model]
+slide_jobs = [process_slide, tissue_mask_only, export_cells, classify_cells]
+model_jobs = [train_nuclei_model, evaluate_nuclei_model, train_cell_classifier]

@@ -28,7 +28,7 @@ from wsi_assets.results.branch_workbook import write_branch_workbook
 RESULTS_GROUP = "results"
 RESULTS_ASSET = "slide_results"
 # By key rather than by definition: the per-slide asset modules import this one for `run_set`.
-PER_SLIDE_ASSETS = ("slide_metadata", "tissue_mask", "cell_segmentation", *(export.asset_name for export in EXPORT_FORMATS))
+PER_SLIDE_ASSETS = ("slide_metadata", "tissue_mask", "cell_segmentation", "cell_classification", *(export.asset_name for export in EXPORT_FORMATS))
 
 
 def run_set(context: AssetExecutionContext, user_files: UserFilesResource, stage: str) -> SlideOutputs:
@@ -39,7 +39,7 @@ def run_set(context: AssetExecutionContext, user_files: UserFilesResource, stage
         # Without the publishing step the run's files would be staged and then swept, unseen.
         raise Failure(
             description=f"{context.asset_key.to_user_string()} was selected without {RESULTS_ASSET}, so its results would "
-            f"never be published: add {RESULTS_ASSET} to the selection, or launch process_slide, export_cells or tissue_mask_only",
+            f"never be published: add {RESULTS_ASSET} to the selection, or launch process_slide, classify_cells, export_cells or tissue_mask_only",
             allow_retries=False,
         )
     key = SlideKey.parse(context.partition_key)

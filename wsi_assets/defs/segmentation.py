@@ -5,6 +5,8 @@ import json
 
 from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
+from wsi_assets.cells.measurements import NucleusMeasurer
+from wsi_assets.cells.stain_vectors import slide_stain_vectors
 from wsi_assets.core.atomic import atomic_output, write_bytes_atomic, write_text_atomic
 from wsi_assets.core.images import markdown_image
 from wsi_assets.core.keys import SlideKey
@@ -46,6 +48,8 @@ def cell_segmentation(
     ensure_unchanged(identity, slide_file, user_files.root_path)
     segmenter = segmentation.segmenter()
     context.log.info(f"{key}: segmenting with {segmenter.name} v{segmenter.version} on {segmenter.device} at {segmenter.mpp} µm/px")
+    stains = slide_stain_vectors(outputs.thumbnail, tissue.mask if tissue is not None else None)
+    context.log.info(f"{key}: stain vectors {stains.source}: haematoxylin {stains.haematoxylin}, eosin {stains.eosin}")
     provenance = {"slide": key.partition_key, "mpp": info.mpp, "segmenter": segmenter.name, "segmenter_version": segmenter.version}
     outputs.cells_parquet.parent.mkdir(parents=True, exist_ok=True)
     with gpu_slot(context.instance, context.log.info), atomic_output(outputs.cells_parquet) as temporary:
@@ -58,10 +62,11 @@ def cell_segmentation(
             segmentation.tiling(),
             on_progress=ProgressReporter(context.log.info),
             store_metadata=provenance,
+            measurer=NucleusMeasurer(segmenter.mpp, stains),
         )
     # Nuclei read from a file replaced mid-run could lie outside the slide's recorded size.
     ensure_unchanged(identity, slide_file, user_files.root_path)
-    write_text_atomic(outputs.segmentation_json, json.dumps({**provenance, **summary.__dict__, "mm2_per_s": summary.mm2_per_s}, indent=2))
+    write_text_atomic(outputs.segmentation_json, json.dumps({**provenance, **summary.__dict__, "mm2_per_s": summary.mm2_per_s, "stain_vectors": stains.as_dict()}, indent=2))
     overlay = qc_overlay(slide_file, outputs.cells_parquet, info)
     write_bytes_atomic(outputs.qc_overlay, overlay)
     context.log.info(f"{key}: {summary.cells} nuclei in {summary.tiles} tiles, {summary.seconds:.1f} s ({summary.mm2_per_s:.3f} mm²/s)")
@@ -76,6 +81,7 @@ def cell_segmentation(
             "device": summary.device,
             "segmenter": f"{summary.segmenter} v{summary.segmenter_version}",
             "model_mpp": summary.mpp_model,
+            "stain_vectors": MetadataValue.json(stains.as_dict()),
             "cells_file": MetadataValue.path(str(outputs.cells_parquet)),
             "outlines": MetadataValue.md(markdown_image(overlay, f"{key} nucleus outlines")),
         }

@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 import openslide
 
+from wsi_assets.cells.measurements import MEASUREMENT_COLUMNS, NucleusMeasurer
 from wsi_assets.cells.store import CellStoreWriter
 from wsi_assets.cells.table import NucleusTable, nuclei_from_labels
 from wsi_assets.segmentation.border_dedup import BorderDeduplicator
@@ -70,7 +71,9 @@ class SegmentationSummary:
         return self.tissue_mm2 / self.seconds if self.seconds > 0 else 0.0
 
 
-def owned_nuclei(labels: np.ndarray, tile: Tile, grid: TileGrid) -> NucleusTable:
+def owned_nuclei(
+    labels: np.ndarray, tile: Tile, grid: TileGrid, rgb: np.ndarray | None = None, measurer: NucleusMeasurer | None = None
+) -> NucleusTable:
     """Nuclei of one tile's label map that this tile owns: centroid in its core, not cut by its edge."""
     side = labels.shape[0]
     scale_x = tile.read_w / labels.shape[1]
@@ -84,7 +87,8 @@ def owned_nuclei(labels: np.ndarray, tile: Tile, grid: TileGrid) -> NucleusTable
     def keep(ids: np.ndarray, centroid_x: np.ndarray, centroid_y: np.ndarray) -> np.ndarray:
         return ~np.isin(ids, edge_labels) & tile.owns(centroid_x, centroid_y)
 
-    return nuclei_from_labels(labels, tile.read_x, tile.read_y, scale_x, scale_y, keep=keep)
+    measure = None if measurer is None else (lambda ids, outlines: measurer(labels, rgb, ids, outlines))
+    return nuclei_from_labels(labels, tile.read_x, tile.read_y, scale_x, scale_y, keep=keep, measure=measure)
 
 
 def _read_tile(slide: openslide.OpenSlide, tile: Tile, grid: TileGrid) -> np.ndarray:
@@ -109,8 +113,12 @@ def segment_slide(
     settings: TilingSettings = TilingSettings(),
     on_progress: Callable[[Progress], None] | None = None,
     store_metadata: dict[str, str] | None = None,
+    measurer: NucleusMeasurer | None = None,
 ) -> SegmentationSummary:
-    """Segment the tissue of a slide and write every owned nucleus to `cells_path` (Parquet)."""
+    """Segment the tissue of a slide and write every owned nucleus to `cells_path` (Parquet).
+
+    With a `measurer`, each nucleus's measurements are computed in the same per-tile step.
+    """
     started = time.perf_counter()
     with open_slide(slide_path) as slide:
         slide.set_cache(openslide.OpenSlideCache(OPENSLIDE_CACHE_BYTES))
@@ -120,7 +128,9 @@ def segment_slide(
         batches = list(_batches(tiles, settings.batch_size))
         with ThreadPoolExecutor(settings.read_threads, thread_name_prefix="read") as readers, ThreadPoolExecutor(
             settings.postprocess_threads, thread_name_prefix="post"
-        ) as postprocessors, CellStoreWriter(cells_path, store_metadata) as writer:
+        ) as postprocessors, CellStoreWriter(
+            cells_path, store_metadata, MEASUREMENT_COLUMNS if measurer is not None else ()
+        ) as writer:
             # Reads run ahead by a bounded number of batches so memory stays flat.
             read_ahead: deque = deque()
             next_batch = 0
@@ -153,9 +163,11 @@ def segment_slide(
                 refill()
                 images = np.stack([f.result() for f in futures])
                 labels = segmenter.segment_batch(images)
-                del images
-                owned = [postprocessors.submit(owned_nuclei, tile_labels, tile, grid) for tile_labels, tile in zip(labels, batch)]
-                del labels
+                owned = [
+                    postprocessors.submit(owned_nuclei, tile_labels, tile, grid, tile_rgb, measurer)
+                    for tile_labels, tile, tile_rgb in zip(labels, batch, images)
+                ]
+                del labels, images
                 if previous is not None:
                     write(*previous)
                 previous = (batch, owned)

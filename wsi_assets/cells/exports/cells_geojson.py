@@ -21,6 +21,7 @@ from wsi_assets.cells.exports.cell_expansion import CellGrower, cell_expansion_u
 from wsi_assets.cells.exports.format import ExportFormat
 from wsi_assets.cells.store import iter_record_batches, nuclei_from_batch
 from wsi_assets.cells.classes import CLASS_COLUMN
+from wsi_assets.cells.measurements import QUPATH_NAMES
 from wsi_assets.core.atomic import atomic_output
 
 # Columns that are the cell's identity or shape rather than a measurement of it.
@@ -43,7 +44,8 @@ def _measurement_columns(batch: pa.RecordBatch, mpp: float) -> dict[str, np.ndar
     for field in batch.schema:
         numeric = pa.types.is_integer(field.type) or pa.types.is_floating(field.type)
         if numeric and field.name not in NOT_MEASUREMENTS and field.name not in ("centroid_x", "centroid_y", "area_pixels", "tile_row", "tile_col"):
-            columns[field.name] = batch.column(field.name).to_numpy(zero_copy_only=False).astype(np.float64)
+            # The nucleus measurements under the names QuPath gives its own.
+            columns[QUPATH_NAMES.get(field.name, field.name)] = batch.column(field.name).to_numpy(zero_copy_only=False).astype(np.float64)
     return columns
 
 

@@ -10,8 +10,10 @@ from pathlib import Path
 import numpy as np
 import zarr
 
+from wsi_assets.cells.classes import CLASS_COLUMN, CLASS_NAMES
 from wsi_assets.cells.exports.format import ExportFormat
-from wsi_assets.cells.store import count_cells, iter_cells, read_cell_columns
+from wsi_assets.cells.measurements import MEASUREMENT_COLUMNS, QUPATH_NAMES
+from wsi_assets.cells.store import count_cells, extra_columns, iter_cells, read_cell_columns
 from wsi_assets.core.atomic import atomic_output
 
 ZARR_CHUNK_CELLS = 100_000
@@ -64,6 +66,28 @@ def _write_zarr_directory(cells_path: Path, directory: Path, total: int, total_v
         vertices[vertex_at : vertex_at + m] = nuclei.vertices
         cell_at += n
         vertex_at += m
+    _write_measurements_and_classes(cells_path, root, total, cell_chunk)
+
+
+def _write_measurements_and_classes(cells_path: Path, root, total: int, cell_chunk: int) -> None:
+    """`measurements/<column>` (float32, N) per measurement the table holds, and `class_codes`
+    (int8, N: index into the `class_names` attribute, -1 unclassified)."""
+    stored = {field.name for field in extra_columns(cells_path)}
+    present = [name for name in MEASUREMENT_COLUMNS if name in stored]
+    if present:
+        group = root.create_group("measurements")
+        group.attrs["qupath_names"] = {name: QUPATH_NAMES[name] for name in present}
+        for name in present:
+            array = group.create_array(name, shape=(total,), chunks=(cell_chunk,), dtype="float32")
+            # One column at a time: a million cells' column is 4 MB.
+            array[:] = read_cell_columns(cells_path, [name])[name].astype(np.float32)
+    if CLASS_COLUMN in stored:
+        names = read_cell_columns(cells_path, [CLASS_COLUMN])[CLASS_COLUMN]
+        lookup = {name: code for code, name in enumerate(CLASS_NAMES)}
+        codes = np.fromiter((lookup.get(name, -1) for name in names.tolist()), np.int8, len(names))
+        array = root.create_array("class_codes", shape=(total,), chunks=(cell_chunk,), dtype="int8")
+        array[:] = codes
+        array.attrs["class_names"] = list(CLASS_NAMES)
 
 
 def _zip_directory(directory: Path, zip_path: Path) -> None:

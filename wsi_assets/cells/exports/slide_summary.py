@@ -43,6 +43,8 @@ def slide_summary(cells_path: Path, provenance: dict) -> dict:
     classes = cell_classes(cells_path)
     if classes is not None:
         summary["class_counts"] = dict(sorted(Counter(classes.values()).items()))
+        summary["class_densities_per_mm2"] = {name: round(count / tissue_mm2, 1) if tissue_mm2 else 0.0 for name, count in summary["class_counts"].items()}
+        summary["lymphocytes_per_mm2"] = summary["class_densities_per_mm2"].get("inflammatory", 0.0)
     return summary
 
 

@@ -1,0 +1,82 @@
+"""Cell classes on CoNSeP's held-out training tiles, through the public API, as the issue scores them.
+
+Every crop of the 5 held-out tiles (wsi_assets/training/split.py) goes through
+`wsi_assets.segment_and_classify(rgb, 0.25, model=...)`. Predicted and annotated nuclei are paired
+by centroid within 3 µm (HoVer-Net's rule, 12 px at 40x), one to one, nearest first. Detection F1
+counts pairs; a class's F1 counts a pair as a true positive when both sides have that class
+(an unpaired nucleus, or a pair of other classes, is a false positive or negative of its class).
+The annotated outlines scored directly by the classifier are the model card's figures.
+
+    python benchmarks/cell_classes_validation.py [--model learned|classical|default]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import time
+from collections import Counter
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+import wsi_assets
+from wsi_assets.cells.cell_classifier import load_classifier
+from wsi_assets.cells.classes import CLASS_NAMES, CONSEP_TYPE_CLASSES
+from wsi_assets.training.cell_classifier_training import PAIR_UM, label_centroids, pair_by_centroid
+from wsi_assets.training.split import HELD_OUT_CONSEP_TILES, consep_tile
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "nuclei_train" / "consep_train"
+MPP = 0.25
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="learned")
+    parser.add_argument("--data", type=Path, default=DATA)
+    args = parser.parse_args()
+    types: dict[tuple[str, int], str] = {}
+    with open(args.data / "types.csv", newline="") as handle:
+        for row in csv.DictReader(handle):
+            types[(row["stem"], int(row["label"]))] = CONSEP_TYPE_CLASSES[int(row["type_id"])]
+    stems = sorted({s for s, _ in types if consep_tile(s) in HELD_OUT_CONSEP_TILES})
+    classifier = load_classifier()
+    tally = Counter()
+    started = time.perf_counter()
+    for stem in stems:
+        rgb = cv2.cvtColor(cv2.imread(str(args.data / "images" / f"{stem}.png")), cv2.COLOR_BGR2RGB)
+        truth_labels = cv2.imread(str(args.data / "labels" / f"{stem}.png"), cv2.IMREAD_UNCHANGED).astype(np.int64)
+        labels, classes = wsi_assets.segment_and_classify(rgb, MPP, model=args.model, classifier=classifier)
+        pred_ids, pred_xy = label_centroids(labels.astype(np.int64))
+        true_ids, true_xy = label_centroids(truth_labels)
+        pred_class = [classes.get(int(i), "other") for i in pred_ids]
+        true_class = [types.get((stem, int(i)), "other") for i in true_ids]
+        pairs = pair_by_centroid(pred_xy, true_xy, PAIR_UM / MPP)
+        tally["tp"] += len(pairs)
+        tally["fp"] += len(pred_ids) - len(pairs)
+        tally["fn"] += len(true_ids) - len(pairs)
+        paired_p = {i for i, _ in pairs}
+        paired_t = {j for _, j in pairs}
+        for i, j in pairs:
+            for name in CLASS_NAMES:
+                p, t = pred_class[i] == name, true_class[j] == name
+                tally[(name, "tp")] += p and t
+                tally[(name, "fp")] += p and not t
+                tally[(name, "fn")] += t and not p
+        for i in set(range(len(pred_ids))) - paired_p:
+            tally[(pred_class[i], "fp")] += 1
+        for j in set(range(len(true_ids))) - paired_t:
+            tally[(true_class[j], "fn")] += 1
+
+    def f1(tp, fp, fn):
+        return 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else float("nan")
+
+    print(f"{len(stems)} held-out crops of tiles {', '.join(HELD_OUT_CONSEP_TILES)}, model {args.model}, {time.perf_counter() - started:.1f} s")
+    print(f"detection F1 (centroids within {PAIR_UM} µm): {f1(tally['tp'], tally['fp'], tally['fn']):.3f}")
+    for name in CLASS_NAMES:
+        print(f"  {name:13s} F1 {f1(tally[(name, 'tp')], tally[(name, 'fp')], tally[(name, 'fn')]):.3f}")
+
+
+if __name__ == "__main__":
+    main()

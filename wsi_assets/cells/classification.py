@@ -1,0 +1,97 @@
+"""Giving every stored nucleus a class from its measurements: the trained classifier or the lymphocyte rule.
+
+Re-applying either rewrites the stored cell table's `class` column and nothing else, streamed a
+row group at a time, so it takes seconds and never segments again.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from wsi_assets.cells.cell_classifier import FEATURE_COLUMNS, load_classifier
+from wsi_assets.cells.classes import CLASS_COLUMN, CLASS_NAMES
+from wsi_assets.cells.lymphocyte_rule import LymphocyteRule
+from wsi_assets.cells.measurements import MEASUREMENT_COLUMNS
+from wsi_assets.cells.store import ROW_GROUP_CELLS, UnreadableCellTable, iter_record_batches
+
+DEFAULT_METHOD = "default"  # the shipped classifier
+RULE_METHOD = "rule"  # the lymphocyte rule alone: inflammatory or other
+CLASSIFICATION_KEY = "wsi_assets_classification"  # the cell table's metadata key saying how classes were given
+
+
+class MeasurementsMissing(ValueError):
+    """The stored cells have no measurements (segmented by a version without them)."""
+
+
+@dataclass(frozen=True)
+class ClassificationMethod:
+    name: str  # "default", "rule" or a classifier file's name
+    classify: Callable[[dict[str, np.ndarray]], np.ndarray]
+    details: dict
+
+    def as_dict(self) -> dict:
+        return {"method": self.name, **self.details}
+
+
+def classification_method(method: str | None, rule: LymphocyteRule, classifier_path: Path | None = None) -> ClassificationMethod:
+    """The rule, the shipped classifier, or the classifier at `classifier_path` (already confined by the caller)."""
+    if method == RULE_METHOD:
+        return ClassificationMethod(RULE_METHOD, rule.classify, {"lymphocyte_rule": rule.as_dict()})
+    classifier = load_classifier(classifier_path)
+    name = DEFAULT_METHOD if classifier_path is None else Path(classifier_path).name
+    return ClassificationMethod(name, classifier.predict, {"classifier": classifier.name})
+
+
+def measurement_columns(batch: pa.RecordBatch, mpp: float) -> dict[str, np.ndarray]:
+    """The features classification reads from a stored batch; area in µm² from the slide's µm/px."""
+    columns = {name: batch.column(name).to_numpy(zero_copy_only=False) for name in MEASUREMENT_COLUMNS}
+    columns["area_um2"] = batch.column("area_pixels").to_numpy() * mpp * mpp
+    return {name: columns[name] for name in FEATURE_COLUMNS}
+
+
+def classify_stored_cells(cells_path: Path, destination: Path, method: ClassificationMethod, mpp: float) -> Counter:
+    """Write the cell table to `destination` with a fresh `class` column; the count of each class."""
+    cells_path = Path(cells_path)
+    try:
+        schema = pq.read_schema(str(cells_path))
+    except pa.ArrowException as error:
+        raise UnreadableCellTable(f"{cells_path.name} cannot be read ({error}): materialize 'cell_segmentation' again") from None
+    missing = [name for name in MEASUREMENT_COLUMNS if name not in schema.names]
+    if missing:
+        raise MeasurementsMissing(
+            f"{cells_path.parent.name}/{cells_path.name} has no nucleus measurements (it was segmented before they existed): run process_slide for this slide"
+        )
+    kept = pa.schema([field for field in schema if field.name != CLASS_COLUMN])
+    metadata = dict(schema.metadata or {})
+    metadata[CLASSIFICATION_KEY.encode()] = json.dumps(method.as_dict()).encode()
+    out_schema = kept.append(pa.field(CLASS_COLUMN, pa.string())).with_metadata(metadata)
+    counts: Counter = Counter({name: 0 for name in CLASS_NAMES})
+    with pq.ParquetWriter(str(destination), out_schema, compression="zstd") as writer:
+        for batch in iter_record_batches(cells_path, ROW_GROUP_CELLS):
+            classes = method.classify(measurement_columns(batch, mpp))
+            counts.update(classes.tolist())
+            columns = [batch.column(name) for name in kept.names] + [pa.array(classes.tolist(), pa.string())]
+            writer.write_table(pa.Table.from_arrays(columns, schema=out_schema), row_group_size=ROW_GROUP_CELLS)
+    return counts
+
+
+def class_figures(counts: Counter, tissue_mm2: float) -> dict:
+    """Counts, shares and densities per mm² of tissue of each class; lymphocytes/mm² is the inflammatory density."""
+    total = sum(counts.values())
+    densities = {name: round(counts[name] / tissue_mm2, 1) if tissue_mm2 else 0.0 for name in CLASS_NAMES}
+    return {
+        "cells": total,
+        "tissue_mm2": round(tissue_mm2, 4),
+        "class_counts": {name: int(counts[name]) for name in CLASS_NAMES},
+        "class_fractions": {name: round(counts[name] / total, 4) if total else 0.0 for name in CLASS_NAMES},
+        "class_densities_per_mm2": densities,
+        "lymphocytes_per_mm2": densities["inflammatory"],
+    }

@@ -1,0 +1,37 @@
+"""Segment and classify the nuclei of one in-memory RGB image: the public `segment_and_classify`."""
+
+from __future__ import annotations
+
+import numpy as np
+from skimage.segmentation import relabel_sequential
+
+from wsi_assets.cells.cell_classifier import CellClassifier, load_classifier
+from wsi_assets.cells.measurements import measure_labels
+from wsi_assets.cells.stain_vectors import estimate_stain_vectors
+from wsi_assets.segmentation.image import as_uint8_rgb, check_mpp, resample_image, resize_labels
+from wsi_assets.segmentation.registry import get_segmenter
+
+
+def segment_and_classify(rgb: np.ndarray, mpp: float, model=None, classifier: CellClassifier | None = None) -> tuple[np.ndarray, dict[int, str]]:
+    """(labels, classes): int32 instance labels (0 background, 1..n, same H,W as `rgb`) and each label's class.
+
+    The same steps as process_slide: the image at the model's µm/px, the default segmenter and
+    the shipped classifier (unless given), measurements with stain vectors estimated on the image.
+    """
+    image = as_uint8_rgb(rgb)
+    mpp = check_mpp(mpp)
+    segmenter = get_segmenter(model)
+    classifier = classifier or load_classifier()
+    resampled = resample_image(image, mpp / float(segmenter.mpp))
+    model_labels = np.asarray(segmenter.segment_batch(resampled[np.newaxis]))[0].astype(np.int32)
+    if resampled.shape[:2] != model_labels.shape:
+        resampled = resample_image(resampled, model_labels.shape[0] / resampled.shape[0])
+    ids, columns, area_um2 = measure_labels(model_labels, resampled, float(segmenter.mpp), estimate_stain_vectors(resampled))
+    columns["area_um2"] = area_um2
+    predicted = classifier.predict(columns) if len(ids) else np.zeros(0, object)
+    labels = model_labels if model_labels.shape == image.shape[:2] else resize_labels(model_labels, image.shape[:2])
+    relabelled, forward, _ = relabel_sequential(labels)
+    # A nucleus too small to survive resizing back has no label, so no class either.
+    present = set(np.unique(relabelled).tolist()) - {0}
+    classes = {int(forward[old]): str(name) for old, name in zip(ids.tolist(), predicted.tolist()) if int(forward[old]) in present}
+    return relabelled.astype(np.int32, copy=False), classes
