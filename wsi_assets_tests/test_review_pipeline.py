@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 
+import numpy as np
 import pytest
 import shapely
 
@@ -75,7 +76,10 @@ def test_a_qupath_edit_is_measured_versioned_and_restorable(processed_synthetic,
     assert (figures["model_cells"], figures["deleted"], figures["added"], figures["reshaped"]) == (in_region, 7, 3, 0)
     tp = in_region - 7
     assert figures["detection_f1"] == pytest.approx(2 * tp / (2 * tp + 7 + 3))
-    assert not figures["classes_compared"]  # the model's table has no class column yet
+    # The model's cells carry classes (issue 14) and the reviewer kept them: compared, none changed.
+    assert figures["classes_compared"] and figures["reclassified"] == 0
+    matrix = np.array(figures["confusion_matrix"])
+    assert matrix.trace() == matrix.sum() == tp
     assert (outputs / "review" / "disagreements.jpg").stat().st_size > 1000
     first_version = figures["provenance"]["version"]
 
