@@ -20,6 +20,7 @@ from wsi_assets.cells.table import NucleusTable, nuclei_from_labels
 from wsi_assets.segmentation.border_dedup import BorderDeduplicator
 from wsi_assets.segmentation.protocol import Segmenter
 from wsi_assets.slides.reader import open_slide, read_region_at_downsample
+from wsi_assets.core.memory import return_large_buffers_to_the_system
 from wsi_assets.slides.tiling import Tile, TileGrid, make_tile_grid
 from wsi_assets.slides.tissue import TissueMask
 
@@ -119,6 +120,7 @@ def segment_slide(
 
     With a `measurer`, each nucleus's measurements are computed in the same per-tile step.
     """
+    return_large_buffers_to_the_system()
     started = time.perf_counter()
     with open_slide(slide_path) as slide:
         slide.set_cache(openslide.OpenSlideCache(OPENSLIDE_CACHE_BYTES))
