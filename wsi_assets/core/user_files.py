@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Callable
 
 from wsi_assets.core.confinement import confined_upload, user_folder
 from wsi_assets.core.keys import DEFAULT_BRANCH, SlideKey
@@ -50,13 +51,32 @@ def result_sets_dir(root: Path, key: SlideKey) -> Path:
     return branch_outputs_dir(root, key.user, key.branch) / RESULT_SETS_FOLDER / key.stem
 
 
+def branch_folders(root: Path, user: str, branch: str, area: str = "inputs") -> list[Path]:
+    """`<user>/<area>/<branch>/`, and for branch main `<user>/<area>/` too: a file directly there is branch main."""
+    folders = [Path(root) / user / area / branch]
+    if branch == DEFAULT_BRANCH:
+        folders.append(Path(root) / user / area)
+    return folders
+
+
+def the_one_upload(found: list[Path], root: Path, user: str, missing: str, several: Callable[[str], str]) -> Path:
+    """The single file of `found`, checked to be `user`'s own; `missing` or `several(names)` as the error otherwise.
+
+    Raises FileNotFoundError, FileExistsError, or PathOutsideUserFolder / HardLinkedUpload (both
+    PermissionError), so no run ever reads another user's upload.
+    """
+    if not found:
+        raise FileNotFoundError(missing)
+    if len(found) > 1:
+        raise FileExistsError(several(", ".join(p.name for p in found)))
+    confined_upload(found[0], root, user)
+    return found[0]
+
+
 def slide_candidates(root: Path, key: SlideKey) -> list[Path]:
     """Uploaded files whose branch and stem match `key` (a file directly in inputs/ is branch main)."""
-    folders = [branch_inputs_dir(root, key.user, key.branch)]
-    if key.branch == DEFAULT_BRANCH:
-        folders.append(inputs_dir(root, key.user))
     found = []
-    for folder in folders:
+    for folder in branch_folders(root, key.user, key.branch):
         if not folder.is_dir():
             continue
         for entry in folder.iterdir():
@@ -73,14 +93,10 @@ def find_slide_file(root: Path, key: SlideKey) -> Path:
     HardLinkedUpload, both PermissionError, so no run ever reads another user's slide.
     """
     user_folder(root, key.user)
-    found = slide_candidates(root, key)
-    if not found:
-        raise FileNotFoundError(
-            f"no uploaded slide for {key}: expected {branch_inputs_dir(root, key.user, key.branch)}/"
-            f"{key.stem}.<svs|tif|ndpi|...>"
-        )
-    if len(found) > 1:
-        names = ", ".join(p.name for p in found)
-        raise FileExistsError(f"{key} is ambiguous: {names} share the stem '{key.stem}'; rename one")
-    confined_upload(found[0], root, key.user)
-    return found[0]
+    return the_one_upload(
+        slide_candidates(root, key),
+        root,
+        key.user,
+        f"no uploaded slide for {key}: expected {branch_inputs_dir(root, key.user, key.branch)}/{key.stem}.<svs|tif|ndpi|...>",
+        lambda names: f"{key} is ambiguous: {names} share the stem '{key.stem}'; rename one",
+    )

@@ -6,7 +6,8 @@ import json
 from pathlib import Path
 
 from wsi_assets.core.confinement import confined_upload, user_folder
-from wsi_assets.core.keys import DEFAULT_BRANCH, SlideKey
+from wsi_assets.core.keys import SlideKey
+from wsi_assets.core.user_files import branch_folders, the_one_upload
 from wsi_assets.reviews.review_geojson import ReviewedCells, parse_review_bytes
 from wsi_assets.reviews.scan import REVIEW_SUFFIXES
 from wsi_assets.reviews.slide_labels import SLIDE_LABELS_FILE, parse_slide_labels
@@ -17,22 +18,20 @@ def reviews_dir(root: Path, user: str, branch: str) -> Path:
 
 
 def _folders(root: Path, user: str, branch: str) -> list[Path]:
-    folders = [reviews_dir(root, user, branch)]
-    if branch == DEFAULT_BRANCH:  # a file directly in reviews/ belongs to branch main, as for uploads
-        folders.append(Path(root) / user / "reviews")
-    return folders
+    return branch_folders(root, user, branch, area="reviews")
 
 
 def find_cell_review(root: Path, key: SlideKey) -> Path:
     """The uploaded QuPath file of `key` (<slide>.geojson or .json), checked to be the user's own."""
     user_folder(root, key.user)
     found = [f / f"{key.stem}{s}" for f in _folders(root, key.user, key.branch) for s in REVIEW_SUFFIXES if (f / f"{key.stem}{s}").is_file()]
-    if not found:
-        raise FileNotFoundError(f"no review for {key}: export the corrected cells from QuPath to {key.user}/reviews/{key.branch}/{key.stem}.geojson")
-    if len(found) > 1:
-        raise FileExistsError(f"{key} has several reviews ({', '.join(p.name for p in found)}); keep one")
-    confined_upload(found[0], root, key.user)
-    return found[0]
+    return the_one_upload(
+        found,
+        root,
+        key.user,
+        f"no review for {key}: export the corrected cells from QuPath to {key.user}/reviews/{key.branch}/{key.stem}.geojson",
+        lambda names: f"{key} has several reviews ({names}); keep one",
+    )
 
 
 def find_slide_labels(root: Path, user: str, branch: str) -> Path:

@@ -17,10 +17,10 @@ import openslide
 from wsi_assets.cells.measurements import MEASUREMENT_COLUMNS, NucleusMeasurer
 from wsi_assets.cells.store import CellStoreWriter
 from wsi_assets.cells.table import NucleusTable, nuclei_from_labels
+from wsi_assets.core.memory import return_large_buffers_to_the_system
 from wsi_assets.segmentation.border_dedup import BorderDeduplicator
 from wsi_assets.segmentation.protocol import Segmenter
 from wsi_assets.slides.reader import open_slide, read_region_at_downsample
-from wsi_assets.core.memory import return_large_buffers_to_the_system
 from wsi_assets.slides.tiling import Tile, TileGrid, make_tile_grid
 from wsi_assets.slides.tissue import TissueMask
 
