@@ -120,7 +120,7 @@ def main() -> None:
     if args.int8:
         from wsi_assets.training.accuracy_gate import gate_failures, held_out_summary
 
-        onnx = read_embedded_file(SHIPPED_MODEL_FILE, "network.onnx")
+        onnx = read_embedded_file(SHIPPED_MODEL_FILE, cpu_runtimes.NETWORK_ONNX)
         quantized = int8_network(onnx, args.data)
         held_out = labelled_images(args.data)
         reference_scores = held_out_summary(TorchScriptSegmenter(SHIPPED_MODEL_FILE, device="cpu", cpu_runtime="torch"), held_out)

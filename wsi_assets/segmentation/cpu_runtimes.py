@@ -25,6 +25,7 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
+NETWORK_ONNX = "network.onnx"  # the extra file in a model archive that holds the network for these runtimes
 RUNTIME_ENV = "WSI_CPU_RUNTIME"
 PRECISION_ENV = "WSI_CPU_PRECISION"
 RUNTIMES = ("openvino", "onnxruntime", "torch")

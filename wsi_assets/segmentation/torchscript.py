@@ -158,11 +158,12 @@ class TorchScriptSegmenter:
         post = self.card.get("postprocessing")
         if self.torch_device.type != "cpu" or chosen == "torch" or not post or self.input_range != "0..255":
             return None
-        onnx = read_embedded_file(self.path, "network.onnx")
+        onnx = read_embedded_file(self.path, cpu_runtimes.NETWORK_ONNX)
         runner = cpu_runtimes.load_network_runner(onnx, chosen, threads=torch.get_num_threads())
         if runner is not None:
             self._post = {k: post[k] for k in ("fg_threshold", "seed_threshold", "grow_iterations", "min_area")}
-            self._multiple = 2 ** (len(self.card.get("widths") or [0] * 5) - 1)
+            levels = len(self.card.get("widths") or ()) or 5  # the U-Net's levels; cards before widths: 5
+            self._multiple = 2 ** (levels - 1)
         return runner
 
     def _forward_runner(self, tiles: np.ndarray) -> np.ndarray:

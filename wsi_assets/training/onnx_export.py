@@ -18,9 +18,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from wsi_assets.segmentation.cpu_runtimes import NETWORK_ONNX as ONNX_NAME
 from wsi_assets.training.network import UNet
 
-ONNX_NAME = "network.onnx"
 OPSET = 17
 
 
