@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 import shapely
 
+from wsi_assets_tests.conftest import PIPELINE_TILE_CORE_PX, run_process_slide
+
 
 def _edited_export(outputs, region, delete: int, add_at: list[tuple[float, float]]):
     """The slide's cells.geojson as a reviewer returns it: a bare array, old-style measurements, some cells deleted, some drawn."""
@@ -43,20 +45,34 @@ def _empty_spots(outputs, region, count):
     return spots
 
 
-def test_a_qupath_edit_is_measured_versioned_and_restorable(processed_synthetic, dagster_instance, user_files_root):
+@pytest.fixture(scope="module")
+def reviewed_slide(tmp_path_factory, user_files_root, dagster_instance, pipeline_spec):
+    """A processed slide of its own: review_slide publishes new result sets for it, which the tests
+    of the session's shared pipeline slide must not see."""
+    from wsi_assets.slides.synthetic import write_synthetic_slide
+
+    source = tmp_path_factory.mktemp("reviewed") / "reviewed.svs"
+    write_synthetic_slide(source, pipeline_spec)
+    run_config = {"resources": {"segmentation": {"config": {"tile_core_px": PIPELINE_TILE_CORE_PX}}}}
+    key, result = run_process_slide(dagster_instance, user_files_root, "alice", "main", source, "reviewed01", run_config)
+    assert result.success, "process_slide failed on the slide to review"
+    return key, result, user_files_root / "alice" / "outputs" / "main" / "reviewed01"
+
+
+def test_a_qupath_edit_is_measured_versioned_and_restorable(reviewed_slide, dagster_instance, user_files_root):
     from dagster import build_sensor_context
 
     from wsi_assets.defs.resources import UserFilesResource
     from wsi_assets.defs.reviews import review_sensor
     from wsi_assets.reviews.version_store import history
 
-    key, _, outputs = processed_synthetic
+    key, _, outputs = reviewed_slide
     region = shapely.box(1000, 1000, 3000, 2600)
     features, in_region = _edited_export(outputs, region, delete=7, add_at=_empty_spots(outputs, region, 3))
     assert in_region > 50
     folder = user_files_root / "alice" / "reviews" / "main"
     folder.mkdir(parents=True, exist_ok=True)
-    upload = folder / "synthetic01.geojson"
+    upload = folder / "reviewed01.geojson"
     upload.write_text(json.dumps(features))
     (folder / "notes.txt").write_text("not a review")
 
@@ -92,7 +108,7 @@ def test_a_qupath_edit_is_measured_versioned_and_restorable(processed_synthetic,
     restored = _execute(dagster_instance, "restore_review", key, {"ops": {"cell_review": {"config": {"restore_version": first_version[:12]}}}})
     assert restored.success
     assert json.loads((outputs / "review" / "cell_review.json").read_text())["detection_f1"] == pytest.approx(figures["detection_f1"])
-    assert [e["action"] for e in history(user_files_root, "alice", "main", "synthetic01.geojson")] == ["import", "import", "restore"]
+    assert [e["action"] for e in history(user_files_root, "alice", "main", "reviewed01.geojson")] == ["import", "import", "restore"]
 
     # A broken re-upload fails with one line; the upload is left as it is and nothing is logged.
     upload.write_bytes(b'{"type": "FeatureCollection", "features": 3}')
@@ -101,6 +117,6 @@ def test_a_qupath_edit_is_measured_versioned_and_restorable(processed_synthetic,
     assert not failed.success
     failure = [e for e in failed.all_events if e.event_type_value == "STEP_FAILURE"][0]
     message = failure.step_failure_data.user_failure_data.description
-    assert "synthetic01.geojson" in message and "'features' array" in message and "\n" not in message
+    assert "reviewed01.geojson" in message and "'features' array" in message and "\n" not in message
     assert hashlib.sha256(upload.read_bytes()).hexdigest() == before
-    assert len(history(user_files_root, "alice", "main", "synthetic01.geojson")) == 3
+    assert len(history(user_files_root, "alice", "main", "reviewed01.geojson")) == 3
