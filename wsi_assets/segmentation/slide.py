@@ -176,6 +176,11 @@ def segment_slide(
             if previous is not None:
                 write(*previous)
             cells = writer.cells_written
+    # The model stays loaded for the next slide, but its per-tile buffers are not needed by the
+    # measuring and export steps that follow in the same process.
+    release = getattr(segmenter, "release_working_memory", None)
+    if release is not None:
+        release()
     return SegmentationSummary(
         cells=cells,
         border_duplicates_dropped=deduplicator.dropped,
