@@ -1,0 +1,151 @@
+"""finetune_from_reviews: a model that misses the large nuclei learns them from a review and is registered; one that does not improve is kept aside.
+
+The slide is synthetic, so its drawn truth is known; that truth, imported as a QuPath review,
+plays the pathologist. The branch's model is a small U-Net taught on another slide's small nuclei
+only, so it systematically misses the large ones.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import numpy as np
+import pytest
+import shapely
+
+from wsi_assets.finetuning.branch_model import BranchModelMissing, resolve_branch_model
+from wsi_assets.finetuning.from_reviews import finetune_branch
+from wsi_assets.finetuning.nucleus_finetune import FineTuneSettings, fine_tune_nuclei
+from wsi_assets.finetuning.review_tiles import TooFewReviewedTiles, reviewed_tiles, split_held_out
+from wsi_assets.reviews.review_files import cell_review_changes
+from wsi_assets.reviews.review_geojson import ReviewedCells
+from wsi_assets.reviews.version_store import import_review
+from wsi_assets.segmentation.metrics import match_instances
+from wsi_assets.slides.reader import open_slide
+from wsi_assets.slides.synthetic import SyntheticSlideSpec, synthetic_nuclei, synthetic_nucleus_polygons, write_synthetic_slide
+
+MPP = 0.5  # the slide's and the model's: tiles are read without resampling
+LARGE_UM = 4.6  # nuclei whose longer semi-axis is above this are the kind the weak model never saw
+WEAK_SETTINGS = FineTuneSettings(steps=120, batch=8, crop=96, lr=3e-3)
+FINE_TUNE = FineTuneSettings(steps=150, batch=8, crop=96)
+
+
+def truth(spec):
+    nuclei = synthetic_nuclei(spec, 0, 0, spec.width, spec.height)
+    polygons = [shapely.Polygon(o) for o in synthetic_nucleus_polygons(spec, nuclei)]
+    return polygons, (nuclei["semi_major"].to_numpy() * spec.mpp > LARGE_UM)
+
+
+def review_bytes(polygons, regions) -> bytes:
+    features = [{"type": "Feature", "geometry": json.loads(shapely.to_geojson(p)), "properties": {"objectType": "detection", "classification": "epithelial"}} for p in polygons]
+    features += [{"type": "Feature", "geometry": json.loads(shapely.to_geojson(r)), "properties": {"objectType": "annotation"}} for r in regions]
+    return json.dumps(features).encode()
+
+
+@pytest.fixture(scope="module")
+def weak_model(tmp_path_factory):
+    """A small U-Net taught on the small nuclei of a slide of its own: the large ones are background to it."""
+    import torch
+
+    from wsi_assets.training.network import UNet
+    from wsi_assets.training.train import export
+
+    folder = tmp_path_factory.mktemp("weak")
+    spec = SyntheticSlideSpec(width=1024, height=1024, mpp=MPP, seed=11, tissue_fraction=0.9)
+    write_synthetic_slide(folder / "teacher.svs", spec)
+    polygons, large = truth(spec)
+    small = ReviewedCells(polygons=[p for p, big in zip(polygons, large) if not big])
+    with open_slide(folder / "teacher.svs") as slide:
+        tiles = reviewed_tiles(slide, "teacher", small, MPP, MPP)
+    torch.manual_seed(0)
+    start = export(UNet([8, 16, 32]).eval(), {"name": "untrained", "version": "0", "mpp": MPP, "widths": [8, 16, 32]}, folder / "untrained.pt")
+    fine_tune_nuclei(start, tiles, [], folder / "weak.pt", {"name": "weak", "version": "small-only"}, WEAK_SETTINGS, log=lambda _: None)
+    return folder / "weak.pt"
+
+
+@pytest.fixture
+def branch(tmp_path, weak_model):
+    """alice's branch `ft`: the slide, its truth imported as the current review, and branch.yaml naming the weak model."""
+    root = tmp_path / "user_files"
+    spec = SyntheticSlideSpec(width=1536, height=1024, mpp=MPP, seed=3, tissue_fraction=0.9)
+    (root / "alice/inputs/ft").mkdir(parents=True)
+    write_synthetic_slide(root / "alice/inputs/ft/s1.svs", spec)
+    polygons, large = truth(spec)
+    regions = [shapely.box(x, y, x + 768, y + 512) for y in (0, 512) for x in (0, 768)]
+    upload = root / "alice/reviews/ft/s1.geojson"
+    upload.parent.mkdir(parents=True)
+    upload.write_bytes(review_bytes(polygons, regions))
+    version, _ = import_review(root, "alice", "ft", upload, cell_review_changes)
+    (root / "alice/models/ft").mkdir(parents=True)
+    (root / "alice/models/ft/weak.pt").write_bytes(weak_model.read_bytes())
+    (root / "alice/inputs/ft/branch.yaml").write_text("# alice's fine-tuning branch\nmpp: 0.5\nmodel: weak.pt\n")
+    return root, version, polygons, large
+
+
+def large_recall(model_file, root, polygons, large) -> float:
+    """Of the large nuclei in the held-out tiles, the share the model finds (IoU >= 0.5)."""
+    from wsi_assets.segmentation.torchscript import TorchScriptSegmenter
+
+    cells = ReviewedCells(polygons=polygons, regions=[shapely.box(x, y, x + 768, y + 512) for y in (0, 512) for x in (0, 768)])
+    with open_slide(root / "alice/inputs/ft/s1.svs") as slide:
+        _, held = split_held_out(reviewed_tiles(slide, "s1", cells, MPP, MPP))
+    large_cells = ReviewedCells(polygons=[p for p, big in zip(polygons, large) if big])
+    segmenter = TorchScriptSegmenter(str(model_file), device="cpu")
+    found = total = 0
+    with open_slide(root / "alice/inputs/ft/s1.svs") as slide:
+        for tile in held:
+            big = [t for t in reviewed_tiles(slide, "s1", ReviewedCells(polygons=large_cells.polygons, regions=[shapely.box(*tile.box)]), MPP, MPP)][0]
+            predicted = np.asarray(segmenter.segment_batch(tile.rgb[None]))[0].astype(np.int32)
+            matches = match_instances(predicted, big.labels)
+            found, total = found + matches.tp, total + big.cells
+    return found / total
+
+
+def test_a_model_that_misses_large_nuclei_learns_them_from_the_review_and_is_registered(branch):
+    root, version, polygons, large = branch
+    upload_hash = hashlib.sha256((root / "alice/reviews/ft/s1.geojson").read_bytes()).hexdigest()
+    weak = root / "alice/models/ft/weak.pt"
+
+    # No training steps: the same model, so not better: kept aside, branch.yaml untouched.
+    settings_before = (root / "alice/inputs/ft/branch.yaml").read_text()
+    unchanged = finetune_branch(root, "alice", "ft", FineTuneSettings(steps=0, batch=8, crop=96), log=lambda _: None)
+    assert not unchanged.registered and unchanged.why.startswith("not better")
+    assert unchanged.after == unchanged.before
+    assert "/candidates/" in unchanged.model_file and (root / unchanged.model_file).is_file()
+    assert (root / "alice/inputs/ft/branch.yaml").read_text() == settings_before
+
+    outcome = finetune_branch(root, "alice", "ft", FINE_TUNE, log=lambda _: None)
+    assert outcome.registered, outcome.why
+    assert outcome.after["score"] >= outcome.before["score"] + 0.05, (outcome.before, outcome.after)
+    new_model = resolve_branch_model(root, "alice", "ft", outcome.model_file.rsplit("/", 1)[1])
+    assert new_model.parent == (root / "alice/models/ft").resolve()
+    settings_text = (root / "alice/inputs/ft/branch.yaml").read_text()
+    assert f"model: {new_model.name}" in settings_text and "# alice's fine-tuning branch" in settings_text and "mpp: 0.5" in settings_text
+    assert list((root / "alice/models/ft").glob("branch.yaml.*.before"))[0].read_text() == settings_before
+
+    # It learned the kind it missed: large nuclei on the held-out tiles.
+    before, after = large_recall(weak, root, polygons, large), large_recall(new_model, root, polygons, large)
+    assert after >= before + 0.2, (before, after)
+
+    # The card names the review version it learned from, and the CPU runtimes' network is embedded.
+    from wsi_assets.segmentation.torchscript import read_embedded_file, read_model_card
+
+    card = read_model_card(new_model)
+    assert [r["sha256"] for r in card["reviews"]] == [version.sha256]
+    assert card["fine_tuning"]["base_model"]["file"] == "weak.pt" and card["cpu_runtimes"]["network"]
+    assert read_embedded_file(new_model, card["cpu_runtimes"]["network"])
+    assert json.loads(new_model.with_name(new_model.stem + ".model_card.json").read_text())["evaluation"]["after"] == outcome.after
+    assert hashlib.sha256((root / "alice/reviews/ft/s1.geojson").read_bytes()).hexdigest() == upload_hash
+
+
+def test_bad_branch_states_fail_with_one_line(tmp_path):
+    root = tmp_path / "user_files"
+    (root / "bob/inputs/empty").mkdir(parents=True)
+    with pytest.raises(TooFewReviewedTiles, match="no imported cell reviews for bob/empty"):
+        finetune_branch(root, "bob", "empty", FineTuneSettings(steps=0), log=lambda _: None)
+    (root / "bob/inputs/empty/branch.yaml").write_text("model: gone.pt\n")
+    with pytest.raises(BranchModelMissing, match="names model 'gone.pt', which is not in bob/models/empty/"):
+        finetune_branch(root, "bob", "empty", FineTuneSettings(steps=0), log=lambda _: None)
+    with pytest.raises(Exception, match="outside bob/"):
+        resolve_branch_model(root, "bob", "empty", "../../../alice/models/x.pt")
