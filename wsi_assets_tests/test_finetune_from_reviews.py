@@ -64,23 +64,27 @@ def weak_model(tmp_path_factory):
     return folder / "weak.pt"
 
 
-@pytest.fixture
-def branch(tmp_path, weak_model):
-    """alice's branch `ft`: the slide, its truth imported as the current review, and branch.yaml naming the weak model."""
-    root = tmp_path / "user_files"
+def make_branch(root, user, weak_model):
+    """<user>'s branch `ft`: the slide, its truth imported as the current review, and branch.yaml naming the weak model."""
     spec = SyntheticSlideSpec(width=1536, height=1024, mpp=MPP, seed=3, tissue_fraction=0.9)
-    (root / "alice/inputs/ft").mkdir(parents=True)
-    write_synthetic_slide(root / "alice/inputs/ft/s1.svs", spec)
+    (root / f"{user}/inputs/ft").mkdir(parents=True)
+    write_synthetic_slide(root / f"{user}/inputs/ft/s1.svs", spec)
     polygons, large = truth(spec)
     regions = [shapely.box(x, y, x + 768, y + 512) for y in (0, 512) for x in (0, 768)]
-    upload = root / "alice/reviews/ft/s1.geojson"
+    upload = root / f"{user}/reviews/ft/s1.geojson"
     upload.parent.mkdir(parents=True)
     upload.write_bytes(review_bytes(polygons, regions))
-    version, _ = import_review(root, "alice", "ft", upload, cell_review_changes)
-    (root / "alice/models/ft").mkdir(parents=True)
-    (root / "alice/models/ft/weak.pt").write_bytes(weak_model.read_bytes())
-    (root / "alice/inputs/ft/branch.yaml").write_text("# alice's fine-tuning branch\nmpp: 0.5\nmodel: weak.pt\n")
-    return root, version, polygons, large
+    version, _ = import_review(root, user, "ft", upload, cell_review_changes)
+    (root / f"{user}/models/ft").mkdir(parents=True)
+    (root / f"{user}/models/ft/weak.pt").write_bytes(weak_model.read_bytes())
+    (root / f"{user}/inputs/ft/branch.yaml").write_text(f"# {user}'s fine-tuning branch\nmpp: 0.5\nmodel: weak.pt\n")
+    return version, polygons, large
+
+
+@pytest.fixture
+def branch(tmp_path, weak_model):
+    root = tmp_path / "user_files"
+    return (root, *make_branch(root, "alice", weak_model))
 
 
 def large_recall(model_file, root, polygons, large) -> float:
@@ -149,3 +153,34 @@ def test_bad_branch_states_fail_with_one_line(tmp_path):
         finetune_branch(root, "bob", "empty", FineTuneSettings(steps=0), log=lambda _: None)
     with pytest.raises(Exception, match="outside bob/"):
         resolve_branch_model(root, "bob", "empty", "../../../alice/models/x.pt")
+
+
+@pytest.mark.slow
+def test_the_branch_runs_its_own_model_and_the_job_reports_its_verdict(user_files_root, dagster_instance, weak_model):
+    """Through Dagster: process_slide segments with the model branch.yaml names; finetune_from_reviews runs per branch."""
+    from wsi_assets.definitions import defs
+    from wsi_assets_tests.conftest import run_process_slide
+
+    root = user_files_root
+    make_branch(root, "ftuser", weak_model)
+    slide = root / "ftuser/inputs/ft/s1.svs"
+    _, processed = run_process_slide(dagster_instance, root, "ftuser", "ft", slide, "s1")
+    assert processed.success
+    provenance = json.loads((root / "ftuser/outputs/ft/s1/segmentation/summary.json").read_text())
+    assert provenance["segmenter"] == "weak", provenance  # the model card's name: the branch's model, not the shipped one
+
+    settings_before = (root / "ftuser/inputs/ft/branch.yaml").read_text()
+    dagster_instance.add_dynamic_partitions("branches", ["ftuser/ft", "ftuser/none"])
+    job = defs.resolve_job_def("finetune_from_reviews")
+    config = {"ops": {"branch_nucleus_model": {"config": {"steps": 0, "base_images": 0}}}}
+    result = job.execute_in_process(instance=dagster_instance, partition_key="ftuser/ft", run_config=config, raise_on_error=False)
+    assert result.success
+    metadata = result.asset_materializations_for_node("branch_nucleus_model")[0].metadata
+    assert metadata["registered"].value is False and metadata["verdict"].value.startswith("not better")
+    assert (root / "ftuser/inputs/ft/branch.yaml").read_text() == settings_before
+
+    failed = job.execute_in_process(instance=dagster_instance, partition_key="ftuser/none", run_config=config, raise_on_error=False)
+    assert not failed.success
+    failure = [e for e in failed.all_events if e.event_type_value == "STEP_FAILURE"][0]
+    message = failure.step_failure_data.user_failure_data.description
+    assert message.startswith("no imported cell reviews for ftuser/none") and "\n" not in message
