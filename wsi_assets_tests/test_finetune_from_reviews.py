@@ -37,8 +37,12 @@ def truth(spec):
     return polygons, (nuclei["semi_major"].to_numpy() * spec.mpp > LARGE_UM)
 
 
-def review_bytes(polygons, regions) -> bytes:
-    features = [{"type": "Feature", "geometry": json.loads(shapely.to_geojson(p)), "properties": {"objectType": "detection", "classification": "epithelial"}} for p in polygons]
+def review_bytes(polygons, large, regions) -> bytes:
+    """The truth as a QuPath export; its classes follow size (large ones epithelial), which the reviewer's classifier must learn."""
+    features = [
+        {"type": "Feature", "geometry": json.loads(shapely.to_geojson(p)), "properties": {"objectType": "detection", "classification": "epithelial" if big else "inflammatory"}}
+        for p, big in zip(polygons, large)
+    ]
     features += [{"type": "Feature", "geometry": json.loads(shapely.to_geojson(r)), "properties": {"objectType": "annotation"}} for r in regions]
     return json.dumps(features).encode()
 
@@ -73,7 +77,7 @@ def make_branch(root, user, weak_model):
     regions = [shapely.box(x, y, x + 768, y + 512) for y in (0, 512) for x in (0, 768)]
     upload = root / f"{user}/reviews/ft/s1.geojson"
     upload.parent.mkdir(parents=True)
-    upload.write_bytes(review_bytes(polygons, regions))
+    upload.write_bytes(review_bytes(polygons, large, regions))
     version, _ = import_review(root, user, "ft", upload, cell_review_changes)
     (root / f"{user}/models/ft").mkdir(parents=True)
     (root / f"{user}/models/ft/weak.pt").write_bytes(weak_model.read_bytes())
@@ -126,7 +130,7 @@ def test_a_model_that_misses_large_nuclei_learns_them_from_the_review_and_is_reg
     assert new_model.parent == (root / "alice/models/ft").resolve()
     settings_text = (root / "alice/inputs/ft/branch.yaml").read_text()
     assert f"model: {new_model.name}" in settings_text and "# alice's fine-tuning branch" in settings_text and "mpp: 0.5" in settings_text
-    assert list((root / "alice/models/ft").glob("branch.yaml.*.before"))[0].read_text() == settings_before
+    assert list((root / "alice/models/ft").glob("branch.yaml.*.before-model"))[0].read_text() == settings_before
 
     # It learned the kind it missed: large nuclei on the held-out tiles.
     before, after = large_recall(weak, root, polygons, large), large_recall(new_model, root, polygons, large)
@@ -141,6 +145,17 @@ def test_a_model_that_misses_large_nuclei_learns_them_from_the_review_and_is_reg
     assert read_embedded_file(new_model, card["cpu_runtimes"]["network"])
     assert json.loads(new_model.with_name(new_model.stem + ".model_card.json").read_text())["evaluation"]["after"] == outcome.after
     assert hashlib.sha256((root / "alice/reviews/ft/s1.geojson").read_bytes()).hexdigest() == upload_hash
+
+    # The classifier learned the reviewer's classes: registered as branch.yaml's classifier, read by the classification step.
+    from wsi_assets.cells.cell_classifier import load_classifier
+    from wsi_assets.finetuning.branch_model import resolve_branch_classifier
+
+    refit = outcome.classifier
+    assert refit["registered"] and refit["after"]["macro_f1"] >= refit["before"]["macro_f1"] + 0.1, refit
+    name = refit["file"].rsplit("/", 1)[1]
+    assert f"classifier: {name}" in (root / "alice/inputs/ft/branch.yaml").read_text()
+    assert load_classifier(resolve_branch_classifier(root, "alice", "ft", name)).info["reviews"][0]["sha256"] == version.sha256
+    assert not unchanged.classifier["registered"]
 
 
 def test_bad_branch_states_fail_with_one_line(tmp_path):

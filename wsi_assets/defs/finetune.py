@@ -34,15 +34,16 @@ class FineTuneConfig(Config):
     partitions_def=branches_partitions,
     group_name=REVIEWS_GROUP,
     kinds={"pytorch"},
-    description="The branch's nucleus model fine-tuned from its current cell reviews, registered in branch.yaml only when it scores better on held-out reviewed regions (else kept in <user>/models/<branch>/candidates/).",
+    description="The branch's nucleus model fine-tuned, and its cell classifier refitted, from its current cell reviews; each registered in branch.yaml only when it scores better on held-out reviewed regions (else kept in <user>/models/<branch>/candidates/).",
 )
 @fails_clearly
 def branch_nucleus_model(context: AssetExecutionContext, config: FineTuneConfig, user_files: UserFilesResource) -> MaterializeResult:
     user, branch = context.partition_key.split("/")
     settings = FineTuneSettings(steps=config.steps, batch=config.batch, crop=config.crop, lr=config.lr, threads=config.threads)
     try:
+        base = default_training_data()
         outcome = finetune_branch(
-            user_files.root_path, user, branch, settings, default_training_data(), config.base_images, config.min_gain, config.tile_px, context.log.info
+            user_files.root_path, user, branch, settings, base, config.base_images, config.min_gain, base / "consep_train", config.tile_px, context.log.info
         )
     except (TooFewReviewedTiles, *REVIEW_ERRORS) as error:
         raise Failure(description=str(error).splitlines()[0], allow_retries=False) from None
@@ -59,6 +60,8 @@ def branch_nucleus_model(context: AssetExecutionContext, config: FineTuneConfig,
             "before": MetadataValue.json(outcome.before),
             "after": MetadataValue.json(outcome.after),
             "reviews": MetadataValue.json(outcome.reviews),
+            "classifier_registered": bool(outcome.classifier.get("registered")),
+            "classifier": MetadataValue.json(outcome.classifier),
             "report": MetadataValue.path(outcome.report),
         }
     )

@@ -8,7 +8,7 @@ exact; for a freehand region the corners of its box count as reviewed too.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
@@ -32,6 +32,7 @@ class ReviewedTile:
     rgb: np.ndarray  # uint8 (H,W,3) at the model's µm/px
     labels: np.ndarray  # int32 (H,W) instance map of the reviewer's cells
     cells: int
+    classes: dict = field(default_factory=dict)  # label -> the reviewer's class, where given
 
 
 def _tile_boxes(box, tile_level0: float) -> list[tuple[int, int, int, int]]:
@@ -69,9 +70,10 @@ def reviewed_tiles(slide, name: str, reviewer: ReviewedCells, slide_mpp: float, 
         for box in _tile_boxes(clipped, tile_px * downsample):
             x0, y0, x1, y1 = box
             rgb = read_region_at_downsample(slide, x0, y0, x1 - x0, y1 - y0, downsample)
-            inside = [p for p, (cx, cy) in zip(reviewer.polygons, centroids) if x0 <= cx < x1 and y0 <= cy < y1]
-            labels = rasterise(inside, box, downsample, rgb.shape[:2])
-            tiles.append(ReviewedTile(name, box, rgb, labels, len(inside)))
+            inside = [i for i, (cx, cy) in enumerate(centroids) if x0 <= cx < x1 and y0 <= cy < y1]
+            labels = rasterise([reviewer.polygons[i] for i in inside], box, downsample, rgb.shape[:2])
+            classes = {label: reviewer.classes[i] for label, i in enumerate(inside, start=1) if i < len(reviewer.classes) and reviewer.classes[i]}
+            tiles.append(ReviewedTile(name, box, rgb, labels, len(inside), classes))
     return tiles
 
 
