@@ -18,6 +18,7 @@ from wsi_assets.reviews.review_geojson import ReviewedCells
 from wsi_assets.slides.reader import read_region_at_downsample
 
 TILE_PX = 256  # model pixels: a few hundred cells a tile at 0.5 µm/px
+MAX_TILES = 400  # per slide: about 80 MB of pixels at 256 px; a whole-slide review is sampled evenly
 HELD_OUT_EVERY = 3  # every third tile (in reading order) scores the models and is never trained on
 
 
@@ -53,27 +54,37 @@ def rasterise(polygons: list, box: tuple[int, int, int, int], downsample: float,
     return labels
 
 
-def reviewed_tiles(slide, name: str, reviewer: ReviewedCells, slide_mpp: float, model_mpp: float, tile_px: int = TILE_PX) -> list[ReviewedTile]:
-    """The reviewed area of one slide as tiles at the model's µm/px, in reading order."""
+def reviewed_tiles(
+    slide, name: str, reviewer: ReviewedCells, slide_mpp: float, model_mpp: float, tile_px: int = TILE_PX, max_tiles: int = MAX_TILES
+) -> list[ReviewedTile]:
+    """The reviewed area of one slide as tiles with cells at the model's µm/px, in reading order (at most `max_tiles`)."""
     downsample = model_mpp / slide_mpp
     if reviewer.regions:
         boxes = [region.bounds for region in reviewer.regions]
     elif reviewer.polygons:
-        boxes = [shapely.union_all(np.asarray(reviewer.polygons, dtype=object)).bounds]
+        boxes = [tuple(shapely.total_bounds(np.asarray(reviewer.polygons, dtype=object)))]
     else:
         return []
     width, height = slide.dimensions
     centroids = reviewer.centroids
+    boxes = [
+        box
+        for region_box in boxes
+        for box in _tile_boxes((max(0.0, region_box[0]), max(0.0, region_box[1]), min(width, region_box[2]), min(height, region_box[3])), tile_px * downsample)
+    ]
+    members = [np.flatnonzero((centroids[:, 0] >= x0) & (centroids[:, 0] < x1) & (centroids[:, 1] >= y0) & (centroids[:, 1] < y1)) for x0, y0, x1, y1 in boxes]
+    # Only tiles with cells are used; a whole-slide review is thinned evenly so memory stays bounded.
+    chosen = [i for i, inside in enumerate(members) if len(inside)]
+    if len(chosen) > max_tiles:
+        chosen = [chosen[int(k)] for k in np.linspace(0, len(chosen) - 1, max_tiles).round()]
     tiles = []
-    for region_box in boxes:
-        clipped = (max(0.0, region_box[0]), max(0.0, region_box[1]), min(width, region_box[2]), min(height, region_box[3]))
-        for box in _tile_boxes(clipped, tile_px * downsample):
-            x0, y0, x1, y1 = box
-            rgb = read_region_at_downsample(slide, x0, y0, x1 - x0, y1 - y0, downsample)
-            inside = [i for i, (cx, cy) in enumerate(centroids) if x0 <= cx < x1 and y0 <= cy < y1]
-            labels = rasterise([reviewer.polygons[i] for i in inside], box, downsample, rgb.shape[:2])
-            classes = {label: reviewer.classes[i] for label, i in enumerate(inside, start=1) if i < len(reviewer.classes) and reviewer.classes[i]}
-            tiles.append(ReviewedTile(name, box, rgb, labels, len(inside), classes))
+    for i in chosen:
+        box, inside = boxes[i], members[i].tolist()
+        x0, y0, x1, y1 = box
+        rgb = read_region_at_downsample(slide, x0, y0, x1 - x0, y1 - y0, downsample)
+        labels = rasterise([reviewer.polygons[j] for j in inside], box, downsample, rgb.shape[:2])
+        classes = {label: reviewer.classes[j] for label, j in enumerate(inside, start=1) if j < len(reviewer.classes) and reviewer.classes[j]}
+        tiles.append(ReviewedTile(name, box, rgb, labels, len(inside), classes))
     return tiles
 
 
