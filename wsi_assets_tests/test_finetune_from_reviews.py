@@ -199,3 +199,24 @@ def test_the_branch_runs_its_own_model_and_the_job_reports_its_verdict(user_file
     failure = [e for e in failed.all_events if e.event_type_value == "STEP_FAILURE"][0]
     message = failure.step_failure_data.user_failure_data.description
     assert message.startswith("no imported cell reviews for ftuser/none") and "\n" not in message
+
+
+def test_a_review_without_regions_gives_tiles_over_all_its_cells_aligned_with_the_pixels(tmp_path):
+    """No annotation: the whole review counts; tiles at the model's 0.5 µm/px from a 0.25 µm/px slide put each cell on its nucleus."""
+    spec = SyntheticSlideSpec(width=1024, height=768, mpp=0.25, seed=5, tissue_fraction=0.9)
+    write_synthetic_slide(tmp_path / "s.svs", spec)
+    polygons, _ = truth(spec)
+    with open_slide(tmp_path / "s.svs") as slide:
+        tiles = reviewed_tiles(slide, "s", ReviewedCells(polygons=polygons, classes=["epithelial"] * len(polygons)), 0.25, MPP)
+    assert sum(t.cells for t in tiles) == len(polygons) and all(t.rgb.shape[:2] == t.labels.shape for t in tiles)
+    assert max(max(t.rgb.shape[:2]) for t in tiles) <= 256  # 256 model px a tile at most
+    inside = np.concatenate([t.rgb[t.labels > 0].mean(axis=1) for t in tiles])
+    outside = np.concatenate([t.rgb[t.labels == 0].mean(axis=1) for t in tiles])
+    assert inside.mean() < outside.mean() - 40, (inside.mean(), outside.mean())  # the labels sit on the dark nuclei
+    area_model_px = np.mean([np.bincount(t.labels.ravel())[1:].mean() for t in tiles])
+    assert area_model_px == pytest.approx(np.mean([p.area for p in polygons]) / 4, rel=0.15)
+    assert all(set(t.classes.values()) == {"epithelial"} for t in tiles)
+    train, held = split_held_out(tiles)
+    assert len(held) == len(tiles) // 3 and not {id(t) for t in train} & {id(t) for t in held}
+    with pytest.raises(TooFewReviewedTiles, match="needs at least 2"):
+        split_held_out(tiles[:1])
