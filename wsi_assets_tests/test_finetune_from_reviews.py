@@ -17,13 +17,22 @@ import shapely
 from wsi_assets.finetuning.branch_model import BranchModelMissing, resolve_branch_model
 from wsi_assets.finetuning.from_reviews import finetune_branch
 from wsi_assets.finetuning.nucleus_finetune import FineTuneSettings, fine_tune_nuclei
-from wsi_assets.finetuning.review_tiles import TooFewReviewedTiles, reviewed_tiles, split_held_out
+from wsi_assets.finetuning.review_tiles import (
+    TooFewReviewedTiles,
+    reviewed_tiles,
+    split_held_out,
+)
 from wsi_assets.reviews.review_files import cell_review_changes
 from wsi_assets.reviews.review_geojson import ReviewedCells
 from wsi_assets.reviews.version_store import import_review
 from wsi_assets.segmentation.metrics import match_instances
 from wsi_assets.slides.reader import open_slide
-from wsi_assets.slides.synthetic import SyntheticSlideSpec, synthetic_nuclei, synthetic_nucleus_polygons, write_synthetic_slide
+from wsi_assets.slides.synthetic import (
+    SyntheticSlideSpec,
+    synthetic_nuclei,
+    synthetic_nucleus_polygons,
+    write_synthetic_slide,
+)
 
 MPP = 0.5  # the slide's and the model's: tiles are read without resampling
 LARGE_UM = 4.6  # nuclei whose longer semi-axis is above this are the kind the weak model never saw

@@ -19,7 +19,11 @@ from dagster import (
 )
 from pydantic import Field
 
-from wsi_assets.cells.classification import class_figures, classification_method, classify_stored_cells
+from wsi_assets.cells.classification import (
+    class_figures,
+    classification_method,
+    classify_stored_cells,
+)
 from wsi_assets.cells.lymphocyte_rule import parse_rule
 from wsi_assets.core.atomic import atomic_output, write_bytes_atomic, write_text_atomic
 from wsi_assets.core.branch_settings import branch_settings_for

@@ -5,7 +5,16 @@ fine-tune learns from every current cell review of the branch at once, so a few 
 add up. The work is `wsi_assets.finetuning.from_reviews.finetune_branch`.
 """
 
-from dagster import AssetExecutionContext, Config, Failure, MaterializeResult, MetadataValue, asset, define_asset_job, in_process_executor
+from dagster import (
+    AssetExecutionContext,
+    Config,
+    Failure,
+    MaterializeResult,
+    MetadataValue,
+    asset,
+    define_asset_job,
+    in_process_executor,
+)
 from pydantic import Field
 
 from wsi_assets.defs.errors import fails_clearly

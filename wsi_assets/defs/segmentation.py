@@ -7,8 +7,8 @@ from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, ass
 
 from wsi_assets.cells.measurements import NucleusMeasurer
 from wsi_assets.cells.stain_vectors import slide_stain_vectors
-from wsi_assets.core.branch_settings import branch_settings_for
 from wsi_assets.core.atomic import atomic_output, write_bytes_atomic, write_text_atomic
+from wsi_assets.core.branch_settings import branch_settings_for
 from wsi_assets.core.images import markdown_image
 from wsi_assets.core.keys import SlideKey
 from wsi_assets.defs.errors import TRANSIENT_RETRY, fails_clearly

@@ -17,7 +17,11 @@ from wsi_assets.cells.classes import CLASS_NAMES
 from wsi_assets.cells.measurements import measure_labels
 from wsi_assets.cells.stain_vectors import estimate_stain_vectors
 from wsi_assets.finetuning.review_tiles import ReviewedTile
-from wsi_assets.training.cell_classifier_training import TypedNuclei, fit_forest, typed_nuclei
+from wsi_assets.training.cell_classifier_training import (
+    TypedNuclei,
+    fit_forest,
+    typed_nuclei,
+)
 
 BASE_TILES = 4  # CoNSeP tiles mixed in (a few thousand typed nuclei)
 MIN_REVIEWED_CLASSES = 20  # fewer classified cells than this teach a forest nothing
@@ -66,5 +70,5 @@ def class_agreement(classifier: CellClassifier, nuclei: TypedNuclei) -> dict:
         "accuracy": round(float(np.mean(truth == predicted)), 4) if len(truth) else 0.0,
         "macro_f1": round(float(np.mean(list(per_class.values()))), 4) if per_class else 0.0,
         "per_class_f1": per_class,
-        "cells": int(len(truth)),
+        "cells": len(truth),
     }

@@ -7,7 +7,11 @@ from pathlib import Path
 import numpy as np
 
 from wsi_assets.finetuning.review_tiles import ReviewedTile
-from wsi_assets.segmentation.metrics import aggregated_jaccard_index, f1_at_iou, panoptic_quality
+from wsi_assets.segmentation.metrics import (
+    aggregated_jaccard_index,
+    f1_at_iou,
+    panoptic_quality,
+)
 
 MIN_GAIN = 0.01  # of the mean of F1, AJI and PQ: below this a "gain" is noise of a few cells
 

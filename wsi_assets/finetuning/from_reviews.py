@@ -15,20 +15,45 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
 
-from wsi_assets.cells.cell_classifier import CellClassifier, load_classifier, save_classifier
+from wsi_assets.cells.cell_classifier import (
+    CellClassifier,
+    load_classifier,
+    save_classifier,
+)
 from wsi_assets.core.atomic import write_text_atomic
 from wsi_assets.core.branch_settings import branch_settings_for
 from wsi_assets.core.keys import SlideKey
 from wsi_assets.core.user_files import find_slide_file
-from wsi_assets.finetuning.branch_model import branch_models_dir, candidate_path, register_model, resolve_branch_classifier, resolve_branch_model
-from wsi_assets.finetuning.classifier_finetune import MIN_REVIEWED_CLASSES, base_typed_nuclei, class_agreement, refit_classifier, reviewed_nuclei
+from wsi_assets.finetuning.branch_model import (
+    branch_models_dir,
+    candidate_path,
+    register_model,
+    resolve_branch_classifier,
+    resolve_branch_model,
+)
+from wsi_assets.finetuning.classifier_finetune import (
+    MIN_REVIEWED_CLASSES,
+    base_typed_nuclei,
+    class_agreement,
+    refit_classifier,
+    reviewed_nuclei,
+)
 from wsi_assets.finetuning.comparison import MIN_GAIN, score_model, verdict
-from wsi_assets.finetuning.nucleus_finetune import FineTuneSettings, base_sample, fine_tune_nuclei
-from wsi_assets.finetuning.review_tiles import TILE_PX, TooFewReviewedTiles, reviewed_tiles, split_held_out
+from wsi_assets.finetuning.nucleus_finetune import (
+    FineTuneSettings,
+    base_sample,
+    fine_tune_nuclei,
+)
+from wsi_assets.finetuning.review_tiles import (
+    TILE_PX,
+    TooFewReviewedTiles,
+    reviewed_tiles,
+    split_held_out,
+)
 from wsi_assets.models import SHIPPED_MODEL_FILE
 from wsi_assets.reviews.review_files import read_version_cells
 from wsi_assets.reviews.scan import REVIEW_SUFFIXES
@@ -85,7 +110,7 @@ def refit_branch_classifier(root, user, branch, train_tiles, held_out, mpp, base
     why = f"classifier {'better' if better else 'not better'}: macro F1 {before['macro_f1']:.3f} -> {after['macro_f1']:.3f} on {after['cells']} held-out reviewed cells"
     log(why)
     candidate = candidate_path(root, user, branch, tag, "cells", ".npz")
-    card = {"name": f"{user}-{branch}-cells", "version": candidate.stem, "reviews": reviews, "reviewed_cells": int(len(train.classes)),
+    card = {"name": f"{user}-{branch}-cells", "version": candidate.stem, "reviews": reviews, "reviewed_cells": len(train.classes),
             "evaluation": {"before": before, "after": after, "verdict": why}}
     save_classifier(CellClassifier(**{**refitted.__dict__, "info": card}), candidate)
     write_text_atomic(candidate.with_name(candidate.stem + CARD_SUFFIX), json.dumps(card, indent=2, default=str))
@@ -97,7 +122,7 @@ def finetune_branch(
     root: Path,
     user: str,
     branch: str,
-    settings: FineTuneSettings = FineTuneSettings(),
+    settings: FineTuneSettings | None = None,
     base_data: Path | None = None,
     base_images: int = 12,
     min_gain: float = MIN_GAIN,
@@ -105,7 +130,7 @@ def finetune_branch(
     tile_px: int = TILE_PX,
     log: Callable[[str], None] = print,
 ) -> FineTuneOutcome:
-    root = Path(root)
+    root, settings = Path(root), settings or FineTuneSettings()
     base_model = base_model_of(root, user, branch, log)
     model_mpp = float(read_model_card(base_model).get("mpp") or 0.5)
     tiles, reviews, skipped = [], [], []

@@ -21,7 +21,12 @@ from wsi_assets.finetuning.from_reviews import finetune_branch
 from wsi_assets.finetuning.nucleus_finetune import FineTuneSettings
 from wsi_assets.reviews.review_files import cell_review_changes
 from wsi_assets.reviews.version_store import import_review
-from wsi_assets.slides.synthetic import SyntheticSlideSpec, synthetic_nuclei, synthetic_nucleus_polygons, write_synthetic_slide
+from wsi_assets.slides.synthetic import (
+    SyntheticSlideSpec,
+    synthetic_nuclei,
+    synthetic_nucleus_polygons,
+    write_synthetic_slide,
+)
 from wsi_assets.training.defaults import default_training_data
 
 

@@ -8,9 +8,9 @@ crops and augmentation, export with the ONNX copy for the CPU runtimes).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -18,7 +18,12 @@ import torch
 from wsi_assets.finetuning.review_tiles import ReviewedTile
 from wsi_assets.segmentation.torchscript import read_model_card
 from wsi_assets.training import split
-from wsi_assets.training.data import CropSampler, at_mpp, list_labelled_folder, load_images
+from wsi_assets.training.data import (
+    CropSampler,
+    at_mpp,
+    list_labelled_folder,
+    load_images,
+)
 from wsi_assets.training.train import export, load_trained_net, loss_fn
 
 BASE_IMAGES = 12  # base training images mixed in: enough variety to hold on to, cheap to load
@@ -55,7 +60,7 @@ def fine_tune_nuclei(
     base_images: list[tuple[np.ndarray, np.ndarray]],
     out: Path,
     card_updates: dict,
-    settings: FineTuneSettings = FineTuneSettings(),
+    settings: FineTuneSettings | None = None,
     log: Callable[[str], None] = print,
 ) -> dict:
     """Continue training `base_model` and export the result to `out`; returns its model card.
@@ -63,6 +68,7 @@ def fine_tune_nuclei(
     The post-processing thresholds are the base model's: they were tuned on far more images than
     a review holds.
     """
+    settings = settings or FineTuneSettings()
     torch.manual_seed(settings.seed)
     if settings.threads:
         torch.set_num_threads(settings.threads)
