@@ -119,6 +119,7 @@ def large_recall(model_file, root, polygons, large) -> float:
     return found / total
 
 
+@pytest.mark.slow
 def test_a_model_that_misses_large_nuclei_learns_them_from_the_review_and_is_registered(branch):
     root, version, polygons, large = branch
     upload_hash = hashlib.sha256((root / "alice/reviews/ft/s1.geojson").read_bytes()).hexdigest()
