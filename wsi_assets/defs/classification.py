@@ -19,19 +19,22 @@ from dagster import (
 )
 from pydantic import Field
 
-from wsi_assets.cells.classification import class_figures, classification_method, classify_stored_cells
+from wsi_assets.cells.classification import (
+    class_figures,
+    classification_method,
+    classify_stored_cells,
+)
 from wsi_assets.cells.lymphocyte_rule import parse_rule
 from wsi_assets.core.atomic import atomic_output, write_bytes_atomic, write_text_atomic
 from wsi_assets.core.branch_settings import branch_settings_for
-from wsi_assets.core.confinement import confined
 from wsi_assets.core.images import markdown_image
 from wsi_assets.core.keys import SlideKey
-from wsi_assets.core.user_files import branch_inputs_dir
 from wsi_assets.defs.errors import TRANSIENT_RETRY, fails_clearly
 from wsi_assets.defs.partitions import slides_partitions
 from wsi_assets.defs.resources import UserFilesResource
 from wsi_assets.defs.results import run_set
 from wsi_assets.defs.segmentation import cell_segmentation
+from wsi_assets.finetuning.branch_model import resolve_branch_classifier
 from wsi_assets.quality.class_mix import class_mix, class_overlay
 from wsi_assets.slides.stored import load_slide_info, load_tissue_mask
 
@@ -72,8 +75,8 @@ def cell_classification(context: AssetExecutionContext, config: ClassificationCo
     choice = config.classifier or settings.classifier
     classifier_path = None
     if choice not in ("default", "rule"):
-        # A branch's own classifier sits in its upload folder, never outside the user's files.
-        classifier_path = confined(branch_inputs_dir(user_files.root_path, key.user, key.branch) / choice, user_files.root_path, key.user)
+        # A branch's own classifier: registered by finetune_from_reviews, or the user's in its upload folder; never outside the user's files.
+        classifier_path = resolve_branch_classifier(user_files.root_path, key.user, key.branch, choice)
     method = classification_method(choice, rule, classifier_path)
     with atomic_output(cells) as temporary:
         counts = classify_stored_cells(cells, temporary, method, info.mpp)

@@ -89,10 +89,10 @@ class SegmentationResource(ConfigurableResource):
         checks.check_model(self.model, self.model_mpp)
         checks.check_device_available(self.device)
 
-    def segmenter(self) -> Segmenter:
-        """The configured segmenter (loaded once per process and model file)."""
+    def segmenter(self, branch_model=None) -> Segmenter:
+        """The configured segmenter, or the branch's own model when its branch.yaml names one (loaded once per process and model file)."""
         try:
-            return get_segmenter(self.model, device=self.device, mpp=self.model_mpp)
+            return get_segmenter(branch_model or self.model, device=self.device, mpp=0.0 if branch_model else self.model_mpp)
         except ValueError as error:  # ModelLoadError, or a device torch rejects: the user's setting
             raise checks.ConfigError(str(error).splitlines()[0]) from None
 

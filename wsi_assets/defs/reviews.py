@@ -208,8 +208,8 @@ def review_sensor(context: SensorEvaluationContext, user_files: UserFilesResourc
             scan.cursor["done"].pop(request.relpath, None)
             scan.waiting.append((request.relpath, f"no slide {request.partition_key} yet: upload and process the slide; the review is imported then"))
             continue
-        if request.kind == "labels":
-            branches.add(request.partition_key)
+        # Every reviewed branch is a `branches` partition: slide_reviews and finetune_from_reviews run per branch.
+        branches.add(f"{request.user}/{request.branch}")
         job = review_slide.name if request.kind == "cells" else review_branch.name
         runs.append(RunRequest(run_key=request.run_key, partition_key=request.partition_key, job_name=job, tags={"wsi/review": request.relpath}))
     for rel, why in scan.skipped:

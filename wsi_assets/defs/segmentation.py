@@ -8,6 +8,7 @@ from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, ass
 from wsi_assets.cells.measurements import NucleusMeasurer
 from wsi_assets.cells.stain_vectors import slide_stain_vectors
 from wsi_assets.core.atomic import atomic_output, write_bytes_atomic, write_text_atomic
+from wsi_assets.core.branch_settings import branch_settings_for
 from wsi_assets.core.images import markdown_image
 from wsi_assets.core.keys import SlideKey
 from wsi_assets.defs.errors import TRANSIENT_RETRY, fails_clearly
@@ -15,6 +16,7 @@ from wsi_assets.defs.partitions import slides_partitions
 from wsi_assets.defs.resources import SegmentationResource, UserFilesResource
 from wsi_assets.defs.results import run_set
 from wsi_assets.defs.slides import tissue_mask
+from wsi_assets.finetuning.branch_model import resolve_branch_model
 from wsi_assets.quality.overlays import qc_overlay
 from wsi_assets.queue.dagster_adapter import gpu_slot
 from wsi_assets.queue.engine_tags import gpu_step_tags
@@ -46,7 +48,9 @@ def cell_segmentation(
     tissue = load_tissue_mask(outputs)
     slide_file, identity = user_files.slide_file(key), load_identity(outputs)
     ensure_unchanged(identity, slide_file, user_files.root_path)
-    segmenter = segmentation.segmenter()
+    settings = branch_settings_for(user_files.root_path, key.user, key.branch)
+    # branch.yaml's `model:` (a fine-tuned model finetune_from_reviews registered) wins over the run's resource.
+    segmenter = segmentation.segmenter(resolve_branch_model(user_files.root_path, key.user, key.branch, settings.model))
     context.log.info(f"{key}: segmenting with {segmenter.name} v{segmenter.version} on {segmenter.device} at {segmenter.mpp} µm/px")
     stains = slide_stain_vectors(outputs.thumbnail, tissue.mask if tissue is not None else None)
     context.log.info(f"{key}: stain vectors {stains.source}: haematoxylin {stains.haematoxylin}, eosin {stains.eosin}")

@@ -1,4 +1,4 @@
-"""upload_sensor: turns stable uploads into `slides` / `stacks` partitions and process_slide / process_stack runs, and keeps upload_status current."""
+"""upload_sensor: turns stable uploads into `slides` / `stacks` partitions and process_slide / process_stack runs, and keeps upload_status current (inputs/ and reviews/)."""
 
 from dagster import (
     DefaultSensorStatus,
@@ -17,6 +17,7 @@ from wsi_assets.defs.upload_status import (
     status_materialization,
     users_partitions,
 )
+from wsi_assets.reviews.review_status import review_statuses
 from wsi_assets.uploads.kinds import STACK
 from wsi_assets.uploads.scan import ScanCursor, ScanResult, scan_uploads
 from wsi_assets.uploads.status import digest, draft_statuses, settle, write_status_file
@@ -39,7 +40,11 @@ def _summary(result) -> str:
 def _status_events(context: SensorEvaluationContext, root, result: ScanResult, before: ScanCursor):
     """Materializations of upload_status for the users whose status changed, and their new partitions."""
     events, digests = [], {}
-    for user, draft in sorted(draft_statuses(result, before).items()):
+    drafts = draft_statuses(result, before)
+    # Review files share the user's status: a review that cannot be imported is listed with why.
+    for user, rows in review_statuses(root, result.entries).items():
+        drafts.setdefault(user, []).extend(rows)
+    for user, draft in sorted(drafts.items()):
         digests[user] = digest(draft)
         if before.users.get(user) == digests[user]:
             continue  # same look as last time: nothing to read back or record

@@ -1,4 +1,4 @@
-"""`upload_status`: per user, every file under inputs/ and whether it was processed, waits, or was skipped and why.
+"""`upload_status`: per user, every file under inputs/ and reviews/ and whether it was processed, waits, or was skipped and why.
 
 An external asset partitioned by user: the upload sensor records a materialization for a user only
 when that user's status changed, so the UI's partition view shows each user's current table, and
@@ -37,7 +37,7 @@ upload_status = AssetSpec(
     group_name="uploads",
     kinds={"json"},
     partitions_def=users_partitions,
-    description="Per user: every file under inputs/ and its state (processed, waiting, skipped) with why; kept current by upload_sensor.",
+    description="Per user: every file under inputs/ and reviews/ and its state (processed, waiting, skipped) with why; kept current by upload_sensor.",
 )
 
 

@@ -1,0 +1,74 @@
+"""The cell classifier refitted from the reviewer's classes, and scored against the branch's current one on held-out cells.
+
+A random forest cannot continue training, so the new one is fitted on the reviewed cells plus a
+sample of its base data (CoNSeP's typed nuclei, annotated outlines) so that classes the reviews
+rarely show are still known. Cells are measured exactly as on a slide: at the model's µm/px, with
+stain vectors estimated per tile; a cell cut by the tile edge is left out.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from wsi_assets.cells.cell_classifier import FEATURE_COLUMNS, CellClassifier
+from wsi_assets.cells.classes import CLASS_NAMES
+from wsi_assets.cells.measurements import measure_labels
+from wsi_assets.cells.stain_vectors import estimate_stain_vectors
+from wsi_assets.finetuning.review_tiles import ReviewedTile
+from wsi_assets.training.cell_classifier_training import (
+    TypedNuclei,
+    fit_forest,
+    typed_nuclei,
+)
+
+BASE_TILES = 4  # CoNSeP tiles mixed in (a few thousand typed nuclei)
+MIN_REVIEWED_CLASSES = 20  # fewer classified cells than this teach a forest nothing
+
+
+def reviewed_nuclei(tiles: list[ReviewedTile], mpp: float) -> TypedNuclei:
+    """Each whole reviewed cell with one of the fixed classes: its measurements and the reviewer's class."""
+    features, classes, sources = [], [], []
+    for tile in tiles:
+        if not tile.classes:
+            continue
+        ids, columns, area = measure_labels(tile.labels, tile.rgb, mpp, estimate_stain_vectors(tile.rgb))
+        columns["area_um2"] = area
+        edge = set(np.unique(np.concatenate([tile.labels[0], tile.labels[-1], tile.labels[:, 0], tile.labels[:, -1]])).tolist())
+        for index, label in enumerate(ids.tolist()):
+            name = tile.classes.get(label)
+            if name in CLASS_NAMES and label not in edge:
+                features.append([columns[c][index] for c in FEATURE_COLUMNS])
+                classes.append(name)
+                sources.append(f"{tile.slide}:{tile.box}")
+    return TypedNuclei(np.asarray(features, np.float32).reshape(-1, len(FEATURE_COLUMNS)), np.asarray(classes, object), np.asarray(sources, object))
+
+
+def base_typed_nuclei(folder: Path | None, tiles: int = BASE_TILES) -> TypedNuclei | None:
+    if folder is None or not (Path(folder) / "types.csv").is_file() or tiles <= 0:
+        return None
+    return typed_nuclei(folder, limit=tiles)
+
+
+def refit_classifier(reviewed: TypedNuclei, base: TypedNuclei | None, trees: int = 60, seed: int = 0) -> CellClassifier:
+    if base is not None and len(base.classes):
+        reviewed = TypedNuclei(np.concatenate([reviewed.features, base.features]), np.concatenate([reviewed.classes, base.classes]), np.concatenate([reviewed.tiles, base.tiles]))
+    return fit_forest(reviewed, trees, seed)
+
+
+def class_agreement(classifier: CellClassifier, nuclei: TypedNuclei) -> dict:
+    """Accuracy and macro F1 over the classes the reviewer used, on these cells."""
+    predicted = classifier.predict({name: nuclei.features[:, i] for i, name in enumerate(FEATURE_COLUMNS)})
+    truth = nuclei.classes
+    per_class = {}
+    for name in sorted(set(truth.tolist())):
+        tp = int(np.sum((truth == name) & (predicted == name)))
+        wrong = int(np.sum((truth != name) & (predicted == name))) + int(np.sum((truth == name) & (predicted != name)))
+        per_class[name] = round(2 * tp / (2 * tp + wrong), 4)
+    return {
+        "accuracy": round(float(np.mean(truth == predicted)), 4) if len(truth) else 0.0,
+        "macro_f1": round(float(np.mean(list(per_class.values()))), 4) if per_class else 0.0,
+        "per_class_f1": per_class,
+        "cells": len(truth),
+    }

@@ -1,0 +1,39 @@
+"""Before and after on held-out reviewed tiles: F1 at IoU 0.5, AJI and PQ, and whether the new model is better."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from wsi_assets.finetuning.review_tiles import ReviewedTile
+from wsi_assets.segmentation.metrics import (
+    aggregated_jaccard_index,
+    f1_at_iou,
+    panoptic_quality,
+)
+
+MIN_GAIN = 0.01  # of the mean of F1, AJI and PQ: below this a "gain" is noise of a few cells
+
+
+def score_model(model_file: Path, tiles: list[ReviewedTile]) -> dict:
+    """The model's F1, AJI and PQ on the tiles (each weighted by its reviewed cells), and their mean."""
+    from wsi_assets.segmentation.torchscript import TorchScriptSegmenter
+
+    segmenter = TorchScriptSegmenter(str(model_file), device="cpu")
+    per_tile, weights = [], []
+    for tile in tiles:
+        predicted = np.asarray(segmenter.segment_batch(tile.rgb[np.newaxis]))[0].astype(np.int32)
+        per_tile.append((f1_at_iou(predicted, tile.labels)["f1"], aggregated_jaccard_index(predicted, tile.labels), panoptic_quality(predicted, tile.labels)["pq"]))
+        weights.append(tile.cells)
+    f1, aji, pq = (float(np.average(column, weights=weights)) for column in zip(*per_tile))
+    return {"f1": round(f1, 4), "aji": round(aji, 4), "pq": round(pq, 4), "score": round((f1 + aji + pq) / 3, 4), "tiles": len(tiles), "cells": int(sum(weights))}
+
+
+def verdict(before: dict, after: dict, min_gain: float = MIN_GAIN) -> tuple[bool, str]:
+    """(better, one line saying why) from the two scores on the same held-out tiles."""
+    gain = after["score"] - before["score"]
+    figures = f"mean of F1/AJI/PQ {before['score']:.3f} -> {after['score']:.3f} on {after['tiles']} held-out tiles ({after['cells']} reviewed cells)"
+    if gain >= min_gain:
+        return True, f"better: {figures}"
+    return False, f"not better (needs a gain of at least {min_gain}): {figures}"
