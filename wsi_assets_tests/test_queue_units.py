@@ -20,6 +20,8 @@ def test_tags_come_from_the_partition_whatever_the_launch_path():
         "wsi/branch": "ana/main",
     }
     assert slide_queue_tags({"some": "tag"}) == {}
+    # Per-branch runs (fine-tuning, the branch's review table) queue in their branch too.
+    assert slide_queue_tags({"dagster/partition": "ana/cohort-b"}) == {"wsi/user": "ana", "wsi/branch": "ana/cohort-b"}
 
 
 def test_runs_that_span_branches_or_have_bad_keys_are_refused():
@@ -27,6 +29,8 @@ def test_runs_that_span_branches_or_have_bad_keys_are_refused():
         slide_queue_tags({"dagster/asset_partition_range_start": "ana/main/a", "dagster/asset_partition_range_end": "ana/other/b"})
     with pytest.raises(UnqueueableRun):
         slide_queue_tags({"dagster/partition": "not-a-slide-key"})
+    with pytest.raises(UnqueueableRun, match="branch name"):
+        slide_queue_tags({"dagster/partition": "ana/.."})
 
 
 def test_priority_is_neutralised_so_a_later_run_cannot_jump_its_branch():

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from wsi_assets.core.keys import InvalidSlideKey, SlideKey
+from wsi_assets.core.keys import InvalidSlideKey, SlideKey, name_problem
 
 PARTITION_TAG = "dagster/partition"
 RANGE_START_TAG = "dagster/asset_partition_range_start"
@@ -27,24 +27,38 @@ class UnqueueableRun(ValueError):
     """A run the branch queue cannot order (e.g. one run over slides of several branches)."""
 
 
-def _branch_tags(key: SlideKey) -> dict[str, str]:
+def _user_and_branch(partition_key: str) -> tuple[str, str]:
+    """The user and branch of a slide, stack or batch key (<user>/<branch>/<name>) or of a
+    per-branch key (<user>/<branch>: reviews, fine-tuning), which queue in that branch too."""
+    parts = partition_key.split("/")
+    if len(parts) == 2:
+        for what, value in zip(("user", "branch"), parts):
+            problem = name_problem(value, what)
+            if problem:
+                raise InvalidSlideKey(problem)
+        return parts[0], parts[1]
+    key = SlideKey.parse(partition_key)
+    return key.user, key.branch
+
+
+def _branch_tags(user: str, branch: str) -> dict[str, str]:
     # The branch tag holds the user too: branches of different users must not share a queue.
-    return {USER_TAG: key.user, BRANCH_TAG: f"{key.user}/{key.branch}"}
+    return {USER_TAG: user, BRANCH_TAG: f"{user}/{branch}"}
 
 
 def slide_queue_tags(tags: Mapping[str, str]) -> dict[str, str]:
     """`wsi/user` and `wsi/branch` for a run with these tags; {} for runs that are not per slide."""
     try:
         if PARTITION_TAG in tags:
-            return _branch_tags(SlideKey.parse(tags[PARTITION_TAG]))
+            return _branch_tags(*_user_and_branch(tags[PARTITION_TAG]))
         if RANGE_START_TAG in tags and RANGE_END_TAG in tags:
-            start, end = SlideKey.parse(tags[RANGE_START_TAG]), SlideKey.parse(tags[RANGE_END_TAG])
-            if (start.user, start.branch) != (end.user, end.branch):
+            start, end = _user_and_branch(tags[RANGE_START_TAG]), _user_and_branch(tags[RANGE_END_TAG])
+            if start != end:
                 raise UnqueueableRun(
-                    f"one run over slides {start} … {end} spans several branches, which run one at a time "
-                    "each; launch it as a multi-run backfill (one run per slide) instead"
+                    f"one run over slides {tags[RANGE_START_TAG]} … {tags[RANGE_END_TAG]} spans several branches, "
+                    "which run one at a time each; launch it as a multi-run backfill (one run per slide) instead"
                 )
-            return _branch_tags(start)
+            return _branch_tags(*start)
     except InvalidSlideKey as error:
         raise UnqueueableRun(f"cannot queue this run: {error}") from error
     return {}
