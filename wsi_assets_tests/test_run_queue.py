@@ -295,10 +295,16 @@ def _show_places_while_the_queue_stands_still(services, instance, tiny_slide, or
         (order[5], 6, 1, "global limit"),
         (order[6], 7, 2, "branch busy"),
     ]
+    from wsi_assets.defs.queue_status import refresh_queue_tags
+
+    started = time.perf_counter()
+    assert refresh_queue_tags(instance) == (0, 0), "a tick over an unchanged queue writes nothing"
+    print(f"queue tag refresh over {len(places)} queued runs: {time.perf_counter() - started:.3f} s")
     table = subprocess.run(
         [str(BIN / "python"), "-m", "wsi_assets.queue", "--user", "ben"], cwd=REPO, env=env, capture_output=True, text=True, timeout=120,
     )
     assert table.returncode == 0, table.stderr[-2000:]
+    print(submitted.stdout, table.stdout, sep="\n")
     lines = table.stdout.strip().splitlines()
     assert lines[0] == "7 runs queued, 4 in progress; showing 2"
     assert [line.split()[:8] for line in lines[2:]] == [
