@@ -162,3 +162,15 @@ def test_run_url_follows_the_webserver_setting(monkeypatch):
     assert run_url("abc") == "http://127.0.0.1:3000/runs/abc"
     monkeypatch.setenv("WSI_WEBSERVER_URL", "https://dagster.lab.example/")
     assert run_url("abc") == "https://dagster.lab.example/runs/abc"
+
+
+def test_queue_command_says_in_one_line_when_there_is_no_instance(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "DAGSTER_HOME": str(tmp_path / "missing")}
+    completed = subprocess.run([sys.executable, "-m", "wsi_assets.queue"], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert completed.returncode != 0
+    message = completed.stderr.strip()
+    assert message.startswith("error: cannot open the Dagster instance") and "\n" not in message, completed.stderr
