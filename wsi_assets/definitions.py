@@ -11,6 +11,7 @@ from wsi_assets.defs.models import model_assets
 from wsi_assets.defs.quality import slide_checks
 from wsi_assets.defs.resources import SegmentationResource, UserFilesResource
 from wsi_assets.defs.results import result_assets
+from wsi_assets.defs.queue_status import queue_status_sensor
 from wsi_assets.defs.reviews import review_assets, review_jobs, review_sensor
 from wsi_assets.defs.segmentation import segmentation_assets
 from wsi_assets.defs.sensors import upload_sensor
@@ -26,6 +27,6 @@ defs = Definitions(
     ],
     asset_checks=[*slide_checks, *classification_checks],
     jobs=[*slide_jobs, *stack_jobs, *model_jobs, *review_jobs, *finetune_jobs],
-    sensors=[upload_sensor, review_sensor],
+    sensors=[upload_sensor, review_sensor, queue_status_sensor],
     resources={"user_files": UserFilesResource(), "segmentation": SegmentationResource()},
 )

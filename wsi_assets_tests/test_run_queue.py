@@ -242,3 +242,92 @@ def test_killed_worker_fails_its_run_and_frees_its_branch(queue_services, tmp_pa
     wait_until(lambda: _finished(instance, [second]), timeout=600, interval=2, what="next run finished")
     assert instance.get_run_by_id(second).status == DagsterRunStatus.SUCCESS
     print(f"killed worker detected after {detected_s:.1f} s")
+
+
+def _hold_in_progress(instance, partition: str) -> str:
+    """A run record in progress with no worker: it holds its branch, user and global slot, so the
+    queue behind it stands still while the test reads it (the daemon's monitor sees no worker pid yet)."""
+    from dagster import DagsterRun, DagsterRunStatus
+
+    user, branch, _ = partition.split("/")
+    run_id = str(uuid.uuid4())
+    tags = {"dagster/partition": partition, "wsi/user": user, "wsi/branch": f"{user}/{branch}"}
+    instance.add_run(DagsterRun(job_name="process_slide", run_id=run_id, status=DagsterRunStatus.STARTED, tags=tags))
+    return run_id
+
+
+def _place_tags_match_the_records(instance, expected_ids: set[str]):
+    """The daemon's sensor has tagged every queued run as the run records say; the places, or None."""
+    from wsi_assets.queue.dagster_adapter import read_queue
+    from wsi_assets.queue.positions import place_tags, queue_places
+
+    places = queue_places(*read_queue(instance))
+    if {p.run.run_id for p in places} != expected_ids:
+        return None
+    return places if all(all(p.run.tags.get(k) == v for k, v in place_tags(p).items()) for p in places) else None
+
+
+def _show_places_while_the_queue_stands_still(services, instance, tiny_slide, order: list[str]) -> None:
+    keys = ["ana/main/q1", "ana/cohort-q/q1", "ben/cohort-q/q1", "ben/cohort-q/q2", "dan/main/q1"]
+    instance.add_dynamic_partitions("slides", [k for k in keys if not instance.has_dynamic_partition("slides", k)])
+    order += [launch_over_graphql(services["port"], "wsi_assets.definitions", "process_slide", key) for key in keys]
+    before = set(_all_run_ids(instance))
+    _upload(services["user_files"], "eve", "main", "tiny", tiny_slide)
+    order += wait_until(lambda: list(set(_all_run_ids(instance)) - before), timeout=60, what="upload sensor queued eve's slide")
+    env = {**services["env"], "WSI_WEBSERVER_URL": f"http://127.0.0.1:{services['port']}/"}
+    submitted = subprocess.run(
+        [str(BIN / "python"), "-m", "wsi_assets.submit", "eve/main/tiny"], cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert submitted.returncode == 0, submitted.stderr[-2000:]
+    run_line, url_line, queue_line = submitted.stdout.strip().splitlines()[-3:]
+    submit_run = run_line.removeprefix("run ")
+    order.append(submit_run)
+    assert instance.get_run_by_id(submit_run).tags["dagster/partition"] == "eve/main/tiny"
+    assert url_line == f"url http://127.0.0.1:{services['port']}/runs/{submit_run}"
+    assert queue_line == "queue: position 7 of 7, 2 in its branch, waiting for: branch busy"
+    places = wait_until(lambda: _place_tags_match_the_records(instance, set(order)), timeout=30, interval=1, what="queue tags written by the sensor")
+    assert [(p.run.run_id, p.position, p.branch_position, p.waiting_for) for p in places] == [
+        (order[0], 1, 1, "branch busy"),  # ana/main has a run in progress
+        (order[1], 2, 1, "user limit"),  # ana has 2 runs in progress
+        (order[2], 3, 1, "global limit"),  # 4 runs in progress in all
+        (order[3], 4, 2, "branch busy"),  # behind ben/cohort-q's first run
+        (order[4], 5, 1, "global limit"),
+        (order[5], 6, 1, "global limit"),
+        (order[6], 7, 2, "branch busy"),
+    ]
+    from wsi_assets.defs.queue_status import refresh_queue_tags
+
+    started = time.perf_counter()
+    assert refresh_queue_tags(instance) == (0, 0), "a tick over an unchanged queue writes nothing"
+    print(f"queue tag refresh over {len(places)} queued runs: {time.perf_counter() - started:.3f} s")
+    table = subprocess.run(
+        [str(BIN / "python"), "-m", "wsi_assets.queue", "--user", "ben"], cwd=REPO, env=env, capture_output=True, text=True, timeout=120,
+    )
+    assert table.returncode == 0, table.stderr[-2000:]
+    print(submitted.stdout, table.stdout, sep="\n")
+    lines = table.stdout.strip().splitlines()
+    assert lines[0] == "7 runs queued, 4 in progress; showing 2"
+    assert [line.split()[:8] for line in lines[2:]] == [
+        [order[2], "ben", "ben/cohort-q", "ben/cohort-q/q1", "process_slide", "3", "1", "global"],
+        [order[3], "ben", "ben/cohort-q", "ben/cohort-q/q2", "process_slide", "4", "2", "branch"],
+    ]
+
+
+def test_queued_runs_show_their_place_and_what_they_wait_for(queue_services, tiny_slide):
+    from wsi_assets.queue.positions import PLACE_TAGS
+
+    services, instance = queue_services, queue_services["instance"]
+    # Global limit 4: ana at her user limit (one run on main), ben's and cy's main branches busy.
+    holders = [_hold_in_progress(instance, key) for key in ("ana/main/hold", "ana/hold/hold", "ben/main/hold", "cy/main/hold")]
+    order: list[str] = []  # the queued runs, in submission order
+    try:
+        _show_places_while_the_queue_stands_still(services, instance, tiny_slide, order)
+    finally:
+        for run_id in order:
+            instance.report_run_canceled(instance.get_run_by_id(run_id))
+        for run_id in holders:
+            instance.report_run_failed(instance.get_run_by_id(run_id))
+    wait_until(
+        lambda: not any(k in instance.get_run_by_id(r).tags for r in order for k in PLACE_TAGS),
+        timeout=30, interval=1, what="queue tags cleared once the runs left the queue",
+    )

@@ -3,15 +3,20 @@
     python -m wsi_assets.cli.submit alice/main/slide01 [--job process_slide]
     python -m wsi_assets.cli.submit alice/main/cells01 --job process_stack
 
-(`dagster asset materialize` would run in this process and bypass the queue.)
+Prints the run id, its page in the UI ($WSI_WEBSERVER_URL, default http://127.0.0.1:3000) and its
+place in the queue. (`dagster asset materialize` would run in this process and bypass the queue.)
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
+import time
+import uuid
+from pathlib import Path
 
 from wsi_assets.core.keys import InvalidSlideKey, SlideKey
 from wsi_assets.core.user_files import default_user_files_root
@@ -20,31 +25,77 @@ from wsi_assets.uploads.checks import (
     checked_upload,
     slide_format_problem,
 )
-from wsi_assets.uploads.kinds import not_a_stack
+from wsi_assets.uploads.kinds import STACK, not_a_stack, upload_kind
 from wsi_assets.uploads.listing import UploadRootUnavailable
 
 JOBS = ("process_slide", "tissue_mask_only", "export_cells", "classify_cells", "process_stack")
 STACK_JOBS = ("process_stack",)
+WEBSERVER_URL_ENV = "WSI_WEBSERVER_URL"
+DEFAULT_WEBSERVER_URL = "http://127.0.0.1:3000"
+# Ties the launched run to this command: `dagster job launch` does not print the run id.
+SUBMISSION_TAG = "wsi/submission"
+STABLE_LOOK_S = 1.0
 
 
-def launch_command(key: SlideKey, job: str) -> list[str]:
-    tags = json.dumps({"dagster/partition": key.partition_key})
+def run_url(run_id: str) -> str:
+    return f"{os.environ.get(WEBSERVER_URL_ENV, DEFAULT_WEBSERVER_URL).rstrip('/')}/runs/{run_id}"
+
+
+def refuse_unsettled(path: Path, stack: bool) -> None:
+    """The sensor's remaining rules: the file is unchanged over a look, and of the job's kind."""
+    before = path.stat()
+    time.sleep(STABLE_LOOK_S)
+    after = path.stat()
+    if (before.st_size, before.st_mtime_ns) != (after.st_size, after.st_mtime_ns):
+        raise UploadRefused(f"{path.name}: still being written (size or time changed); submit it once the copy is done")
+    kind, problem = upload_kind(path)
+    if problem is not None:
+        raise UploadRefused(f"{path.name}: {problem}")
+    if (kind == STACK) != stack:
+        job_kind = "stack" if stack else "slide"
+        raise UploadRefused(f"{path.name}: the sensor treats it as a {kind}, not a {job_kind}; choose a {kind} job")
+
+
+def launch_command(key: SlideKey, job: str, submission: str = "") -> list[str]:
+    tags = {"dagster/partition": key.partition_key}
+    if submission:
+        tags[SUBMISSION_TAG] = submission
+    tags = json.dumps(tags)
     # The interpreter running this command, so an installed wheel works without bin/ on PATH.
     return [sys.executable, "-m", "dagster", "job", "launch", "-m", "wsi_assets.definitions", "-j", job, "--tags", tags]
 
 
-def submit(partition_key: str, job: str = "process_slide") -> None:
-    from dagster import DagsterInstance
+def submit(partition_key: str, job: str = "process_slide") -> str:
+    """Queue `job` for the partition; prints and returns the run id."""
+    from dagster import DagsterInstance, RunsFilter
+
+    from wsi_assets.cli.queue import current_places
 
     key = SlideKey.parse(partition_key)
     # The sensor's own checks, so a file it skipped cannot be queued by hand.
     stack = job in STACK_JOBS
-    checked_upload(default_user_files_root(), key, not_a_stack if stack else slide_format_problem)
+    path = checked_upload(default_user_files_root(), key, not_a_stack if stack else slide_format_problem)
+    refuse_unsettled(path, stack)
     partitions = "stacks" if stack else "slides"
+    submission = uuid.uuid4().hex
     with DagsterInstance.get() as instance:
         if not instance.has_dynamic_partition(partitions, key.partition_key):
             instance.add_dynamic_partitions(partitions, [key.partition_key])
-    subprocess.run(launch_command(key, job), check=True)
+        subprocess.run(launch_command(key, job, submission), check=True, stdout=subprocess.DEVNULL)
+        runs = instance.get_runs(RunsFilter(tags={SUBMISSION_TAG: submission}), limit=1)
+        if not runs:
+            raise RuntimeError("dagster job launch succeeded but no run carries this submission's tag")
+        run = runs[0]
+        places, _ = current_places(instance)
+    print(f"run {run.run_id}")
+    print(f"url {run_url(run.run_id)}")
+    place = next((p for p in places if p.run.run_id == run.run_id), None)
+    if place is None:
+        print("queue: not queued any more (already starting, started or finished)")
+    else:
+        in_branch = "" if place.branch_position is None else f", {place.branch_position} in its branch"
+        print(f"queue: position {place.position} of {len(places)}{in_branch}, waiting for: {place.waiting_for}")
+    return run.run_id
 
 
 def main() -> None:
@@ -58,6 +109,8 @@ def main() -> None:
         sys.exit(f"error: {error}")
     except subprocess.CalledProcessError as error:
         sys.exit(f"error: dagster job launch failed with exit code {error.returncode}")
+    except RuntimeError as error:
+        sys.exit(f"error: {error}")
 
 
 if __name__ == "__main__":

@@ -12,17 +12,21 @@ import os
 import signal
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Sequence
 
-from dagster import DagsterEventType
+from dagster import DagsterEventType, DagsterRunStatus, RunsFilter
 from dagster._core.launcher import CheckRunHealthResult, DefaultRunLauncher, WorkerStatus
 from dagster._core.run_coordinator import QueuedRunCoordinator, SubmitRunContext
-from dagster._core.storage.dagster_run import DagsterRun
+from dagster._core.storage.dagster_run import ACTIVE_RUN_STATUSES, DagsterRun
 from dagster._core.storage.event_log.sqlite import ConsolidatedSqliteEventLogStorage, SqliteEventLogStorage
+from dagster._core.storage.runs.schema import RunsTable, RunTagsTable
+from dagster._core.storage.runs.sql_run_storage import SqlRunStorage
+from dagster._serdes import serialize_value
 
 from wsi_assets.queue.celery_liveness import unanswered_workers
 from wsi_assets.queue.engines import BROKER_ENV
 from wsi_assets.queue.gpu_slots import held, machine_slot, postgres_slot
+from wsi_assets.queue.positions import QueueLimits, QueueRun
 from wsi_assets.queue.tags import GPU_POOL, UnqueueableRun, tags_to_store
 from wsi_assets.queue.workers import worker_alive
 
@@ -155,3 +159,49 @@ def gpu_slot(instance, log: Callable[[str], None] | None = None) -> Iterator[Non
     else:  # in-memory instances (tests, execute_in_process): one process, nothing to share
         with held(0, log):
             yield
+
+
+def _queue_run(record) -> QueueRun:
+    run = record.dagster_run
+    return QueueRun(run.run_id, dict(run.tags), run.job_name, record.storage_id, record.create_timestamp.timestamp())
+
+
+def read_queue(instance) -> tuple[list[QueueRun], list[QueueRun], QueueLimits]:
+    """(queued runs, runs in progress, limits) as the queue daemon sees them at this moment.
+
+    In progress means what the daemon counts against its limits (starting, started, canceling);
+    the limits are the run coordinator's configuration, the GPU slots the `gpu` pool's.
+    """
+    in_progress = [_queue_run(r) for r in instance.get_run_records(RunsFilter(statuses=ACTIVE_RUN_STATUSES))]
+    queued = [_queue_run(r) for r in instance.get_run_records(RunsFilter(statuses=[DagsterRunStatus.QUEUED]))]
+    coordinator = instance.run_coordinator
+    config = coordinator.get_run_queue_config() if isinstance(coordinator, QueuedRunCoordinator) else None
+    slots = instance.global_op_concurrency_default_limit or 1
+    taken = 0
+    storage = instance.event_log_storage
+    if storage.supports_global_concurrency_limits and GPU_POOL in storage.get_concurrency_keys():
+        info = storage.get_concurrency_info(GPU_POOL)
+        slots, taken = info.slot_count, len(info.claimed_slots)
+    limits = QueueLimits(
+        max_concurrent_runs=config.max_concurrent_runs if config else -1,
+        tag_limits=tuple(config.tag_concurrency_limits or ()) if config else (),
+        gpu_slots=slots,
+        gpu_slots_taken=taken,
+    )
+    return queued, in_progress, limits
+
+
+def remove_run_tags(instance, run_id: str, keys: Sequence[str]) -> None:
+    """Delete tags from a run: Dagster can add and overwrite run tags, not remove them.
+
+    Done as Dagster's own add_run_tags is (the run body rewritten, the tag rows changed); the
+    run's status column, which Dagster trusts over the body, is left alone.
+    """
+    storage = instance.run_storage
+    run = instance.get_run_by_id(run_id)
+    if run is None or not isinstance(storage, SqlRunStorage):
+        return
+    kept = {key: value for key, value in run.tags.items() if key not in keys}
+    with storage.connect() as connection:
+        connection.execute(RunsTable.update().where(RunsTable.c.run_id == run_id).values(run_body=serialize_value(run.with_tags(kept))))
+        connection.execute(RunTagsTable.delete().where((RunTagsTable.c.run_id == run_id) & RunTagsTable.c.key.in_(list(keys))))

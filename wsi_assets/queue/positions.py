@@ -1,0 +1,168 @@
+"""Where each queued run stands: its place overall and in its branch, and what it waits for.
+
+A replay of one pass of Dagster's queue daemon over the run records: queued runs in dequeue
+order (higher `dagster/priority` first, then oldest first), each admitted unless the run
+coordinator's tag limits or its global limit block it, admitted runs counting against the
+runs after them. The limits are the coordinator's own (`tag_concurrency_limits`,
+`max_concurrent_runs`), passed in, so the view cannot drift from what the queue enforces.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from wsi_assets.queue.tags import BRANCH_TAG, PARTITION_TAG, PRIORITY_TAG, USER_TAG
+
+BRANCH_BUSY = "branch busy"
+USER_LIMIT = "user limit"
+GLOBAL_LIMIT = "global limit"
+GPU = "GPU"
+NEXT = "next"  # nothing blocks it: it starts at the daemon's next dequeue (seconds)
+WAITING_REASONS = (BRANCH_BUSY, USER_LIMIT, GLOBAL_LIMIT, GPU, NEXT)
+LIMIT_NAMES = {BRANCH_TAG: BRANCH_BUSY, USER_TAG: USER_LIMIT}
+
+
+@dataclass(frozen=True)
+class QueueRun:
+    """One run record, as the queue sees it. `order` is the storage's creation order."""
+
+    run_id: str
+    tags: Mapping[str, str]
+    job: str = ""
+    order: int = 0
+    created_at: float = 0.0
+
+    @property
+    def user(self) -> str:
+        return self.tags.get(USER_TAG, "")
+
+    @property
+    def branch(self) -> str:
+        return self.tags.get(BRANCH_TAG, "")
+
+    @property
+    def partition(self) -> str:
+        return self.tags.get(PARTITION_TAG, "")
+
+    @property
+    def priority(self) -> int:
+        try:
+            return int(self.tags.get(PRIORITY_TAG, "0"))
+        except ValueError:
+            return 0
+
+
+@dataclass(frozen=True)
+class QueueLimits:
+    """The coordinator's limits (dagster.yaml) and the GPU pool's state."""
+
+    max_concurrent_runs: int = -1  # -1: no global limit, as in Dagster
+    tag_limits: Sequence[Mapping] = field(default_factory=tuple)  # run_coordinator tag_concurrency_limits
+    gpu_slots: int = 1
+    gpu_slots_taken: int = 0
+
+
+@dataclass(frozen=True)
+class QueuePlace:
+    run: QueueRun
+    position: int  # 1 = the next run the daemon dequeues
+    branch_position: int | None  # 1 = the next of its branch; None for runs without a branch
+    waiting_for: str
+
+
+class _TagCounts:
+    """Dagster's tag-limit rules (TagConcurrencyLimitsCounter), naming the limit that blocks."""
+
+    def __init__(self, tag_limits: Sequence[Mapping], running: Sequence[QueueRun]):
+        self._limits = []  # (key, value or None, per unique value, limit)
+        for spec in tag_limits:
+            value = spec.get("value")
+            if isinstance(value, str):
+                self._limits.append((spec["key"], value, False, spec["limit"]))
+            else:
+                per_value = bool(value) and bool(value.get("applyLimitPerUniqueValue"))
+                self._limits.append((spec["key"], None, per_value, spec["limit"]))
+        self._counts: Counter = Counter()
+        for run in running:
+            self.add(run)
+
+    def _slots(self, run: QueueRun):
+        for key, value, per_value, limit in self._limits:
+            if key not in run.tags or (value is not None and run.tags[key] != value):
+                continue
+            yield (key, run.tags[key] if (per_value or value is not None) else None), key, limit
+
+    def blocking(self, run: QueueRun) -> str | None:
+        for slot, key, limit in self._slots(run):
+            if self._counts[slot] >= limit:
+                return LIMIT_NAMES.get(key, f"{key} limit")
+        return None
+
+    def add(self, run: QueueRun) -> None:
+        for slot, _, _ in self._slots(run):
+            self._counts[slot] += 1
+
+
+def dequeue_order(queued: Sequence[QueueRun]) -> list[QueueRun]:
+    # sorted() is stable: oldest first within a priority, like the daemon's own sort.
+    return sorted(sorted(queued, key=lambda run: run.order), key=lambda run: run.priority, reverse=True)
+
+
+def queue_places(queued: Sequence[QueueRun], in_progress: Sequence[QueueRun], limits: QueueLimits) -> list[QueuePlace]:
+    """Every queued run's place and reason, in dequeue order.
+
+    The reason is the first that holds of: `branch busy` (a run of its branch is in progress, or
+    queued ahead of it), the user limit (or another tag limit, named by its tag), the global
+    limit, then `GPU` when the run would start but every GPU slot is taken now (it will wait at its
+    segmentation step), else `next`.
+    """
+    counts = _TagCounts(limits.tag_limits, in_progress)
+    running = len(in_progress)
+    gpu_full = limits.gpu_slots_taken >= limits.gpu_slots
+    held_branches: set[str] = set()  # branches with an earlier queued run that cannot start yet
+    branch_seen: Counter = Counter()
+    places = []
+    for position, run in enumerate(dequeue_order(queued), start=1):
+        branch_position = None
+        if run.branch:
+            branch_seen[run.branch] += 1
+            branch_position = branch_seen[run.branch]
+        # Limits are uniform within a branch (dagster.yaml), so what holds a run holds the later runs of its branch.
+        reason = BRANCH_BUSY if run.branch in held_branches else counts.blocking(run)
+        if reason is None and limits.max_concurrent_runs != -1 and running >= limits.max_concurrent_runs:
+            reason = GLOBAL_LIMIT
+        if reason is None:
+            counts.add(run)
+            running += 1
+            reason = GPU if gpu_full else NEXT
+        elif run.branch:
+            held_branches.add(run.branch)
+        places.append(QueuePlace(run, position, branch_position, reason))
+    return places
+
+
+POSITION_TAG = "wsi/queue_position"
+BRANCH_POSITION_TAG = "wsi/branch_position"
+WAITING_TAG = "wsi/waiting_for"
+PLACE_TAGS = (POSITION_TAG, BRANCH_POSITION_TAG, WAITING_TAG)
+
+
+def place_tags(place: QueuePlace) -> dict[str, str]:
+    """The run tags that show a place in the Runs list, e.g. `3`, `1`, `branch busy`."""
+    tags = {POSITION_TAG: str(place.position), WAITING_TAG: place.waiting_for}
+    if place.branch_position is not None:
+        tags[BRANCH_POSITION_TAG] = str(place.branch_position)
+    return tags
+
+
+def changed_place_tags(places: Sequence[QueuePlace]) -> dict[str, dict[str, str]]:
+    """run id -> the place tags whose value differs from what the run already carries."""
+    changes = {}
+    for place in places:
+        wanted = place_tags(place)
+        changed = {key: value for key, value in wanted.items() if place.run.tags.get(key) != value}
+        if changed:
+            changes[place.run.run_id] = changed
+    return changes
