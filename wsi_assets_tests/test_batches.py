@@ -251,3 +251,25 @@ def test_each_tick_stats_a_bounded_number_of_files(tmp_path):
         scan = scan_batches(tmp_path, cursor, max_stats=100)
         cursor, fingerprints = scan.cursor, fingerprints + [f for _, f in scan.requests]
     assert len(fingerprints) == 1 and fingerprints[0] != first_fingerprint, "a changed file gives one new request"
+
+
+def test_rejected_files_are_listed_in_the_upload_status(first_run, user_files_root, dagster_instance, tmp_path):
+    from dagster import build_sensor_context
+
+    from wsi_assets.defs.resources import UserFilesResource
+    from wsi_assets.defs.sensors import upload_sensor
+
+    # The user's tree alone (links kept), so the upload sensor writes no status into other tests' users.
+    root = tmp_path / "user_files"
+    shutil.copytree(user_files_root / USER, root / USER, symlinks=True)
+    context = build_sensor_context(instance=dagster_instance, resources={"user_files": UserFilesResource(root=str(root))})
+    result = upload_sensor(context)
+    assert result.run_requests == [], "batch images are never requested as slides"
+    status = json.loads((root / USER / "outputs" / "upload_status.json").read_text())
+    skipped = {f["path"]: f["why"] for f in status["files"] if f["state"] == "skipped"}
+    prefix = f"{USER}/inputs/{BRANCH}/{BATCH}/"
+    assert set(skipped) == {prefix + name for name in REJECTED}
+    for name, words in REJECTED.items():
+        assert words in skipped[prefix + name]
+    (event,) = [e for e in result.asset_events if e.partition == USER]
+    assert "a whole-slide image" in event.metadata["files_table"].value

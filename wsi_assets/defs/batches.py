@@ -26,6 +26,7 @@ from wsi_assets.batches.exports import BATCH_EXPORTS, write_batch_exports
 from wsi_assets.batches.manifest import MANIFEST_FILE, UNCHANGED, build_manifest, load_manifest
 from wsi_assets.batches.result_set import previous_manifest, publish_batch_set, published_batch_dir, run_batch_set
 from wsi_assets.batches.scan import BatchCursor, scan_batches
+from wsi_assets.batches.status import REJECTED_FILE, rejected_json
 from wsi_assets.batches.thumbnails import thumbnail_grid
 from wsi_assets.cells.cell_classifier import load_classifier
 from wsi_assets.core.atomic import atomic_output, write_bytes_atomic, write_text_atomic
@@ -64,6 +65,7 @@ def batch_manifest(context: AssetExecutionContext, user_files: UserFilesResource
     manifest = build_manifest(_batch_folder(root, key), root, key, previous_manifest(root, key), settings.mpp, segmentation.default_mpp)
     folder = run_batch_set(root, key, context.run.run_id)
     write_text_atomic(folder / MANIFEST_FILE, json.dumps(manifest.as_dict(), indent=1))
+    write_text_atomic(folder / REJECTED_FILE, rejected_json(manifest.rejected))
     changes = {c: sum(i.change == c for i in manifest.images) for c in ("new", "changed", UNCHANGED)}
     for name, why in manifest.rejected:
         context.log.warning(f"{key}: rejected {name}: {why}")
@@ -137,7 +139,7 @@ def batch_exports(context: AssetExecutionContext, user_files: UserFilesResource)
     if manifest is None or not (folder / CELLS_FILE).exists():
         raise FileNotFoundError(f"{key}: this run has no batch cells: run process_batch")
     summary = write_batch_exports(folder / CELLS_FILE, manifest, folder)
-    published = publish_batch_set(root, key, context.run.run_id, (MANIFEST_FILE, CELLS_FILE, THUMBNAILS_FILE, *BATCH_EXPORTS))
+    published = publish_batch_set(root, key, context.run.run_id, (MANIFEST_FILE, REJECTED_FILE, CELLS_FILE, THUMBNAILS_FILE, *BATCH_EXPORTS))
     context.log.info(f"{key}: published {summary['images']} images, {summary['cells']} cells at {published}")
     return MaterializeResult(
         metadata={

@@ -9,6 +9,7 @@ from dagster import (
     sensor,
 )
 
+from wsi_assets.batches.status import batch_rejections
 from wsi_assets.defs.jobs import process_slide, process_stack
 from wsi_assets.defs.partitions import slides_partitions, stacks_partitions
 from wsi_assets.defs.resources import UserFilesResource
@@ -39,7 +40,10 @@ def _summary(result) -> str:
 def _status_events(context: SensorEvaluationContext, root, result: ScanResult, before: ScanCursor):
     """Materializations of upload_status for the users whose status changed, and their new partitions."""
     events, digests = [], {}
-    for user, draft in sorted(draft_statuses(result, before).items()):
+    drafts = draft_statuses(result, before)
+    for user, rows in batch_rejections(root).items():  # files the batches' last runs did not use
+        drafts.setdefault(user, []).extend(rows)
+    for user, draft in sorted(drafts.items()):
         digests[user] = digest(draft)
         if before.users.get(user) == digests[user]:
             continue  # same look as last time: nothing to read back or record
