@@ -273,3 +273,13 @@ def test_rejected_files_are_listed_in_the_upload_status(first_run, user_files_ro
         assert words in skipped[prefix + name]
     (event,) = [e for e in result.asset_events if e.partition == USER]
     assert "a whole-slide image" in event.metadata["files_table"].value
+
+
+def test_a_batch_named_like_a_slide_of_its_branch_is_refused(tmp_path):
+    branch = tmp_path / "u" / "inputs" / "main"
+    (branch / "cores").mkdir(parents=True)
+    (branch / "cores" / "a.png").write_bytes(b"x")
+    assert [f.key.partition_key for f in scan_batches(tmp_path, BatchCursor()).folders] == ["u/main/cores"]
+    (branch / "cores.svs").write_bytes(b"x")
+    scan = scan_batches(tmp_path, BatchCursor())
+    assert scan.folders == [] and "both would be published at outputs/main/cores/" in dict(scan.refused)["u/inputs/main/cores/"]

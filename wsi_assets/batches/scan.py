@@ -23,6 +23,7 @@ from pathlib import Path
 
 from wsi_assets.core.confinement import PathOutsideUserFolder, confined
 from wsi_assets.core.keys import SlideKey, name_problem
+from wsi_assets.uploads.listing import upload_stem
 
 MASK64 = (1 << 64) - 1
 
@@ -70,6 +71,14 @@ def _dirs(folder: Path) -> list[os.DirEntry]:
         return []  # the upload sensor reports unreadable folders
 
 
+def _upload_stems(branch: Path) -> set[str]:
+    try:
+        with os.scandir(branch) as it:
+            return {upload_stem(e.name) for e in it if not e.is_dir(follow_symlinks=False)}
+    except OSError:
+        return set()
+
+
 def list_batch_folders(root: Path) -> tuple[list[BatchFolder], list[tuple[str, str]]]:
     """Every <user>/inputs/<branch>/<batch>/ folder with a usable name, and the refused ones with why."""
     root = Path(root)
@@ -80,9 +89,15 @@ def list_batch_folders(root: Path) -> tuple[list[BatchFolder], list[tuple[str, s
         for branch in _dirs(Path(user.path) / "inputs"):
             if name_problem(branch.name, "branch"):
                 continue
+            upload_stems = _upload_stems(Path(branch.path))
             for batch in _dirs(Path(branch.path)):
                 shown = f"{user.name}/inputs/{branch.name}/{batch.name}/"
                 problem = name_problem(batch.name, "batch")
+                if not problem and batch.name in upload_stems:
+                    problem = (
+                        f"a slide or stack of the branch has the name '{batch.name}' too, and both would be published at "
+                        f"outputs/{branch.name}/{batch.name}/"
+                    )
                 if problem:
                     refused.append((shown, problem + "; rename the folder"))
                     continue
