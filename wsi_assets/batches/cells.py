@@ -4,7 +4,7 @@ The table (`cells.parquet`) holds one row per nucleus with the image's name in `
 written a few images at a time, so memory stays flat whatever the batch size. Cells of unchanged
 images are copied from the previous result, never segmented again. Images are decoded and
 post-processed (outlines, measurements, classes) in a thread pool while the segmenter works on
-the next one; the segmenter itself runs its network batched (on the GPU when torch sees one).
+the next one; the network sees one image per call (on the GPU when torch sees one).
 """
 
 from __future__ import annotations
