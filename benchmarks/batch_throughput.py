@@ -59,9 +59,9 @@ def main() -> None:
     from dagster import DagsterInstance, build_sensor_context
 
     from wsi_assets.batches.manifest import load_manifest
+    from wsi_assets.definitions import defs
     from wsi_assets.defs.batches import MAX_STATS_PER_TICK, batch_sensor
     from wsi_assets.defs.resources import UserFilesResource
-    from wsi_assets.definitions import defs
 
     figures: dict = {"images": args.images, "side": args.side, "drawing_s": round(drawing, 1), "cpus": os.cpu_count()}
     with DagsterInstance.ephemeral() as instance:

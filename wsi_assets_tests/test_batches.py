@@ -116,8 +116,8 @@ def first_run(user_files_root, dagster_instance, small_slide):
     requests, cursor, ticks, added = _ticks_until_run(dagster_instance, user_files_root, None)
     result = _run(dagster_instance, requests[0].partition_key)
     outputs = user_files_root / USER / "outputs" / BRANCH / BATCH
-    return dict(folder=folder, names=names, requests=requests, cursor=cursor, ticks=ticks, added=added,
-                result=result, outputs=outputs, inputs_before=inputs_before, cells=pq.read_table(outputs / "cells.parquet"))
+    return {"folder": folder, "names": names, "requests": requests, "cursor": cursor, "ticks": ticks, "added": added,
+                "result": result, "outputs": outputs, "inputs_before": inputs_before, "cells": pq.read_table(outputs / "cells.parquet")}
 
 
 def test_sensor_registers_the_batch_and_requests_one_run(first_run):

@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from wsi_assets.batches.images import read_batch_image
-from wsi_assets.batches.manifest import BatchManifest, ManifestImage, UNCHANGED
+from wsi_assets.batches.manifest import UNCHANGED, BatchManifest, ManifestImage
 from wsi_assets.cells.cell_classifier import FEATURE_COLUMNS, CellClassifier
 from wsi_assets.cells.classes import CLASS_COLUMN
 from wsi_assets.cells.measurements import MEASUREMENT_COLUMNS, NucleusMeasurer

@@ -17,9 +17,18 @@ from pathlib import Path
 
 import numpy as np
 
-from wsi_assets.batches.images import BatchImageRejected, name_reason, read_batch_image, size_reason
-from wsi_assets.core.confinement import HardLinkedUpload, PathOutsideUserFolder, confined_upload
-from wsi_assets.slides.mpp_estimate import MIN_NUCLEI, TYPICAL_NUCLEUS_UM, _blob_diameters, typical_diameter
+from wsi_assets.batches.images import (
+    BatchImageRejected,
+    name_reason,
+    read_batch_image,
+    size_reason,
+)
+from wsi_assets.core.confinement import (
+    HardLinkedUpload,
+    PathOutsideUserFolder,
+    confined_upload,
+)
+from wsi_assets.slides.mpp_estimate import estimate_mpp_from_image
 
 MANIFEST_FILE = "manifest.json"
 NEW, CHANGED, UNCHANGED = "new", "changed", "unchanged"
@@ -77,24 +86,15 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def estimate_image_mpp(rgb: np.ndarray) -> float | None:
-    """µm/px from the typical nucleus size, when the image holds enough nuclei to measure."""
-    diameters = _blob_diameters(rgb)
-    if len(diameters) < MIN_NUCLEI:
-        return None
-    diameter = typical_diameter(diameters)
-    return TYPICAL_NUCLEUS_UM / diameter if diameter > 0 else None
-
-
 def resolve_image_mpp(rgb: np.ndarray, metadata_mpp: float | None, branch_mpp: float | None, default_mpp: float) -> tuple[float, str]:
     """(µm/px, its source): the file's metadata, else branch.yaml, else the nucleus estimate, else the default."""
     if metadata_mpp:
         return round(metadata_mpp, 6), METADATA
     if branch_mpp:
         return float(branch_mpp), BRANCH
-    estimate = estimate_image_mpp(rgb)
+    estimate = estimate_mpp_from_image(rgb)
     if estimate is not None:
-        return round(estimate, 4), ESTIMATE
+        return round(estimate.mpp, 4), ESTIMATE
     return float(default_mpp), DEFAULT
 
 

@@ -33,5 +33,5 @@ def thumbnail_grid(manifest: BatchManifest, folder: Path, cells: Path, count: in
             cv2.polylines(small, [points], True, class_colour(cell_class), 1)
         row, col = divmod(index, COLUMNS)
         grid[row * CELL_PX : row * CELL_PX + small.shape[0], col * CELL_PX : col * CELL_PX + small.shape[1]] = small
-    ok, jpeg = cv2.imencode(".jpg", cv2.cvtColor(grid, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 80])
+    _ok, jpeg = cv2.imencode(".jpg", cv2.cvtColor(grid, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 80])
     return jpeg.tobytes()

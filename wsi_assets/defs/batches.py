@@ -23,8 +23,18 @@ from dagster import (
 
 from wsi_assets.batches.cells import CELLS_FILE, segment_batch_images
 from wsi_assets.batches.exports import BATCH_EXPORTS, write_batch_exports
-from wsi_assets.batches.manifest import MANIFEST_FILE, UNCHANGED, build_manifest, load_manifest
-from wsi_assets.batches.result_set import previous_manifest, publish_batch_set, published_batch_dir, run_batch_set
+from wsi_assets.batches.manifest import (
+    MANIFEST_FILE,
+    UNCHANGED,
+    build_manifest,
+    load_manifest,
+)
+from wsi_assets.batches.result_set import (
+    previous_manifest,
+    publish_batch_set,
+    published_batch_dir,
+    run_batch_set,
+)
 from wsi_assets.batches.scan import BatchCursor, scan_batches
 from wsi_assets.batches.status import REJECTED_FILE, rejected_json
 from wsi_assets.batches.thumbnails import thumbnail_grid
