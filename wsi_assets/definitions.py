@@ -2,6 +2,7 @@
 
 from dagster import Definitions
 
+from wsi_assets.defs.batches import batch_assets, batch_sensor, process_batch
 from wsi_assets.defs.cell_classifier import cell_classifier_assets
 from wsi_assets.defs.classification import classification_assets, classification_checks
 from wsi_assets.defs.exports import export_assets
@@ -23,10 +24,11 @@ from wsi_assets.defs.upload_status import upload_status
 defs = Definitions(
     assets=[
         *slide_assets, *segmentation_assets, *classification_assets, *export_assets, *result_assets, *model_assets,
-        *cell_classifier_assets, *review_assets, *finetune_assets, *stack_assets, *stack_slice_assets, upload_status,
+        *cell_classifier_assets, *review_assets, *finetune_assets, *stack_assets, *stack_slice_assets, *batch_assets,
+        upload_status,
     ],
     asset_checks=[*slide_checks, *classification_checks],
-    jobs=[*slide_jobs, *stack_jobs, *model_jobs, *review_jobs, *finetune_jobs],
-    sensors=[upload_sensor, review_sensor, queue_status_sensor],
+    jobs=[*slide_jobs, *stack_jobs, *model_jobs, *review_jobs, *finetune_jobs, process_batch],
+    sensors=[upload_sensor, review_sensor, queue_status_sensor, batch_sensor],
     resources={"user_files": UserFilesResource(), "segmentation": SegmentationResource()},
 )

@@ -183,16 +183,24 @@ def hidden_branch(root, tmp_path, slide):
 
 
 def nested_folder(root, tmp_path, slide):
+    # A folder inside a branch is a batch of small images, not a place for slides.
     (root / "alice/inputs/main/sub").mkdir()
     shutil.copyfile(slide, root / "alice/inputs/main/sub/x.svs")
-    return "alice/inputs/main/sub/", "folders inside a branch are not read for slides: put slides directly in alice/inputs/main/"
+    return "alice/inputs/main/sub/", ""
+
+
+def badly_named_batch_folder(root, tmp_path, slide):
+    # A folder inside a branch is a batch (the batch sensor's); one whose name cannot be a key is reported here.
+    (root / "alice/inputs/main/sub folder").mkdir()
+    shutil.copyfile(slide, root / "alice/inputs/main/sub folder/x.svs")
+    return "alice/inputs/main/sub folder/", "batch name 'sub folder' may only use letters, digits"
 
 
 CASES = [
     symlink_to_other_user, symlink_outside_root, symlinked_user_folder, symlinked_branch_to_other_user, hard_link,
     file_symlink_loop, branch_symlink_loop, user_symlink_loop, dangling_symlink, fifo, unix_socket, unreadable_folder,
     name_with_spaces, unicode_name, leading_dash, too_long_name, newline_in_name, undecodable_name,
-    hidden_user_folder, hidden_branch, nested_folder,
+    hidden_user_folder, hidden_branch, badly_named_batch_folder,
 ]
 
 

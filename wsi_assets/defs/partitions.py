@@ -8,3 +8,5 @@ slides_partitions = DynamicPartitionsDefinition(name="slides")
 branches_partitions = DynamicPartitionsDefinition(name="branches")
 # Stacks (TCZYX microscopy uploads) share the key scheme, so they queue in their branch with its slides.
 stacks_partitions = DynamicPartitionsDefinition(name="stacks")
+# Batches (a sub-folder of small images in a branch) share the key scheme <user>/<branch>/<batch>, so they queue in their branch too.
+batches_partitions = DynamicPartitionsDefinition(name="batches")

@@ -9,6 +9,7 @@ from dagster import (
     sensor,
 )
 
+from wsi_assets.batches.status import batch_rejections
 from wsi_assets.defs.jobs import process_slide, process_stack
 from wsi_assets.defs.partitions import slides_partitions, stacks_partitions
 from wsi_assets.defs.resources import UserFilesResource
@@ -41,8 +42,10 @@ def _status_events(context: SensorEvaluationContext, root, result: ScanResult, b
     """Materializations of upload_status for the users whose status changed, and their new partitions."""
     events, digests = [], {}
     drafts = draft_statuses(result, before)
-    # Review files share the user's status: a review that cannot be imported is listed with why.
+    # Review files and the batches' rejected files share the user's status, each with why.
     for user, rows in review_statuses(root, result.entries).items():
+        drafts.setdefault(user, []).extend(rows)
+    for user, rows in batch_rejections(root).items():  # files the batches' last runs did not use
         drafts.setdefault(user, []).extend(rows)
     for user, draft in sorted(drafts.items()):
         digests[user] = digest(draft)

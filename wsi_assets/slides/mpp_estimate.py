@@ -117,3 +117,12 @@ def estimate_mpp_from_nuclei(slide: openslide.OpenSlide) -> MppEstimate | None:
             break
         scale *= 4  # large nuclei: few fit a region, so look at a wider field
     return MppEstimate(mpp=TYPICAL_NUCLEUS_UM / typical, nuclei=len(diameters), diameter_px=typical, regions=regions)
+
+
+def estimate_mpp_from_image(rgb: np.ndarray) -> MppEstimate | None:
+    """µm/px from the nuclei of one in-memory RGB field (a batch image), or None when too few can be measured."""
+    diameters = _blob_diameters(rgb)
+    if len(diameters) < MIN_NUCLEI:
+        return None
+    diameter = typical_diameter(diameters)
+    return MppEstimate(TYPICAL_NUCLEUS_UM / diameter, len(diameters), diameter, 1) if diameter > 0 else None

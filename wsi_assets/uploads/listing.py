@@ -224,10 +224,10 @@ class _Walk:
         if stat.S_ISREG(st.st_mode):
             self.file(path, user, branch)
         elif stat.S_ISDIR(st.st_mode):
-            self.note(
-                path, user, branch,
-                f"folders inside a branch are not read for slides: put slides directly in {user}/inputs/{branch}/", True,
-            )
+            # A folder inside a branch is a batch of small images: the batch sensor reads it (wsi_assets.batches).
+            problem = name_problem(name, "batch")
+            if problem:
+                self.note(path, user, branch, problem + "; rename the folder (a folder inside a branch is a batch of images)", True)
         else:
             self.note(path, user, branch, f"is {_kind(st.st_mode)}, not an uploaded file; remove it")
 

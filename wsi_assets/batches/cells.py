@@ -1,0 +1,161 @@
+"""Every new or changed image of a batch through the default segmenter and cell classifier, into one cell table.
+
+The table (`cells.parquet`) holds one row per nucleus with the image's name in `image`; it is
+written a few images at a time, so memory stays flat whatever the batch size. Cells of unchanged
+images are copied from the previous result, never segmented again. Images are decoded and
+post-processed (outlines, measurements, classes) in a thread pool while the segmenter works on
+the next one; the network sees one image per call (on the GPU when torch sees one).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from wsi_assets.batches.images import read_batch_image
+from wsi_assets.batches.manifest import UNCHANGED, BatchManifest, ManifestImage
+from wsi_assets.cells.cell_classifier import FEATURE_COLUMNS, CellClassifier
+from wsi_assets.cells.classes import CLASS_COLUMN
+from wsi_assets.cells.measurements import MEASUREMENT_COLUMNS, NucleusMeasurer
+from wsi_assets.cells.table import nuclei_from_labels
+from wsi_assets.segmentation.image import segment_image
+from wsi_assets.segmentation.protocol import Segmenter
+
+CELLS_FILE = "cells.parquet"
+IMAGES_PER_ROW_GROUP = 32
+
+CELL_SCHEMA = pa.schema(
+    [
+        pa.field("image", pa.string()),
+        pa.field("cell_id", pa.int32()),  # 1..n within its image
+        pa.field("centroid_x", pa.float64()),
+        pa.field("centroid_y", pa.float64()),
+        pa.field("area_pixels", pa.float64()),
+        pa.field("area_um2", pa.float64()),
+        pa.field("polygon_coords", pa.list_(pa.float32())),  # x0, y0, x1, y1, ... in image pixels
+        pa.field(CLASS_COLUMN, pa.string()),
+        *[pa.field(name, pa.float32()) for name in MEASUREMENT_COLUMNS],
+    ]
+)
+
+
+@dataclass(frozen=True)
+class Progress:
+    done: int
+    total: int
+    seconds: float
+
+    @property
+    def images_per_second(self) -> float:
+        return self.done / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def eta_seconds(self) -> float:
+        rate = self.images_per_second
+        return (self.total - self.done) / rate if rate > 0 else float("inf")
+
+    def line(self) -> str:
+        return f"{self.done}/{self.total} images ({100 * self.done // max(self.total, 1)}%), {self.images_per_second:.2f} images/s, ETA {self.eta_seconds:.0f} s"
+
+
+def image_cells(rgb: np.ndarray, labels: np.ndarray, image: ManifestImage, classifier: CellClassifier) -> pa.Table:
+    """The cell rows of one segmented image: outline, measurements and class of each nucleus."""
+    measurer = NucleusMeasurer(image.mpp)
+    table = nuclei_from_labels(labels, measure=lambda ids, outlines: measurer(labels, rgb, ids, outlines))
+    count = len(table)
+    if not count:  # an image without nuclei still has its (empty) measurement columns
+        table.columns = {name: np.zeros(0, np.float32) for name in MEASUREMENT_COLUMNS}
+    area_um2 = table.area_pixels * image.mpp * image.mpp
+    features = {**table.columns, "area_um2": area_um2}
+    classes = classifier.predict({name: features[name] for name in FEATURE_COLUMNS}) if count else np.zeros(0, object)
+    flat = table.vertices.reshape(-1).astype(np.float32)
+    polygons = pa.ListArray.from_arrays(pa.array((table.offsets * 2).astype(np.int32)), pa.array(flat))
+    columns = {
+        "image": pa.array([image.name] * count, pa.string()),
+        "cell_id": pa.array(np.arange(1, count + 1, dtype=np.int32)),
+        "centroid_x": pa.array(table.centroid_x.astype(np.float64)),
+        "centroid_y": pa.array(table.centroid_y.astype(np.float64)),
+        "area_pixels": pa.array(table.area_pixels.astype(np.float64)),
+        "area_um2": pa.array(area_um2.astype(np.float64)),
+        "polygon_coords": polygons,
+        CLASS_COLUMN: pa.array([str(c) for c in classes], pa.string()),
+        **{name: pa.array(np.asarray(table.columns[name], np.float32)) for name in MEASUREMENT_COLUMNS},
+    }
+    return pa.Table.from_pydict(columns, schema=CELL_SCHEMA)
+
+
+def _previous_cells(previous_cells: Path | None, names: set[str]) -> Iterator[pa.Table]:
+    if previous_cells is None or not names or not Path(previous_cells).exists():
+        return
+    parquet = pq.ParquetFile(str(previous_cells))
+    for index in range(parquet.num_row_groups):
+        group = parquet.read_row_group(index)
+        keep = pa.compute.is_in(group.column("image"), value_set=pa.array(sorted(names), pa.string()))
+        kept = group.filter(keep)
+        if kept.num_rows:
+            yield kept.select(CELL_SCHEMA.names).cast(CELL_SCHEMA)
+
+
+def segment_batch_images(
+    manifest: BatchManifest,
+    folder: Path,
+    destination: Path,
+    segmenter: Segmenter,
+    classifier: CellClassifier,
+    previous_cells: Path | None = None,
+    progress: Callable[[Progress], None] | None = None,
+    workers: int = 0,
+) -> dict[str, int]:
+    """Write the batch's cell table to `destination`; the number of cells of each image."""
+    import pyarrow.compute  # noqa: F401 - pa.compute is loaded on first use
+
+    todo = manifest.to_segment
+    unchanged = {i.name for i in manifest.images if i.change == UNCHANGED}
+    counts = {i.name: 0 for i in manifest.images}
+    started = time.monotonic()
+    step = max(1, len(todo) // 10)
+    with pq.ParquetWriter(str(destination), CELL_SCHEMA, compression="zstd") as writer:
+        for kept in _previous_cells(previous_cells, unchanged):
+            writer.write_table(kept)
+            for name, n in zip(*np.unique(kept.column("image").to_numpy(zero_copy_only=False), return_counts=True)):
+                counts[str(name)] += int(n)
+        pending: list[pa.Table] = []
+        with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 2) as pool:
+            # Decoding runs ahead by a few images; post-processing of one image overlaps the next one's network.
+            decoded = [pool.submit(read_batch_image, folder / image.name) for image in todo[:4]]
+            post = []
+            for index, image in enumerate(todo):
+                rgb = decoded[index].result().rgb
+                if index + 4 < len(todo):
+                    decoded.append(pool.submit(read_batch_image, folder / todo[index + 4].name))
+                decoded[index] = None  # the pixels go with the post-processing task
+                labels = segment_image(rgb, image.mpp, segmenter)
+                post.append(pool.submit(image_cells, rgb, labels, image, classifier))
+                while post and (post[0].done() or len(post) > 2 * (workers or os.cpu_count() or 2)):
+                    pending.append(post.pop(0).result())
+                    if len(pending) >= IMAGES_PER_ROW_GROUP:
+                        _flush(writer, pending, counts)
+                if progress and ((index + 1) % step == 0 or index + 1 == len(todo)):
+                    progress(Progress(index + 1, len(todo), time.monotonic() - started))
+            for future in post:
+                pending.append(future.result())
+        _flush(writer, pending, counts)
+    return counts
+
+
+def _flush(writer: pq.ParquetWriter, pending: list[pa.Table], counts: dict[str, int]) -> None:
+    if not pending:
+        return
+    for table in pending:
+        if table.num_rows:
+            counts[table.column("image")[0].as_py()] += table.num_rows
+    writer.write_table(pa.concat_tables(pending))
+    pending.clear()

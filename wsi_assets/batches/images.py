@@ -1,0 +1,103 @@
+"""One image of a batch: whether it can be used (and why not), its pixels, and the µm/px its file states."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import openslide
+from PIL import Image, UnidentifiedImageError
+
+from wsi_assets.core.branch_settings import is_plausible_mpp
+from wsi_assets.core.keys import name_problem
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
+MAX_IMAGE_BYTES = 200 * 1024 * 1024
+MAX_IMAGE_PIXELS = 8192 * 8192  # a larger image is a slide: upload it directly in the branch folder
+# A plain image's DPI is often a placeholder (72, 96, 300 written by any editor): only a resolution
+# a microscope camera gives (a few µm/px or finer) is trusted, and only with a real unit.
+MAX_METADATA_MPP = 5.0
+
+
+class BatchImageRejected(ValueError):
+    """An entry of a batch folder that cannot be segmented; the message is the one-line reason."""
+
+
+@dataclass(frozen=True)
+class BatchImage:
+    rgb: np.ndarray
+    metadata_mpp: float | None  # from the file's own resolution tags, when plausible
+
+
+def name_reason(name: str) -> str | None:
+    """Why a file name in a batch folder cannot be an image of the batch, from its name alone."""
+    problem = name_problem(Path(name).stem, "image")
+    if problem:
+        return problem + "; rename the file"
+    if Path(name).suffix.lower() not in IMAGE_SUFFIXES:
+        return f"not an image of a batch (the extension is not one of {', '.join(IMAGE_SUFFIXES)})"
+    return None
+
+
+def size_reason(size: int) -> str | None:
+    if size > MAX_IMAGE_BYTES:
+        return f"too large for a batch image ({size / 2**20:.0f} MiB > {MAX_IMAGE_BYTES // 2**20} MiB); upload it as a slide in the branch folder"
+    if size == 0:
+        return "empty file (0 bytes); upload it again"
+    return None
+
+
+def _mpp_from_resolution(x_resolution, unit_cm: bool) -> float | None:
+    try:
+        per_unit = float(x_resolution)
+    except (TypeError, ValueError, ZeroDivisionError):
+        return None
+    if not math.isfinite(per_unit) or per_unit <= 0:
+        return None
+    mpp = (1e4 if unit_cm else 25400.0) / per_unit
+    return mpp if is_plausible_mpp(mpp) and mpp <= MAX_METADATA_MPP else None
+
+
+def _metadata_mpp(image: Image.Image) -> float | None:
+    if image.format == "TIFF":
+        tags = image.tag_v2
+        unit = tags.get(296, 2)  # ResolutionUnit: 1 none, 2 inch, 3 cm
+        if unit in (2, 3) and 282 in tags:
+            return _mpp_from_resolution(tags[282], unit == 3)
+        return None
+    if image.format == "PNG" and "dpi" in image.info:
+        # Pillow reports pHYs in metres as dpi; a pHYs without the metre unit gives no dpi.
+        return _mpp_from_resolution(image.info["dpi"][0], False)
+    if image.format == "JPEG" and image.info.get("jfif_unit") in (1, 2) and "jfif_density" in image.info:
+        return _mpp_from_resolution(image.info["jfif_density"][0], image.info["jfif_unit"] == 2)
+    return None
+
+
+def read_batch_image(path: Path) -> BatchImage:
+    """The image as RGB uint8 with its metadata µm/px; BatchImageRejected with a one-line reason otherwise."""
+    path = Path(path)
+    if path.suffix.lower() in (".tif", ".tiff"):
+        try:
+            vendor = openslide.OpenSlide.detect_format(str(path))
+        except openslide.OpenSlideError:
+            vendor = None
+        if vendor is not None:
+            raise BatchImageRejected(
+                f"a whole-slide image ({vendor}): upload it directly in the branch folder, not in a batch"
+            )
+    try:
+        with Image.open(path) as image:
+            if image.width * image.height > MAX_IMAGE_PIXELS:
+                raise BatchImageRejected(
+                    f"too large for a batch image ({image.width}x{image.height} px > {MAX_IMAGE_PIXELS:,} px); upload it as a slide"
+                )
+            mpp = _metadata_mpp(image)
+            rgb = np.asarray(image.convert("RGB"))
+    except BatchImageRejected:
+        raise
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
+        text = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise BatchImageRejected(f"cannot be read as an image ({text}); upload it again or save it as PNG") from None
+    return BatchImage(rgb, mpp)

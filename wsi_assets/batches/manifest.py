@@ -1,0 +1,152 @@
+"""A batch's manifest: every image with its size, dimensions and µm/px, what changed since the last result, and the rejected files.
+
+An image is unchanged when the previous published manifest holds the same name with the same
+size and mtime, or with the same content hash (a copy that only touched the mtime); only new and
+changed images are segmented again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import stat
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from wsi_assets.batches.images import (
+    BatchImageRejected,
+    name_reason,
+    read_batch_image,
+    size_reason,
+)
+from wsi_assets.core.confinement import (
+    HardLinkedUpload,
+    PathOutsideUserFolder,
+    confined_upload,
+)
+from wsi_assets.slides.mpp_estimate import estimate_mpp_from_image
+
+MANIFEST_FILE = "manifest.json"
+NEW, CHANGED, UNCHANGED = "new", "changed", "unchanged"
+METADATA, BRANCH, ESTIMATE, DEFAULT = "file metadata", "branch.yaml", "nucleus-size estimate", "default"
+
+
+@dataclass(frozen=True)
+class ManifestImage:
+    name: str
+    size: int
+    mtime_ns: int
+    sha256: str
+    width: int
+    height: int
+    mpp: float
+    mpp_source: str
+    mpp_inferred: bool
+    change: str  # NEW, CHANGED or UNCHANGED since the last published result
+
+
+@dataclass(frozen=True)
+class BatchManifest:
+    batch: str
+    images: list[ManifestImage]
+    rejected: list[tuple[str, str]]  # (file name, why)
+
+    @property
+    def to_segment(self) -> list[ManifestImage]:
+        return [i for i in self.images if i.change != UNCHANGED]
+
+    def as_dict(self) -> dict:
+        return {
+            "batch": self.batch,
+            "images": [asdict(i) for i in self.images],
+            "rejected": [{"file": name, "why": why} for name, why in self.rejected],
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> BatchManifest:
+        return cls(data["batch"], [ManifestImage(**i) for i in data["images"]], [(r["file"], r["why"]) for r in data["rejected"]])
+
+
+def load_manifest(path: Path) -> BatchManifest | None:
+    try:
+        return BatchManifest.from_dict(json.loads(Path(path).read_text()))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None  # no usable previous result: every image is new
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def resolve_image_mpp(rgb: np.ndarray, metadata_mpp: float | None, branch_mpp: float | None, default_mpp: float) -> tuple[float, str]:
+    """(µm/px, its source): the file's metadata, else branch.yaml, else the nucleus estimate, else the default."""
+    if metadata_mpp:
+        return round(metadata_mpp, 6), METADATA
+    if branch_mpp:
+        return float(branch_mpp), BRANCH
+    estimate = estimate_mpp_from_image(rgb)
+    if estimate is not None:
+        return round(estimate.mpp, 4), ESTIMATE
+    return float(default_mpp), DEFAULT
+
+
+def _look(folder: Path, root: Path, user: str, name: str, previous: dict[str, ManifestImage], branch_mpp, default_mpp):
+    """One entry as a ManifestImage, or (name, why) when it is rejected."""
+    reason = name_reason(name)
+    if reason:
+        return name, reason
+    path = folder / name
+    try:
+        real = confined_upload(path, root, user)
+        st = os.stat(real)
+    except (PathOutsideUserFolder, HardLinkedUpload) as error:
+        return name, str(error).splitlines()[0]
+    except OSError as error:
+        return name, f"cannot be read ({error.strerror}); fix its permissions"
+    if not stat.S_ISREG(st.st_mode):
+        return name, "not a regular file; remove it"
+    reason = size_reason(st.st_size)
+    if reason:
+        return name, reason
+    before = previous.get(name)
+    if before is not None and (before.size, before.mtime_ns) == (st.st_size, st.st_mtime_ns):
+        return ManifestImage(**{**asdict(before), "change": UNCHANGED})
+    sha = _sha256(real)
+    if before is not None and before.sha256 == sha:
+        return ManifestImage(**{**asdict(before), "mtime_ns": st.st_mtime_ns, "change": UNCHANGED})
+    try:
+        image = read_batch_image(real)
+    except BatchImageRejected as error:
+        return name, str(error)
+    mpp, source = resolve_image_mpp(image.rgb, image.metadata_mpp, branch_mpp, default_mpp)
+    height, width = image.rgb.shape[:2]
+    change = NEW if before is None else CHANGED
+    return ManifestImage(name, st.st_size, st.st_mtime_ns, sha, width, height, mpp, source, source in (ESTIMATE, DEFAULT), change)
+
+
+def build_manifest(
+    folder: Path, root: Path, key, previous: BatchManifest | None, branch_mpp: float | None, default_mpp: float, workers: int = 0
+) -> BatchManifest:
+    """Look at every entry of the batch folder (in parallel: decoding releases the GIL); the input files are only read."""
+    folder = Path(folder)
+    try:
+        with os.scandir(folder) as it:
+            entries = sorted((e.name, e.is_dir(follow_symlinks=False)) for e in it if not e.name.startswith("."))
+    except OSError as error:
+        raise BatchImageRejected(f"{key}: the batch folder cannot be listed ({error.strerror})") from None
+    rejected = [(name + "/", "folders inside a batch are not read; put the images directly in the batch folder") for name, is_dir in entries if is_dir]
+    names = [name for name, is_dir in entries if not is_dir]
+    before = {i.name: i for i in previous.images} if previous else {}
+    with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 2) as pool:
+        looks = list(pool.map(lambda n: _look(folder, Path(root), key.user, n, before, branch_mpp, default_mpp), names))
+    images = [look for look in looks if isinstance(look, ManifestImage)]
+    rejected += [look for look in looks if not isinstance(look, ManifestImage)]
+    return BatchManifest(key.partition_key, images, sorted(rejected))
