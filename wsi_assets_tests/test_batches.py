@@ -143,6 +143,7 @@ def test_manifest_lists_images_with_their_resolution_and_rejects_with_reasons(fi
     assert all(i.mpp_inferred and i.mpp_source in ("nucleus-size estimate", "default") for i in unstated)
     estimated = [i.mpp for i in unstated if i.mpp_source == "nucleus-size estimate"]
     assert len(estimated) > len(unstated) // 2 and 0.3 < float(np.median(estimated)) < 0.7
+    assert len(set(estimated)) == 1, "estimated images share the batch's one µm/px"
     rejected = dict(manifest.rejected)
     assert set(rejected) == set(REJECTED)
     for name, words in REJECTED.items():
@@ -220,6 +221,8 @@ def test_added_and_changed_images_alone_are_segmented_again(first_run, user_file
     assert sorted(n for n, c in changes.items() if c == "new") == sorted(added)
     assert [n for n, c in changes.items() if c == "changed"] == [changed]
     assert _metadata(result, "batch_cells")["segmented_images"] == 6
+    estimated = {i.mpp for i in manifest.images if i.mpp_source == "nucleus-size estimate"}
+    assert len(estimated) == 1, f"added images take the batch's µm/px: {estimated}"
     after = pq.read_table(first_run["outputs"] / "cells.parquet")
     kept = first_run["names"][10]
 

@@ -12,7 +12,7 @@ import json
 import os
 import stat
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -98,6 +98,24 @@ def resolve_image_mpp(rgb: np.ndarray, metadata_mpp: float | None, branch_mpp: f
     return float(default_mpp), DEFAULT
 
 
+def one_estimate_per_batch(images: list[ManifestImage]) -> list[ManifestImage]:
+    """Images whose µm/px is estimated share one value: the batch's.
+
+    A batch comes from one microscope, and a per-image estimate scatters by 10-15% around the
+    truth; one shared value is the better estimate and gives same-sized images the same shape at
+    the model's µm/px, which the network runs much faster (compiled once). The value is the
+    median of the estimates at the batch's first run; images added later take the value the
+    batch already has (their unchanged neighbours carry it), so an addition never re-runs them.
+    """
+    estimated = [i for i in images if i.mpp_source == ESTIMATE]
+    fresh = [i for i in estimated if i.change != UNCHANGED]
+    if not fresh:
+        return images
+    kept = [i.mpp for i in estimated if i.change == UNCHANGED]
+    batch_mpp = kept[0] if kept else round(float(np.median([i.mpp for i in fresh])), 4)
+    return [replace(i, mpp=batch_mpp) if i.mpp_source == ESTIMATE and i.change != UNCHANGED else i for i in images]
+
+
 def _look(folder: Path, root: Path, user: str, name: str, previous: dict[str, ManifestImage], branch_mpp, default_mpp):
     """One entry as a ManifestImage, or (name, why) when it is rejected."""
     reason = name_reason(name)
@@ -147,6 +165,6 @@ def build_manifest(
     before = {i.name: i for i in previous.images} if previous else {}
     with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 2) as pool:
         looks = list(pool.map(lambda n: _look(folder, Path(root), key.user, n, before, branch_mpp, default_mpp), names))
-    images = [look for look in looks if isinstance(look, ManifestImage)]
+    images = one_estimate_per_batch([look for look in looks if isinstance(look, ManifestImage)])
     rejected += [look for look in looks if not isinstance(look, ManifestImage)]
     return BatchManifest(key.partition_key, images, sorted(rejected))
