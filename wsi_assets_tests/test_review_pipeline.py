@@ -82,7 +82,9 @@ def test_a_qupath_edit_is_measured_versioned_and_restorable(reviewed_slide, dags
         context = build_sensor_context(instance=dagster_instance, cursor=cursor, resources={"user_files": UserFilesResource()})
         result = review_sensor(context)
         cursor = result.cursor
-    assert [(r.partition_key, r.job_name) for r in result.run_requests] == [(key, "review_slide")]
+    # The session's user-files folder is shared: other tests' users may have reviews waiting too.
+    alices = [(r.partition_key, r.job_name) for r in result.run_requests if r.partition_key.startswith("alice/")]
+    assert alices == [(key, "review_slide")]
     assert "alice/reviews/main/notes.txt" in json.loads(cursor)["done"]  # refused once, with its reason in the log
 
     run = _execute(dagster_instance, "review_slide", key)
