@@ -16,12 +16,12 @@ from PIL import Image
 from wsi_assets.batches.manifest import load_manifest
 from wsi_assets.batches.scan import BatchCursor, scan_batches
 
-# One batch is segmented once (~50 s on the shared 2-core machine) and its tests share it.
+# One batch of a few hundred images is segmented once (~1 min on the 2-core machine) and its tests share it.
 pytestmark = pytest.mark.slow
 
 USER, BRANCH, BATCH = "batchlab", "main", "fields"
 KEY = f"{USER}/{BRANCH}/{BATCH}"
-IMAGES = 120
+IMAGES = 300
 SIDE = 256
 # Rejected entries and the words their reason must hold.
 REJECTED = {
@@ -165,6 +165,14 @@ def test_one_cell_table_with_an_image_column(first_run):
     meta = _metadata(first_run["result"], "batch_cells")
     assert meta["cells"] == cells.num_rows and meta["segmented_images"] == IMAGES
     assert "data:image/jpeg;base64," in meta["thumbnails"]
+
+
+def test_progress_is_logged_every_tenth_with_rate_and_eta(first_run, dagster_instance):
+    records = dagster_instance.all_logs(first_run["result"].run_id)
+    lines = [r.user_message for r in records if r.step_key == "batch_cells" and "batch segmentation" in r.user_message]
+    assert len(lines) == 10, lines
+    assert f"{IMAGES}/{IMAGES} images" in lines[-1] and "100%" in lines[-1]
+    assert all("images/s" in line and "ETA" in line for line in lines)
 
 
 def test_exports_read_back_with_real_readers(first_run):

@@ -83,6 +83,23 @@ def test_each_installed_runtime_gives_the_torch_labels(runtime, held_out):
     assert abs(int(fast_labels.max()) - int(slow_labels.max())) <= 0.01 * slow_labels.max()
 
 
+@pytest.mark.skipif("openvino" not in INSTALLED, reason="OpenVINO not installed")
+def test_small_inputs_run_side_by_side_with_the_labels_of_one_at_a_time():
+    from wsi_assets.slides.synthetic import SyntheticSlideSpec, render_region
+
+    spec = SyntheticSlideSpec(width=8_000, height=8_000, mpp=0.5, seed=5, tissue_fraction=0.9)
+    fields = np.stack([render_region(spec, 1, 2_000 + i * 320, 2_000, 320, 320) for i in range(5)])
+    segmenter = TorchScriptSegmenter(SHIPPED_MODEL_FILE, device="cpu", cpu_runtime="openvino")
+    if segmenter.inputs_side_by_side < 2:
+        pytest.skip("torch uses one CPU thread here: there is no second core to run a field on")
+    segmenter.runner.run = lambda x: pytest.fail("a batch of small fields must not run one at a time")
+    side_by_side = segmenter.segment_batch(fields)  # 5 fields over the cores' streams: one call
+    one_at_a_time = TorchScriptSegmenter(SHIPPED_MODEL_FILE, device="cpu", cpu_runtime="openvino", check=False)
+    singles = np.concatenate([one_at_a_time.segment_batch(field[None]) for field in fields])
+    assert singles.max() > 20
+    assert np.array_equal(side_by_side, singles)
+
+
 def test_missing_runtime_packages_fall_back_to_torch():
     # A machine without OpenVINO and ONNX Runtime: the model still loads and runs, in torch.
     code = (

@@ -9,7 +9,7 @@ import pytest
 
 from wsi_assets.models import SHIPPED_MODEL_FILE
 from wsi_assets.segmentation.classical import ClassicalParams, ClassicalSegmenter
-from wsi_assets.segmentation.image import segment_image
+from wsi_assets.segmentation.image import segment_image, segment_images
 from wsi_assets.segmentation.metrics import f1_at_iou
 from wsi_assets.segmentation.protocol import Segmenter
 from wsi_assets.segmentation.registry import default_segmenter, get_segmenter
@@ -108,6 +108,32 @@ def test_segment_image_accepts_float_images(tile):
 def test_segment_image_is_deterministic(tile):
     rgb, _ = tile
     assert np.array_equal(segment_image(rgb, 0.4), segment_image(rgb.copy(), 0.4))
+
+
+class CallRecorder:
+    """A segmenter that passes every call on to `inner` and keeps the shapes it was given."""
+
+    def __init__(self, inner: Segmenter):
+        self.inner, self.calls = inner, []
+        self.name, self.version, self.mpp, self.device = inner.name, inner.version, inner.mpp, inner.device
+
+    def segment_batch(self, tiles):
+        self.calls.append(tuple(tiles.shape))
+        return self.inner.segment_batch(tiles)
+
+
+def test_segment_images_stacks_same_shapes_into_one_call_with_the_same_labels(tile):
+    rgb, _ = tile
+    images = [rgb[:256, :256], rgb[256:, 256:], rgb[:200, :256], rgb[256:, :256]]
+    mpps = [0.5, 0.5, 0.5, 0.5]
+    recorder = CallRecorder(default_segmenter())
+    labels = segment_images(images, mpps, recorder)
+    # Three 256x256 fields go through the network together; the 200x256 one alone.
+    assert sorted(recorder.calls) == sorted([(3, 256, 256, 3), (1, 200, 256, 3)])
+    for image, mpp, found in zip(images, mpps, labels):
+        assert np.array_equal(found, segment_image(image, mpp)), "stacking must not change an image's labels"
+    with pytest.raises(ValueError, match="one mpp per image"):
+        segment_images(images, mpps[:2])
 
 
 @pytest.mark.parametrize(

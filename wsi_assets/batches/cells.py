@@ -4,16 +4,17 @@ The table (`cells.parquet`) holds one row per nucleus with the image's name in `
 written a few images at a time, so memory stays flat whatever the batch size. Cells of unchanged
 images are copied from the previous result, never segmented again. Images are decoded and
 post-processed (outlines, measurements, classes) in a thread pool while the segmenter works on
-the next one; the network sees one image per call (on the GPU when torch sees one).
+the next one; same-sized images go through the network several at a time
+(a GPU batch, or one per core on a CPU: see `images_per_network_call`).
 """
 
 from __future__ import annotations
 
 import os
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +27,8 @@ from wsi_assets.cells.cell_classifier import FEATURE_COLUMNS, CellClassifier
 from wsi_assets.cells.classes import CLASS_COLUMN
 from wsi_assets.cells.measurements import MEASUREMENT_COLUMNS, NucleusMeasurer
 from wsi_assets.cells.table import nuclei_from_labels
-from wsi_assets.segmentation.image import segment_image
+from wsi_assets.core.progress import Progress
+from wsi_assets.segmentation.image import segment_images
 from wsi_assets.segmentation.protocol import Segmenter
 
 CELLS_FILE = "cells.parquet"
@@ -47,23 +49,11 @@ CELL_SCHEMA = pa.schema(
 )
 
 
-@dataclass(frozen=True)
-class Progress:
-    done: int
-    total: int
-    seconds: float
-
-    @property
-    def images_per_second(self) -> float:
-        return self.done / self.seconds if self.seconds > 0 else 0.0
-
-    @property
-    def eta_seconds(self) -> float:
-        rate = self.images_per_second
-        return (self.total - self.done) / rate if rate > 0 else float("inf")
-
-    def line(self) -> str:
-        return f"{self.done}/{self.total} images ({100 * self.done // max(self.total, 1)}%), {self.images_per_second:.2f} images/s, ETA {self.eta_seconds:.0f} s"
+def images_per_network_call(segmenter: Segmenter) -> int:
+    """Same-shaped images stacked per network call: a GPU batch, or two per core where the CPU
+    runtime runs small inputs side by side (so no core waits at the end of a call); else one."""
+    side_by_side = int(getattr(segmenter, "inputs_side_by_side", 1) or 1)
+    return side_by_side if str(getattr(segmenter, "device", "cpu")).startswith("cuda") else 2 * side_by_side if side_by_side > 1 else 1
 
 
 def image_cells(rgb: np.ndarray, labels: np.ndarray, image: ManifestImage, classifier: CellClassifier) -> pa.Table:
@@ -121,32 +111,38 @@ def segment_batch_images(
     unchanged = {i.name for i in manifest.images if i.change == UNCHANGED}
     counts = {i.name: 0 for i in manifest.images}
     started = time.monotonic()
-    step = max(1, len(todo) // 10)
     with pq.ParquetWriter(str(destination), CELL_SCHEMA, compression="zstd") as writer:
         for kept in _previous_cells(previous_cells, unchanged):
             writer.write_table(kept)
             for name, n in zip(*np.unique(kept.column("image").to_numpy(zero_copy_only=False), return_counts=True)):
                 counts[str(name)] += int(n)
+        new_cells = 0
         pending: list[pa.Table] = []
-        with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 2) as pool:
-            # Decoding runs ahead by a few images; post-processing of one image overlaps the next one's network.
-            decoded = [pool.submit(read_batch_image, folder / image.name) for image in todo[:4]]
-            post = []
-            for index, image in enumerate(todo):
-                rgb = decoded[index].result().rgb
-                if index + 4 < len(todo):
-                    decoded.append(pool.submit(read_batch_image, folder / todo[index + 4].name))
-                decoded[index] = None  # the pixels go with the post-processing task
-                labels = segment_image(rgb, image.mpp, segmenter)
-                post.append(pool.submit(image_cells, rgb, labels, image, classifier))
-                while post and (post[0].done() or len(post) > 2 * (workers or os.cpu_count() or 2)):
-                    pending.append(post.pop(0).result())
+        workers = workers or os.cpu_count() or 2
+        stack = images_per_network_call(segmenter)
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            # Decoding runs a few images ahead; the post-processing of one image (outlines,
+            # measurements, class) overlaps the network's work on the next ones.
+            decoded: dict[int, Future] = {}
+            post: deque[Future] = deque()
+            for start in range(0, len(todo), stack):
+                for ahead in range(start, min(len(todo), start + stack + 4)):
+                    if ahead not in decoded:
+                        decoded[ahead] = pool.submit(read_batch_image, folder / todo[ahead].name)
+                group = todo[start : start + stack]
+                rgbs = [decoded.pop(start + i).result().rgb for i in range(len(group))]
+                labels = segment_images(rgbs, [image.mpp for image in group], segmenter)
+                for rgb, image_labels, image in zip(rgbs, labels, group):
+                    post.append(pool.submit(image_cells, rgb, image_labels, image, classifier))
+                while post and (post[0].done() or len(post) > 2 * workers + stack):
+                    pending.append(post.popleft().result())
+                    new_cells += pending[-1].num_rows
                     if len(pending) >= IMAGES_PER_ROW_GROUP:
                         _flush(writer, pending, counts)
-                if progress and ((index + 1) % step == 0 or index + 1 == len(todo)):
-                    progress(Progress(index + 1, len(todo), time.monotonic() - started))
-            for future in post:
-                pending.append(future.result())
+                if progress:
+                    done = start + len(group)
+                    progress(Progress(done, len(todo), new_cells, time.monotonic() - started, unit="images"))
+            pending.extend(future.result() for future in post)
         _flush(writer, pending, counts)
     return counts
 

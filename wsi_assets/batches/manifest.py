@@ -14,6 +14,7 @@ import stat
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -86,34 +87,58 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def resolve_image_mpp(rgb: np.ndarray, metadata_mpp: float | None, branch_mpp: float | None, default_mpp: float) -> tuple[float, str]:
-    """(µm/px, its source): the file's metadata, else branch.yaml, else the nucleus estimate, else the default."""
+ESTIMATE_SAMPLE = 24  # images decoded again to estimate a batch's µm/px: more only repeats the median
+
+
+def stated_mpp(metadata_mpp: float | None, branch_mpp: float | None) -> tuple[float | None, str]:
+    """(µm/px, its source) when the file or branch.yaml states it; (None, ESTIMATE) when the batch's estimate must decide."""
     if metadata_mpp:
         return round(metadata_mpp, 6), METADATA
     if branch_mpp:
         return float(branch_mpp), BRANCH
-    estimate = estimate_mpp_from_image(rgb)
-    if estimate is not None:
-        return round(estimate.mpp, 4), ESTIMATE
-    return float(default_mpp), DEFAULT
+    return None, ESTIMATE
 
 
-def one_estimate_per_batch(images: list[ManifestImage]) -> list[ManifestImage]:
-    """Images whose µm/px is estimated share one value: the batch's.
+def evenly_spaced(items: list, count: int) -> list:
+    if len(items) <= count:
+        return list(items)
+    return [items[round(i * (len(items) - 1) / (count - 1))] for i in range(count)]
+
+
+def one_estimate_per_batch(
+    images: list[ManifestImage], estimate: Callable[[ManifestImage], float | None], default_mpp: float, workers: int = 0
+) -> list[ManifestImage]:
+    """Images without a stated µm/px share one value: the batch's.
 
     A batch comes from one microscope, and a per-image estimate scatters by 10-15% around the
-    truth; one shared value is the better estimate and gives same-sized images the same shape at
-    the model's µm/px, which the network runs much faster (compiled once). The value is the
-    median of the estimates at the batch's first run; images added later take the value the
-    batch already has (their unchanged neighbours carry it), so an addition never re-runs them.
+    truth; one shared value is the better estimate, and it gives same-sized images the same
+    shape at the model's µm/px, which the network runs much faster (compiled once). The value is
+    the median of the nucleus-size estimates of up to ESTIMATE_SAMPLE images spread over the
+    batch, made at the batch's first run (estimating all 10,000 images would cost minutes and
+    change nothing). Images added later take the value the batch already has (their unchanged
+    neighbours carry it), so an addition never re-runs them. When no sampled image shows
+    nuclei, the default µm/px is used and flagged as such.
     """
-    estimated = [i for i in images if i.mpp_source == ESTIMATE]
-    fresh = [i for i in estimated if i.change != UNCHANGED]
+    fresh = [i for i in images if i.mpp_source == ESTIMATE and i.change != UNCHANGED]
     if not fresh:
         return images
-    kept = [i.mpp for i in estimated if i.change == UNCHANGED]
-    batch_mpp = kept[0] if kept else round(float(np.median([i.mpp for i in fresh])), 4)
-    return [replace(i, mpp=batch_mpp) if i.mpp_source == ESTIMATE and i.change != UNCHANGED else i for i in images]
+    kept = [i.mpp for i in images if i.mpp_source == ESTIMATE and i.change == UNCHANGED]
+    if kept:
+        batch_mpp, source = kept[0], ESTIMATE
+    else:
+        with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 2) as pool:
+            found = [mpp for mpp in pool.map(estimate, evenly_spaced(fresh, ESTIMATE_SAMPLE)) if mpp]
+        batch_mpp, source = (round(float(np.median(found)), 4), ESTIMATE) if found else (float(default_mpp), DEFAULT)
+    chosen = {i.name for i in fresh}
+    return [replace(i, mpp=batch_mpp, mpp_source=source) if i.name in chosen else i for i in images]
+
+
+def _estimate_image_mpp(folder: Path, root: Path, user: str, name: str) -> float | None:
+    try:
+        estimate = estimate_mpp_from_image(read_batch_image(confined_upload(folder / name, root, user)).rgb)
+    except (BatchImageRejected, PathOutsideUserFolder, HardLinkedUpload, OSError):
+        return None  # changed since it was looked at: the other sampled images decide
+    return estimate.mpp if estimate is not None else None
 
 
 def _look(folder: Path, root: Path, user: str, name: str, previous: dict[str, ManifestImage], branch_mpp, default_mpp):
@@ -144,10 +169,11 @@ def _look(folder: Path, root: Path, user: str, name: str, previous: dict[str, Ma
         image = read_batch_image(real)
     except BatchImageRejected as error:
         return name, str(error)
-    mpp, source = resolve_image_mpp(image.rgb, image.metadata_mpp, branch_mpp, default_mpp)
+    mpp, source = stated_mpp(image.metadata_mpp, branch_mpp)
     height, width = image.rgb.shape[:2]
     change = NEW if before is None else CHANGED
-    return ManifestImage(name, st.st_size, st.st_mtime_ns, sha, width, height, mpp, source, source in (ESTIMATE, DEFAULT), change)
+    # Unstated µm/px is filled in by one_estimate_per_batch; default_mpp holds the place until then.
+    return ManifestImage(name, st.st_size, st.st_mtime_ns, sha, width, height, mpp or default_mpp, source, mpp is None, change)
 
 
 def build_manifest(
@@ -165,6 +191,7 @@ def build_manifest(
     before = {i.name: i for i in previous.images} if previous else {}
     with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 2) as pool:
         looks = list(pool.map(lambda n: _look(folder, Path(root), key.user, n, before, branch_mpp, default_mpp), names))
-    images = one_estimate_per_batch([look for look in looks if isinstance(look, ManifestImage)])
+    images = [look for look in looks if isinstance(look, ManifestImage)]
+    images = one_estimate_per_batch(images, lambda i: _estimate_image_mpp(folder, Path(root), key.user, i.name), default_mpp, workers)
     rejected += [look for look in looks if not isinstance(look, ManifestImage)]
     return BatchManifest(key.partition_key, images, sorted(rejected))

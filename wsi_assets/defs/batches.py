@@ -44,6 +44,7 @@ from wsi_assets.core.branch_settings import branch_settings_for
 from wsi_assets.core.confinement import confined
 from wsi_assets.core.images import markdown_image
 from wsi_assets.core.keys import SlideKey
+from wsi_assets.core.progress import ProgressReporter
 from wsi_assets.core.user_files import branch_inputs_dir
 from wsi_assets.defs.errors import fails_clearly
 from wsi_assets.defs.executors import slide_executor
@@ -120,7 +121,7 @@ def batch_cells(context: AssetExecutionContext, user_files: UserFilesResource, s
         counts = segment_batch_images(
             manifest, inputs, temporary, segmentation.segmenter(), load_classifier(),
             previous_cells=(published / CELLS_FILE) if published else None,
-            progress=lambda p: context.log.info(f"{key}: {p.line()}"),
+            progress=ProgressReporter(lambda line: context.log.info(f"{key}: {line}"), stage="batch segmentation"),
         )
     grid = thumbnail_grid(manifest, inputs, folder / CELLS_FILE)
     write_bytes_atomic(folder / THUMBNAILS_FILE, grid)

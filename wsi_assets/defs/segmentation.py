@@ -22,7 +22,8 @@ from wsi_assets.queue.dagster_adapter import gpu_slot
 from wsi_assets.queue.engine_tags import gpu_step_tags
 from wsi_assets.queue.tags import GPU_POOL
 from wsi_assets.results.slide_identity import ensure_unchanged, load_identity
-from wsi_assets.segmentation.slide import ProgressReporter, segment_slide
+from wsi_assets.core.progress import ProgressReporter
+from wsi_assets.segmentation.slide import segment_slide
 from wsi_assets.slides.stored import load_slide_info, load_tissue_mask
 
 SEGMENTATION_GROUP = "segmentation"

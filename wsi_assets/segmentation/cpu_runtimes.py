@@ -40,6 +40,15 @@ class NetworkRunner:
     precision: str  # "f32", "bf16"
     run: Callable[[np.ndarray], np.ndarray]
     release: Callable[[], None] = lambda: None  # frees the working memory of the last input shape
+    # (B,3,H,W) -> (B,2,H,W) with the inputs run side by side, one per core: see _openvino. None: one after another.
+    run_side_by_side: Callable[[np.ndarray], np.ndarray] | None = None
+    streams: int = 1  # inputs run_side_by_side runs at once
+
+    def run_many(self, batch: np.ndarray) -> np.ndarray:
+        """The maps of a (B,3,H,W) batch of one shape."""
+        if self.run_side_by_side is not None and len(batch) > 1:
+            return self.run_side_by_side(batch)
+        return np.concatenate([self.run(batch[i : i + 1]) for i in range(len(batch))])
 
     @property
     def label(self) -> str:
@@ -89,10 +98,39 @@ def _openvino(onnx: bytes, threads: int) -> NetworkRunner:
             ).create_infer_request()
         return np.asarray(request.infer([x])[0])
 
+    streams = max(1, threads)
+    parallel: dict[str, object] = {"shape": None, "queue": None}
+
+    def run_side_by_side(batch: np.ndarray) -> np.ndarray:
+        # Small inputs (fields of a batch) leave a core idle much of the time when one input
+        # is split over both: one input per core ("throughput" streams) ran a 512² field in
+        # 246 ms per image against 424-487 ms with both threads on one field, measured with
+        # another process busy on the machine. Same network, same float32: the maps agree to
+        # rounding. Each stream holds its own activations, so only small inputs come here.
+        one = (1, *batch.shape[1:])
+        if parallel["shape"] != one:
+            parallel["queue"] = None
+            model = core.read_model(model=onnx, weights=b"")
+            model.reshape(list(one))
+            compiled = core.compile_model(model, "CPU", {**config, "PERFORMANCE_HINT": "THROUGHPUT", "NUM_STREAMS": streams})
+            parallel["shape"], parallel["queue"] = one, ov.AsyncInferQueue(compiled, streams)
+        queue = parallel["queue"]
+        out = np.empty((len(batch), 2, *batch.shape[2:]), np.float32)
+
+        def keep(request, index):
+            out[index] = request.get_output_tensor(0).data[0]
+
+        queue.set_callback(keep)
+        for index in range(len(batch)):
+            queue.start_async([np.ascontiguousarray(batch[index : index + 1])], index)
+        queue.wait_all()
+        return out
+
     def release() -> None:
         state.update(shape=None, static=None, dynamic=None, last=None)
+        parallel.update(shape=None, queue=None)
 
-    return NetworkRunner("openvino", precision, run, release)
+    return NetworkRunner("openvino", precision, run, release, run_side_by_side if streams > 1 else None, streams)
 
 
 def _onnxruntime(onnx: bytes, threads: int) -> NetworkRunner:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import defaultdict
+from collections.abc import Sequence
 from pathlib import Path
 
 import cv2
@@ -24,15 +26,36 @@ def segment_image(rgb: np.ndarray, mpp: float, model: Segmenter | str | Path | N
     `model` is a `Segmenter`, "default", "classical", or the path of a TorchScript model file
     (see `wsi_assets.segmentation.registry.get_segmenter`); None means the default model.
     """
-    image = as_uint8_rgb(rgb)
-    mpp = check_mpp(mpp)
+    return segment_images([rgb], [mpp], model)[0]
+
+
+def segment_images(rgbs: Sequence[np.ndarray], mpps: Sequence[float], model: Segmenter | str | Path | None = None) -> list[np.ndarray]:
+    """`segment_image` of several images, with one network call per shape at the model's µm/px.
+
+    Images that resample to the same shape are stacked into one `segment_batch` call, which a
+    GPU runs as one batch (a batch of small fields then costs about what one field does); on a
+    CPU the segmenter still takes them one at a time. The labels are those `segment_image` gives.
+    """
+    if len(rgbs) != len(mpps):
+        raise ValueError(f"segment_images needs one mpp per image: {len(rgbs)} images, {len(mpps)} mpp values")
+    images = [as_uint8_rgb(rgb) for rgb in rgbs]
+    mpps = [check_mpp(mpp) for mpp in mpps]
     model = get_segmenter(model)
-    height, width = image.shape[:2]
-    scale = mpp / float(model.mpp)
-    resampled = resample_image(image, scale)
-    labels = np.asarray(model.segment_batch(resampled[np.newaxis]))[0]
-    if labels.shape != (height, width):
-        labels = resize_labels(labels, (height, width))
+    resampled = [resample_image(image, mpp / float(model.mpp)) for image, mpp in zip(images, mpps)]
+    same_shape: dict[tuple[int, ...], list[int]] = defaultdict(list)
+    for index, image in enumerate(resampled):
+        same_shape[image.shape].append(index)
+    results: list[np.ndarray | None] = [None] * len(images)
+    for indices in same_shape.values():
+        stacked = np.stack([resampled[i] for i in indices])
+        for index, labels in zip(indices, np.asarray(model.segment_batch(stacked))):
+            results[index] = _labels_of_image(labels, images[index].shape[:2])
+    return results
+
+
+def _labels_of_image(labels: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    if labels.shape != shape:
+        labels = resize_labels(labels, shape)
     relabelled, _, _ = relabel_sequential(labels.astype(np.int32, copy=False))
     return relabelled.astype(np.int32, copy=False)
 

@@ -18,6 +18,7 @@ from wsi_assets.cells.measurements import MEASUREMENT_COLUMNS, NucleusMeasurer
 from wsi_assets.cells.store import CellStoreWriter
 from wsi_assets.cells.table import NucleusTable, nuclei_from_labels
 from wsi_assets.core.memory import return_large_buffers_to_the_system
+from wsi_assets.core.progress import Progress
 from wsi_assets.segmentation.border_dedup import BorderDeduplicator
 from wsi_assets.segmentation.protocol import Segmenter
 from wsi_assets.slides.reader import open_slide, read_region_at_downsample
@@ -35,23 +36,6 @@ class TilingSettings:
     batch_size: int = 4
     read_threads: int = 2
     postprocess_threads: int = max(1, min(4, os.cpu_count() or 1))
-
-
-@dataclass(frozen=True)
-class Progress:
-    tiles_done: int
-    tiles_total: int
-    cells: int
-    elapsed_s: float
-
-    @property
-    def tiles_per_s(self) -> float:
-        return self.tiles_done / self.elapsed_s if self.elapsed_s > 0 else 0.0
-
-    @property
-    def eta_s(self) -> float:
-        rate = self.tiles_per_s
-        return (self.tiles_total - self.tiles_done) / rate if rate > 0 else float("nan")
 
 
 @dataclass(frozen=True)
@@ -193,24 +177,3 @@ def segment_slide(
         segmenter_version=segmenter.version,
         device=segmenter.device,
     )
-
-
-class ProgressReporter:
-    """Calls `log` at every `step` fraction of tiles (and at the end) with tiles/s and ETA."""
-
-    def __init__(self, log: Callable[[str], None], step: float = 0.1):
-        self._log = log
-        self._step = step
-        self._next = step
-
-    def __call__(self, progress: Progress) -> None:
-        fraction = progress.tiles_done / progress.tiles_total if progress.tiles_total else 1.0
-        if fraction + 1e-9 < self._next and progress.tiles_done < progress.tiles_total:
-            return
-        while self._next <= fraction + 1e-9:
-            self._next += self._step
-        eta = "-" if np.isnan(progress.eta_s) else f"{progress.eta_s:.0f} s"
-        self._log(
-            f"segmentation {fraction:.0%}: {progress.tiles_done}/{progress.tiles_total} tiles, "
-            f"{progress.cells} nuclei, {progress.tiles_per_s:.2f} tiles/s, ETA {eta}"
-        )

@@ -31,6 +31,10 @@ from wsi_assets.segmentation.protocol import check_tile_batch
 CARD_NAME = "model_card.json"
 CARD_SUFFIX = ".model_card.json"
 INPUT_RANGES = ("0..255", "0..1", "percentile")
+# Inputs up to this many pixels (a 1024² field) run side by side, one per CPU core; a slide's
+# 1152² tiles run one at a time with every core on each, as their activations are ~380 MB apiece.
+SIDE_BY_SIDE_MAX_PX = 1024 * 1024
+GPU_BATCH = 16  # small inputs per GPU call: 16 fields of 512² are ~4 Mpx, about a slide tile batch
 
 
 class ModelLoadError(ValueError):
@@ -168,14 +172,21 @@ class TorchScriptSegmenter:
 
     def _forward_runner(self, tiles: np.ndarray) -> np.ndarray:
         """The network in the CPU runtime, then the same post-processing as the TorchScript module's."""
-        out = np.zeros(tiles.shape[:3], np.int32)
-        for i, tile in enumerate(tiles):
-            height, width = tile.shape[:2]
-            pad_h, pad_w = (-height) % self._multiple, (-width) % self._multiple
-            x = np.pad(tile, ((0, pad_h), (0, pad_w), (0, 0)), mode="edge") if pad_h or pad_w else tile
-            maps = self.runner.run(np.ascontiguousarray(x.transpose(2, 0, 1)[None], np.float32))
-            out[i] = instances_from_maps(maps[0, 0, :height, :width], maps[0, 1, :height, :width], **self._post)
+        count, height, width = tiles.shape[:3]
+        pad_h, pad_w = (-height) % self._multiple, (-width) % self._multiple
+        x = np.pad(tiles, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)), mode="edge") if pad_h or pad_w else tiles
+        maps = self.runner.run_many(np.ascontiguousarray(x.transpose(0, 3, 1, 2), np.float32))
+        out = np.zeros((count, height, width), np.int32)
+        for i in range(count):
+            out[i] = instances_from_maps(maps[i, 0, :height, :width], maps[i, 1, :height, :width], **self._post)
         return out
+
+    @property
+    def inputs_side_by_side(self) -> int:
+        """How many small same-sized inputs one `segment_batch` call runs at once on this device."""
+        if self.device.startswith("cuda"):
+            return GPU_BATCH
+        return self.runner.streams if self.runner is not None and self.runner.run_side_by_side else 1
 
     def _check_contract(self) -> None:
         """Run a tiny blank input: the output must be (B,1,H,W) whole-number labels."""
@@ -232,8 +243,10 @@ class TorchScriptSegmenter:
         """uint8 (B,H,W,3) RGB at `self.mpp` -> int32 (B,H,W), 0 background, 1..n per tile."""
         tiles = check_tile_batch(tiles)
         # On a CPU a U-Net's activations for a batch of large tiles take gigabytes and batching
-        # gains nothing, so tiles go through one at a time; a GPU takes the whole batch.
-        step = len(tiles) if self.device.startswith("cuda") else 1
+        # gains nothing, so slide tiles go through one at a time; small inputs (fields of a
+        # batch) run side by side, one per core; a GPU takes the whole batch.
+        small = tiles.shape[1] * tiles.shape[2] <= SIDE_BY_SIDE_MAX_PX and self.runner is not None
+        step = len(tiles) if self.device.startswith("cuda") or small else 1
         labels = [self._forward(tiles[i : i + step]) for i in range(0, len(tiles), max(1, step))]
         labels = np.concatenate(labels) if labels else np.zeros(tiles.shape[:3], np.int32)
         if self.colour_gate:
