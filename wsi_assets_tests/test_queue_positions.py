@@ -30,10 +30,10 @@ def shipped_limits() -> QueueLimits:
     return QueueLimits(config["max_concurrent_runs"], tuple(config["tag_concurrency_limits"]), gpu_slots=1, gpu_slots_taken=0)
 
 
-def run(run_id: str, partition: str, order: int, **extra: str) -> QueueRun:
+def run(run_id: str, partition: str, order: int, job: str = "process_slide", **extra: str) -> QueueRun:
     user, branch, _ = partition.split("/")
     tags = {"dagster/partition": partition, "wsi/user": user, "wsi/branch": f"{user}/{branch}", **extra}
-    return QueueRun(run_id, tags, "process_slide", order, 1_700_000_000.0 + order)
+    return QueueRun(run_id, tags, job, order, 1_700_000_000.0 + order)
 
 
 def reasons(places) -> dict[str, tuple[int, int | None, str]]:
@@ -69,6 +69,21 @@ def test_a_free_run_waits_for_the_gpu_when_every_slot_is_taken(shipped_limits):
     two_gpus = QueueLimits(shipped_limits.max_concurrent_runs, shipped_limits.tag_limits, gpu_slots=2, gpu_slots_taken=1)
     places = queue_places([run("q1", "ana/main/s1", 1), run("q2", "ana/main/s2", 2)], [run("r", "cy/main/s0", 0)], two_gpus)
     assert [p.waiting_for for p in places] == [NEXT, BRANCH_BUSY], "a slot is free; a queue limit outranks the GPU"
+    places = queue_places([run("q1", "ana/main/s1", 1, job="export_cells"), run("q2", "ben/main/b1", 2, job="process_batch")], [], busy_gpu)
+    assert [p.waiting_for for p in places] == [NEXT, GPU], "a job without a GPU step never waits for a GPU slot"
+
+
+def test_the_gpu_jobs_are_the_jobs_with_a_step_in_the_gpu_pool():
+    from wsi_assets.definitions import defs
+    from wsi_assets.queue.tags import GPU_JOBS, GPU_POOL
+
+    using_gpu = {
+        job.name
+        for job in defs.get_repository_def().get_all_jobs()
+        if any(getattr(node.definition, "pool", None) == GPU_POOL for node in job.graph.node_dict.values())
+    }
+    assert "process_slide" in using_gpu and "export_cells" not in using_gpu
+    assert using_gpu == set(GPU_JOBS)
 
 
 def test_priority_goes_first_and_runs_without_a_branch_still_have_a_place(shipped_limits):

@@ -13,7 +13,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from wsi_assets.queue.tags import BRANCH_TAG, PARTITION_TAG, PRIORITY_TAG, USER_TAG
+from wsi_assets.queue.tags import BRANCH_TAG, GPU_JOBS, PARTITION_TAG, PRIORITY_TAG, USER_TAG
 
 BRANCH_BUSY = "branch busy"
 USER_LIMIT = "user limit"
@@ -62,6 +62,7 @@ class QueueLimits:
     tag_limits: Sequence[Mapping] = field(default_factory=tuple)  # run_coordinator tag_concurrency_limits
     gpu_slots: int = 1
     gpu_slots_taken: int = 0
+    gpu_jobs: frozenset[str] = GPU_JOBS  # runs of other jobs have no GPU step to wait at
 
 
 @dataclass(frozen=True)
@@ -115,8 +116,8 @@ def queue_places(queued: Sequence[QueueRun], in_progress: Sequence[QueueRun], li
 
     The reason is the first that holds of: `branch busy` (a run of its branch is in progress, or
     queued ahead of it), the user limit (or another tag limit, named by its tag), the global
-    limit, then `GPU` when the run would start but every GPU slot is taken now (it will wait at its
-    segmentation step), else `next`.
+    limit, then `GPU` when the run would start but every GPU slot is taken now and its job has a
+    GPU step (it will wait at its segmentation step), else `next`.
     """
     counts = _TagCounts(limits.tag_limits, in_progress)
     running = len(in_progress)
@@ -136,7 +137,7 @@ def queue_places(queued: Sequence[QueueRun], in_progress: Sequence[QueueRun], li
         if reason is None:
             counts.add(run)
             running += 1
-            reason = GPU if gpu_full else NEXT
+            reason = GPU if gpu_full and run.job in limits.gpu_jobs else NEXT
         elif run.branch:
             held_branches.add(run.branch)
         places.append(QueuePlace(run, position, branch_position, reason))

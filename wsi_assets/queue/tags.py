@@ -20,6 +20,9 @@ BRANCH_TAG = "wsi/branch"
 # The segmentation step's Dagster pool (limit = number of GPUs) and the op tag engines route
 # GPU steps by (dagster-k8s, dagster-celery).
 GPU_POOL = "gpu"
+# Jobs with a step in GPU_POOL (a test checks this against the definitions). Dagster's ad-hoc
+# asset job may select one too, so it counts. Other jobs never wait for a GPU slot.
+GPU_JOBS = frozenset({"process_slide", "process_batch", "__ASSET_JOB"})
 DEVICE_TAG = "wsi/device"
 
 
