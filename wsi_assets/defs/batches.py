@@ -22,7 +22,6 @@ from dagster import (
 )
 
 from wsi_assets.batches.cells import CELLS_FILE, segment_batch_images
-from wsi_assets.batches.exports import BATCH_EXPORTS, write_batch_exports
 from wsi_assets.batches.manifest import (
     MANIFEST_FILE,
     UNCHANGED,
@@ -39,6 +38,8 @@ from wsi_assets.batches.scan import BatchCursor, scan_batches
 from wsi_assets.batches.status import REJECTED_FILE, rejected_json
 from wsi_assets.batches.thumbnails import thumbnail_grid
 from wsi_assets.cells.cell_classifier import load_classifier
+from wsi_assets.cells.exports import BATCH_EXPORTS, write_batch_exports
+from wsi_assets.cells.exports.batch_summary import batch_summary
 from wsi_assets.core.atomic import atomic_output, write_bytes_atomic, write_text_atomic
 from wsi_assets.core.branch_settings import branch_settings_for
 from wsi_assets.core.confinement import confined
@@ -149,14 +150,16 @@ def batch_exports(context: AssetExecutionContext, user_files: UserFilesResource)
     manifest = load_manifest(folder / MANIFEST_FILE)
     if manifest is None or not (folder / CELLS_FILE).exists():
         raise FileNotFoundError(f"{key}: this run has no batch cells: run process_batch")
-    summary = write_batch_exports(folder / CELLS_FILE, manifest, folder)
+    written = write_batch_exports(folder / CELLS_FILE, manifest, folder)
+    summary = batch_summary(folder / CELLS_FILE, manifest)
     published = publish_batch_set(root, key, context.run.run_id, (MANIFEST_FILE, REJECTED_FILE, CELLS_FILE, THUMBNAILS_FILE, *BATCH_EXPORTS))
-    context.log.info(f"{key}: published {summary['images']} images, {summary['cells']} cells at {published}")
+    context.log.info(f"{key}: published {summary['images']} images, {summary['cells']} cells at {published} ({written})")
     return MaterializeResult(
         metadata={
             "images": summary["images"],
             "cells": summary["cells"],
             "class_counts": MetadataValue.json(summary["class_counts"]),
+            "written": MetadataValue.json(written),  # entries each export wrote, by format
             "published": MetadataValue.path(str(published)),
         }
     )

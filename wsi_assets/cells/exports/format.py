@@ -1,10 +1,13 @@
-"""What an export format declares: its asset, its file, and the function that writes it."""
+"""What an export format declares: for a slide its asset, its file, and the function that writes it; for a batch its file and writer."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
+
+if TYPE_CHECKING:  # the exports package reads a manifest but does not load the batches package
+    from wsi_assets.batches.manifest import BatchManifest
 
 # (stored cells.parquet, destination file, provenance) -> number of cells written.
 # A writer streams the cell table in batches and writes `destination` atomically.
@@ -26,3 +29,17 @@ class ExportFormat:
     @property
     def setting_name(self) -> str:
         return self.name or self.asset_name.removeprefix("cells_")
+
+
+# (the batch's cells.parquet, its manifest, destination file or folder) -> entries written.
+# A writer reads the cell table a row group at a time and writes `destination` atomically.
+BatchExportWriter = Callable[[Path, "BatchManifest", Path], int]
+
+
+@dataclass(frozen=True)
+class BatchExportFormat:
+    name: str  # its key in the batch_exports asset's metadata
+    file_name: str  # written to <user>/outputs/<branch>/<batch>/<file_name> and published with the batch
+    kinds: tuple[str, ...]
+    description: str
+    write: BatchExportWriter

@@ -1,27 +1,40 @@
-"""yolo/: YOLO-seg over tiles (images/<stem>_x<x>_y<y>.jpg, labels/<same>.txt, data.yaml).
+"""yolo/: YOLO-seg, for a slide over tiles (`FORMAT`) and for a batch over its images (`BATCH_FORMAT`).
 
-Same tiles and clipping as the COCO export (wsi_assets.cells.exports.tiles). Each label line is
-`class x1 y1 ... xn yn`, coordinates divided by the image's width and height (0-1), n >= 3.
-Off by default: list `yolo` in branch.yaml's `exports`.
+Each label line is `class x1 y1 ... xn yn`, coordinates divided by the image's width and height
+(0-1), n >= 3.
+
+Slide: images/<stem>_x<x>_y<y>.jpg, labels/<same>.txt, data.yaml; same tiles and clipping as the
+COCO export (wsi_assets.cells.exports.tiles). Off by default: list `yolo` in branch.yaml's `exports`.
+
+Batch: labels/<image stem>.txt for every image of the manifest (empty for an image without
+nuclei) and data.yaml naming the fixed CLASS_NAMES; no images (the user has them). Each image's
+lines are written as its rows are read, so memory stays that of one row group.
 """
 
 from __future__ import annotations
 
+from collections import defaultdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import yaml
 
-from wsi_assets.cells.exports.format import ExportFormat
+from wsi_assets.cells.classes import CLASS_COLUMN, CLASS_NAMES
+from wsi_assets.cells.exports.batch_table import class_index, outlines, row_groups
+from wsi_assets.cells.exports.format import BatchExportFormat, ExportFormat
 from wsi_assets.cells.exports.tiles import NUCLEUS, TileImages, cell_classes, iter_tiles, slide_stem, tile_size_of
 from wsi_assets.core.atomic import atomic_output
+
+if TYPE_CHECKING:
+    from wsi_assets.batches.manifest import BatchManifest
 
 IMAGES, LABELS, DATA = "images", "labels", "data.yaml"
 
 
 def label_line(class_index: int, points: np.ndarray, width: int, height: int) -> str:
-    normalised = np.clip(points / (width, height), 0.0, 1.0)
-    return f"{class_index} " + " ".join(f"{v:.6f}" for v in normalised.reshape(-1))
+    normalised = np.clip(np.asarray(points, np.float64) / (width, height), 0.0, 1.0)
+    return f"{class_index} " + " ".join(f"{v:.6f}" for v in normalised.reshape(-1).tolist())
 
 
 def write_yolo(cells_path: Path, dest: Path, provenance: dict) -> int:
@@ -54,4 +67,39 @@ FORMAT = ExportFormat(
     description="yolo/: YOLO-seg training set over level-0 tiles (JPEG images, one label .txt per tile, data.yaml). Off unless listed in branch.yaml.",
     write=write_yolo,
     default_on=False,
+)
+
+
+def write_batch_yolo(cells_path: Path, manifest: BatchManifest, destination: Path) -> int:
+    """The batch's yolo/ folder; returns the number of label lines (nuclei)."""
+    sizes = {image.name: (image.width, image.height) for image in manifest.images}
+    labelled: set[str] = set()
+    lines_written = 0
+    with atomic_output(Path(destination)) as folder:
+        (folder / LABELS).mkdir(parents=True)
+        for group in row_groups(cells_path, manifest, ["polygon_coords", CLASS_COLUMN]):
+            lines: dict[str, list[str]] = defaultdict(list)
+            for image, points, cell_class in zip(group.column("image").to_pylist(), outlines(group), group.column(CLASS_COLUMN).to_pylist()):
+                lines[image].append(label_line(class_index(cell_class), points, *sizes[image]))
+            for image, image_lines in lines.items():
+                # Appended: batch_cells keeps an image's rows together, but rows of an image that
+                # come back in a later group must add to its file, not replace what it holds.
+                with open(folder / LABELS / f"{Path(image).stem}.txt", "a") as label_file:
+                    label_file.write("".join(line + "\n" for line in image_lines))
+                lines_written += len(image_lines)
+            labelled.update(lines)
+        for image in manifest.images:
+            if image.name not in labelled:
+                (folder / LABELS / f"{Path(image.name).stem}.txt").write_text("")
+        names = "\n".join(f"  {index}: {name}" for index, name in enumerate(CLASS_NAMES))
+        (folder / DATA).write_text(f"path: .\nlabels: {LABELS}\nnames:\n{names}\n")
+    return lines_written
+
+
+BATCH_FORMAT = BatchExportFormat(
+    name="yolo",
+    file_name="yolo",
+    kinds=("yolo",),
+    description="yolo/: YOLO-seg labels, labels/<image stem>.txt with one line per nucleus (class index, outline normalised to the image), and data.yaml.",
+    write=write_batch_yolo,
 )
