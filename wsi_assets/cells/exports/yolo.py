@@ -21,7 +21,7 @@ import numpy as np
 import yaml
 
 from wsi_assets.cells.classes import CLASS_COLUMN, CLASS_NAMES
-from wsi_assets.cells.exports.batch_table import class_index, outlines, row_groups
+from wsi_assets.cells.exports.batch_table import class_index, outline_bounds, row_groups
 from wsi_assets.cells.exports.format import BatchExportFormat, ExportFormat
 from wsi_assets.cells.exports.tiles import NUCLEUS, TileImages, cell_classes, iter_tiles, slide_stem, tile_size_of
 from wsi_assets.core.atomic import atomic_output
@@ -70,6 +70,26 @@ FORMAT = ExportFormat(
 )
 
 
+def _batch_label_lines(group, sizes: dict[str, tuple[int, int]]) -> dict[str, list[str]]:
+    """Each image's label lines for a row group, as label_line writes them, normalised all at once:
+    a format string per vertex count instead of a Python f-string per coordinate."""
+    values, offsets, _ = outline_bounds(group)
+    images = group.column("image").to_pylist()
+    size = np.array([sizes[image] for image in images], np.float64).reshape(-1, 2)
+    vertices = np.diff(offsets)
+    normalised = np.clip(values.astype(np.float64).reshape(-1, 2) / np.repeat(size, vertices, axis=0), 0.0, 1.0).reshape(-1).tolist()
+    classes = [class_index(c) for c in group.column(CLASS_COLUMN).to_pylist()]
+    starts, counts = (2 * offsets[:-1]).tolist(), vertices.tolist()
+    lines: dict[str, list[str]] = defaultdict(list)
+    for n, image in enumerate(images):
+        pattern = _LINE_PATTERNS.get(counts[n]) or _LINE_PATTERNS.setdefault(counts[n], "%d" + " %.6f" * (2 * counts[n]))
+        lines[image].append(pattern % (classes[n], *normalised[starts[n] : starts[n] + 2 * counts[n]]))
+    return lines
+
+
+_LINE_PATTERNS: dict[int, str] = {}  # vertex count -> "%d %.6f %.6f ..." for one label line
+
+
 def write_batch_yolo(cells_path: Path, manifest: BatchManifest, destination: Path) -> int:
     """The batch's yolo/ folder; returns the number of label lines (nuclei)."""
     sizes = {image.name: (image.width, image.height) for image in manifest.images}
@@ -78,9 +98,7 @@ def write_batch_yolo(cells_path: Path, manifest: BatchManifest, destination: Pat
     with atomic_output(Path(destination)) as folder:
         (folder / LABELS).mkdir(parents=True)
         for group in row_groups(cells_path, manifest, ["polygon_coords", CLASS_COLUMN]):
-            lines: dict[str, list[str]] = defaultdict(list)
-            for image, points, cell_class in zip(group.column("image").to_pylist(), outlines(group), group.column(CLASS_COLUMN).to_pylist()):
-                lines[image].append(label_line(class_index(cell_class), points, *sizes[image]))
+            lines = _batch_label_lines(group, sizes)
             for image, image_lines in lines.items():
                 # Appended: batch_cells keeps an image's rows together, but rows of an image that
                 # come back in a later group must add to its file, not replace what it holds.
