@@ -59,3 +59,14 @@ def test_images_added_later_take_the_batch_value_without_estimating():
 def test_a_batch_without_unstated_images_is_left_as_it_is():
     images = [_image(i, METADATA, mpp=0.25) for i in range(3)] + [replace(_image(9, change=UNCHANGED), mpp=0.4)]
     assert one_estimate_per_batch(images, lambda image: pytest.fail("nothing to estimate"), 0.5) == images
+
+
+def test_images_differing_only_by_extension_keep_the_first_and_reject_the_others():
+    from wsi_assets.batches.manifest import images_with_distinct_stems
+
+    images = [_image(1), replace(_image(1), name="field00001.tif"), _image(2), replace(_image(2), name="field00002.jpeg")]
+    kept, rejected = images_with_distinct_stems(images)
+    assert [i.name for i in kept] == ["field00001.png", "field00002.jpeg"]
+    assert [name for name, _ in rejected] == ["field00001.tif", "field00002.png"]
+    assert all("same name as" in why and "rename one" in why for _, why in rejected)
+    assert images_with_distinct_stems(kept) == (kept, [])

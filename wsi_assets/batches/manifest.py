@@ -176,6 +176,24 @@ def _look(folder: Path, root: Path, user: str, name: str, previous: dict[str, Ma
     return ManifestImage(name, st.st_size, st.st_mtime_ns, sha, width, height, mpp or default_mpp, source, mpp is None, change)
 
 
+def images_with_distinct_stems(images: list[ManifestImage]) -> tuple[list[ManifestImage], list[tuple[str, str]]]:
+    """The images, but of names that differ only by extension (x.png, x.tif) the first alone, and the others rejected.
+
+    Exports name per-image files by the stem (YOLO's labels/x.txt beside images/x.png), so two
+    such images would share one label file, and YOLO tooling could not tell them apart.
+    """
+    first: dict[str, str] = {}
+    kept, rejected = [], []
+    for image in sorted(images, key=lambda i: i.name):
+        stem = Path(image.name).stem
+        if stem in first:
+            rejected.append((image.name, f"has the same name as {first[stem]} but for its extension, and exports name files by it; rename one"))
+        else:
+            first[stem] = image.name
+            kept.append(image)
+    return kept, rejected
+
+
 def build_manifest(
     folder: Path, root: Path, key, previous: BatchManifest | None, branch_mpp: float | None, default_mpp: float, workers: int = 0
 ) -> BatchManifest:
@@ -191,7 +209,8 @@ def build_manifest(
     before = {i.name: i for i in previous.images} if previous else {}
     with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 2) as pool:
         looks = list(pool.map(lambda n: _look(folder, Path(root), key.user, n, before, branch_mpp, default_mpp), names))
-    images = [look for look in looks if isinstance(look, ManifestImage)]
+    images, same_stem = images_with_distinct_stems([look for look in looks if isinstance(look, ManifestImage)])
+    rejected += same_stem
     images = one_estimate_per_batch(images, lambda i: _estimate_image_mpp(folder, Path(root), key.user, i.name), default_mpp, workers)
     rejected += [look for look in looks if not isinstance(look, ManifestImage)]
     return BatchManifest(key.partition_key, images, sorted(rejected))
