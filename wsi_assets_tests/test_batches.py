@@ -171,7 +171,7 @@ def test_progress_is_logged_every_tenth_with_rate_and_eta(first_run, dagster_ins
     records = dagster_instance.all_logs(first_run["result"].run_id)
     lines = [r.user_message for r in records if r.step_key == "batch_cells" and "batch segmentation" in r.user_message]
     assert len(lines) == 10, lines
-    assert f"{IMAGES}/{IMAGES} images" in lines[-1] and "100%" in lines[-1]
+    assert f"{IMAGES}/{IMAGES} images, {first_run['cells'].num_rows} nuclei" in lines[-1] and "100%" in lines[-1]
     assert all("images/s" in line and "ETA" in line for line in lines)
 
 

@@ -134,7 +134,8 @@ def segment_batch_images(
                 labels = segment_images(rgbs, [image.mpp for image in group], segmenter)
                 for rgb, image_labels, image in zip(rgbs, labels, group):
                     post.append(pool.submit(image_cells, rgb, image_labels, image, classifier))
-                while post and (post[0].done() or len(post) > 2 * workers + stack):
+                last = start + len(group) == len(todo)  # the 100% line counts every nucleus
+                while post and (last or post[0].done() or len(post) > 2 * workers + stack):
                     pending.append(post.popleft().result())
                     new_cells += pending[-1].num_rows
                     if len(pending) >= IMAGES_PER_ROW_GROUP:
@@ -142,7 +143,6 @@ def segment_batch_images(
                 if progress:
                     done = start + len(group)
                     progress(Progress(done, len(todo), new_cells, time.monotonic() - started, unit="images"))
-            pending.extend(future.result() for future in post)
         _flush(writer, pending, counts)
     return counts
 
