@@ -50,10 +50,8 @@ CELL_SCHEMA = pa.schema(
 
 
 def images_per_network_call(segmenter: Segmenter) -> int:
-    """Same-shaped images stacked per network call: a GPU batch, or two per core where the CPU
-    runtime runs small inputs side by side (so no core waits at the end of a call); else one."""
-    side_by_side = int(getattr(segmenter, "inputs_side_by_side", 1) or 1)
-    return side_by_side if str(getattr(segmenter, "device", "cpu")).startswith("cuda") else 2 * side_by_side if side_by_side > 1 else 1
+    """Same-shaped images stacked per network call, as the segmenter advises (one for segmenters that do not say)."""
+    return max(1, int(getattr(segmenter, "inputs_per_call", 1) or 1))
 
 
 def image_cells(rgb: np.ndarray, labels: np.ndarray, image: ManifestImage, classifier: CellClassifier) -> pa.Table:

@@ -39,7 +39,7 @@ from wsi_assets.batches.status import REJECTED_FILE, rejected_json
 from wsi_assets.batches.thumbnails import thumbnail_grid
 from wsi_assets.cells.cell_classifier import load_classifier
 from wsi_assets.cells.exports import BATCH_EXPORTS, write_batch_exports
-from wsi_assets.cells.exports.batch_summary import batch_summary
+from wsi_assets.cells.exports.batch_summary import BATCH_FILE as SUMMARY_FILE
 from wsi_assets.core.atomic import atomic_output, write_bytes_atomic, write_text_atomic
 from wsi_assets.core.branch_settings import branch_settings_for
 from wsi_assets.core.confinement import confined
@@ -151,7 +151,8 @@ def batch_exports(context: AssetExecutionContext, user_files: UserFilesResource)
     if manifest is None or not (folder / CELLS_FILE).exists():
         raise FileNotFoundError(f"{key}: this run has no batch cells: run process_batch")
     written = write_batch_exports(folder / CELLS_FILE, manifest, folder)
-    summary = batch_summary(folder / CELLS_FILE, manifest)
+    # the totals summary.json now holds: reading them back spares a third pass over the cell table
+    summary = json.loads((folder / SUMMARY_FILE).read_text())
     published = publish_batch_set(root, key, context.run.run_id, (MANIFEST_FILE, REJECTED_FILE, CELLS_FILE, THUMBNAILS_FILE, *BATCH_EXPORTS))
     context.log.info(f"{key}: published {summary['images']} images, {summary['cells']} cells at {published} ({written})")
     return MaterializeResult(

@@ -188,6 +188,13 @@ class TorchScriptSegmenter:
             return GPU_BATCH
         return self.runner.streams if self.runner is not None and self.runner.run_side_by_side else 1
 
+    @property
+    def inputs_per_call(self) -> int:
+        """Same-sized small inputs worth stacking into one `segment_batch` call: a GPU batch, or
+        two per CPU stream where inputs run side by side (so no core waits at the end of a call)."""
+        side_by_side = self.inputs_side_by_side
+        return side_by_side if self.device.startswith("cuda") or side_by_side == 1 else 2 * side_by_side
+
     def _check_contract(self) -> None:
         """Run a tiny blank input: the output must be (B,1,H,W) whole-number labels."""
         probe = np.full((2, 64, 64, 3), 255, np.uint8)

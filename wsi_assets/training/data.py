@@ -147,6 +147,45 @@ def targets(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return fg.astype(np.float32), (dist / peak[labels]).astype(np.float32) * fg
 
 
+def parse_dataset_shares(texts: list[str]) -> dict[str, float]:
+    """`["consep_train=0.25", ...]` -> {"consep_train": 0.25}; shares must lie in (0, 1) and sum below 1."""
+    shares = {}
+    for text in texts:
+        name, sep, value = text.partition("=")
+        try:
+            share = float(value)
+        except ValueError:
+            share = -1.0
+        if not sep or not name or not 0 < share < 1:
+            raise ValueError(f"--dataset-share {text!r}: write DATASET=FRACTION with a fraction between 0 and 1, e.g. consep_train=0.25")
+        shares[name] = share
+    if sum(shares.values()) >= 1:
+        raise ValueError(f"--dataset-share fractions add up to {sum(shares.values()):.2f}: they must leave a share for the other datasets")
+    return shares
+
+
+def sampling_weights(datasets: list[str], areas: list[float], shares: dict[str, float]) -> np.ndarray:
+    """Probability of drawing each image: a dataset named in `shares` gets that fraction of the
+    crops, spread over its images by area; the other datasets split the rest by area.
+
+    By area alone, a set of many overlapping crops (CoNSeP) outweighs the sets the model already
+    does well on; a fixed share keeps their mix as it was.
+    """
+    datasets = list(datasets)
+    areas = np.asarray(areas, np.float64)
+    unknown = sorted(set(shares) - set(datasets))
+    if unknown:
+        raise ValueError(f"--dataset-share: {', '.join(unknown)} is not among the training datasets ({', '.join(sorted(set(datasets)))})")
+    named = np.array([d in shares for d in datasets])
+    weights = np.zeros(len(datasets))
+    for name, share in shares.items():
+        mine = np.array([d == name for d in datasets])
+        weights[mine] = share * areas[mine] / areas[mine].sum()
+    if (~named).any():
+        weights[~named] = (1 - sum(shares.values())) * areas[~named] / areas[~named].sum()
+    return weights / weights.sum()
+
+
 class CropSampler:
     """Random augmented crops of images at one µm/px: flips, 90° turns, scale, H&E jitter, blur."""
 
@@ -157,6 +196,7 @@ class CropSampler:
         seed: int,
         stain_jitter: float = STAIN_JITTER,
         scale_jitter: float = SCALE_JITTER,
+        weights: np.ndarray | None = None,
     ):
         self.images = images
         self.crop = crop
@@ -166,8 +206,9 @@ class CropSampler:
         # scale_jitter: crops are zoomed by a factor in [1/scale_jitter, scale_jitter].
         self.stain_jitter = stain_jitter
         self.scale_jitter = scale_jitter
-        areas = np.array([rgb.shape[0] * rgb.shape[1] for rgb, _ in images], np.float64)
-        self.weights = areas / areas.sum()
+        if weights is None:
+            weights = np.array([rgb.shape[0] * rgb.shape[1] for rgb, _ in images], np.float64)
+        self.weights = np.asarray(weights, np.float64) / float(np.sum(weights))
 
     def sample(self, batch: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         xs, fgs, dists = [], [], []

@@ -26,7 +26,15 @@ import torch.nn.functional as F
 
 from wsi_assets.segmentation.torchscript import CARD_SUFFIX, resolve_device
 from wsi_assets.training import defaults, split
-from wsi_assets.training.data import CropSampler, allows_commercial_use, at_mpp, list_labelled_folder, load_images
+from wsi_assets.training.data import (
+    CropSampler,
+    allows_commercial_use,
+    at_mpp,
+    list_labelled_folder,
+    load_images,
+    parse_dataset_shares,
+    sampling_weights,
+)
 from wsi_assets.training.network import NucleiModel, UNet
 
 MODEL_NAME = "wsi-nuclei-unet"
@@ -53,6 +61,7 @@ class TrainConfig:
     init: Path | None = None  # start from this exported model's weights (continue or fine-tune)
     stain_jitter: float = defaults.STAIN_JITTER  # colour augmentation strength (see CropSampler)
     scale_jitter: float = defaults.SCALE_JITTER  # crops zoomed by up to this factor either way
+    dataset_shares: dict[str, float] = field(default_factory=dict)  # fixed crop fractions; the rest by area
 
 
 def loss_fn(out: torch.Tensor, fg: torch.Tensor, dist: torch.Tensor) -> torch.Tensor:
@@ -142,7 +151,12 @@ def train(config: TrainConfig, log: Callable[[str], None] = print) -> dict:
     steps = config.steps
     if config.epochs:
         steps = max(1, math.ceil(config.epochs * pixels / (config.batch * config.crop**2)))
-    sampler = CropSampler(images, config.crop, config.seed, config.stain_jitter, config.scale_jitter)
+    weights = sampling_weights([item.dataset for item in items], [rgb.shape[0] * rgb.shape[1] for rgb, _ in images], config.dataset_shares)
+    sampler = CropSampler(images, config.crop, config.seed, config.stain_jitter, config.scale_jitter, weights)
+    drawn = Counter()
+    for item, weight in zip(items, weights):
+        drawn[item.dataset] += weight
+    log("crops drawn per dataset: " + ", ".join(f"{name} {share:.1%}" for name, share in sorted(drawn.items())))
     net = UNet(list(config.widths))
     if config.init:
         net.load_state_dict(load_trained_net(Path(config.init)).state_dict())
@@ -198,6 +212,7 @@ def train(config: TrainConfig, log: Callable[[str], None] = print) -> dict:
             "lr": config.lr,
             "stain_jitter": config.stain_jitter,
             "scale_jitter": config.scale_jitter,
+            "dataset_shares": {name: round(float(share), 4) for name, share in sorted(drawn.items())},
             "seed": config.seed,
             "init": str(config.init) if config.init else None,
             "device": str(device),
@@ -278,12 +293,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--stain-jitter", type=float, default=defaults.STAIN_JITTER,
                         help=f"colour augmentation strength ({defaults.BASE_STAIN_JITTER} as the first models); above that it also shifts hue")
     parser.add_argument("--scale-jitter", type=float, default=defaults.SCALE_JITTER, help="zoom crops by up to this factor")
+    parser.add_argument("--dataset-share", action="append", default=[], metavar="DATASET=FRACTION",
+                        help="draw this fraction of the crops from one dataset (repeatable); the others share the rest by area")
     args = parser.parse_args(argv)
+    try:
+        shares = parse_dataset_shares(args.dataset_share)
+    except ValueError as error:
+        parser.error(str(error))
     config = TrainConfig(
         data=args.data or defaults.default_training_data(), out=args.out, commercial_only=args.commercial_only, epochs=args.epochs, steps=args.steps,
         batch=args.batch, crop=args.crop, mpp=args.mpp, seed=args.seed, device=args.device, threads=args.threads, version=args.version,
         snapshot_every=args.snapshot_every, init=args.init, lr=args.lr,
-        stain_jitter=args.stain_jitter, scale_jitter=args.scale_jitter,
+        stain_jitter=args.stain_jitter, scale_jitter=args.scale_jitter, dataset_shares=shares,
     )
     train(config, log=lambda m: print(m, flush=True))
 
