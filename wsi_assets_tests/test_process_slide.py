@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -151,6 +152,19 @@ def test_metadata_shown_in_ui(processed_synthetic):
     for field in ("tiles", "seconds", "tissue_mm2_per_s", "device"):
         assert field in segmentation
     assert 0.3 < by_asset["tissue_mask"]["tissue_fraction"].value < 0.7
+
+
+def test_file_paths_shown_in_ui_are_the_published_ones(processed_synthetic):
+    # A user clicks through to the file readers open, not the run's staging folder under .sets/
+    _, result, folder = processed_synthetic
+    by_asset = {e.asset_key.to_user_string(): e.materialization.metadata for e in result.get_asset_materialization_events()}
+    shown = [("cell_segmentation", by_asset["cell_segmentation"]["cells_file"].value)]
+    shown += [(e.asset_name, by_asset[e.asset_name]["path"].value) for e in EXPORT_FORMATS if "path" in by_asset[e.asset_name]]
+    assert len(shown) >= 4
+    for asset, path in shown:
+        assert ".sets" not in Path(path).parts, f"{asset} shows the staging path {path}"
+        assert Path(path).is_relative_to(folder), (asset, path, folder)
+        assert Path(path).exists(), f"{asset} shows {path}, which does not exist"
 
 
 def test_progress_logged_every_ten_percent(processed_synthetic, dagster_instance):

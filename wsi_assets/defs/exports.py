@@ -22,7 +22,7 @@ from wsi_assets.core.keys import SlideKey
 from wsi_assets.defs.errors import TRANSIENT_RETRY, fails_clearly
 from wsi_assets.defs.partitions import slides_partitions
 from wsi_assets.defs.resources import UserFilesResource
-from wsi_assets.defs.results import run_set
+from wsi_assets.defs.results import published_location, run_set
 from wsi_assets.defs.classification import cell_classification
 from wsi_assets.defs.segmentation import cell_segmentation
 from wsi_assets.results.sweep import remove_entry
@@ -77,7 +77,7 @@ def export_asset(export: ExportFormat) -> AssetsDefinition:
                 "format": export.setting_name,
                 "rows": written,
                 "cells": written,
-                "path": MetadataValue.path(str(destination)),
+                "path": MetadataValue.path(str(published_location(user_files, context, outputs, destination))),
                 "size_mb": round(_size_bytes(destination) / 1e6, 3),
                 "settings": shown_settings,
             }

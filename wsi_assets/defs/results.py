@@ -6,6 +6,8 @@ a failed run never shows a mix of old and new files.
 """
 
 
+from pathlib import Path
+
 from dagster import (
     AssetExecutionContext,
     AssetKey,
@@ -18,7 +20,7 @@ from dagster import (
 from wsi_assets.cells.exports import EXPORT_FORMATS
 from wsi_assets.core.branch_settings import branch_settings_for
 from wsi_assets.core.keys import SlideKey
-from wsi_assets.core.user_files import branch_outputs_dir
+from wsi_assets.core.user_files import branch_outputs_dir, slide_output_dir
 from wsi_assets.core.slide_outputs import SlideOutputs
 from wsi_assets.defs.errors import fails_clearly
 from wsi_assets.defs.partitions import slides_partitions
@@ -44,6 +46,13 @@ def run_set(context: AssetExecutionContext, user_files: UserFilesResource, stage
         )
     key = SlideKey.parse(context.partition_key)
     return user_files.staged_outputs(key, context.run.run_id, stage, context.run.parent_run_id)
+
+
+def published_location(user_files: UserFilesResource, context: AssetExecutionContext, outputs: SlideOutputs, staged: Path) -> Path:
+    """Where a file staged in the run's set is opened once the run publishes:
+    <user>/outputs/<branch>/<slide>/..., not the run's own folder under .sets/, which is swept later."""
+    key = SlideKey.parse(context.partition_key)
+    return slide_output_dir(user_files.root_path, key) / Path(staged).relative_to(outputs.folder)
 
 
 @asset(

@@ -14,7 +14,7 @@ from wsi_assets.core.keys import SlideKey
 from wsi_assets.defs.errors import TRANSIENT_RETRY, fails_clearly
 from wsi_assets.defs.partitions import slides_partitions
 from wsi_assets.defs.resources import SegmentationResource, UserFilesResource
-from wsi_assets.defs.results import run_set
+from wsi_assets.defs.results import published_location, run_set
 from wsi_assets.defs.slides import tissue_mask
 from wsi_assets.finetuning.branch_model import resolve_branch_model
 from wsi_assets.quality.overlays import qc_overlay
@@ -87,7 +87,7 @@ def cell_segmentation(
             "segmenter": f"{summary.segmenter} v{summary.segmenter_version}",
             "model_mpp": summary.mpp_model,
             "stain_vectors": MetadataValue.json(stains.as_dict()),
-            "cells_file": MetadataValue.path(str(outputs.cells_parquet)),
+            "cells_file": MetadataValue.path(str(published_location(user_files, context, outputs, outputs.cells_parquet))),
             "outlines": MetadataValue.md(markdown_image(overlay, f"{key} nucleus outlines")),
         }
     )
