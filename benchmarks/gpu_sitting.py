@@ -43,7 +43,7 @@ import torch  # noqa: E402
 from wsi_assets.models import SHIPPED_MODEL_FILE  # noqa: E402
 from wsi_assets.segmentation.torchscript import read_model_card, resolve_device  # noqa: E402
 from wsi_assets.training import defaults, split  # noqa: E402
-from wsi_assets.training.data import at_mpp, list_labelled_folder, load_images  # noqa: E402
+from wsi_assets.training.data import at_mpp, list_labelled_folder, load_images, parse_dataset_shares  # noqa: E402
 from wsi_assets.training.train import export, load_trained_net, tune_postprocessing  # noqa: E402
 
 # Time kept back from training for the stages after it, as measured on the H200 (scaled down on
@@ -152,12 +152,12 @@ def sitting(args) -> dict:
     log(f"training for {train_seconds:.0f} s on {device} with {workers} crop workers")
     trained = train_for(
         net, train_items, mpp, train_seconds, device, args.batch, args.crop, args.lr, workers, args.seed,
-        defaults.STAIN_JITTER, defaults.SCALE_JITTER, max_steps=args.max_steps, log=log,
+        defaults.STAIN_JITTER, defaults.SCALE_JITTER, max_steps=args.max_steps, log=log, dataset_shares=args.dataset_shares,
     )
     result["training"] = {
         "steps": trained.steps, "seconds": round(trained.seconds, 1), "crops_per_s": round(trained.crops_per_s, 1),
         "waited_for_data_s": round(trained.waiting_for_data_s, 1), "final_loss": round(trained.final_loss, 4),
-        "batch": args.batch, "crop": args.crop, "lr": args.lr, "workers": workers,
+        "batch": args.batch, "crop": args.crop, "lr": args.lr, "workers": workers, "dataset_shares": args.dataset_shares,
     }
     save()
 
@@ -253,6 +253,8 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--seed", type=int, default=4)
     parser.add_argument("--workers", type=int, default=-1, help="crop worker processes (-1: CPUs - 2; 0: in the training process)")
+    parser.add_argument("--dataset-share", action="append", default=[], metavar="DATASET=FRACTION",
+                        help="draw this fraction of the crops from one dataset (repeatable), e.g. consep_train=0.25; the rest by area")
     parser.add_argument("--max-steps", type=int, default=0, help="stop training after N steps (smoke tests)")
     parser.add_argument("--reserve-s", type=float, default=RESERVE_S, help="seconds kept for the stages after training")
     parser.add_argument("--tune-images", type=int, default=12, help="training images per dataset used to tune post-processing")
@@ -263,6 +265,10 @@ def main() -> None:
     parser.add_argument("--keep-slide", action="store_true", help="keep the synthetic slide under --out")
     args = parser.parse_args()
     args.data = args.data or defaults.default_training_data()
+    try:
+        args.dataset_shares = parse_dataset_shares(args.dataset_share)
+    except ValueError as error:
+        parser.error(str(error))
     if not Path(args.data).is_dir():
         sys.exit(f"error: no labelled images in {args.data}: give --data a folder with manifest.csv or images/ + labels/")
     sitting(args)

@@ -44,7 +44,7 @@ def sitting(tmp_path_factory, packed):
     command = [
         sys.executable, str(SITTING), "--minutes", "5", "--max-steps", "2", "--batch", "4", "--crop", "128",
         "--workers", "0", "--tune-images", "1", "--slide-size", "2048x2048", "--read-threads", "2",
-        "--slide-batch", "2", "--data", str(packed), "--out", str(out), "--work", str(out / "work"),
+        "--slide-batch", "2", "--dataset-share", "consep_train=0.25", "--data", str(packed), "--out", str(out), "--work", str(out / "work"),
     ]
     done = subprocess.run(command, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
@@ -63,6 +63,7 @@ def test_pack_keeps_every_image_at_the_model_resolution_and_fits_a_device_call(p
 def test_sitting_trains_scores_and_measures_on_the_cpu(sitting, packed):
     out, result = sitting
     assert result["training"]["steps"] == 2
+    assert result["training"]["dataset_shares"] == {"consep_train": 0.25}
     model = out / result["model_file"]
     card = read_model_card(model)
     assert card["version"] == "4"

@@ -19,7 +19,7 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 
-from wsi_assets.training.data import CropSampler, at_mpp
+from wsi_assets.training.data import CropSampler, at_mpp, sampling_weights
 from wsi_assets.training.network import UNet
 from wsi_assets.training.train import loss_fn
 
@@ -39,14 +39,14 @@ class TimedTrainResult:
 class _CropStream(torch.utils.data.IterableDataset):
     """Endless batches of augmented crops; each worker process draws its own random stream."""
 
-    def __init__(self, images, crop: int, batch: int, seed: int, stain_jitter: float, scale_jitter: float):
+    def __init__(self, images, crop: int, batch: int, seed: int, stain_jitter: float, scale_jitter: float, weights: np.ndarray):
         self.images, self.crop, self.batch, self.seed = images, crop, batch, seed
-        self.stain_jitter, self.scale_jitter = stain_jitter, scale_jitter
+        self.stain_jitter, self.scale_jitter, self.weights = stain_jitter, scale_jitter, weights
 
     def __iter__(self) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         info = torch.utils.data.get_worker_info()
         worker = info.id if info is not None else 0
-        sampler = CropSampler(self.images, self.crop, self.seed * 1000 + worker, self.stain_jitter, self.scale_jitter)
+        sampler = CropSampler(self.images, self.crop, self.seed * 1000 + worker, self.stain_jitter, self.scale_jitter, self.weights)
         while True:
             yield sampler.sample(self.batch)
 
@@ -74,11 +74,13 @@ def train_for(
     scale_jitter: float,
     max_steps: int = 0,
     log: Callable[[str], None] = print,
+    dataset_shares: dict[str, float] | None = None,
 ) -> TimedTrainResult:
     """Train `net` in place for `seconds` of wall-clock time (or `max_steps`, whichever comes first)."""
     torch.manual_seed(seed)
     images = [at_mpp(item, mpp) for item in items]
-    stream = _CropStream(images, crop, batch, seed, stain_jitter, scale_jitter)
+    weights = sampling_weights([item.dataset for item in items], [rgb.shape[0] * rgb.shape[1] for rgb, _ in images], dataset_shares or {})
+    stream = _CropStream(images, crop, batch, seed, stain_jitter, scale_jitter, weights)
     loader = torch.utils.data.DataLoader(
         stream,
         batch_size=None,
