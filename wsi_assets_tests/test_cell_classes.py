@@ -79,10 +79,10 @@ def test_shipped_classifier_contract_and_determinism():
 def test_shipped_classifier_is_small_and_carded():
     from importlib import resources
 
-    model = resources.files("wsi_assets.models") / "cell_classifier_v1.npz"
+    model = resources.files("wsi_assets.models") / "cell_classifier_v2.npz"
     with resources.as_file(model) as path:
         assert path.stat().st_size < 3_000_000
-    card = json.loads((resources.files("wsi_assets.models") / "cell_classifier_v1.model_card.json").read_text())
+    card = json.loads((resources.files("wsi_assets.models") / "cell_classifier_v2.model_card.json").read_text())
     assert card["classes"] == list(CLASS_NAMES)
     assert set(card["validation"]["per_class_f1"]) == set(CLASS_NAMES)
     assert set(card["data"]["held_out_tiles"]).isdisjoint(card["data"]["training_tiles"])

@@ -127,8 +127,8 @@ def installed(tmp_path_factory) -> Installed:
 
 def test_the_wheel_ships_the_model_and_the_commands(installed):
     names = zipfile.ZipFile(installed.wheel).namelist()
-    assert "wsi_assets/models/nuclei_unet_v3.pt" in names
-    assert "wsi_assets/models/nuclei_unet_v3.model_card.json" in names
+    assert "wsi_assets/models/nuclei_unet_v4.pt" in names
+    assert "wsi_assets/models/nuclei_unet_v4.model_card.json" in names
     assert not [n for n in names if n.startswith("wsi_assets_tests")]
     (entry_points,) = [n for n in names if n.endswith(".dist-info/entry_points.txt")]
     text = zipfile.ZipFile(installed.wheel).read(entry_points).decode()
@@ -206,7 +206,7 @@ def test_the_shipped_model_loads(installed):
         "print(json.dumps({'path': str(s.path.resolve()), 'name': s.name, 'version': s.version, 'mpp': s.mpp}))"
     )
     assert inside(found["path"], installed.site_packages), found["path"]
-    assert Path(found["path"]).name == "nuclei_unet_v3.pt"
+    assert Path(found["path"]).name == "nuclei_unet_v4.pt"
     assert found["mpp"] == 0.5
 
 

@@ -19,7 +19,7 @@ from wsi_assets.cells.classes import checked_class_names
 from wsi_assets.cells.measurements import MEASUREMENT_COLUMNS
 
 FEATURE_COLUMNS = ("area_um2", *MEASUREMENT_COLUMNS)
-SHIPPED_CLASSIFIER = "cell_classifier_v1.npz"
+SHIPPED_CLASSIFIER = "cell_classifier_v2.npz"
 _ARRAYS = ("feature", "threshold", "left", "right", "value", "roots", "meta")
 PREDICT_BATCH = 50_000
 

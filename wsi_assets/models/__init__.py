@@ -4,4 +4,4 @@ from importlib.resources import files
 from pathlib import Path
 
 # A real file in any install (wheel, editable, sdist); its model card is embedded and beside it.
-SHIPPED_MODEL_FILE = Path(str(files(__name__) / "nuclei_unet_v3.pt"))
+SHIPPED_MODEL_FILE = Path(str(files(__name__) / "nuclei_unet_v4.pt"))

@@ -7,7 +7,7 @@ at the model's 0.5 µm/px, with stain vectors estimated per image, by default on
 segmenter's outlines (what a slide's nuclei have), each typed by the annotated nucleus it pairs with.
 
     python -m wsi_assets.training.cell_classifier_training --data ../shared/data/nuclei_train/consep_train \
-        --out wsi_assets/models/cell_classifier_v1.npz [--outlines learned|classical|annotated]
+        --out wsi_assets/models/cell_classifier_v2.npz [--outlines learned|classical|annotated]
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from wsi_assets.training.split import HELD_OUT_CONSEP_TILES, consep_tile
 
 CONSEP_MPP = 0.25  # CoNSeP is 40x (0.25-0.275 µm/px)
 MODEL_MPP = 0.5
-VERSION = 1
+VERSION = 2
 
 
 @dataclass
