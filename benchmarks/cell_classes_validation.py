@@ -31,6 +31,36 @@ DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "nuclei_
 MPP = 0.25
 
 
+def add_crop(tally: Counter, pred_xy: np.ndarray, pred_class: list[str], true_xy: np.ndarray, true_class: list[str]) -> None:
+    """Count one crop's detections and per-class outcomes (centroids in pixels at MPP)."""
+    pairs = pair_by_centroid(pred_xy, true_xy, PAIR_UM / MPP)
+    tally["tp"] += len(pairs)
+    tally["fp"] += len(pred_xy) - len(pairs)
+    tally["fn"] += len(true_xy) - len(pairs)
+    paired_p = {i for i, _ in pairs}
+    paired_t = {j for _, j in pairs}
+    for i, j in pairs:
+        for name in CLASS_NAMES:
+            p, t = pred_class[i] == name, true_class[j] == name
+            tally[(name, "tp")] += p and t
+            tally[(name, "fp")] += p and not t
+            tally[(name, "fn")] += t and not p
+    for i in set(range(len(pred_xy))) - paired_p:
+        tally[(pred_class[i], "fp")] += 1
+    for j in set(range(len(true_xy))) - paired_t:
+        tally[(true_class[j], "fn")] += 1
+
+
+def f1(tp: int, fp: int, fn: int) -> float:
+    return 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else float("nan")
+
+
+def print_scores(tally: Counter) -> None:
+    print(f"detection F1 (centroids within {PAIR_UM} µm): {f1(tally['tp'], tally['fp'], tally['fn']):.3f}")
+    for name in CLASS_NAMES:
+        print(f"  {name:13s} F1 {f1(tally[(name, 'tp')], tally[(name, 'fp')], tally[(name, 'fn')]):.3f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="learned")
@@ -52,30 +82,10 @@ def main() -> None:
         true_ids, true_xy = label_centroids(truth_labels)
         pred_class = [classes.get(int(i), "other") for i in pred_ids]
         true_class = [types.get((stem, int(i)), "other") for i in true_ids]
-        pairs = pair_by_centroid(pred_xy, true_xy, PAIR_UM / MPP)
-        tally["tp"] += len(pairs)
-        tally["fp"] += len(pred_ids) - len(pairs)
-        tally["fn"] += len(true_ids) - len(pairs)
-        paired_p = {i for i, _ in pairs}
-        paired_t = {j for _, j in pairs}
-        for i, j in pairs:
-            for name in CLASS_NAMES:
-                p, t = pred_class[i] == name, true_class[j] == name
-                tally[(name, "tp")] += p and t
-                tally[(name, "fp")] += p and not t
-                tally[(name, "fn")] += t and not p
-        for i in set(range(len(pred_ids))) - paired_p:
-            tally[(pred_class[i], "fp")] += 1
-        for j in set(range(len(true_ids))) - paired_t:
-            tally[(true_class[j], "fn")] += 1
-
-    def f1(tp, fp, fn):
-        return 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else float("nan")
+        add_crop(tally, pred_xy, pred_class, true_xy, true_class)
 
     print(f"{len(stems)} held-out crops of tiles {', '.join(HELD_OUT_CONSEP_TILES)}, model {args.model}, {time.perf_counter() - started:.1f} s")
-    print(f"detection F1 (centroids within {PAIR_UM} µm): {f1(tally['tp'], tally['fp'], tally['fn']):.3f}")
-    for name in CLASS_NAMES:
-        print(f"  {name:13s} F1 {f1(tally[(name, 'tp')], tally[(name, 'fp')], tally[(name, 'fn')]):.3f}")
+    print_scores(tally)
 
 
 if __name__ == "__main__":
