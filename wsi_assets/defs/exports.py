@@ -77,7 +77,7 @@ def export_asset(export: ExportFormat) -> AssetsDefinition:
                 "format": export.setting_name,
                 "rows": written,
                 "cells": written,
-                "path": MetadataValue.path(str(published_location(user_files, context, outputs, destination))),
+                "path": MetadataValue.path(str(published_location(user_files, key, outputs, destination))),
                 "size_mb": round(_size_bytes(destination) / 1e6, 3),
                 "settings": shown_settings,
             }

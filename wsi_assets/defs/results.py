@@ -48,10 +48,9 @@ def run_set(context: AssetExecutionContext, user_files: UserFilesResource, stage
     return user_files.staged_outputs(key, context.run.run_id, stage, context.run.parent_run_id)
 
 
-def published_location(user_files: UserFilesResource, context: AssetExecutionContext, outputs: SlideOutputs, staged: Path) -> Path:
+def published_location(user_files: UserFilesResource, key: SlideKey, outputs: SlideOutputs, staged: Path) -> Path:
     """Where a file staged in the run's set is opened once the run publishes:
     <user>/outputs/<branch>/<slide>/..., not the run's own folder under .sets/, which is swept later."""
-    key = SlideKey.parse(context.partition_key)
     return slide_output_dir(user_files.root_path, key) / Path(staged).relative_to(outputs.folder)
 
 

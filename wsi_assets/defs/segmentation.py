@@ -87,7 +87,7 @@ def cell_segmentation(
             "segmenter": f"{summary.segmenter} v{summary.segmenter_version}",
             "model_mpp": summary.mpp_model,
             "stain_vectors": MetadataValue.json(stains.as_dict()),
-            "cells_file": MetadataValue.path(str(published_location(user_files, context, outputs, outputs.cells_parquet))),
+            "cells_file": MetadataValue.path(str(published_location(user_files, key, outputs, outputs.cells_parquet))),
             "outlines": MetadataValue.md(markdown_image(overlay, f"{key} nucleus outlines")),
         }
     )

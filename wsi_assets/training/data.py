@@ -186,6 +186,11 @@ def sampling_weights(datasets: list[str], areas: list[float], shares: dict[str, 
     return weights / weights.sum()
 
 
+def image_weights(items: list[LabelledImage], images: list[tuple[np.ndarray, np.ndarray]], shares: dict[str, float]) -> np.ndarray:
+    """`sampling_weights` for labelled images and their resampled (rgb, labels) pairs, area at the training µm/px."""
+    return sampling_weights([item.dataset for item in items], [rgb.shape[0] * rgb.shape[1] for rgb, _ in images], shares)
+
+
 class CropSampler:
     """Random augmented crops of images at one µm/px: flips, 90° turns, scale, H&E jitter, blur."""
 

@@ -19,7 +19,7 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 
-from wsi_assets.training.data import CropSampler, at_mpp, sampling_weights
+from wsi_assets.training.data import CropSampler, at_mpp, image_weights
 from wsi_assets.training.network import UNet
 from wsi_assets.training.train import loss_fn
 
@@ -79,7 +79,7 @@ def train_for(
     """Train `net` in place for `seconds` of wall-clock time (or `max_steps`, whichever comes first)."""
     torch.manual_seed(seed)
     images = [at_mpp(item, mpp) for item in items]
-    weights = sampling_weights([item.dataset for item in items], [rgb.shape[0] * rgb.shape[1] for rgb, _ in images], dataset_shares or {})
+    weights = image_weights(items, images, dataset_shares or {})
     stream = _CropStream(images, crop, batch, seed, stain_jitter, scale_jitter, weights)
     loader = torch.utils.data.DataLoader(
         stream,

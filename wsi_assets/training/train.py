@@ -30,10 +30,10 @@ from wsi_assets.training.data import (
     CropSampler,
     allows_commercial_use,
     at_mpp,
+    image_weights,
     list_labelled_folder,
     load_images,
     parse_dataset_shares,
-    sampling_weights,
 )
 from wsi_assets.training.network import NucleiModel, UNet
 
@@ -151,7 +151,7 @@ def train(config: TrainConfig, log: Callable[[str], None] = print) -> dict:
     steps = config.steps
     if config.epochs:
         steps = max(1, math.ceil(config.epochs * pixels / (config.batch * config.crop**2)))
-    weights = sampling_weights([item.dataset for item in items], [rgb.shape[0] * rgb.shape[1] for rgb, _ in images], config.dataset_shares)
+    weights = image_weights(items, images, config.dataset_shares)
     sampler = CropSampler(images, config.crop, config.seed, config.stain_jitter, config.scale_jitter, weights)
     drawn = Counter()
     for item, weight in zip(items, weights):

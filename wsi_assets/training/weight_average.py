@@ -92,13 +92,10 @@ def write_average(start: Path, finetuned: list[Path], alpha: float, out: Path, v
 def held_out_scores(model_file: Path, data: Path) -> dict:
     """F1@0.5, AJI and PQ per held-out dataset and over all of them, rounded to 3 places."""
     from wsi_assets.segmentation.torchscript import TorchScriptSegmenter
-    from wsi_assets.training import split
     from wsi_assets.training.accuracy_gate import held_out_summary
-    from wsi_assets.training.data import list_labelled_folder, load_images
+    from wsi_assets.training.evaluate import labelled_images
 
-    table = list_labelled_folder(data)
-    table = table[[split.is_held_out(d, s) for d, s in zip(table["dataset"], table["stem"])]]
-    summary = held_out_summary(TorchScriptSegmenter(model_file, device="cpu"), load_images(data, table))
+    summary = held_out_summary(TorchScriptSegmenter(model_file, device="cpu"), labelled_images(data))
     return {dataset: {k: (int(v) if k == "images" else round(float(v), 3)) for k, v in row.items() if k in ("images", "F1@0.5", "AJI", "PQ")}
             for dataset, row in summary.iterrows()}
 
