@@ -36,6 +36,7 @@ from wsi_assets.training.data import (
     parse_dataset_shares,
 )
 from wsi_assets.training.network import NucleiModel, UNet
+from wsi_assets.training.onnx_export import card_embedding, has_embedding_levels
 
 MODEL_NAME = "wsi-nuclei-unet"
 
@@ -236,6 +237,8 @@ def export(net: UNet, card: dict, out: Path, **post) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     card = {**card, "postprocessing": {"fg_threshold": model.fg_threshold, "seed_threshold": model.seed_threshold,
                                         "grow_iterations": model.grow_iterations, "min_area": model.min_area}}
+    if has_embedding_levels(net):  # the module's labels_and_embedding_maps, and network.onnx's extra outputs
+        card["embedding"] = card_embedding(net)
     extra = {}
     try:  # the CPU runtimes' copy of the network; a machine without onnx still gets a working file
         from wsi_assets.training.onnx_export import ONNX_NAME, OPSET, network_onnx
@@ -264,12 +267,14 @@ def load_trained_net(model_file: Path, card: dict | None = None) -> UNet:
 
 
 def rebuild(model_file: Path, out: Path, card_updates: dict | None = None, **post) -> Path:
-    """Re-export a trained file with other post-processing settings (thresholds), no retraining."""
+    """Re-export a trained file with this code's module and network.onnx, no retraining: the same
+    weights, the post-processing settings given in `post` and the file's own for the others, and
+    the card's keys where they were (so the card's diff shows only what changed)."""
     from wsi_assets.segmentation.torchscript import read_model_card
 
     card = read_model_card(model_file)
     net = load_trained_net(model_file, card)
-    card = {k: v for k, v in card.items() if k != "postprocessing"}
+    post = {**(card.get("postprocessing") or {}), **post}
     return export(net.eval(), {**card, **(card_updates or {})}, out, **post)
 
 
