@@ -5,7 +5,7 @@
                                                  # run in OpenVINO and ONNX Runtime, through the accuracy gate
 
 CPU-seconds (process time, minimum of 3 after a warm-up), so another job on the machine inflates
-them less than wall time. "network" is the U-Net alone; "segment_batch" is what the slide path
+them less than wall time. "network" is the U-Net alone (its maps, not the embedding levels); "segment_batch" is what the slide path
 calls: network, post-processing, colour gate, renumbering. Every runtime's labels are compared
 with torch's on the same tile.
 """
@@ -113,7 +113,7 @@ def main() -> None:
             with torch.inference_mode():
                 net_s, _ = cpu_seconds(network)
         else:
-            net_s, _ = cpu_seconds(lambda: segmenter.runner.run(x))
+            net_s, _ = cpu_seconds(lambda: segmenter.runner.run(x, 1))
         whole_s, labels = cpu_seconds(lambda: segmenter.segment_batch(tile[None]))
         reference = labels if reference is None else reference
         print(f"| {segmenter.runtime} | {net_s:.3f} | {whole_s:.3f} | {int(labels.max())} | {np.mean(labels == reference):.6f} |")
@@ -129,7 +129,7 @@ def main() -> None:
             if segmenter.runner is None:
                 continue
             segmenter.runner = cpu_runtimes._BUILDERS[runtime](quantized, 1)
-            net_s, _ = cpu_seconds(lambda: segmenter.runner.run(x))
+            net_s, _ = cpu_seconds(lambda: segmenter.runner.run(x, 1))
             failures = gate_failures(reference_scores, held_out_summary(segmenter, held_out))
             print(f"\n{runtime} int8: network {net_s:.3f} CPU-s; accuracy gate: {'passed' if not failures else 'FAILED'}")
             for line in failures:

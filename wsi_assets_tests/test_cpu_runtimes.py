@@ -96,7 +96,7 @@ def test_small_inputs_run_side_by_side_with_the_labels_of_one_at_a_time():
 
     # a batch run stacks two fields per stream, so a core never idles at the end of a call
     assert images_per_network_call(segmenter) == 2 * segmenter.inputs_side_by_side
-    segmenter.runner.run = lambda x: pytest.fail("a batch of small fields must not run one at a time")
+    segmenter.runner.run = lambda x, count=None: pytest.fail("a batch of small fields must not run one at a time")
     side_by_side = segmenter.segment_batch(fields)  # 5 fields over the cores' streams: one call
     one_at_a_time = TorchScriptSegmenter(SHIPPED_MODEL_FILE, device="cpu", cpu_runtime="openvino", check=False)
     singles = np.concatenate([one_at_a_time.segment_batch(field[None]) for field in fields])

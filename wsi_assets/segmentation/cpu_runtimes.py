@@ -8,7 +8,9 @@ never fatal. int8 (OpenVINO 0.77 CPU-s, ONNX Runtime 0.98) flipped 1.5-2.4% of f
 on that tile and is not offered.
 
 The network comes as ONNX bytes embedded in the model file (`network.onnx`, see
-`training/onnx_export.py`), so the package still ships one model file.
+`training/onnx_export.py`), so the package still ships one model file. Its first output is the
+maps the labels come from; a network may have more (the decoder levels nucleus embeddings are read
+from): a runner gives the first `count` of them, so segmenting alone fetches and copies the maps only.
 
 Precision: float32 unless `WSI_CPU_PRECISION=bf16` is set *and* the CPU has native bf16 (OpenVINO
 reports it); OpenVINO would otherwise pick bf16 by itself on such CPUs and change labels slightly.
@@ -32,23 +34,29 @@ RUNTIMES = ("openvino", "onnxruntime", "torch")
 CHOICES = ("auto",) + RUNTIMES
 
 
+# (B,3,H,W) input, how many of the network's outputs to give (None: all) -> those outputs, in order
+RunOutputs = Callable[[np.ndarray, "int | None"], "list[np.ndarray]"]
+
+
 @dataclass
 class NetworkRunner:
-    """A compiled network: float32 (1,3,H,W) RGB 0..255 -> float32 (1,2,H,W) maps."""
+    """A compiled network: float32 (1,3,H,W) RGB 0..255 -> its outputs, float32 (1,2,H,W) maps first."""
 
     runtime: str  # "openvino", "onnxruntime"
     precision: str  # "f32", "bf16"
-    run: Callable[[np.ndarray], np.ndarray]
+    run: RunOutputs
     release: Callable[[], None] = lambda: None  # frees the working memory of the last input shape
-    # (B,3,H,W) -> (B,2,H,W) with the inputs run side by side, one per core: see _openvino. None: one after another.
-    run_side_by_side: Callable[[np.ndarray], np.ndarray] | None = None
+    # (B,3,H,W) -> outputs with the inputs run side by side, one per core: see _openvino. None: one after another.
+    run_side_by_side: RunOutputs | None = None
     streams: int = 1  # inputs run_side_by_side runs at once
+    outputs: tuple[str, ...] = ("maps",)  # the network's output names, in the order run gives them
 
-    def run_many(self, batch: np.ndarray) -> np.ndarray:
-        """The maps of a (B,3,H,W) batch of one shape."""
+    def run_many(self, batch: np.ndarray, count: int | None = None) -> list[np.ndarray]:
+        """The first `count` outputs (None: all) of a (B,3,H,W) batch of one shape, each (B,...)."""
         if self.run_side_by_side is not None and len(batch) > 1:
-            return self.run_side_by_side(batch)
-        return np.concatenate([self.run(batch[i : i + 1]) for i in range(len(batch))])
+            return self.run_side_by_side(batch, count)
+        each = [self.run(batch[i : i + 1], count) for i in range(len(batch))]
+        return [np.concatenate(output) for output in zip(*each)]
 
     @property
     def label(self) -> str:
@@ -75,10 +83,13 @@ def _openvino(onnx: bytes, threads: int) -> NetworkRunner:
         else:
             log.warning("%s=bf16 asked, but this CPU has no native bf16 (%s): running float32", PRECISION_ENV, capabilities)
     config = {"INFERENCE_NUM_THREADS": max(1, threads), "PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": precision}
-    core.compile_model(core.read_model(model=onnx, weights=b""), "CPU", config)  # fails here, at load, if it cannot
+    model = core.read_model(model=onnx, weights=b"")
+    names = tuple(output.get_any_name() for output in model.outputs)
+    core.compile_model(model, "CPU", config)  # fails here, at load, if it cannot
     state: dict[str, object] = {"shape": None, "static": None, "dynamic": None, "last": None}
 
-    def run(x: np.ndarray) -> np.ndarray:
+
+    def run(x: np.ndarray, count: int | None = None) -> list[np.ndarray]:
         # A shape seen twice in a row (a slide's tiles, a batch of same-sized images) gets a
         # network compiled for it: OpenVINO then plans its activation memory once (1152² tile:
         # 380 MB held instead of 510 MB, ~10% faster). Shapes that keep changing (images of many
@@ -96,12 +107,15 @@ def _openvino(onnx: bytes, threads: int) -> NetworkRunner:
             request = state["dynamic"] = state["dynamic"] or core.compile_model(
                 core.read_model(model=onnx, weights=b""), "CPU", config
             ).create_infer_request()
-        return np.asarray(request.infer([x])[0])
+        # Outputs left in the request's buffers and copied only where asked for: segmenting
+        # alone wants the maps, not the embedding levels.
+        request.infer([x], share_outputs=True)
+        return [request.get_output_tensor(k).data.copy() for k in range(len(names) if count is None else count)]
 
     streams = max(1, threads)
-    parallel: dict[str, object] = {"shape": None, "queue": None}
+    parallel: dict[str, object] = {"shape": None, "compiled": None, "queue": None}
 
-    def run_side_by_side(batch: np.ndarray) -> np.ndarray:
+    def run_side_by_side(batch: np.ndarray, count: int | None = None) -> list[np.ndarray]:
         # Small inputs (fields of a batch) leave a core idle much of the time when one input
         # is split over both: one input per core ("throughput" streams) ran a 512² field in
         # 246 ms per image against 424-487 ms with both threads on one field, measured with
@@ -109,16 +123,18 @@ def _openvino(onnx: bytes, threads: int) -> NetworkRunner:
         # rounding. Each stream holds its own activations, so only small inputs come here.
         one = (1, *batch.shape[1:])
         if parallel["shape"] != one:
-            parallel["queue"] = None
+            parallel.update(compiled=None, queue=None)
             model = core.read_model(model=onnx, weights=b"")
             model.reshape(list(one))
             compiled = core.compile_model(model, "CPU", {**config, "PERFORMANCE_HINT": "THROUGHPUT", "NUM_STREAMS": streams})
-            parallel["shape"], parallel["queue"] = one, ov.AsyncInferQueue(compiled, streams)
+            parallel.update(shape=one, compiled=compiled, queue=ov.AsyncInferQueue(compiled, streams))
         queue = parallel["queue"]
-        out = np.empty((len(batch), 2, *batch.shape[2:]), np.float32)
+        outputs = parallel["compiled"].outputs[: len(names) if count is None else count]
+        out = [np.empty((len(batch), *tuple(output.get_shape())[1:]), np.float32) for output in outputs]
 
         def keep(request, index):
-            out[index] = request.get_output_tensor(0).data[0]
+            for k, array in enumerate(out):
+                array[index] = request.get_output_tensor(k).data[0]
 
         queue.set_callback(keep)
         for index in range(len(batch)):
@@ -128,9 +144,9 @@ def _openvino(onnx: bytes, threads: int) -> NetworkRunner:
 
     def release() -> None:
         state.update(shape=None, static=None, dynamic=None, last=None)
-        parallel.update(shape=None, queue=None)
+        parallel.update(shape=None, compiled=None, queue=None)
 
-    return NetworkRunner("openvino", precision, run, release, run_side_by_side if streams > 1 else None, streams)
+    return NetworkRunner("openvino", precision, run, release, run_side_by_side if streams > 1 else None, streams, names)
 
 
 def _onnxruntime(onnx: bytes, threads: int) -> NetworkRunner:
@@ -141,11 +157,13 @@ def _onnxruntime(onnx: bytes, threads: int) -> NetworkRunner:
     options.inter_op_num_threads = 1
     session = ort.InferenceSession(onnx, options, providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
+    names = tuple(output.name for output in session.get_outputs())
 
-    def run(x: np.ndarray) -> np.ndarray:
-        return session.run(None, {name: x})[0]
+    def run(x: np.ndarray, count: int | None = None) -> list[np.ndarray]:
+        # Naming the outputs wanted: the others are not handed back (nor kept past the run).
+        return session.run(list(names if count is None else names[:count]), {name: x})
 
-    return NetworkRunner("onnxruntime", "f32", run)
+    return NetworkRunner("onnxruntime", "f32", run, outputs=names)
 
 
 _BUILDERS = {"openvino": _openvino, "onnxruntime": _onnxruntime}

@@ -10,6 +10,11 @@ What the file says about itself comes from `model_card.json`, read in this order
 Card keys used: `name`, `version`, `mpp`, and `input.range`: "0..255" (default), "0..1", or
 "percentile" (each channel scaled so its 0.1 and 99.9 percentiles map to 0 and 1, which is
 how InstanSeg normalises images before its models).
+
+This project's models also give each tile's decoder levels, which nucleus embeddings are read
+from (`segmentation/embeddings.py`): the card's `embedding` names them, the module's exported
+`labels_and_embedding_maps` gives them in torch, and `network.onnx`'s extra outputs in the CPU
+runtimes. `segment_batch_with_embeddings` returns them; `segment_batch` never computes or copies them.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import torch
 
 from wsi_assets.segmentation import cpu_runtimes
 from wsi_assets.segmentation.colour_gate import without_non_nuclear
+from wsi_assets.segmentation.embeddings import EmbeddingMaps, embedding_identity
 from wsi_assets.segmentation.maps_to_instances import instances_from_maps
 from wsi_assets.segmentation.protocol import check_tile_batch
 
@@ -35,6 +41,7 @@ INPUT_RANGES = ("0..255", "0..1", "percentile")
 # 1152² tiles run one at a time with every core on each, as their activations are ~380 MB apiece.
 SIDE_BY_SIDE_MAX_PX = 1024 * 1024
 GPU_BATCH = 16  # small inputs per GPU call: 16 fields of 512² are ~4 Mpx, about a slide tile batch
+EMBEDDING_METHOD = "labels_and_embedding_maps"  # the module's exported (labels, 1/4 level, 1/8 level)
 
 
 class ModelLoadError(ValueError):
@@ -153,6 +160,7 @@ class TorchScriptSegmenter:
         self.colour_gate = colour_gate
         self.runner = self._cpu_runner(cpu_runtime)
         self.runtime = self.runner.label if self.runner else "torch"
+        self.embedding = self._embedding_identity()
         if check:
             self._check_contract()
 
@@ -170,16 +178,45 @@ class TorchScriptSegmenter:
             self._multiple = 2 ** (levels - 1)
         return runner
 
-    def _forward_runner(self, tiles: np.ndarray) -> np.ndarray:
+    def _embedding_identity(self) -> dict | None:
+        """The card's embedding, named for this model, when the network that runs here gives it."""
+        card_embedding = self.card.get("embedding")
+        if not card_embedding:
+            return None
+        if self.runner is not None:
+            names = self.runner.outputs
+            if not all(name in names for name in card_embedding["outputs"]):
+                return None  # a network.onnx older than its card's embedding: maps only
+            self._embedding_outputs = [names.index(name) for name in card_embedding["outputs"]]
+        elif not hasattr(self.module, EMBEDDING_METHOD):
+            return None
+        self._embedding_strides = tuple(int(s) for s in card_embedding["strides"])
+        return embedding_identity(self.name, self.version, card_embedding)
+
+    def _embedding_maps(self, levels: list[np.ndarray], height: int, width: int) -> list[EmbeddingMaps]:
+        """Per tile, each (B,C,h,w) level cropped to (C, ceil(H/s), ceil(W/s)): the padding up to
+        the U-Net's multiple goes, as it does from the labels."""
+        strides = self._embedding_strides
+        crops = [level[:, :, : -(-height // s), : -(-width // s)] for level, s in zip(levels, strides)]
+        return [
+            EmbeddingMaps(tuple(np.ascontiguousarray(crop[i], np.float32) for crop in crops), strides)
+            for i in range(len(levels[0]))
+        ]
+
+    def _forward_runner(self, tiles: np.ndarray, with_embedding: bool) -> tuple[np.ndarray, list[EmbeddingMaps] | None]:
         """The network in the CPU runtime, then the same post-processing as the TorchScript module's."""
         count, height, width = tiles.shape[:3]
         pad_h, pad_w = (-height) % self._multiple, (-width) % self._multiple
         x = np.pad(tiles, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)), mode="edge") if pad_h or pad_w else tiles
-        maps = self.runner.run_many(np.ascontiguousarray(x.transpose(0, 3, 1, 2), np.float32))
+        wanted = 1 + max(self._embedding_outputs) if with_embedding else 1  # the maps come first
+        outputs = self.runner.run_many(np.ascontiguousarray(x.transpose(0, 3, 1, 2), np.float32), wanted)
+        maps = outputs[0]
         out = np.zeros((count, height, width), np.int32)
         for i in range(count):
             out[i] = instances_from_maps(maps[i, 0, :height, :width], maps[i, 1, :height, :width], **self._post)
-        return out
+        if not with_embedding:
+            return out, None
+        return out, self._embedding_maps([outputs[k] for k in self._embedding_outputs], height, width)
 
     @property
     def inputs_side_by_side(self) -> int:
@@ -220,12 +257,24 @@ class TorchScriptSegmenter:
             return (x - low) / (high - low).clamp_min(1e-3)
         return x
 
-    def _forward(self, tiles: np.ndarray) -> np.ndarray:
+    def _forward(self, tiles: np.ndarray, with_embedding: bool = False) -> tuple[np.ndarray, list[EmbeddingMaps] | None]:
+        """Labels (B,H,W) int32 as the model gives them, and the embedding maps when asked for."""
         if self.runner is not None:
-            return self._forward_runner(tiles)
-        batch, height, width = tiles.shape[:3]
+            return self._forward_runner(tiles, with_embedding)
         with torch.inference_mode():
-            out = self.module(self._to_input(tiles))
+            x = self._to_input(tiles)
+            if with_embedding:
+                labels, *levels = getattr(self.module, EMBEDDING_METHOD)(x)
+            else:
+                labels, levels = self.module(x), []
+        labels = self._checked_labels(labels, tiles.shape)
+        if not with_embedding:
+            return labels, None
+        return labels, self._embedding_maps([level.float().cpu().numpy() for level in levels], *tiles.shape[1:3])
+
+    def _checked_labels(self, out, shape: tuple[int, ...]) -> np.ndarray:
+        """The module's output as int32 (B,H,W) labels, or a one-line error saying how it breaks the contract."""
+        batch, height, width = shape[:3]
         if isinstance(out, (tuple, list)):
             out = out[0]
         if not isinstance(out, torch.Tensor):
@@ -248,17 +297,28 @@ class TorchScriptSegmenter:
 
     def segment_batch(self, tiles: np.ndarray) -> np.ndarray:
         """uint8 (B,H,W,3) RGB at `self.mpp` -> int32 (B,H,W), 0 background, 1..n per tile."""
+        return self._segment(tiles, with_embedding=False)[0]
+
+    def segment_batch_with_embeddings(self, tiles: np.ndarray) -> tuple[np.ndarray, list[EmbeddingMaps]]:
+        """The labels `segment_batch` gives, and each tile's embedding maps (see `embedding`)."""
+        if self.embedding is None:
+            raise ValueError(f"model {self.path.name} ({self.runtime}) gives no embedding: use segment_batch")
+        return self._segment(tiles, with_embedding=True)
+
+    def _segment(self, tiles: np.ndarray, with_embedding: bool) -> tuple[np.ndarray, list[EmbeddingMaps] | None]:
         tiles = check_tile_batch(tiles)
         # On a CPU a U-Net's activations for a batch of large tiles take gigabytes and batching
         # gains nothing, so slide tiles go through one at a time; small inputs (fields of a
         # batch) run side by side, one per core; a GPU takes the whole batch.
         small = tiles.shape[1] * tiles.shape[2] <= SIDE_BY_SIDE_MAX_PX and self.runner is not None
         step = len(tiles) if self.device.startswith("cuda") or small else 1
-        labels = [self._forward(tiles[i : i + step]) for i in range(0, len(tiles), max(1, step))]
-        labels = np.concatenate(labels) if labels else np.zeros(tiles.shape[:3], np.int32)
+        parts = [self._forward(tiles[i : i + step], with_embedding) for i in range(0, len(tiles), max(1, step))]
+        labels = np.concatenate([part[0] for part in parts]) if parts else np.zeros(tiles.shape[:3], np.int32)
+        maps = [tile_maps for part in parts for tile_maps in part[1]] if with_embedding else None
+        # The gate and the renumbering change label ids only; the maps are the network's, as they are.
         if self.colour_gate:
             labels = [without_non_nuclear(tile_labels, tile) for tile_labels, tile in zip(labels, tiles)]
-        return np.stack([_relabel(tile) for tile in labels]) if len(labels) else labels
+        return (np.stack([_relabel(tile) for tile in labels]) if len(labels) else labels), maps
 
 
 @contextmanager
@@ -273,10 +333,12 @@ def _torchscript_deprecation_silenced():
 def _optimized_for_inference(module: torch.jit.ScriptModule) -> torch.jit.ScriptModule:
     """The module frozen: weights become constants and batch norm folds into the convolutions
     (shipped model, 1024² tile, 1 CPU thread: 2.39 -> 2.13 CPU-s, same labels). A model that
-    cannot be frozen runs as loaded. optimize_for_inference was slower here (3.0-3.6 s)."""
+    cannot be frozen runs as loaded. optimize_for_inference was slower here (3.0-3.6 s).
+    Freezing keeps `forward` only, so the embedding method is kept by name where the module has it."""
+    kept = [EMBEDDING_METHOD] if hasattr(module, EMBEDDING_METHOD) else []
     try:
         with _torchscript_deprecation_silenced():
-            return torch.jit.freeze(module)
+            return torch.jit.freeze(module, preserved_attrs=kept)
     except Exception:  # freezing needs a scripted module in eval mode with a plain forward
         return module
 
