@@ -257,7 +257,11 @@ class TorchScriptSegmenter:
             return (x - low) / (high - low).clamp_min(1e-3)
         return x
 
-    def _forward(self, tiles: np.ndarray, with_embedding: bool = False) -> tuple[np.ndarray, list[EmbeddingMaps] | None]:
+    def _forward(self, tiles: np.ndarray) -> np.ndarray:
+        """Labels (B,H,W) int32 as the model gives them (before the colour gate and renumbering)."""
+        return self._labels_and_maps(tiles, with_embedding=False)[0]
+
+    def _labels_and_maps(self, tiles: np.ndarray, with_embedding: bool) -> tuple[np.ndarray, list[EmbeddingMaps] | None]:
         """Labels (B,H,W) int32 as the model gives them, and the embedding maps when asked for."""
         if self.runner is not None:
             return self._forward_runner(tiles, with_embedding)
@@ -312,7 +316,7 @@ class TorchScriptSegmenter:
         # batch) run side by side, one per core; a GPU takes the whole batch.
         small = tiles.shape[1] * tiles.shape[2] <= SIDE_BY_SIDE_MAX_PX and self.runner is not None
         step = len(tiles) if self.device.startswith("cuda") or small else 1
-        parts = [self._forward(tiles[i : i + step], with_embedding) for i in range(0, len(tiles), max(1, step))]
+        parts = [self._labels_and_maps(tiles[i : i + step], with_embedding) for i in range(0, len(tiles), max(1, step))]
         labels = np.concatenate([part[0] for part in parts]) if parts else np.zeros(tiles.shape[:3], np.int32)
         maps = [tile_maps for part in parts for tile_maps in part[1]] if with_embedding else None
         # The gate and the renumbering change label ids only; the maps are the network's, as they are.
