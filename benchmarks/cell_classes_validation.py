@@ -22,7 +22,8 @@ import cv2
 import numpy as np
 
 import wsi_assets
-from wsi_assets.cells.cell_classifier import load_classifier
+from wsi_assets.cells.cell_classifier import classifier_for
+from wsi_assets.segmentation.registry import get_segmenter
 from wsi_assets.cells.classes import CLASS_NAMES, CONSEP_TYPE_CLASSES
 from wsi_assets.training.cell_classifier_training import PAIR_UM, label_centroids, pair_by_centroid
 from wsi_assets.training.split import HELD_OUT_CONSEP_TILES, consep_tile
@@ -71,7 +72,8 @@ def main() -> None:
         for row in csv.DictReader(handle):
             types[(row["stem"], int(row["label"]))] = CONSEP_TYPE_CLASSES[int(row["type_id"])]
     stems = sorted({s for s, _ in types if consep_tile(s) in HELD_OUT_CONSEP_TILES})
-    classifier = load_classifier()
+    # The classifier segment_and_classify picks for this model's nuclei (with or without its embedding).
+    classifier = classifier_for(getattr(get_segmenter(args.model), "embedding", None))
     tally = Counter()
     started = time.perf_counter()
     for stem in stems:
@@ -84,7 +86,7 @@ def main() -> None:
         true_class = [types.get((stem, int(i)), "other") for i in true_ids]
         add_crop(tally, pred_xy, pred_class, true_xy, true_class)
 
-    print(f"{len(stems)} held-out crops of tiles {', '.join(HELD_OUT_CONSEP_TILES)}, model {args.model}, {time.perf_counter() - started:.1f} s")
+    print(f"{len(stems)} held-out crops of tiles {', '.join(HELD_OUT_CONSEP_TILES)}, model {args.model}, classifier {classifier.name}, {time.perf_counter() - started:.1f} s")
     print_scores(tally)
 
 

@@ -23,12 +23,13 @@ import pyarrow.parquet as pq
 
 from wsi_assets.batches.images import read_batch_image
 from wsi_assets.batches.manifest import UNCHANGED, BatchManifest, ManifestImage
-from wsi_assets.cells.cell_classifier import FEATURE_COLUMNS, CellClassifier
+from wsi_assets.cells.cell_classifier import CellClassifier
 from wsi_assets.cells.classes import CLASS_COLUMN
 from wsi_assets.cells.measurements import MEASUREMENT_COLUMNS, NucleusMeasurer
 from wsi_assets.cells.table import nuclei_from_labels
 from wsi_assets.core.progress import Progress
-from wsi_assets.segmentation.image import segment_images
+from wsi_assets.segmentation.embeddings import EMBEDDING_COLUMN, EmbeddingMaps, embeddings_at
+from wsi_assets.segmentation.image import segment_images_with_embeddings
 from wsi_assets.segmentation.protocol import Segmenter
 
 CELLS_FILE = "cells.parquet"
@@ -54,16 +55,26 @@ def images_per_network_call(segmenter: Segmenter) -> int:
     return max(1, int(getattr(segmenter, "inputs_per_call", 1) or 1))
 
 
-def image_cells(rgb: np.ndarray, labels: np.ndarray, image: ManifestImage, classifier: CellClassifier) -> pa.Table:
-    """The cell rows of one segmented image: outline, measurements and class of each nucleus."""
+def image_cells(
+    rgb: np.ndarray, labels: np.ndarray, image: ManifestImage, classifier: CellClassifier,
+    embedding_maps: EmbeddingMaps | None = None, model_mpp: float = 0.0,
+) -> pa.Table:
+    """The cell rows of one segmented image: outline, measurements and class of each nucleus.
+
+    With `embedding_maps` (at the model's `model_mpp`), the classifier also reads each nucleus's
+    embedding; the batch table does not keep it, as batches are classified once, here.
+    """
     measurer = NucleusMeasurer(image.mpp)
     table = nuclei_from_labels(labels, measure=lambda ids, outlines: measurer(labels, rgb, ids, outlines))
     count = len(table)
     if not count:  # an image without nuclei still has its (empty) measurement columns
         table.columns = {name: np.zeros(0, np.float32) for name in MEASUREMENT_COLUMNS}
     area_um2 = table.area_pixels * image.mpp * image.mpp
-    features = {**table.columns, "area_um2": area_um2}
-    classes = classifier.predict({name: features[name] for name in FEATURE_COLUMNS}) if count else np.zeros(0, object)
+    features = {**{name: table.columns[name] for name in MEASUREMENT_COLUMNS}, "area_um2": area_um2}
+    if embedding_maps is not None and count:
+        to_model = image.mpp / model_mpp
+        features[EMBEDDING_COLUMN] = embeddings_at(embedding_maps, table.centroid_x * to_model, table.centroid_y * to_model)
+    classes = classifier.predict(features) if count else np.zeros(0, object)
     flat = table.vertices.reshape(-1).astype(np.float32)
     polygons = pa.ListArray.from_arrays(pa.array((table.offsets * 2).astype(np.int32)), pa.array(flat))
     columns = {
@@ -129,9 +140,10 @@ def segment_batch_images(
                         decoded[ahead] = pool.submit(read_batch_image, folder / todo[ahead].name)
                 group = todo[start : start + stack]
                 rgbs = [decoded.pop(start + i).result().rgb for i in range(len(group))]
-                labels = segment_images(rgbs, [image.mpp for image in group], segmenter)
-                for rgb, image_labels, image in zip(rgbs, labels, group):
-                    post.append(pool.submit(image_cells, rgb, image_labels, image, classifier))
+                labels, maps = segment_images_with_embeddings(rgbs, [image.mpp for image in group], segmenter)
+                maps = maps if maps is not None and classifier.needs_embedding else [None] * len(group)
+                for rgb, image_labels, image, image_maps in zip(rgbs, labels, group, maps):
+                    post.append(pool.submit(image_cells, rgb, image_labels, image, classifier, image_maps, float(segmenter.mpp)))
                 last = start + len(group) == len(todo)  # the 100% line counts every nucleus
                 while post and (last or post[0].done() or len(post) > 2 * workers + stack):
                     pending.append(post.popleft().result())

@@ -16,11 +16,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from wsi_assets.cells.cell_classifier import FEATURE_COLUMNS, load_classifier
+from wsi_assets.cells.cell_classifier import FEATURE_COLUMNS, classifier_for
 from wsi_assets.cells.classes import CLASS_COLUMN, CLASS_NAMES
 from wsi_assets.cells.lymphocyte_rule import LymphocyteRule
 from wsi_assets.cells.measurements import MEASUREMENT_COLUMNS
-from wsi_assets.cells.store import ROW_GROUP_CELLS, UnreadableCellTable, iter_record_batches
+from wsi_assets.cells.store import ROW_GROUP_CELLS, UnreadableCellTable, embedding_matrix, iter_record_batches
+from wsi_assets.segmentation.embeddings import EMBEDDING_COLUMN
 
 DEFAULT_METHOD = "default"  # the shipped classifier
 RULE_METHOD = "rule"  # the lymphocyte rule alone: inflammatory or other
@@ -41,11 +42,14 @@ class ClassificationMethod:
         return {"method": self.name, **self.details}
 
 
-def classification_method(method: str | None, rule: LymphocyteRule, classifier_path: Path | None = None) -> ClassificationMethod:
-    """The rule, the shipped classifier, or the classifier at `classifier_path` (already confined by the caller)."""
+def classification_method(
+    method: str | None, rule: LymphocyteRule, classifier_path: Path | None = None, embedding: dict | None = None
+) -> ClassificationMethod:
+    """The rule, the shipped classifier, or the classifier at `classifier_path` (already confined by the caller),
+    for nuclei carrying `embedding` (`store.stored_embedding`; None: none): see `classifier_for`."""
     if method == RULE_METHOD:
         return ClassificationMethod(RULE_METHOD, rule.classify, {"lymphocyte_rule": rule.as_dict()})
-    classifier = load_classifier(classifier_path)
+    classifier = classifier_for(embedding, classifier_path)
     name = DEFAULT_METHOD if classifier_path is None else Path(classifier_path).name
     return ClassificationMethod(name, classifier.predict, {"classifier": classifier.name})
 
@@ -54,7 +58,10 @@ def measurement_columns(batch: pa.RecordBatch, mpp: float) -> dict[str, np.ndarr
     """The features classification reads from a stored batch; area in µm² from the slide's µm/px."""
     columns = {name: batch.column(name).to_numpy(zero_copy_only=False) for name in MEASUREMENT_COLUMNS}
     columns["area_um2"] = batch.column("area_pixels").to_numpy() * mpp * mpp
-    return {name: columns[name] for name in FEATURE_COLUMNS}
+    features = {name: columns[name] for name in FEATURE_COLUMNS}
+    if EMBEDDING_COLUMN in batch.schema.names:
+        features[EMBEDDING_COLUMN] = embedding_matrix(batch.column(EMBEDDING_COLUMN))
+    return features
 
 
 def classify_stored_cells(cells_path: Path, destination: Path, method: ClassificationMethod, mpp: float) -> Counter:
@@ -75,7 +82,7 @@ def classify_stored_cells(cells_path: Path, destination: Path, method: Classific
     out_schema = kept.append(pa.field(CLASS_COLUMN, pa.string())).with_metadata(metadata)
     counts: Counter = Counter({name: 0 for name in CLASS_NAMES})
     with pq.ParquetWriter(str(destination), out_schema, compression="zstd") as writer:
-        for batch in iter_record_batches(cells_path, ROW_GROUP_CELLS):
+        for batch in iter_record_batches(cells_path, ROW_GROUP_CELLS, with_embedding=True):
             classes = method.classify(measurement_columns(batch, mpp))
             counts.update(classes.tolist())
             columns = [batch.column(name) for name in kept.names] + [pa.array(classes.tolist(), pa.string())]

@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 from skimage.segmentation import relabel_sequential
 
-from wsi_assets.cells.cell_classifier import CellClassifier, load_classifier
+from wsi_assets.cells.cell_classifier import CellClassifier, classifier_for
 from wsi_assets.cells.measurements import measure_labels
 from wsi_assets.cells.stain_vectors import estimate_stain_vectors
+from wsi_assets.segmentation.embeddings import EMBEDDING_COLUMN, embeddings_at, label_centroids_of, segment_with_embeddings
 from wsi_assets.segmentation.image import as_uint8_rgb, check_mpp, resample_image, resize_labels
 from wsi_assets.segmentation.registry import get_segmenter
 
@@ -16,18 +17,23 @@ def segment_and_classify(rgb: np.ndarray, mpp: float, model=None, classifier: Ce
     """(labels, classes): int32 instance labels (0 background, 1..n, same H,W as `rgb`) and each label's class.
 
     The same steps as process_slide: the image at the model's µm/px, the default segmenter and
-    the shipped classifier (unless given), measurements with stain vectors estimated on the image.
+    the classifier for its nuclei (`classifier_for`: the shipped default where the model gives the
+    embedding it reads), measurements with stain vectors estimated on the image.
     """
     image = as_uint8_rgb(rgb)
     mpp = check_mpp(mpp)
     segmenter = get_segmenter(model)
-    classifier = classifier or load_classifier()
+    embedding = getattr(segmenter, "embedding", None)
+    classifier = classifier or classifier_for(embedding)
     resampled = resample_image(image, mpp / float(segmenter.mpp))
-    model_labels = np.asarray(segmenter.segment_batch(resampled[np.newaxis]))[0].astype(np.int32)
+    labels_batch, maps = segment_with_embeddings(segmenter, resampled[np.newaxis])
+    model_labels = np.asarray(labels_batch)[0].astype(np.int32)
     if resampled.shape[:2] != model_labels.shape:
         resampled = resample_image(resampled, model_labels.shape[0] / resampled.shape[0])
     ids, columns, area_um2 = measure_labels(model_labels, resampled, float(segmenter.mpp), estimate_stain_vectors(resampled))
     columns["area_um2"] = area_um2
+    if maps is not None and len(ids):
+        columns[EMBEDDING_COLUMN] = embeddings_at(maps[0], *label_centroids_of(model_labels, ids))
     predicted = classifier.predict(columns) if len(ids) else np.zeros(0, object)
     labels = model_labels if model_labels.shape == image.shape[:2] else resize_labels(model_labels, image.shape[:2])
     relabelled, forward, _ = relabel_sequential(labels)

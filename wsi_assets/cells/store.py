@@ -14,6 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from wsi_assets.cells.table import NucleusTable
+from wsi_assets.segmentation.embeddings import EMBEDDING_COLUMN, EMBEDDING_KEY
 
 SCHEMA = pa.schema(
     [
@@ -34,12 +35,17 @@ ROW_GROUP_CELLS = 50_000
 class CellStoreWriter:
     """Appends nuclei tile by tile; ids are 1..N in the order they are appended."""
 
-    def __init__(self, path: Path, metadata: dict[str, str] | None = None, measurement_columns: tuple[str, ...] = ()):
-        # Measurements (float32) go between the base columns and any later stage's (a class).
+    def __init__(
+        self, path: Path, metadata: dict[str, str] | None = None, measurement_columns: tuple[str, ...] = (), embedding_width: int = 0
+    ):
+        # Measurements (float32), then the embedding, go between the base columns and any later stage's (a class).
         fields = list(SCHEMA) + [pa.field(name, pa.float32()) for name in measurement_columns]
+        if embedding_width:
+            fields.append(pa.field(EMBEDDING_COLUMN, pa.list_(pa.float16(), embedding_width)))
         schema = pa.schema(fields).with_metadata({k: str(v) for k, v in (metadata or {}).items()})
         self._schema = schema
         self._measurement_columns = tuple(measurement_columns)
+        self._embedding_width = embedding_width
         self._writer = pq.ParquetWriter(str(path), schema, compression="zstd")
         self._pending: list[pa.RecordBatch] = []
         self._pending_rows = 0
@@ -63,6 +69,7 @@ class CellStoreWriter:
                 pa.array(np.full(count, tile_row, np.int32)),
                 pa.array(np.full(count, tile_col, np.int32)),
                 *(pa.array(np.asarray(nuclei.columns[name], np.float32)) for name in self._measurement_columns),
+                *([embedding_array(nuclei.columns[EMBEDDING_COLUMN])] if self._embedding_width else []),
             ],
             schema=self._schema,
         )
@@ -86,6 +93,20 @@ class CellStoreWriter:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def embedding_array(embeddings: np.ndarray) -> pa.FixedSizeListArray:
+    """(N, width) embeddings as the cell table's fixed-size list<float16> column."""
+    embeddings = np.ascontiguousarray(embeddings, np.float16)
+    return pa.FixedSizeListArray.from_arrays(pa.array(embeddings.reshape(-1)), embeddings.shape[1])
+
+
+def embedding_matrix(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """The (N, width) float16 embeddings of a stored embedding column."""
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    width = column.type.list_size
+    return column.flatten().to_numpy(zero_copy_only=False).reshape(-1, width)
 
 
 class UnreadableCellTable(ValueError):
@@ -147,19 +168,38 @@ def read_cell_columns(path: Path, columns: list[str]) -> dict[str, np.ndarray]:
     return {name: table.column(name).to_numpy() for name in columns}
 
 
-def iter_record_batches(path: Path, batch_cells: int = 50_000) -> Iterator[pa.RecordBatch]:
-    """The stored rows as Arrow record batches in id order, every column included.
+def iter_record_batches(path: Path, batch_cells: int = 50_000, with_embedding: bool = False) -> Iterator[pa.RecordBatch]:
+    """The stored rows as Arrow record batches in id order, every column included but the
+    embedding (which only classification reads: `with_embedding`).
 
     For exports that carry columns later stages add to the table (measurements, a class)
     without knowing them in advance; `extra_columns` names them.
     """
     with _reading(path):
-        for batch in pq.ParquetFile(str(path)).iter_batches(batch_size=batch_cells):
+        parquet = pq.ParquetFile(str(path))
+        names = parquet.schema_arrow.names
+        columns = None if with_embedding or EMBEDDING_COLUMN not in names else [n for n in names if n != EMBEDDING_COLUMN]
+        for batch in parquet.iter_batches(batch_size=batch_cells, columns=columns):
             yield batch
 
 
 def extra_columns(path: Path) -> list[pa.Field]:
-    """The stored table's columns beyond the base SCHEMA, in file order."""
+    """The stored table's columns beyond the base SCHEMA that exports carry, in file order.
+
+    The embedding stays out: 192 unnamed numbers a nucleus mean something only to a classifier.
+    """
     with _reading(path):
         schema = pq.read_schema(str(path))
-    return [field for field in schema if field.name not in SCHEMA.names]
+    return [field for field in schema if field.name not in SCHEMA.names and field.name != EMBEDDING_COLUMN]
+
+
+def stored_embedding(path: Path) -> dict | None:
+    """Which network's embedding the stored cells carry (embedding_identity), or None."""
+    import json
+
+    with _reading(path):
+        schema = pq.read_schema(str(path))
+    if EMBEDDING_COLUMN not in schema.names:
+        return None
+    text = (schema.metadata or {}).get(EMBEDDING_KEY.encode())
+    return json.loads(text) if text else None

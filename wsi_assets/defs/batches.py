@@ -37,7 +37,7 @@ from wsi_assets.batches.result_set import (
 from wsi_assets.batches.scan import BatchCursor, scan_batches
 from wsi_assets.batches.status import REJECTED_FILE, rejected_json
 from wsi_assets.batches.thumbnails import thumbnail_grid
-from wsi_assets.cells.cell_classifier import load_classifier
+from wsi_assets.cells.cell_classifier import classifier_for
 from wsi_assets.cells.exports import BATCH_EXPORTS, write_batch_exports
 from wsi_assets.cells.exports.batch_summary import BATCH_FILE as SUMMARY_FILE
 from wsi_assets.core.atomic import atomic_output, write_bytes_atomic, write_text_atomic
@@ -118,9 +118,10 @@ def batch_cells(context: AssetExecutionContext, user_files: UserFilesResource, s
     published = published_batch_dir(root, key)
     inputs = _batch_folder(root, key)
     context.log.info(f"{key}: segmenting {len(manifest.to_segment)} new or changed images of {len(manifest.images)}")
+    segmenter = segmentation.segmenter()
     with atomic_output(folder / CELLS_FILE) as temporary:
         counts = segment_batch_images(
-            manifest, inputs, temporary, segmentation.segmenter(), load_classifier(),
+            manifest, inputs, temporary, segmenter, classifier_for(getattr(segmenter, "embedding", None)),
             previous_cells=(published / CELLS_FILE) if published else None,
             progress=ProgressReporter(lambda line: context.log.info(f"{key}: {line}"), stage="batch segmentation"),
         )

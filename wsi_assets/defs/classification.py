@@ -25,6 +25,7 @@ from wsi_assets.cells.classification import (
     classify_stored_cells,
 )
 from wsi_assets.cells.lymphocyte_rule import parse_rule
+from wsi_assets.cells.store import stored_embedding
 from wsi_assets.core.atomic import atomic_output, write_bytes_atomic, write_text_atomic
 from wsi_assets.core.branch_settings import branch_settings_for
 from wsi_assets.core.images import markdown_image
@@ -77,7 +78,7 @@ def cell_classification(context: AssetExecutionContext, config: ClassificationCo
     if choice not in ("default", "rule"):
         # A branch's own classifier: registered by finetune_from_reviews, or the user's in its upload folder; never outside the user's files.
         classifier_path = resolve_branch_classifier(user_files.root_path, key.user, key.branch, choice)
-    method = classification_method(choice, rule, classifier_path)
+    method = classification_method(choice, rule, classifier_path, stored_embedding(cells))
     with atomic_output(cells) as temporary:
         counts = classify_stored_cells(cells, temporary, method, info.mpp)
     figures = {**class_figures(counts, tissue.area_mm2), **method.as_dict()}

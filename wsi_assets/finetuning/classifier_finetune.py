@@ -59,7 +59,7 @@ def refit_classifier(reviewed: TypedNuclei, base: TypedNuclei | None, trees: int
 
 def class_agreement(classifier: CellClassifier, nuclei: TypedNuclei) -> dict:
     """Accuracy and macro F1 over the classes the reviewer used, on these cells."""
-    predicted = classifier.predict({name: nuclei.features[:, i] for i, name in enumerate(FEATURE_COLUMNS)})
+    predicted = classifier.predict(nuclei.columns())
     truth = nuclei.classes
     per_class = {}
     for name in sorted(set(truth.tolist())):

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from wsi_assets.cells.cell_classifier import (
     CellClassifier,
-    load_classifier,
+    classifier_for,
     save_classifier,
 )
 from wsi_assets.core.atomic import write_text_atomic
@@ -93,8 +93,10 @@ def base_model_of(root: Path, user: str, branch: str, log: Callable[[str], None]
 
 def current_classifier(root: Path, user: str, branch: str):
     choice = branch_settings_for(root, user, branch).classifier
-    # The lymphocyte rule alone is not a classifier to compare with: the shipped one stands in.
-    return load_classifier(None if choice in ("default", "rule") else resolve_branch_classifier(root, user, branch, choice))
+    # The lymphocyte rule alone is not a classifier to compare with: the shipped one stands in. Reviewed
+    # cells are measured from the reviewer's outlines, with no network embedding: the shipped
+    # classifier for such nuclei is the measurements-only one.
+    return classifier_for(None, None if choice in ("default", "rule") else resolve_branch_classifier(root, user, branch, choice))
 
 
 def refit_branch_classifier(root, user, branch, train_tiles, held_out, mpp, base_classes, reviews, tag, min_gain, log) -> dict:

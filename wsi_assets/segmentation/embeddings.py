@@ -36,6 +36,11 @@ class EmbeddingMaps:
         return sum(level.shape[0] for level in self.levels)
 
 
+def compact(maps: EmbeddingMaps) -> EmbeddingMaps:
+    """The maps as float16, the precision the embedding is stored at."""
+    return EmbeddingMaps(tuple(np.asarray(level, EMBEDDING_DTYPE) for level in maps.levels), maps.strides)
+
+
 def embedding_identity(name: str, version: str, card_embedding: dict) -> dict:
     """What makes two embeddings comparable: the network (name, version) and its levels."""
     return {
@@ -66,9 +71,13 @@ def _bilinear(level: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
     v1 = np.minimum(v0 + 1, height - 1)
     fu = (u - u0).astype(np.float32)[:, None]
     fv = (v - v0).astype(np.float32)[:, None]
-    flat = level.reshape(channels, -1).T  # (h*w, C): one gather per corner
-    top = flat[v0 * width + u0] * (1 - fu) + flat[v0 * width + u1] * fu
-    bottom = flat[v1 * width + u0] * (1 - fu) + flat[v1 * width + u1] * fu
+    flat = level.reshape(channels, -1)  # one gather per corner; float16 maps are weighted in float32
+
+    def corner(row: np.ndarray, col: np.ndarray) -> np.ndarray:
+        return flat[:, row * width + col].T.astype(np.float32)
+
+    top = corner(v0, u0) * (1 - fu) + corner(v0, u1) * fu
+    bottom = corner(v1, u0) * (1 - fu) + corner(v1, u1) * fu
     return top * (1 - fv) + bottom * fv
 
 

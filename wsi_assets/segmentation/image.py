@@ -10,6 +10,7 @@ import cv2
 import numpy as np
 from skimage.segmentation import relabel_sequential
 
+from wsi_assets.segmentation.embeddings import EmbeddingMaps, segment_with_embeddings
 from wsi_assets.segmentation.protocol import Segmenter
 from wsi_assets.segmentation.registry import get_segmenter
 
@@ -36,6 +37,16 @@ def segment_images(rgbs: Sequence[np.ndarray], mpps: Sequence[float], model: Seg
     GPU runs as one batch (a batch of small fields then costs about what one field does); on a
     CPU the segmenter still takes them one at a time. The labels are those `segment_image` gives.
     """
+    return segment_images_with_embeddings(rgbs, mpps, model)[0]
+
+
+def segment_images_with_embeddings(
+    rgbs: Sequence[np.ndarray], mpps: Sequence[float], model: Segmenter | str | Path | None = None
+) -> tuple[list[np.ndarray], list[EmbeddingMaps] | None]:
+    """`segment_images`, and each image's embedding maps at the model's µm/px where the model gives them.
+
+    A nucleus at pixel (x, y) of an image at `mpp` sits at (x, y) * mpp / model.mpp in its maps.
+    """
     if len(rgbs) != len(mpps):
         raise ValueError(f"segment_images needs one mpp per image: {len(rgbs)} images, {len(mpps)} mpp values")
     images = [as_uint8_rgb(rgb) for rgb in rgbs]
@@ -46,11 +57,14 @@ def segment_images(rgbs: Sequence[np.ndarray], mpps: Sequence[float], model: Seg
     for index, image in enumerate(resampled):
         same_shape[image.shape].append(index)
     results: list[np.ndarray | None] = [None] * len(images)
+    embeddings: list[EmbeddingMaps | None] = [None] * len(images)
     for indices in same_shape.values():
         stacked = np.stack([resampled[i] for i in indices])
-        for index, labels in zip(indices, np.asarray(model.segment_batch(stacked))):
-            results[index] = _labels_of_image(labels, images[index].shape[:2])
-    return results
+        labels, maps = segment_with_embeddings(model, stacked)
+        for position, (index, image_labels) in enumerate(zip(indices, np.asarray(labels))):
+            results[index] = _labels_of_image(image_labels, images[index].shape[:2])
+            embeddings[index] = maps[position] if maps is not None else None
+    return results, (embeddings if all(m is not None for m in embeddings) else None)
 
 
 def _labels_of_image(labels: np.ndarray, shape: tuple[int, int]) -> np.ndarray:

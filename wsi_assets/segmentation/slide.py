@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections import deque
@@ -20,6 +21,7 @@ from wsi_assets.cells.table import NucleusTable, nuclei_from_labels
 from wsi_assets.core.memory import return_large_buffers_to_the_system
 from wsi_assets.core.progress import Progress
 from wsi_assets.segmentation.border_dedup import BorderDeduplicator
+from wsi_assets.segmentation.embeddings import EMBEDDING_COLUMN, EMBEDDING_KEY, EmbeddingMaps, compact, embeddings_at, segment_with_embeddings
 from wsi_assets.segmentation.protocol import Segmenter
 from wsi_assets.slides.reader import open_slide, read_region_at_downsample
 from wsi_assets.slides.tiling import Tile, TileGrid, make_tile_grid
@@ -57,9 +59,17 @@ class SegmentationSummary:
 
 
 def owned_nuclei(
-    labels: np.ndarray, tile: Tile, grid: TileGrid, rgb: np.ndarray | None = None, measurer: NucleusMeasurer | None = None
+    labels: np.ndarray,
+    tile: Tile,
+    grid: TileGrid,
+    rgb: np.ndarray | None = None,
+    measurer: NucleusMeasurer | None = None,
+    embedding_maps: EmbeddingMaps | None = None,
 ) -> NucleusTable:
-    """Nuclei of one tile's label map that this tile owns: centroid in its core, not cut by its edge."""
+    """Nuclei of one tile's label map that this tile owns: centroid in its core, not cut by its edge.
+
+    With `embedding_maps`, each nucleus's embedding is read at its centroid (column EMBEDDING_COLUMN).
+    """
     side = labels.shape[0]
     scale_x = tile.read_w / labels.shape[1]
     scale_y = tile.read_h / side
@@ -73,7 +83,13 @@ def owned_nuclei(
         return ~np.isin(ids, edge_labels) & tile.owns(centroid_x, centroid_y)
 
     measure = None if measurer is None else (lambda ids, outlines: measurer(labels, rgb, ids, outlines))
-    return nuclei_from_labels(labels, tile.read_x, tile.read_y, scale_x, scale_y, keep=keep, measure=measure)
+    nuclei = nuclei_from_labels(labels, tile.read_x, tile.read_y, scale_x, scale_y, keep=keep, measure=measure)
+    if embedding_maps is not None and len(nuclei):
+        # The table's level-0 centroids, back in this label map's pixels (the inverse of nuclei_from_labels' mapping).
+        x = (nuclei.centroid_x - tile.read_x) / scale_x
+        y = (nuclei.centroid_y - tile.read_y) / scale_y
+        nuclei.columns[EMBEDDING_COLUMN] = embeddings_at(embedding_maps, x, y)
+    return nuclei
 
 
 def _read_tile(slide: openslide.OpenSlide, tile: Tile, grid: TileGrid) -> np.ndarray:
@@ -102,7 +118,8 @@ def segment_slide(
 ) -> SegmentationSummary:
     """Segment the tissue of a slide and write every owned nucleus to `cells_path` (Parquet).
 
-    With a `measurer`, each nucleus's measurements are computed in the same per-tile step.
+    With a `measurer`, each nucleus's measurements are computed in the same per-tile step; so is
+    its embedding, where the segmenter gives one (its identity goes into the table's metadata).
     """
     return_large_buffers_to_the_system()
     started = time.perf_counter()
@@ -112,10 +129,12 @@ def segment_slide(
         grid = make_tile_grid(width, height, slide_mpp, segmenter.mpp, settings.core, settings.margin)
         tiles = grid.tissue_tiles(tissue)
         batches = list(_batches(tiles, settings.batch_size))
+        embedding = getattr(segmenter, "embedding", None)
+        metadata = {**(store_metadata or {}), **({EMBEDDING_KEY: json.dumps(embedding)} if embedding else {})}
         with ThreadPoolExecutor(settings.read_threads, thread_name_prefix="read") as readers, ThreadPoolExecutor(
             settings.postprocess_threads, thread_name_prefix="post"
         ) as postprocessors, CellStoreWriter(
-            cells_path, store_metadata, MEASUREMENT_COLUMNS if measurer is not None else ()
+            cells_path, metadata, MEASUREMENT_COLUMNS if measurer is not None else (), embedding["width"] if embedding else 0
         ) as writer:
             # Reads run ahead by a bounded number of batches so memory stays flat.
             read_ahead: deque = deque()
@@ -148,12 +167,14 @@ def segment_slide(
                 batch, futures = read_ahead.popleft()
                 refill()
                 images = np.stack([f.result() for f in futures])
-                labels = segmenter.segment_batch(images)
+                labels, maps = segment_with_embeddings(segmenter, images)
+                # float16 halves what waits for post-processing (~16 MB a 1152² tile) and is what is stored.
+                maps = [compact(tile_maps) for tile_maps in maps] if maps is not None else [None] * len(batch)
                 owned = [
-                    postprocessors.submit(owned_nuclei, tile_labels, tile, grid, tile_rgb, measurer)
-                    for tile_labels, tile, tile_rgb in zip(labels, batch, images)
+                    postprocessors.submit(owned_nuclei, tile_labels, tile, grid, tile_rgb, measurer, tile_maps)
+                    for tile_labels, tile, tile_rgb, tile_maps in zip(labels, batch, images, maps)
                 ]
-                del labels, images
+                del labels, images, maps
                 if previous is not None:
                     write(*previous)
                 previous = (batch, owned)

@@ -7,7 +7,7 @@ at the model's 0.5 µm/px, with stain vectors estimated per image, by default on
 segmenter's outlines (what a slide's nuclei have), each typed by the annotated nucleus it pairs with.
 
     python -m wsi_assets.training.cell_classifier_training --data ../shared/data/nuclei_train/consep_train \
-        --out wsi_assets/models/cell_classifier_v2.npz [--outlines learned|classical|annotated]
+        --out wsi_assets/models/cell_classifier_v3.npz [--outlines learned|classical|annotated] [--measurements-only]
 """
 
 from __future__ import annotations
@@ -22,22 +22,31 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from wsi_assets.cells.cell_classifier import FEATURE_COLUMNS, CellClassifier, save_classifier
+from wsi_assets.cells.cell_classifier import FEATURE_COLUMNS, CellClassifier, embedding_feature_names, save_classifier
 from wsi_assets.cells.classes import CLASS_NAMES, CONSEP_TYPE_CLASSES, checked_class_names
 from wsi_assets.cells.measurements import measure_labels
 from wsi_assets.cells.stain_vectors import estimate_stain_vectors
+from wsi_assets.segmentation.embeddings import EmbeddingMaps, embeddings_at, label_centroids_of, segment_with_embeddings
 from wsi_assets.training.split import HELD_OUT_CONSEP_TILES, consep_tile
 
 CONSEP_MPP = 0.25  # CoNSeP is 40x (0.25-0.275 µm/px)
 MODEL_MPP = 0.5
-VERSION = 2
+VERSION = 3
 
 
 @dataclass
 class TypedNuclei:
-    features: np.ndarray  # float32 (N, len(FEATURE_COLUMNS))
+    features: np.ndarray  # float32 (N, len(names))
     classes: np.ndarray  # object (N,)
     tiles: np.ndarray  # object (N,): the source tile of each nucleus (for the held-out split)
+    names: tuple[str, ...] = FEATURE_COLUMNS  # the feature of each column: measurements, then any embedding_k
+
+    def columns(self, rows: np.ndarray | slice = slice(None)) -> dict[str, np.ndarray]:
+        """The features of `rows` by name, as CellClassifier.predict reads them."""
+        return {name: self.features[rows, i] for i, name in enumerate(self.names)}
+
+    def subset(self, rows: np.ndarray) -> "TypedNuclei":
+        return TypedNuclei(self.features[rows], self.classes[rows], self.tiles[rows], self.names)
 
 
 def _read_types(folder: Path) -> dict[tuple[str, int], str]:
@@ -86,12 +95,15 @@ def label_centroids(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return ids, np.stack([centre_x, centre_y], axis=1)
 
 
-def _typed_labels(labels: np.ndarray, rgb: np.ndarray, stem: str, types: dict, segmenter, model_mpp: float) -> tuple[np.ndarray, dict[int, str]]:
-    """The label map to measure and each label's type: the annotation's own, or the segmenter's
-    nuclei typed by the annotated nucleus whose centroid lies within PAIR_UM."""
+def _typed_labels(labels: np.ndarray, rgb: np.ndarray, stem: str, types: dict, segmenter, model_mpp: float) -> tuple[np.ndarray, dict[int, str], EmbeddingMaps | None]:
+    """The label map to measure, each label's type, and the segmenter's embedding maps (or None):
+    the annotation's own labels, or the segmenter's nuclei typed by the annotated nucleus whose
+    centroid lies within PAIR_UM."""
     if segmenter is None:
-        return labels, {label: name for (s, label), name in types.items() if s == stem}
-    predicted = np.asarray(segmenter.segment_batch(rgb[np.newaxis]))[0].astype(np.int32)
+        return labels, {label: name for (s, label), name in types.items() if s == stem}, None
+    predicted, maps = segment_with_embeddings(segmenter, rgb[np.newaxis])
+    predicted = np.asarray(predicted)[0].astype(np.int32)
+    maps = maps[0] if maps is not None else None
     pred_ids, pred_xy = label_centroids(predicted)
     true_ids, true_xy = label_centroids(labels)
     typed = {}
@@ -99,20 +111,25 @@ def _typed_labels(labels: np.ndarray, rgb: np.ndarray, stem: str, types: dict, s
         name = types.get((stem, int(true_ids[j])))
         if name is not None:
             typed[int(pred_ids[i])] = name
-    return predicted, typed
+    return predicted, typed, maps
 
 
 def typed_nuclei(
-    folder: Path, source_mpp: float = CONSEP_MPP, model_mpp: float = MODEL_MPP, limit: int | None = None, segmenter=None
+    folder: Path, source_mpp: float = CONSEP_MPP, model_mpp: float = MODEL_MPP, limit: int | None = None, segmenter=None,
+    with_embedding: bool = True,
 ) -> TypedNuclei:
     """Every typed, whole nucleus of the folder, measured at `model_mpp`.
 
     With a `segmenter`, the outlines measured are the segmenter's (what a slide's nuclei will
     have), each typed by the annotated nucleus it pairs with; otherwise the annotated outlines.
+    Where that segmenter gives embeddings (and `with_embedding`), each nucleus's is added as
+    features embedding_000…, read at its centroid as on a slide.
     """
     folder = Path(folder)
     types = _read_types(folder)
     stems = sorted({stem for stem, _ in types})[:limit]
+    embedding = getattr(segmenter, "embedding", None) if with_embedding else None
+    names = FEATURE_COLUMNS + (embedding_feature_names(embedding["width"]) if embedding else ())
     features, classes, tiles = [], [], []
     scale = source_mpp / model_mpp
     for stem in stems:
@@ -121,22 +138,25 @@ def typed_nuclei(
         size = (max(1, round(labels.shape[1] * scale)), max(1, round(labels.shape[0] * scale)))
         rgb = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
         labels = cv2.resize(labels.astype(np.float32), size, interpolation=cv2.INTER_NEAREST).astype(np.int32)
-        labels, typed = _typed_labels(labels, rgb, stem, types, segmenter, model_mpp)
+        labels, typed, maps = _typed_labels(labels, rgb, stem, types, segmenter, model_mpp)
         # A nucleus cut by the crop edge is measured whole in a neighbouring crop.
         cut = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
         ids, columns, area = measure_labels(labels, rgb, model_mpp, estimate_stain_vectors(rgb))
         columns["area_um2"] = area
+        matrix = np.stack([np.asarray(columns[c], np.float32) for c in FEATURE_COLUMNS], axis=1) if len(ids) else np.zeros((0, len(FEATURE_COLUMNS)), np.float32)
+        if embedding and len(ids):
+            matrix = np.concatenate([matrix, embeddings_at(maps, *label_centroids_of(labels, ids)).astype(np.float32)], axis=1)
         for index, label in enumerate(ids.tolist()):
             name = typed.get(label)
             if name is None or label in cut:
                 continue
-            features.append([columns[c][index] for c in FEATURE_COLUMNS])
+            features.append(matrix[index])
             classes.append(name)
             tiles.append(consep_tile(stem))
-    return TypedNuclei(np.asarray(features, np.float32).reshape(-1, len(FEATURE_COLUMNS)), np.asarray(classes, object), np.asarray(tiles, object))
+    return TypedNuclei(np.asarray(features, np.float32).reshape(-1, len(names)), np.asarray(classes, object), np.asarray(tiles, object), names)
 
 
-def forest_arrays(forest, classes: tuple[str, ...]) -> CellClassifier:
+def forest_arrays(forest, classes: tuple[str, ...], names: tuple[str, ...] = FEATURE_COLUMNS) -> CellClassifier:
     """A fitted scikit-learn RandomForestClassifier as the arrays CellClassifier predicts with."""
     order = [list(forest.classes_).index(name) if name in forest.classes_ else None for name in classes]
     parts, roots, start, depth = [], [], 0, 0
@@ -155,7 +175,7 @@ def forest_arrays(forest, classes: tuple[str, ...]) -> CellClassifier:
         depth = max(depth, tree.max_depth)
     feature, threshold, left, right, value = (np.concatenate(column) for column in zip(*parts))
     return CellClassifier(
-        classes, FEATURE_COLUMNS, feature.astype(np.int32), threshold.astype(np.float32), left.astype(np.int32),
+        classes, tuple(names), feature.astype(np.int32), threshold.astype(np.float32), left.astype(np.int32),
         right.astype(np.int32), value.astype(np.float32), np.asarray(roots, np.int32), depth + 1, {},
     )
 
@@ -178,7 +198,7 @@ def fit_forest(nuclei: TypedNuclei, trees: int = 60, seed: int = 0) -> CellClass
         n_estimators=trees, max_depth=14, min_samples_leaf=8, class_weight="balanced_subsample", random_state=seed, n_jobs=1
     )
     forest.fit(nuclei.features.astype(np.float32), nuclei.classes.astype(str))
-    return forest_arrays(forest, CLASS_NAMES)
+    return forest_arrays(forest, CLASS_NAMES, nuclei.names)
 
 
 ANNOTATED = "annotated"
@@ -186,31 +206,35 @@ ANNOTATED = "annotated"
 
 def train_cell_classifier(
     folder: Path, out: Path, held_out_tiles=HELD_OUT_CONSEP_TILES, trees: int = 60, seed: int = 0, limit: int | None = None,
-    outlines: str = "learned",
+    outlines: str = "learned", with_embedding: bool = True,
 ) -> dict:
     """Fit on every tile but `held_out_tiles`, score per class on those, write the classifier and its card.
 
     `outlines`: whose nucleus outlines are measured: a segmenter's name (its nuclei typed by the
-    annotated nucleus each pairs with), or "annotated" for the folder's own labels.
+    annotated nucleus each pairs with), or "annotated" for the folder's own labels. Where that
+    segmenter gives an embedding (and `with_embedding`), the classifier reads it too, and only
+    nuclei carrying that same embedding can be typed by it.
     """
     from wsi_assets.segmentation.registry import get_segmenter
 
     started = time.perf_counter()
     segmenter = None if outlines == ANNOTATED else get_segmenter(outlines, device="cpu")
-    nuclei = typed_nuclei(folder, limit=limit, segmenter=segmenter)
+    nuclei = typed_nuclei(folder, limit=limit, segmenter=segmenter, with_embedding=with_embedding)
+    embedding = getattr(segmenter, "embedding", None) if with_embedding and len(nuclei.names) > len(FEATURE_COLUMNS) else None
     held = np.isin(nuclei.tiles, list(held_out_tiles))
     if held.all() or not held.any():
         raise ValueError(f"{Path(folder).name}: the held-out tiles {', '.join(held_out_tiles)} must be some but not all of its tiles")
-    train = TypedNuclei(nuclei.features[~held], nuclei.classes[~held], nuclei.tiles[~held])
+    train = nuclei.subset(~held)
     classifier = fit_forest(train, trees, seed)
     truth = nuclei.classes[held]
-    predicted = classifier.predict({name: nuclei.features[held, i] for i, name in enumerate(FEATURE_COLUMNS)})
+    predicted = classifier.predict(nuclei.columns(held))
     card = {
         "name": "cell_classifier",
         "version": VERSION,
         "kind": f"random forest, {trees} trees, depth <= 14, balanced class weights (scikit-learn), stored as arrays",
         "classes": list(CLASS_NAMES),
-        "features": list(FEATURE_COLUMNS),
+        "features": list(FEATURE_COLUMNS) + ([f"embedding_000 … embedding_{embedding['width'] - 1:03d}"] if embedding else []),
+        **({"embedding": embedding} if embedding else {}),
         "data": {
             "folder": Path(folder).name,
             "measured_at_mpp": MODEL_MPP,
@@ -242,8 +266,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--trees", type=int, default=60)
     parser.add_argument("--outlines", default="learned", help='a segmenter name ("learned", "classical") or "annotated"')
+    parser.add_argument("--measurements-only", action="store_true", help="leave the segmenter's nucleus embedding out (a classifier for any segmenter)")
     args = parser.parse_args(argv)
-    print(json.dumps(train_cell_classifier(args.data, args.out, trees=args.trees, outlines=args.outlines), indent=2, ensure_ascii=False))
+    card = train_cell_classifier(args.data, args.out, trees=args.trees, outlines=args.outlines, with_embedding=not args.measurements_only)
+    print(json.dumps(card, indent=2, ensure_ascii=False))
 
 
 if __name__ == "__main__":
