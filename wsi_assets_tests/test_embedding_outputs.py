@@ -17,7 +17,9 @@ from wsi_assets.training.network import UNet
 from wsi_assets.training.train import export, rebuild
 
 INSTALLED = [name for name in ("openvino", "onnxruntime") if importlib.util.find_spec(name)]
-TOLERANCE = 1e-3  # float32 runtimes against torch: ~1e-5 measured (benchmarks/embedding_outputs.py)
+# float32 runtimes against torch: ~1e-5 measured (benchmarks/embedding_outputs.py); OpenVINO hands the
+# levels over as float16 (3 significant digits), the precision they are stored at.
+TOLERANCE = {"atol": 1e-3, "rtol": 2e-3}
 
 
 def synthetic_fields(count: int, height: int, width: int) -> np.ndarray:
@@ -65,9 +67,9 @@ def test_each_path_gives_the_segment_batch_labels_and_the_torch_maps(runtime, fi
             quarter, eighth = tile_maps.levels
             assert tile_maps.strides == (4, 8) and tile_maps.width == 192
             assert quarter.shape == (64, 38, 43) and eighth.shape == (128, 19, 22)  # ceil(150/s), ceil(170/s)
-            assert quarter.dtype == np.float32 and quarter.flags.c_contiguous
-            np.testing.assert_allclose(quarter, torch_method_maps[0][first + k], atol=TOLERANCE)
-            np.testing.assert_allclose(eighth, torch_method_maps[1][first + k], atol=TOLERANCE)
+            assert quarter.dtype == (np.float16 if runtime == "openvino" else np.float32) and quarter.flags.c_contiguous
+            np.testing.assert_allclose(quarter.astype(np.float32), torch_method_maps[0][first + k], **TOLERANCE)
+            np.testing.assert_allclose(eighth.astype(np.float32), torch_method_maps[1][first + k], **TOLERANCE)
     assert float(np.abs(torch_method_maps[1]).max()) > 0.1  # the check compares real activations, not zeros
 
 

@@ -149,3 +149,31 @@ def test_nuclei_without_an_embedding_get_the_measurements_only_classifier():
     fallback = classifier_for(None)
     assert not fallback.needs_embedding and fallback.features == FEATURE_COLUMNS
     assert not classifier_for(IDENTITY).needs_embedding  # another network's embedding: no use to the default
+
+
+def test_reviewed_cells_carry_the_branch_models_embedding_for_a_refitted_classifier():
+    from wsi_assets.finetuning.classifier_finetune import refit_classifier, reviewed_nuclei
+    from wsi_assets.finetuning.review_tiles import ReviewedTile
+    from wsi_assets.segmentation.registry import get_segmenter
+    from wsi_assets.slides.synthetic import SyntheticSlideSpec
+    from wsi_assets.slides.synthetic.rendering import render_region
+
+    segmenter = get_segmenter("default", device="cpu")
+    rgb = render_region(SyntheticSlideSpec(width=1024, height=1024, mpp=0.5, seed=5), 1.0, 128, 128, 384, 384)
+    labels = segmenter.segment_batch(rgb[None])[0]
+    ids = np.unique(labels)[1:]
+    areas = np.bincount(labels.ravel())[ids]
+    classes = {int(i): ("epithelial" if a > np.median(areas) else "inflammatory") for i, a in zip(ids, areas)}
+    tile = ReviewedTile("s1", (0, 0, 384, 384), rgb, labels, len(ids), classes)
+    plain, embedded = reviewed_nuclei([tile], 0.5), reviewed_nuclei([tile], 0.5, segmenter)
+    width = segmenter.embedding["width"]
+    assert plain.names == FEATURE_COLUMNS and embedded.names == FEATURE_COLUMNS + embedding_feature_names(width)
+    assert len(embedded.classes) == len(plain.classes) > 20
+    assert np.array_equal(embedded.features[:, : len(FEATURE_COLUMNS)], plain.features)
+    # The embedding columns are the tile's maps read at each kept cell's centroid.
+    _, maps = segmenter.segment_batch_with_embeddings(rgb[None])
+    edge = set(np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])).tolist())
+    kept = np.array([i for i in ids if i not in edge])
+    expected = embeddings_at(maps[0], *label_centroids_of(labels, kept)).astype(np.float32)
+    assert np.array_equal(embedded.features[:, len(FEATURE_COLUMNS):], expected)
+    assert refit_classifier(embedded, None, trees=5).needs_embedding and not refit_classifier(plain, None, trees=5).needs_embedding

@@ -1,9 +1,11 @@
 """The cell classifier refitted from the reviewer's classes, and scored against the branch's current one on held-out cells.
 
 A random forest cannot continue training, so the new one is fitted on the reviewed cells plus a
-sample of its base data (CoNSeP's typed nuclei, annotated outlines) so that classes the reviews
-rarely show are still known. Cells are measured exactly as on a slide: at the model's µm/px, with
-stain vectors estimated per tile; a cell cut by the tile edge is left out.
+sample of its base data (CoNSeP's typed nuclei) so that classes the reviews rarely show are still
+known. Cells are measured exactly as on a slide: at the model's µm/px, with stain vectors
+estimated per tile; a cell cut by the tile edge is left out. Where the branch's nucleus model gives
+embeddings, each cell's is added (the base data then uses that model's outlines, as the shipped
+classifier's training does), and the refitted classifier reads that model's embedding.
 """
 
 from __future__ import annotations
@@ -12,11 +14,12 @@ from pathlib import Path
 
 import numpy as np
 
-from wsi_assets.cells.cell_classifier import FEATURE_COLUMNS, CellClassifier
+from wsi_assets.cells.cell_classifier import FEATURE_COLUMNS, CellClassifier, embedding_feature_names
 from wsi_assets.cells.classes import CLASS_NAMES
 from wsi_assets.cells.measurements import measure_labels
 from wsi_assets.cells.stain_vectors import estimate_stain_vectors
 from wsi_assets.finetuning.review_tiles import ReviewedTile
+from wsi_assets.segmentation.embeddings import embeddings_at, label_centroids_of, segment_with_embeddings
 from wsi_assets.training.cell_classifier_training import (
     TypedNuclei,
     fit_forest,
@@ -27,33 +30,47 @@ BASE_TILES = 4  # CoNSeP tiles mixed in (a few thousand typed nuclei)
 MIN_REVIEWED_CLASSES = 20  # fewer classified cells than this teach a forest nothing
 
 
-def reviewed_nuclei(tiles: list[ReviewedTile], mpp: float) -> TypedNuclei:
-    """Each whole reviewed cell with one of the fixed classes: its measurements and the reviewer's class."""
+def reviewed_nuclei(tiles: list[ReviewedTile], mpp: float, segmenter=None) -> TypedNuclei:
+    """Each whole reviewed cell with one of the fixed classes: its measurements and the reviewer's class.
+
+    With a `segmenter` that gives embeddings, each cell's embedding too: the network run on the
+    tile, read at the reviewer's outline's centroid (as a slide's nucleus is read at its own).
+    """
+    embedding = getattr(segmenter, "embedding", None)
+    names = FEATURE_COLUMNS + (embedding_feature_names(embedding["width"]) if embedding else ())
     features, classes, sources = [], [], []
     for tile in tiles:
         if not tile.classes:
             continue
         ids, columns, area = measure_labels(tile.labels, tile.rgb, mpp, estimate_stain_vectors(tile.rgb))
         columns["area_um2"] = area
+        matrix = np.stack([np.asarray(columns[c], np.float32) for c in FEATURE_COLUMNS], axis=1) if len(ids) else np.zeros((0, len(FEATURE_COLUMNS)), np.float32)
+        if embedding and len(ids):
+            maps = segment_with_embeddings(segmenter, tile.rgb[np.newaxis])[1][0]
+            matrix = np.concatenate([matrix, embeddings_at(maps, *label_centroids_of(tile.labels, ids)).astype(np.float32)], axis=1)
         edge = set(np.unique(np.concatenate([tile.labels[0], tile.labels[-1], tile.labels[:, 0], tile.labels[:, -1]])).tolist())
         for index, label in enumerate(ids.tolist()):
             name = tile.classes.get(label)
             if name in CLASS_NAMES and label not in edge:
-                features.append([columns[c][index] for c in FEATURE_COLUMNS])
+                features.append(matrix[index])
                 classes.append(name)
                 sources.append(f"{tile.slide}:{tile.box}")
-    return TypedNuclei(np.asarray(features, np.float32).reshape(-1, len(FEATURE_COLUMNS)), np.asarray(classes, object), np.asarray(sources, object))
+    return TypedNuclei(np.asarray(features, np.float32).reshape(-1, len(names)), np.asarray(classes, object), np.asarray(sources, object), names)
 
 
-def base_typed_nuclei(folder: Path | None, tiles: int = BASE_TILES) -> TypedNuclei | None:
+def base_typed_nuclei(folder: Path | None, tiles: int = BASE_TILES, segmenter=None) -> TypedNuclei | None:
+    """A few tiles of the base data, typed (with the segmenter's outlines and embedding when given)."""
     if folder is None or not (Path(folder) / "types.csv").is_file() or tiles <= 0:
         return None
-    return typed_nuclei(folder, limit=tiles)
+    return typed_nuclei(folder, limit=tiles, segmenter=segmenter)
 
 
 def refit_classifier(reviewed: TypedNuclei, base: TypedNuclei | None, trees: int = 60, seed: int = 0) -> CellClassifier:
-    if base is not None and len(base.classes):
-        reviewed = TypedNuclei(np.concatenate([reviewed.features, base.features]), np.concatenate([reviewed.classes, base.classes]), np.concatenate([reviewed.tiles, base.tiles]))
+    if base is not None and len(base.classes) and base.names == reviewed.names:
+        reviewed = TypedNuclei(
+            np.concatenate([reviewed.features, base.features]), np.concatenate([reviewed.classes, base.classes]),
+            np.concatenate([reviewed.tiles, base.tiles]), reviewed.names,
+        )
     return fit_forest(reviewed, trees, seed)
 
 

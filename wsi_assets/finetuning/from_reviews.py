@@ -91,33 +91,51 @@ def base_model_of(root: Path, user: str, branch: str, log: Callable[[str], None]
     return SHIPPED_MODEL_FILE
 
 
-def current_classifier(root: Path, user: str, branch: str):
+def current_classifier(root: Path, user: str, branch: str, embedding: dict | None = None):
+    """What types the branch's nuclei now, for nuclei carrying `embedding` (None: none)."""
     choice = branch_settings_for(root, user, branch).classifier
-    # The lymphocyte rule alone is not a classifier to compare with: the shipped one stands in. Reviewed
-    # cells are measured from the reviewer's outlines, with no network embedding: the shipped
-    # classifier for such nuclei is the measurements-only one.
-    return classifier_for(None, None if choice in ("default", "rule") else resolve_branch_classifier(root, user, branch, choice))
+    # The lymphocyte rule alone is not a classifier to compare with: the shipped one stands in.
+    return classifier_for(embedding, None if choice in ("default", "rule") else resolve_branch_classifier(root, user, branch, choice))
 
 
-def refit_branch_classifier(root, user, branch, train_tiles, held_out, mpp, base_classes, reviews, tag, min_gain, log) -> dict:
-    """The cell classifier refitted on the reviewed classes; registered as branch.yaml's `classifier:` only when it agrees better on held-out cells."""
-    train, held = reviewed_nuclei(train_tiles, mpp), reviewed_nuclei(held_out, mpp)
+def refit_branch_classifier(root, user, branch, train_tiles, held_out, mpp, base_classes, reviews, tag, min_gain, log, model_file: Path | None = None) -> dict:
+    """The cell classifier refitted on the reviewed classes; registered as branch.yaml's `classifier:` only when it agrees better on held-out cells.
+
+    With `model_file` (the nucleus model the branch segments with after this fine-tuning) giving an
+    embedding, the reviewed cells and the base data carry that model's embedding, and so does the
+    refitted classifier: the one the branch's slides will be typed by is compared with the one
+    they would be typed by otherwise.
+    """
+    segmenter = _embedding_segmenter(model_file)
+    embedding = segmenter.embedding if segmenter is not None else None
+    train, held = reviewed_nuclei(train_tiles, mpp, segmenter), reviewed_nuclei(held_out, mpp, segmenter)
     if len(train.classes) < MIN_REVIEWED_CLASSES or not len(held.classes):
         why = f"classifier not refitted: {len(train.classes)} classified reviewed cells to learn from and {len(held.classes)} held out (needs {MIN_REVIEWED_CLASSES}+ and 1+)"
         log(why)
         return {"registered": False, "why": why}
-    refitted = refit_classifier(train, base_typed_nuclei(base_classes))
-    before, after = class_agreement(current_classifier(root, user, branch), held), class_agreement(refitted, held)
+    refitted = refit_classifier(train, base_typed_nuclei(base_classes, segmenter=segmenter))
+    before, after = class_agreement(current_classifier(root, user, branch, embedding), held), class_agreement(refitted, held)
     better = after["macro_f1"] >= before["macro_f1"] + min_gain
     why = f"classifier {'better' if better else 'not better'}: macro F1 {before['macro_f1']:.3f} -> {after['macro_f1']:.3f} on {after['cells']} held-out reviewed cells"
     log(why)
     candidate = candidate_path(root, user, branch, tag, "cells", ".npz")
     card = {"name": f"{user}-{branch}-cells", "version": candidate.stem, "reviews": reviews, "reviewed_cells": len(train.classes),
+            **({"embedding": embedding} if refitted.needs_embedding else {}),
             "evaluation": {"before": before, "after": after, "verdict": why}}
     save_classifier(CellClassifier(**{**refitted.__dict__, "info": card}), candidate)
     write_text_atomic(candidate.with_name(candidate.stem + CARD_SUFFIX), json.dumps(card, indent=2, default=str))
     path = register_model(root, user, branch, candidate, key="classifier") if better else candidate
     return {"registered": better, "why": why, "file": str(path), "before": before, "after": after}
+
+
+def _embedding_segmenter(model_file: Path | None):
+    """The model as a CPU segmenter when it gives nucleus embeddings, else None."""
+    if model_file is None:
+        return None
+    from wsi_assets.segmentation.torchscript import TorchScriptSegmenter
+
+    segmenter = TorchScriptSegmenter(str(model_file), device="cpu")
+    return segmenter if segmenter.embedding is not None else None
 
 
 def finetune_branch(
@@ -165,7 +183,10 @@ def finetune_branch(
     write_text_atomic(card_file, json.dumps({**json.loads(card_file.read_text()), "evaluation": evaluation}, indent=2, default=str))
     model_file = register_model(root, user, branch, candidate) if better else candidate
     if settings.steps:
-        classifier = refit_branch_classifier(root, user, branch, train_tiles, held_out, model_mpp, base_classes, reviews, tag, min_gain, log)
+        classifier = refit_branch_classifier(
+            root, user, branch, train_tiles, held_out, model_mpp, base_classes, reviews, tag, min_gain, log,
+            model_file if better else base_model,  # what the branch segments with from now on
+        )
     else:
         classifier = {"registered": False, "why": "classifier not refitted: zero steps asks only to score the branch's current model"}
     outcome = FineTuneOutcome(better, why, str(model_file), str(base_model), before, after, reviews, skipped, classifier)

@@ -56,7 +56,7 @@ class NetworkRunner:
         if self.run_side_by_side is not None and len(batch) > 1:
             return self.run_side_by_side(batch, count)
         each = [self.run(batch[i : i + 1], count) for i in range(len(batch))]
-        return [np.concatenate(output) for output in zip(*each)]
+        return each[0] if len(each) == 1 else [np.concatenate(output) for output in zip(*each)]
 
     @property
     def label(self) -> str:
@@ -83,7 +83,19 @@ def _openvino(onnx: bytes, threads: int) -> NetworkRunner:
         else:
             log.warning("%s=bf16 asked, but this CPU has no native bf16 (%s): running float32", PRECISION_ENV, capabilities)
     config = {"INFERENCE_NUM_THREADS": max(1, threads), "PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": precision}
-    model = core.read_model(model=onnx, weights=b"")
+
+    def read_model():
+        # Outputs after the maps (embedding levels) are handed over as float16, the precision
+        # they are stored at: OpenVINO converts them in its own threads, numpy then copies half the bytes.
+        model = core.read_model(model=onnx, weights=b"")
+        if len(model.outputs) > 1:
+            steps = ov.preprocess.PrePostProcessor(model)
+            for index in range(1, len(model.outputs)):
+                steps.output(index).tensor().set_element_type(ov.Type.f16)
+            model = steps.build()
+        return model
+
+    model = read_model()
     names = tuple(output.get_any_name() for output in model.outputs)
     core.compile_model(model, "CPU", config)  # fails here, at load, if it cannot
     state: dict[str, object] = {"shape": None, "static": None, "dynamic": None, "last": None}
@@ -96,7 +108,7 @@ def _openvino(onnx: bytes, threads: int) -> NetworkRunner:
         # sizes) run on the dynamic network, as recompiling (~0.1 s) would cost more than it saves.
         if x.shape != state["shape"] and x.shape == state["last"]:
             state["static"] = state["dynamic"] = None  # give back the old buffers before compiling
-            model = core.read_model(model=onnx, weights=b"")
+            model = read_model()
             model.reshape(list(x.shape))
             state["static"], state["shape"] = core.compile_model(model, "CPU", config).create_infer_request(), x.shape
         state["last"] = x.shape
@@ -104,9 +116,7 @@ def _openvino(onnx: bytes, threads: int) -> NetworkRunner:
             request = state["static"]
         else:
             # Compiled anew after a switch: a compiled network keeps its buffers until dropped.
-            request = state["dynamic"] = state["dynamic"] or core.compile_model(
-                core.read_model(model=onnx, weights=b""), "CPU", config
-            ).create_infer_request()
+            request = state["dynamic"] = state["dynamic"] or core.compile_model(read_model(), "CPU", config).create_infer_request()
         # Outputs left in the request's buffers and copied only where asked for: segmenting
         # alone wants the maps, not the embedding levels.
         request.infer([x], share_outputs=True)
@@ -124,13 +134,13 @@ def _openvino(onnx: bytes, threads: int) -> NetworkRunner:
         one = (1, *batch.shape[1:])
         if parallel["shape"] != one:
             parallel.update(compiled=None, queue=None)
-            model = core.read_model(model=onnx, weights=b"")
+            model = read_model()
             model.reshape(list(one))
             compiled = core.compile_model(model, "CPU", {**config, "PERFORMANCE_HINT": "THROUGHPUT", "NUM_STREAMS": streams})
             parallel.update(shape=one, compiled=compiled, queue=ov.AsyncInferQueue(compiled, streams))
         queue = parallel["queue"]
         outputs = parallel["compiled"].outputs[: len(names) if count is None else count]
-        out = [np.empty((len(batch), *tuple(output.get_shape())[1:]), np.float32) for output in outputs]
+        out = [np.empty((len(batch), *tuple(output.get_shape())[1:]), output.get_element_type().to_dtype()) for output in outputs]
 
         def keep(request, index):
             for k, array in enumerate(out):

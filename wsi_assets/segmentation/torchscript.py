@@ -199,7 +199,7 @@ class TorchScriptSegmenter:
         strides = self._embedding_strides
         crops = [level[:, :, : -(-height // s), : -(-width // s)] for level, s in zip(levels, strides)]
         return [
-            EmbeddingMaps(tuple(np.ascontiguousarray(crop[i], np.float32) for crop in crops), strides)
+            EmbeddingMaps(tuple(np.ascontiguousarray(crop[i]) for crop in crops), strides)  # float16 from OpenVINO, float32 elsewhere
             for i in range(len(levels[0]))
         ]
 
