@@ -6,8 +6,10 @@
     python benchmarks/slide_throughput.py --model learned             # the shipped learned model (default: classical)
 
 Decode-only: the same tissue tiles the segmentation reads, read and resampled to the model's
-µm/px by the same number of reader threads, nothing else. End-to-end: from opening the slide
-to written exports (metadata, tissue mask, segmentation, cells.csv, cells.zarr.zip). The speed
+µm/px by the same number of reader threads, nothing else. End-to-end: what process_slide does by
+default, from opening the slide to written exports: metadata, tissue mask, segmentation with each
+nucleus's measurements and embedding, classification by the default classifier, and every export
+that is on by default (`--all-exports` adds the optional COCO and YOLO tile folders). The speed
 ratio is end-to-end tissue mm²/s over decode-only tissue mm²/s. Decoding runs first, so both
 read the file from a warm page cache.
 """
@@ -29,6 +31,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from wsi_assets.cells.classification import DEFAULT_METHOD, classification_method, classify_stored_cells  # noqa: E402
+from wsi_assets.cells.lymphocyte_rule import LymphocyteRule  # noqa: E402
+from wsi_assets.cells.measurements import NucleusMeasurer  # noqa: E402
+from wsi_assets.cells.stain_vectors import DEFAULT_STAINS  # noqa: E402
+from wsi_assets.cells.store import stored_embedding  # noqa: E402
 from wsi_assets.segmentation.registry import get_segmenter  # noqa: E402
 from wsi_assets.segmentation.slide import TilingSettings, _read_tile, segment_slide  # noqa: E402
 from wsi_assets.slides.reader import open_slide, read_slide_info, read_whole_slide_at_downsample  # noqa: E402
@@ -61,21 +68,31 @@ def decode_only(path: Path, mpp: float, tissue, model_mpp: float, settings: Tili
     return {"tiles": len(tiles), "seconds": seconds, "level0_mpx": core_px / 1e6}
 
 
-def end_to_end(path: Path, work: Path, default_mpp: float, settings: TilingSettings, segmenter, exports: bool = True) -> dict:
-    """Open → metadata → tissue → cells.parquet (→ every export unless `exports` is False)."""
+def end_to_end(
+    path: Path, work: Path, default_mpp: float, settings: TilingSettings, segmenter, exports: bool = True, all_exports: bool = False
+) -> dict:
+    """Open → metadata → tissue → cells.parquet with measurements → classes (→ the default exports,
+    or every one with `all_exports`, unless `exports` is False: then segmentation alone, as the GPU sitting measures)."""
     formats = []
     if exports:  # imported only then: the GPU sitting measures without exports where zarr is missing
         from wsi_assets.cells.exports import EXPORT_FORMATS
         from wsi_assets.cells.exports.provenance import export_provenance
 
-        formats = EXPORT_FORMATS
+        formats = [export for export in EXPORT_FORMATS if export.default_on or all_exports]
     started = time.perf_counter()
     info = read_slide_info(path, default_mpp)
     tissue = tissue_of(path, info.mpp, info.width, info.height)
     # Where a slide folder keeps it: the GeoParquet export is also named cells.parquet.
     cells = work / "segmentation" / "cells.parquet"
     cells.parent.mkdir(parents=True, exist_ok=True)
-    summary = segment_slide(path, info.mpp, tissue, segmenter, cells, settings)
+    measurer = NucleusMeasurer(segmenter.mpp, DEFAULT_STAINS) if exports else None
+    summary = segment_slide(path, info.mpp, tissue, segmenter, cells, settings, measurer=measurer)
+    classified = time.perf_counter()
+    if exports:
+        method = classification_method(DEFAULT_METHOD, LymphocyteRule(), None, stored_embedding(cells))
+        classify_stored_cells(cells, cells.with_name("classified.parquet"), method, info.mpp)
+        cells.with_name("classified.parquet").replace(cells)
+    exported = time.perf_counter()
     # The segmentation's summary.json, as the cell_segmentation asset writes it: exports read it.
     figures = {"slide": path.name, "mpp": info.mpp, "segmenter": segmenter.name, "segmenter_version": segmenter.version}
     (cells.parent / "summary.json").write_text(json.dumps({**figures, **summary.__dict__, "mm2_per_s": summary.mm2_per_s}))
@@ -83,8 +100,10 @@ def end_to_end(path: Path, work: Path, default_mpp: float, settings: TilingSetti
         provenance = {**export_provenance(cells.parent / "summary.json", path.stem, path.name, slide_path=path),
                       "slide_width": info.width, "slide_height": info.height}
         export.write(cells, work / export.file_name, provenance)
-    return {"seconds": time.perf_counter() - started, "nuclei": summary.cells, "tissue_mm2": tissue.area_mm2,
-            "segmentation_seconds": summary.seconds, "segmenter": f"{segmenter.name} v{segmenter.version}", "device": segmenter.device}
+    ended = time.perf_counter()
+    return {"seconds": ended - started, "nuclei": summary.cells, "tissue_mm2": tissue.area_mm2,
+            "segmentation_seconds": summary.seconds, "classification_seconds": exported - classified, "export_seconds": ended - exported,
+            "exports": [export.file_name for export in formats], "segmenter": f"{segmenter.name} v{segmenter.version}", "device": segmenter.device}
 
 
 def synthetic_slide(size: str, seed: int, folder: Path) -> Path:
@@ -108,6 +127,7 @@ def main() -> None:
     parser.add_argument("--read-threads", type=int, default=TilingSettings().read_threads)
     parser.add_argument("--model", default="default", help='"default", "classical", "learned" or a TorchScript file')
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--all-exports", action="store_true", help="also the exports that are off by default (COCO, YOLO)")
     args = parser.parse_args()
 
     args.slides_dir.mkdir(parents=True, exist_ok=True)
@@ -121,7 +141,7 @@ def main() -> None:
     rss_after_decode = peak_rss_mb()
     work = Path(tempfile.mkdtemp(prefix="wsi_e2e_"))
     try:
-        e2e = end_to_end(path, work, info.mpp, settings, segmenter)
+        e2e = end_to_end(path, work, info.mpp, settings, segmenter, all_exports=args.all_exports)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -145,6 +165,10 @@ def main() -> None:
         "end_to_end_mm2_per_s": round(e2e_mm2_s, 4),
         "end_to_end_mpx_per_s": round(decode["level0_mpx"] / e2e["seconds"], 3),
         "speed_ratio": round(e2e_mm2_s / decode_mm2_s, 4),
+        "segmentation_s": round(e2e["segmentation_seconds"], 2),
+        "classification_s": round(e2e["classification_seconds"], 2),
+        "exports_s": round(e2e["export_seconds"], 2),
+        "exports": e2e["exports"],
         "peak_rss_mb": round(peak_rss_mb(), 0),
         "peak_rss_after_decode_mb": round(rss_after_decode, 0),
         "decoded_level0_mb": round(info.width * info.height * 3 / 1e6, 0),

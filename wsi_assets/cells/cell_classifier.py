@@ -79,19 +79,22 @@ class CellClassifier:
     def feature_matrix(self, columns: dict[str, np.ndarray]) -> np.ndarray:
         """(N, features) float32: each feature's named column, or `embedding_k` from the (N, width) EMBEDDING_COLUMN."""
         embedding = columns.get(EMBEDDING_COLUMN)
-        parts = []
-        for name in self.features:
-            channel = _embedding_channel(name)
-            if name in columns or channel is None:
-                parts.append(np.asarray(columns[name], np.float32))
-            elif embedding is not None:
-                parts.append(np.asarray(embedding[:, channel], np.float32))
-            else:
-                raise ClassifierNeedsEmbedding(
-                    f"classifier {self.name} reads the nucleus embedding of {describe_embedding(self.embedding)}, which these nuclei lack: "
-                    "segment them with that model, or classify with a classifier trained on measurements alone"
-                )
-        return np.stack(parts, axis=1)
+        channels = [_embedding_channel(name) if name not in columns else None for name in self.features]
+        wanted = [channel for channel in channels if channel is not None]
+        if wanted and embedding is None:
+            raise ClassifierNeedsEmbedding(
+                f"classifier {self.name} reads the nucleus embedding of {describe_embedding(self.embedding)}, which these nuclei lack: "
+                "segment them with that model, or classify with a classifier trained on measurements alone"
+            )
+        count = len(embedding) if embedding is not None else len(np.asarray(columns[self.features[0]]))
+        matrix = np.empty((count, len(self.features)), np.float32)
+        named = [k for k, channel in enumerate(channels) if channel is None]
+        for k in named:
+            matrix[:, k] = columns[self.features[k]]
+        if wanted:
+            # One gather of every channel read: 192 column-by-column copies cost more than the forest.
+            matrix[:, [k for k, channel in enumerate(channels) if channel is not None]] = np.asarray(embedding)[:, wanted]
+        return matrix
 
     def probabilities(self, columns: dict[str, np.ndarray]) -> np.ndarray:
         """(N, classes) mean leaf class fractions; missing (NaN) features go left, as at training."""
