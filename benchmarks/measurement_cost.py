@@ -21,6 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from slide_throughput import synthetic_slide, tissue_of  # noqa: E402
 
 from wsi_assets.cells.classification import DEFAULT_METHOD, classification_method, classify_stored_cells  # noqa: E402
+from wsi_assets.cells.store import stored_embedding  # noqa: E402
 from wsi_assets.cells.lymphocyte_rule import LymphocyteRule  # noqa: E402
 from wsi_assets.cells.measurements import NucleusMeasurer  # noqa: E402
 from wsi_assets.cells.stain_vectors import DEFAULT_STAINS  # noqa: E402
@@ -88,7 +89,7 @@ def main() -> None:
                 summary = segment_slide(path, info.mpp, tissue, segmenter, cells, TilingSettings(), measurer=chosen)
                 times[label].append(time.perf_counter() - started)
                 cpu[label].append(time.process_time() - cpu_started)
-        method = classification_method(DEFAULT_METHOD, LymphocyteRule())
+        method = classification_method(DEFAULT_METHOD, LymphocyteRule(), None, stored_embedding(cells))
         started = time.perf_counter()
         counts = classify_stored_cells(cells, Path(work) / "classified.parquet", method, info.mpp)
         classify_s = time.perf_counter() - started
@@ -98,7 +99,7 @@ def main() -> None:
     # CPU seconds of all threads: steadier than wall time on a shared machine.
     cpu_without, cpu_with = min(cpu["without"]), min(cpu["with"])
     print(f"CPU seconds without {cpu_without:.1f}, with {cpu_with:.1f} (+{100 * (cpu_with / cpu_without - 1):.0f}%)")
-    print(f"classifier over the stored table {classify_s:.2f} s ({summary.cells / classify_s:,.0f} cells/s): {dict(counts)}")
+    print(f"classifier ({method.details['classifier']}) over the stored table {classify_s:.2f} s ({summary.cells / classify_s:,.0f} cells/s): {dict(counts)}")
     print(f"measure + classify cost {100 * ((with_ + classify_s) / without - 1):.0f}% of segment_slide")
 
 
