@@ -83,16 +83,11 @@ def pair_by_centroid(predicted: np.ndarray, truth: np.ndarray, radius: float) ->
 
 
 def label_centroids(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Label ids present and their (x, y) centroids in pixel units (pixel centres at +0.5)."""
-    rows, cols = np.nonzero(labels)
-    which = labels[rows, cols].astype(np.intp)
-    size = int(which.max()) + 1 if which.size else 1
-    count = np.bincount(which, minlength=size)
-    ids = np.flatnonzero(count)
+    """Label ids present and their (x, y) centroids in pixel units (pixel centres at +0.5), as (N, 2)."""
+    labels = np.asarray(labels)
+    ids = np.flatnonzero(np.bincount(np.maximum(labels, 0).ravel().astype(np.intp)))
     ids = ids[ids > 0]
-    centre_x = np.bincount(which, cols + 0.5, size)[ids] / count[ids]
-    centre_y = np.bincount(which, rows + 0.5, size)[ids] / count[ids]
-    return ids, np.stack([centre_x, centre_y], axis=1)
+    return ids, np.stack(label_centroids_of(labels, ids), axis=1)
 
 
 def _typed_labels(labels: np.ndarray, rgb: np.ndarray, stem: str, types: dict, segmenter, model_mpp: float) -> tuple[np.ndarray, dict[int, str], EmbeddingMaps | None]:
