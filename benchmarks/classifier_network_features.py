@@ -65,7 +65,7 @@ def crop_nuclei(net, segmenter, folder: Path, stem: str, types: dict) -> dict:
     size = (round(rgb40.shape[1] * MPP / MODEL_MPP), round(rgb40.shape[0] * MPP / MODEL_MPP))
     rgb = cv2.resize(rgb40, size, interpolation=cv2.INTER_AREA)
     truth = cv2.resize(truth40.astype(np.float32), size, interpolation=cv2.INTER_NEAREST).astype(np.int32)
-    labels, typed = _typed_labels(truth, rgb, stem, types, segmenter, MODEL_MPP)
+    labels, typed, _ = _typed_labels(truth, rgb, stem, types, segmenter, MODEL_MPP)
     ids, columns, area = measure_labels(labels, rgb, MODEL_MPP, estimate_stain_vectors(rgb))
     columns["area_um2"] = area
     with torch.inference_mode():
