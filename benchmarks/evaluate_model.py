@@ -6,6 +6,9 @@ Scores: F1@0.5 (pooled), AJI and PQ (per-image means) per dataset on the held-ou
 as a 20x scan would show them. Timings: one 1024² tile at the model's µm/px on CPU.
 
     python benchmarks/evaluate_model.py [--model default|classical|PATH] [--no-classical] [--timing]
+    python benchmarks/evaluate_model.py --model STUDENT.pt --gate-against default --no-classical
+        # also: does --model pass the accuracy gate (no F1/AJI/PQ more than half a point lower on any
+        # dataset) against another model, as a faster variant of it must
 """
 
 from __future__ import annotations
@@ -82,10 +85,17 @@ def main() -> None:
     parser.add_argument("--no-classical", action="store_true")
     parser.add_argument("--timing", action="store_true")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--gate-against", metavar="MODEL", help="hold --model to the accuracy gate against this model")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     pd.set_option("display.width", 200)
-    held_out_table(args.model, args.data, args.device)
+    table = held_out_table(args.model, args.data, args.device)
+    if args.gate_against:
+        from wsi_assets.training.accuracy_gate import TOLERANCE, gate_failures
+
+        failures = gate_failures(held_out_table(args.gate_against, args.data, args.device), table)
+        print(f"\naccuracy gate of {args.model} against {args.gate_against} (tolerance {TOLERANCE}): "
+              + ("passed" if not failures else f"failed on {len(failures)}:\n  " + "\n  ".join(failures)))
     if not args.no_classical:
         held_out_table("classical", args.data, "cpu")
     if args.timing:

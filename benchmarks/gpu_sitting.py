@@ -6,11 +6,13 @@ the whole-slide speed on that GPU, all in one command that fits a lent machine's
     python benchmarks/gpu_sitting.py pack --out .gpu_sitting/nuclei_train   # data small enough to travel
 
 Stages, each bounded by the deadline (start + --minutes):
-1. training: from the shipped model's weights, on every training image of the labelled set
+1. training: from the shipped model's weights (or, with --widths, from a narrower network cut out of
+   them and taught by the shipped model's maps: wsi_assets/training/distill.py), on every training image of the labelled set
    (CoNSeP included; the held-out split of wsi_assets/training/split.py never), large batches
    and crops in bf16 on CUDA, crops made by parallel worker processes (wsi_assets/training/timed_train.py);
 2. post-processing thresholds tuned on training images, then the model and its card written;
-3. held-out scores of the new and the starting model (F1@0.5, AJI, PQ per dataset), and which is better;
+3. held-out scores of the new and the starting model (F1@0.5, AJI, PQ per dataset), which is better,
+   and whether the new one passes the accuracy gate against the start (what a narrower student must do);
 4. whole-slide speed on a synthetic slide: decode-only against open → tissue → cells.parquet
    (exports are CPU work the same on any device; they are left out where zarr is missing).
 
@@ -44,6 +46,8 @@ from wsi_assets.models import SHIPPED_MODEL_FILE  # noqa: E402
 from wsi_assets.segmentation.torchscript import read_model_card, resolve_device  # noqa: E402
 from wsi_assets.training import defaults, split  # noqa: E402
 from wsi_assets.training.data import at_mpp, list_labelled_folder, load_images, parse_dataset_shares  # noqa: E402
+from wsi_assets.training.accuracy_gate import gate_failures  # noqa: E402
+from wsi_assets.training.distill import narrowed, parse_widths  # noqa: E402
 from wsi_assets.training.train import export, load_trained_net, tune_postprocessing  # noqa: E402
 
 # Time kept back from training for the stages after it, as measured on the H200 (scaled down on
@@ -144,6 +148,10 @@ def sitting(args) -> dict:
     init_card = read_model_card(args.init)
     net = load_trained_net(args.init, init_card)
     mpp = float(init_card.get("mpp") or defaults.MODEL_MPP)
+    teacher = None
+    if args.widths and list(args.widths) != list(net.widths):
+        teacher, net = net, narrowed(net, args.widths)
+        log(f"student of widths {args.widths} cut out of {args.init.name} (widths {teacher.widths}), taught by it")
 
     from wsi_assets.training.timed_train import train_for
 
@@ -153,11 +161,15 @@ def sitting(args) -> dict:
     trained = train_for(
         net, train_items, mpp, train_seconds, device, args.batch, args.crop, args.lr, workers, args.seed,
         defaults.STAIN_JITTER, defaults.SCALE_JITTER, max_steps=args.max_steps, log=log, dataset_shares=args.dataset_shares,
+        teacher=teacher, distill_weight=args.distill_weight,
     )
     result["training"] = {
         "steps": trained.steps, "seconds": round(trained.seconds, 1), "crops_per_s": round(trained.crops_per_s, 1),
         "waited_for_data_s": round(trained.waiting_for_data_s, 1), "final_loss": round(trained.final_loss, 4),
         "batch": args.batch, "crop": args.crop, "lr": args.lr, "workers": workers, "dataset_shares": args.dataset_shares,
+        "widths": list(trained.net.widths),
+        "teacher": f"version {init_card.get('version')}" if teacher is not None else None,
+        "distill_weight": args.distill_weight if teacher is not None else None,
     }
     save()
 
@@ -167,6 +179,12 @@ def sitting(args) -> dict:
     card.pop("postprocessing", None)
     datasets = pd.Series([i.dataset for i in train_items]).value_counts().sort_index()
     card["version"] = args.version
+    if teacher is not None:
+        widths = list(trained.net.widths)
+        card["widths"] = widths
+        card["parameters"] = sum(p.numel() for p in trained.net.parameters())
+        card["architecture"] = (f"U-Net widths {widths}, foreground + normalised distance heads, distilled from "
+                                f"version {init_card.get('version')} (widths {list(teacher.widths)})")
     card["training"] = {
         "data": str(args.data), "images": len(train_items), "datasets": datasets.to_dict(),
         "init": f"version {init_card.get('version')}", "device": str(device), "machine": result["machine"],
@@ -194,6 +212,9 @@ def sitting(args) -> dict:
     result["held_out"] = {name: table.round(4).to_dict(orient="index") for name, table in scores.items()}
     result["held_out_quality"] = {name: round(quality(table), 4) for name, table in scores.items()}
     result["new_is_better"] = result["held_out_quality"]["new"] > result["held_out_quality"]["start"]
+    result["gate_failures"] = gate_failures(scores["start"], scores["new"])
+    result["new_passes_gate"] = not result["gate_failures"]
+    log(f"accuracy gate against the start: {'passed' if result['new_passes_gate'] else result['gate_failures']}")
     log(f"mean of F1/AJI/PQ over datasets: {result['held_out_quality']}; new is better: {result['new_is_better']}")
     save()
 
@@ -255,6 +276,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=-1, help="crop worker processes (-1: CPUs - 2; 0: in the training process)")
     parser.add_argument("--dataset-share", action="append", default=[], metavar="DATASET=FRACTION",
                         help="draw this fraction of the crops from one dataset (repeatable), e.g. consep_train=0.25; the rest by area")
+    parser.add_argument("--widths", default="", help="train a narrower student of --init with these channels per level, "
+                        "e.g. 8,16,32,64,96 (default: fine-tune --init as it is)")
+    parser.add_argument("--distill-weight", type=float, default=1.0, help="weight of the teacher's maps in a student's loss")
     parser.add_argument("--max-steps", type=int, default=0, help="stop training after N steps (smoke tests)")
     parser.add_argument("--reserve-s", type=float, default=RESERVE_S, help="seconds kept for the stages after training")
     parser.add_argument("--tune-images", type=int, default=12, help="training images per dataset used to tune post-processing")
@@ -267,6 +291,7 @@ def main() -> None:
     args.data = args.data or defaults.default_training_data()
     try:
         args.dataset_shares = parse_dataset_shares(args.dataset_share)
+        args.widths = parse_widths(args.widths) if args.widths else []
     except ValueError as error:
         parser.error(str(error))
     if not Path(args.data).is_dir():

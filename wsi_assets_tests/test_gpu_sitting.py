@@ -91,3 +91,29 @@ def test_sitting_refuses_a_missing_data_folder(tmp_path):
     )
     assert done.returncode != 0
     assert "no labelled images" in done.stderr
+
+
+@pytest.fixture(scope="module")
+def student_sitting(tmp_path_factory, packed):
+    out = tmp_path_factory.mktemp("student")
+    command = [
+        sys.executable, str(SITTING), "--minutes", "5", "--max-steps", "2", "--batch", "4", "--crop", "128",
+        "--workers", "0", "--tune-images", "1", "--slide-size", "", "--widths", "8,16,32,64,96", "--version", "5-half",
+        "--data", str(packed), "--out", str(out),
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return out, json.loads((out / "sitting.json").read_text())
+
+
+def test_a_student_sitting_writes_a_narrower_model_and_holds_it_to_the_accuracy_gate(student_sitting):
+    """`--widths` trains a half-width student of the shipped model (the CPU-speed route of issue 12);
+    two steps are far from enough, so the gate against the shipped model must say it fails."""
+    out, result = student_sitting
+    card = read_model_card(out / result["model_file"])
+    assert card["widths"] == [8, 16, 32, 64, 96] and "distilled from version" in card["architecture"]
+    assert result["training"]["widths"] == [8, 16, 32, 64, 96] and result["training"]["teacher"]
+    assert card["embedding"]["channels"] == [32, 64]  # the decoder levels at strides 4 and 8
+    assert TorchScriptSegmenter(out / result["model_file"], device="cpu").embedding["width"] == 96
+    assert result["new_passes_gate"] is False and result["gate_failures"]
+    assert "whole_slide" not in result

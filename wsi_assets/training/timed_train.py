@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from wsi_assets.training.data import CropSampler, at_mpp, image_weights
+from wsi_assets.training.distill import distillation_loss, teacher_maps
 from wsi_assets.training.network import UNet
 from wsi_assets.training.train import loss_fn
 
@@ -75,8 +76,11 @@ def train_for(
     max_steps: int = 0,
     log: Callable[[str], None] = print,
     dataset_shares: dict[str, float] | None = None,
+    teacher: UNet | None = None,
+    distill_weight: float = 1.0,
 ) -> TimedTrainResult:
-    """Train `net` in place for `seconds` of wall-clock time (or `max_steps`, whichever comes first)."""
+    """Train `net` in place for `seconds` of wall-clock time (or `max_steps`, whichever comes first);
+    with a `teacher`, also towards its maps (`distill.distillation_loss`)."""
     torch.manual_seed(seed)
     images = [at_mpp(item, mpp) for item in items]
     weights = image_weights(items, images, dataset_shares or {})
@@ -93,6 +97,10 @@ def train_for(
     net = net.to(device)
     if on_cuda:
         net = net.to(memory_format=torch.channels_last)
+    if teacher is not None:
+        teacher = teacher.to(device).eval()
+        if on_cuda:
+            teacher = teacher.to(memory_format=torch.channels_last)
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
     net.train()
     started = time.perf_counter()
@@ -114,7 +122,10 @@ def train_for(
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=on_cuda):
             out = net(x / 255.0)
+            maps = teacher_maps(teacher, x / 255.0) if teacher is not None else None
         loss = loss_fn(out.float(), fg, dist)
+        if maps is not None:
+            loss = loss + distill_weight * distillation_loss(out.float(), maps.float())
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

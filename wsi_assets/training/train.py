@@ -35,6 +35,7 @@ from wsi_assets.training.data import (
     load_images,
     parse_dataset_shares,
 )
+from wsi_assets.training.distill import distillation_loss, narrowed, parse_widths, teacher_maps
 from wsi_assets.training.network import NucleiModel, UNet
 from wsi_assets.training.onnx_export import card_embedding, has_embedding_levels
 
@@ -63,6 +64,10 @@ class TrainConfig:
     stain_jitter: float = defaults.STAIN_JITTER  # colour augmentation strength (see CropSampler)
     scale_jitter: float = defaults.SCALE_JITTER  # crops zoomed by up to this factor either way
     dataset_shares: dict[str, float] = field(default_factory=dict)  # fixed crop fractions; the rest by area
+    # Distillation: a model file whose maps the network is also taught to match (see distill.py);
+    # with `init` of other widths, the network starts as that model's strongest channels.
+    teacher: Path | None = None
+    distill_weight: float = 1.0
 
 
 def loss_fn(out: torch.Tensor, fg: torch.Tensor, dist: torch.Tensor) -> torch.Tensor:
@@ -160,9 +165,18 @@ def train(config: TrainConfig, log: Callable[[str], None] = print) -> dict:
     log("crops drawn per dataset: " + ", ".join(f"{name} {share:.1%}" for name, share in sorted(drawn.items())))
     net = UNet(list(config.widths))
     if config.init:
-        net.load_state_dict(load_trained_net(Path(config.init)).state_dict())
-        log(f"starting from the weights of {config.init}")
+        start_net = load_trained_net(Path(config.init))
+        if list(start_net.widths) == list(config.widths):
+            net.load_state_dict(start_net.state_dict())
+            log(f"starting from the weights of {config.init}")
+        else:
+            net = narrowed(start_net, list(config.widths))
+            log(f"starting from the strongest channels of {config.init} (widths {start_net.widths} -> {list(config.widths)})")
     net = net.to(device)
+    teacher = None
+    if config.teacher:
+        teacher = load_trained_net(Path(config.teacher)).to(device).eval()
+        log(f"taught by {config.teacher} (widths {teacher.widths}), distillation weight {config.distill_weight}")
     opt = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=config.lr, total_steps=steps, pct_start=0.1)
     log(f"{steps} steps of {config.batch}×{config.crop}² crops on {device} ({sum(p.numel() for p in net.parameters()):,} parameters)")
@@ -171,7 +185,10 @@ def train(config: TrainConfig, log: Callable[[str], None] = print) -> dict:
     net.train()
     for step in range(1, steps + 1):
         x, fg, dist = (torch.from_numpy(a).to(device) for a in sampler.sample(config.batch))
-        loss = loss_fn(net(x / 255.0), fg, dist)
+        out = net(x / 255.0)
+        loss = loss_fn(out, fg, dist)
+        if teacher is not None:
+            loss = loss + config.distill_weight * distillation_loss(out, teacher_maps(teacher, x / 255.0))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -216,6 +233,8 @@ def train(config: TrainConfig, log: Callable[[str], None] = print) -> dict:
             "dataset_shares": {name: round(float(share), 4) for name, share in sorted(drawn.items())},
             "seed": config.seed,
             "init": str(config.init) if config.init else None,
+            "teacher": str(config.teacher) if config.teacher else None,
+            "distill_weight": config.distill_weight if config.teacher else None,
             "device": str(device),
             "threads": config.threads,
             "seconds": round(seconds, 1),
@@ -300,9 +319,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--scale-jitter", type=float, default=defaults.SCALE_JITTER, help="zoom crops by up to this factor")
     parser.add_argument("--dataset-share", action="append", default=[], metavar="DATASET=FRACTION",
                         help="draw this fraction of the crops from one dataset (repeatable); the others share the rest by area")
+    parser.add_argument("--widths", default=",".join(map(str, TrainConfig().widths)),
+                        help="channels per U-Net level, e.g. 8,16,32,64,96 for a half-width student of --init")
+    parser.add_argument("--teacher", type=Path, help="also teach the network this model file's maps (distillation)")
+    parser.add_argument("--distill-weight", type=float, default=TrainConfig.distill_weight)
     args = parser.parse_args(argv)
     try:
         shares = parse_dataset_shares(args.dataset_share)
+        widths = parse_widths(args.widths)
     except ValueError as error:
         parser.error(str(error))
     config = TrainConfig(
@@ -310,6 +334,7 @@ def main(argv: list[str] | None = None) -> None:
         batch=args.batch, crop=args.crop, mpp=args.mpp, seed=args.seed, device=args.device, threads=args.threads, version=args.version,
         snapshot_every=args.snapshot_every, init=args.init, lr=args.lr,
         stain_jitter=args.stain_jitter, scale_jitter=args.scale_jitter, dataset_shares=shares,
+        widths=widths, teacher=args.teacher, distill_weight=args.distill_weight,
     )
     train(config, log=lambda m: print(m, flush=True))
 
