@@ -7,7 +7,7 @@ counts pairs; a class's F1 counts a pair as a true positive when both sides have
 (an unpaired nucleus, or a pair of other classes, is a false positive or negative of its class).
 The annotated outlines scored directly by the classifier are the model card's figures.
 
-    python benchmarks/cell_classes_validation.py [--model learned|classical|default]
+    python benchmarks/cell_classes_validation.py [--model learned|classical|default|PATH] [--classifier FILE.npz]
 """
 
 from __future__ import annotations
@@ -66,6 +66,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="learned")
     parser.add_argument("--data", type=Path, default=DATA)
+    parser.add_argument("--classifier", type=Path, help="a classifier file (default: the one segment_and_classify picks for the model)")
     args = parser.parse_args()
     types: dict[tuple[str, int], str] = {}
     with open(args.data / "types.csv", newline="") as handle:
@@ -73,7 +74,7 @@ def main() -> None:
             types[(row["stem"], int(row["label"]))] = CONSEP_TYPE_CLASSES[int(row["type_id"])]
     stems = sorted({s for s, _ in types if consep_tile(s) in HELD_OUT_CONSEP_TILES})
     # The classifier segment_and_classify picks for this model's nuclei (with or without its embedding).
-    classifier = classifier_for(getattr(get_segmenter(args.model), "embedding", None))
+    classifier = classifier_for(getattr(get_segmenter(args.model), "embedding", None), args.classifier)
     tally = Counter()
     started = time.perf_counter()
     for stem in stems:
