@@ -9,7 +9,7 @@ import torch
 from wsi_assets.segmentation.torchscript import TorchScriptSegmenter
 from wsi_assets.training.distill import distillation_loss, narrowed, parse_widths, teacher_maps
 from wsi_assets.training.network import UNet
-from wsi_assets.training.train import TrainConfig, export, load_trained_net, train
+from wsi_assets.training.train import TrainConfig, export, initial_widths, load_trained_net, train
 from wsi_assets_tests.test_learned_model import labelled_folder
 
 TEACHER_WIDTHS = [6, 8, 12]
@@ -101,6 +101,8 @@ def test_training_a_student_starts_from_the_teachers_strongest_channels(tmp_path
     expected = dict(narrowed(load_trained_net(teacher_file), STUDENT_WIDTHS).named_parameters())
     got = dict(load_trained_net(out).named_parameters())
     assert all(torch.allclose(expected[k], got[k], atol=1e-6) for k in expected)
+    # continuing from the student keeps its widths unless told otherwise (the command line's default)
+    assert initial_widths(out) == STUDENT_WIDTHS and initial_widths(None) == TrainConfig().widths
     # the student file is a working segmenter of its own widths
     labels = TorchScriptSegmenter(out, device="cpu").segment_batch(np.full((1, 64, 64, 3), 200, np.uint8))
     assert labels.shape[-2:] == (64, 64)

@@ -297,6 +297,14 @@ def rebuild(model_file: Path, out: Path, card_updates: dict | None = None, **pos
     return export(net.eval(), {**card, **(card_updates or {})}, out, **post)
 
 
+def initial_widths(init: Path | None) -> list[int]:
+    """The widths of the model training continues from (so a student continues as one), else the standard."""
+    from wsi_assets.segmentation.torchscript import read_model_card
+
+    widths = (read_model_card(init).get("widths") if init else None) or TrainConfig().widths
+    return [int(w) for w in widths]
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=None, help="labelled folder (default: $WSI_SHARED_DATA/nuclei_train or ../shared/data/nuclei_train)")
@@ -319,14 +327,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--scale-jitter", type=float, default=defaults.SCALE_JITTER, help="zoom crops by up to this factor")
     parser.add_argument("--dataset-share", action="append", default=[], metavar="DATASET=FRACTION",
                         help="draw this fraction of the crops from one dataset (repeatable); the others share the rest by area")
-    parser.add_argument("--widths", default=",".join(map(str, TrainConfig().widths)),
-                        help="channels per U-Net level, e.g. 8,16,32,64,96 for a half-width student of --init")
+    parser.add_argument("--widths", help="channels per U-Net level, e.g. 8,16,32,64,96 for a half-width student of --init "
+                        f"(default: --init's, else {','.join(map(str, TrainConfig().widths))})")
     parser.add_argument("--teacher", type=Path, help="also teach the network this model file's maps (distillation)")
     parser.add_argument("--distill-weight", type=float, default=TrainConfig.distill_weight)
     args = parser.parse_args(argv)
     try:
         shares = parse_dataset_shares(args.dataset_share)
-        widths = parse_widths(args.widths)
+        widths = parse_widths(args.widths) if args.widths else initial_widths(args.init)
     except ValueError as error:
         parser.error(str(error))
     config = TrainConfig(
