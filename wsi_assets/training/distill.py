@@ -16,7 +16,7 @@ from typing import List
 import torch
 import torch.nn.functional as F
 
-from wsi_assets.training.network import ConvBlock, UNet
+from wsi_assets.training.network import ConvBlock, UNet, activated_maps
 
 
 def _strongest(batch_norm: torch.nn.BatchNorm2d, count: int) -> torch.Tensor:
@@ -77,8 +77,7 @@ def teacher_maps(teacher: UNet, x: torch.Tensor) -> torch.Tensor:
     """The teacher's foreground probability and distance (clamped to 0..1, as the model file uses
     them) for normalised input `x`."""
     with torch.no_grad():
-        out = teacher(x).float()
-    return torch.cat([torch.sigmoid(out[:, :1]), out[:, 1:2].clamp(0.0, 1.0)], dim=1)
+        return activated_maps(teacher(x).float())
 
 
 def distillation_loss(out: torch.Tensor, maps: torch.Tensor) -> torch.Tensor:

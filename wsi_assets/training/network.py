@@ -23,6 +23,11 @@ from wsi_assets.training.postprocess import instances_from_maps
 EMBEDDING_STRIDES = (4, 8)
 
 
+def activated_maps(out: torch.Tensor) -> torch.Tensor:
+    """The U-Net's head output as the maps post-processing reads: foreground probability, distance clamped to 0..1."""
+    return torch.cat([torch.sigmoid(out[:, :1]), out[:, 1:2].clamp(0.0, 1.0)], dim=1)
+
+
 class ConvBlock(nn.Module):
     def __init__(self, cin: int, cout: int):
         super().__init__()
@@ -118,8 +123,7 @@ class NucleiModel(nn.Module):
 
     def _activated(self, out: torch.Tensor, height: int, width: int) -> torch.Tensor:
         """The head output cropped to the input's size: foreground probability, distance clamped to 0..1."""
-        out = out[:, :, :height, :width]
-        return torch.cat([torch.sigmoid(out[:, :1]), out[:, 1:2].clamp(0.0, 1.0)], dim=1)
+        return activated_maps(out[:, :, :height, :width])
 
     def _labels(self, maps: torch.Tensor) -> torch.Tensor:
         return instances_from_maps(

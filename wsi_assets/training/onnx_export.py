@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from wsi_assets.segmentation.cpu_runtimes import NETWORK_ONNX as ONNX_NAME
-from wsi_assets.training.network import EMBEDDING_STRIDES, UNet
+from wsi_assets.training.network import EMBEDDING_STRIDES, UNet, activated_maps
 
 OPSET = 17
 EMBEDDING_OUTPUTS = tuple(f"embedding_s{s}" for s in EMBEDDING_STRIDES)
@@ -51,7 +51,7 @@ class _Maps(nn.Module):
 
     def forward(self, x: torch.Tensor):
         out, levels = self.net.forward_with_levels(x / 255.0, self.strides)
-        return (torch.cat([torch.sigmoid(out[:, :1]), out[:, 1:2].clamp(0.0, 1.0)], dim=1), *levels)
+        return (activated_maps(out), *levels)
 
 
 def network_onnx(net: UNet, with_embedding: bool = True) -> bytes:
