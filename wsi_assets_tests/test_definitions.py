@@ -35,3 +35,14 @@ def test_jobs_sensor_and_pool_are_defined():
     segmentation = defs.resolve_assets_def("cell_segmentation")
     assert segmentation.op.pool == "gpu"
     assert segmentation.op.tags["wsi/device"] == "gpu"
+
+
+def test_every_job_runs_its_steps_in_one_process_unless_an_engine_is_chosen():
+    """A UI "Materialize" of a slide partition runs the implicit asset job: it must use the slide
+    jobs' executor, not Dagster's default of one process (and ~10 s of imports) per step."""
+    from dagster import in_process_executor
+
+    from wsi_assets.definitions import defs
+
+    jobs = [defs.resolve_implicit_global_asset_job_def(), *defs.resolve_all_job_defs()]
+    assert {job.name: job.executor_def.name for job in jobs} == {job.name: in_process_executor.name for job in jobs}

@@ -12,7 +12,7 @@ previous set, which were found on the previous tissue mask (a slide whose mask w
 no cells until process_slide runs again).
 """
 
-from dagster import AssetSelection, define_asset_job
+from dagster import AssetSelection, define_asset_job, in_process_executor
 
 from wsi_assets.defs.executors import slide_executor
 from wsi_assets.defs.cell_classifier import CELL_CLASSIFIER_GROUP
@@ -26,6 +26,8 @@ from wsi_assets.defs.stack_slices import STACK_SLICES_GROUP
 from wsi_assets.defs.stacks import STACKS_GROUP
 
 SLIDE_EXECUTOR = slide_executor()
+# Training and scoring read the shared data where they are launched, whatever engine slides use.
+MODEL_EXECUTOR = in_process_executor
 
 process_slide = define_asset_job(
     name="process_slide",
@@ -57,18 +59,21 @@ classify_cells = define_asset_job(
 
 train_cell_classifier = define_asset_job(
     name="train_cell_classifier",
+    executor_def=MODEL_EXECUTOR,
     selection=AssetSelection.groups(CELL_CLASSIFIER_GROUP),
     description="Train the cell-type classifier from typed nuclei (CoNSeP's layout), scored on held-out tiles.",
 )
 
 train_nuclei_model = define_asset_job(
     name="train_nuclei_model",
+    executor_def=MODEL_EXECUTOR,
     selection=AssetSelection.groups(MODELS_GROUP),
     description="Train the nucleus model from a labelled folder, then score it on the held-out split.",
 )
 
 evaluate_nuclei_model = define_asset_job(
     name="evaluate_nuclei_model",
+    executor_def=MODEL_EXECUTOR,
     selection=AssetSelection.assets(nuclei_model_evaluation),
     description="Score a nucleus model (trained, default, classical or a file) on labelled images.",
 )

@@ -189,6 +189,7 @@ restore_review = define_asset_job(
 review_branch = define_asset_job(
     name="review_branch",
     selection=AssetSelection.assets(slide_reviews),
+    executor_def=in_process_executor,
     description="Import the branch's slides.csv and measure agreement between annotators (restore with ops.slide_reviews.config.restore_version).",
 )
 
