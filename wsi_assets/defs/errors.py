@@ -18,7 +18,7 @@ from wsi_assets.core.confinement import HardLinkedUpload, PathOutsideUserFolder
 from wsi_assets.core.keys import InvalidSlideKey
 from wsi_assets.core.slide_outputs import MissingUpstreamOutput
 from wsi_assets.segmentation.settings import ConfigError
-from wsi_assets.segmentation.torchscript import ModelLoadError
+from wsi_assets.segmentation.model_files import ModelLoadError
 from wsi_assets.slides.errors import SlideReadError
 
 # Transient trouble (a GPU busy or out of memory, a network share hiccup (EIO), a timeout) is

@@ -23,7 +23,7 @@ from wsi_assets.core.atomic import write_text_atomic
 from wsi_assets.core.branch_settings import BRANCH_SETTINGS, parse_branch_settings
 from wsi_assets.core.confinement import confined
 from wsi_assets.core.user_files import branch_inputs_dir
-from wsi_assets.segmentation.torchscript import CARD_SUFFIX
+from wsi_assets.segmentation.model_files import CARD_SUFFIX
 from wsi_assets.slides.errors import SlideSettingsError
 
 SEGMENTER_NAMES = ("default", "learned", "classical")

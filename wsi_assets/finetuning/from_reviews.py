@@ -58,7 +58,7 @@ from wsi_assets.models import SHIPPED_MODEL_FILE
 from wsi_assets.reviews.review_files import read_version_cells
 from wsi_assets.reviews.scan import REVIEW_SUFFIXES
 from wsi_assets.reviews.version_store import current_version, history
-from wsi_assets.segmentation.torchscript import CARD_SUFFIX, read_model_card
+from wsi_assets.segmentation.model_files import CARD_SUFFIX, read_model_card
 from wsi_assets.slides.reader import open_slide, slide_mpp
 
 

@@ -13,10 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from wsi_assets.finetuning.review_tiles import ReviewedTile
-from wsi_assets.segmentation.torchscript import read_model_card
+from wsi_assets.segmentation.model_files import read_model_card
 from wsi_assets.training import split
 from wsi_assets.training.data import (
     CropSampler,
@@ -24,7 +23,6 @@ from wsi_assets.training.data import (
     list_labelled_folder,
     load_images,
 )
-from wsi_assets.training.train import export, load_trained_net, loss_fn
 
 BASE_IMAGES = 12  # base training images mixed in: enough variety to hold on to, cheap to load
 
@@ -68,6 +66,11 @@ def fine_tune_nuclei(
     The post-processing thresholds are the base model's: they were tuned on far more images than
     a review holds.
     """
+    # torch is imported by the run that fine-tunes, not by every process that loads the definitions.
+    import torch
+
+    from wsi_assets.training.train import export, load_trained_net, loss_fn
+
     settings = settings or FineTuneSettings()
     torch.manual_seed(settings.seed)
     if settings.threads:

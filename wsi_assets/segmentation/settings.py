@@ -92,17 +92,17 @@ def check_model(model: str, model_mpp: float) -> None:
     """A model given as a file must exist, be TorchScript, and say its µm/px (card or model_mpp)."""
     if model in NAMED_MODELS:
         return
-    from wsi_assets.segmentation.torchscript import (
+    from wsi_assets.segmentation.model_files import (
         CARD_SUFFIX,
         ModelLoadError,
-        _is_torchscript_archive,
+        is_torchscript_archive,
         read_model_card,
     )
 
     path = Path(model).expanduser()
     if not path.is_file():
         raise ConfigError(f"segmentation setting model = {model!r}: no such file; give a TorchScript file path, or default, classical or learned")
-    if not _is_torchscript_archive(path):
+    if not is_torchscript_archive(path):
         raise ConfigError(
             f"segmentation setting model: {path.name} is not a TorchScript model (a state_dict checkpoint or another file?); "
             "save it with torch.jit.save(torch.jit.script(model), path) and give that file"

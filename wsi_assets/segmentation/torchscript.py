@@ -19,9 +19,7 @@ runtimes. `segment_batch_with_embeddings` returns them; `segment_batch` never co
 
 from __future__ import annotations
 
-import json
 import warnings
-import zipfile
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -32,20 +30,22 @@ from wsi_assets.segmentation import cpu_runtimes
 from wsi_assets.segmentation.colour_gate import without_non_nuclear
 from wsi_assets.segmentation.embeddings import EmbeddingMaps, embedding_identity
 from wsi_assets.segmentation.maps_to_instances import instances_from_maps
+from wsi_assets.segmentation.model_files import (  # noqa: F401 (re-exported: where callers that load models find them)
+    CARD_NAME,
+    CARD_SUFFIX,
+    ModelLoadError,
+    is_torchscript_archive,
+    read_embedded_file,
+    read_model_card,
+)
 from wsi_assets.segmentation.protocol import check_tile_batch
 
-CARD_NAME = "model_card.json"
-CARD_SUFFIX = ".model_card.json"
 INPUT_RANGES = ("0..255", "0..1", "percentile")
 # Inputs up to this many pixels (a 1024² field) run side by side, one per CPU core; a slide's
 # 1152² tiles run one at a time with every core on each, as their activations are ~380 MB apiece.
 SIDE_BY_SIDE_MAX_PX = 1024 * 1024
 GPU_BATCH = 16  # small inputs per GPU call: 16 fields of 512² are ~4 Mpx, about a slide tile batch
 EMBEDDING_METHOD = "labels_and_embedding_maps"  # the module's exported (labels, 1/4 level, 1/8 level)
-
-
-class ModelLoadError(ValueError):
-    """A model file that is missing, unreadable, or breaks the (B,3,H,W) -> (B,1,H,W) contract."""
 
 
 def _first_line(exc: Exception) -> str:
@@ -67,45 +67,6 @@ def resolve_device(device: str = "auto") -> torch.device:
     return resolved
 
 
-def _is_torchscript_archive(path: Path) -> bool:
-    """TorchScript files are zip archives with a code/ folder; torch.save checkpoints have none."""
-    try:
-        with zipfile.ZipFile(path) as archive:
-            return any("/code/" in name or name.startswith("code/") for name in archive.namelist())
-    except (zipfile.BadZipFile, OSError):
-        return False
-
-
-def read_embedded_file(path: str | Path, name: str) -> bytes | None:
-    """An extra file saved inside a TorchScript archive (e.g. network.onnx), or None."""
-    try:
-        with zipfile.ZipFile(path) as archive:
-            for entry in archive.namelist():
-                if entry.endswith("/extra/" + name):
-                    return archive.read(entry)
-    except (zipfile.BadZipFile, OSError):
-        pass
-    return None
-
-
-def read_model_card(path: str | Path) -> dict:
-    """The model card embedded in a TorchScript file, or its sidecar, or {}."""
-    path = Path(path)
-    embedded = read_embedded_file(path, CARD_NAME)
-    if embedded is not None:
-        try:
-            return json.loads(embedded)
-        except json.JSONDecodeError:
-            pass
-    sidecar = path.with_name(path.stem + CARD_SUFFIX)
-    if sidecar.exists():
-        try:
-            return json.loads(sidecar.read_text())
-        except json.JSONDecodeError as exc:
-            raise ModelLoadError(f"model card {sidecar} is not valid JSON: {exc}") from None
-    return {}
-
-
 class TorchScriptSegmenter:
     """Nuclei from a TorchScript model file; batches on `device` ("auto": cuda if present, else cpu)."""
 
@@ -124,7 +85,7 @@ class TorchScriptSegmenter:
         self.path = Path(path).expanduser()
         if not self.path.is_file():
             raise ModelLoadError(f"model file not found: {self.path}")
-        if not _is_torchscript_archive(self.path):
+        if not is_torchscript_archive(self.path):
             # Checked before the card: a checkpoint or a random file has no card either, and
             # "does not say its µm/px" would send the user after the wrong problem.
             raise ModelLoadError(

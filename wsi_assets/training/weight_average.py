@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from wsi_assets.segmentation.torchscript import read_model_card
+from wsi_assets.segmentation.model_files import read_model_card
 from wsi_assets.training.network import UNet
 from wsi_assets.training.train import export, load_trained_net
 
