@@ -223,7 +223,7 @@ def _kill_tree(pid: int) -> None:
             pass
 
 
-def test_killed_worker_fails_its_run_and_frees_its_branch(queue_services, tmp_path):
+def test_killed_worker_fails_its_run_and_frees_its_branch(queue_services, tiny_slide, tmp_path):
     _keep_to_postgres_where_configured(queue_services)
     from dagster import DagsterRunStatus
 
@@ -235,7 +235,8 @@ def test_killed_worker_fails_its_run_and_frees_its_branch(queue_services, tmp_pa
     before = set(_all_run_ids(instance))
     _upload(services["user_files"], "dee", "crash", "big", big)
     first = wait_until(lambda: list(set(_all_run_ids(instance)) - before), timeout=120, what="sensor run for the big slide")[0]
-    _upload(services["user_files"], "dee", "crash", "next", big)
+    # The branch's next run only has to start and succeed: a small slide (the big one took minutes more).
+    _upload(services["user_files"], "dee", "crash", "next", tiny_slide)
     second = wait_until(lambda: list(set(_all_run_ids(instance)) - before - {first}), timeout=120, what="second run queued")[0]
     wait_until(lambda: _in_segmentation(instance, first), timeout=300, interval=0.2, what="first run inside segmentation")
     pid = _worker_pid(instance, first)
@@ -249,7 +250,7 @@ def test_killed_worker_fails_its_run_and_frees_its_branch(queue_services, tmp_pa
     )
     detected_s = time.time() - killed_at
     wait_until(lambda: instance.get_run_by_id(second).status != DagsterRunStatus.QUEUED, timeout=60, what="branch freed")
-    wait_until(lambda: _finished(instance, [second]), timeout=600, interval=2, what="next run finished")
+    wait_until(lambda: _finished(instance, [second]), timeout=300, interval=2, what="next run finished")
     assert instance.get_run_by_id(second).status == DagsterRunStatus.SUCCESS
     print(f"killed worker detected after {detected_s:.1f} s")
 
