@@ -104,6 +104,31 @@ def test_small_inputs_run_side_by_side_with_the_labels_of_one_at_a_time():
     assert np.array_equal(side_by_side, singles)
 
 
+@pytest.mark.skipif(not INSTALLED, reason="no CPU runtime installed")
+def test_slide_tiles_finished_in_other_threads_equal_the_labels_and_embeddings_of_one_call():
+    """segment_slide leaves each tile's post-processing to its worker threads (segment_batch_deferred):
+    the labels and embedding maps must be exactly what one segment_batch_with_embeddings call gives."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from wsi_assets.slides.synthetic import SyntheticSlideSpec, render_region
+
+    spec = SyntheticSlideSpec(width=8_000, height=8_000, mpp=0.5, seed=5, tissue_fraction=0.9)
+    tiles = np.stack([render_region(spec, 1, 1_000 + i * 1_100, 2_000, 1_040, 1_040) for i in range(2)])
+    import cv2
+
+    for x in (60, 100, 140):  # dark green ink dots the network outlines: the colour gate must drop them in both paths
+        cv2.circle(tiles[1], (x, 40), 8, (30, 60, 50), -1)
+    segmenter = TorchScriptSegmenter(SHIPPED_MODEL_FILE, device="cpu")
+    labels, maps = segmenter.segment_batch_with_embeddings(tiles)
+    with ThreadPoolExecutor(2) as pool:
+        finished = list(pool.map(lambda finish: finish(), segmenter.segment_batch_deferred(tiles, with_embedding=True)))
+    assert labels.max() > 200 and not labels[1, 40, [60, 100, 140]].any()
+    for (tile_labels, tile_maps), expected_labels, expected_maps in zip(finished, labels, maps):
+        assert np.array_equal(tile_labels, expected_labels)
+        assert all(np.array_equal(a, b) for a, b in zip(tile_maps.levels, expected_maps.levels))
+    assert [tile_maps is None for _, tile_maps in (finish() for finish in segmenter.segment_batch_deferred(tiles))] == [True, True]
+
+
 def test_missing_runtime_packages_fall_back_to_torch():
     # A machine without OpenVINO and ONNX Runtime: the model still loads and runs, in torch.
     code = (

@@ -92,6 +92,12 @@ def owned_nuclei(
     return nuclei
 
 
+def _finished_and_owned(finish: Callable, tile: Tile, grid: TileGrid, rgb: np.ndarray, measurer: NucleusMeasurer | None) -> NucleusTable:
+    """A tile the segmenter left unfinished (`segment_batch_deferred`): its labels, then its owned nuclei."""
+    labels, maps = finish()
+    return owned_nuclei(labels, tile, grid, rgb, measurer, compact(maps) if maps is not None else None)
+
+
 def _read_tile(slide: openslide.OpenSlide, tile: Tile, grid: TileGrid) -> np.ndarray:
     rgb = read_region_at_downsample(slide, tile.read_x, tile.read_y, tile.read_w, tile.read_h, grid.scale)
     side = grid.tile_pixels
@@ -161,20 +167,30 @@ def segment_slide(
                     if on_progress:
                         on_progress(Progress(done, len(tiles), writer.cells_written, time.perf_counter() - started))
 
-            # Post-processing of one batch overlaps the segmentation of the next.
+            # Post-processing of one batch overlaps the segmentation of the next. A segmenter that
+            # can leave each tile's finishing (instances from the network's maps) to the caller has
+            # it done there too, so the network starts on the next tile at once.
+            deferred = getattr(segmenter, "segment_batch_deferred", None)
             previous: tuple[list[Tile], list] | None = None
             while read_ahead:
                 batch, futures = read_ahead.popleft()
                 refill()
                 images = np.stack([f.result() for f in futures])
-                labels, maps = segment_with_embeddings(segmenter, images)
-                # float16 halves what waits for post-processing (~16 MB a 1152² tile) and is what is stored.
-                maps = [compact(tile_maps) for tile_maps in maps] if maps is not None else [None] * len(batch)
-                owned = [
-                    postprocessors.submit(owned_nuclei, tile_labels, tile, grid, tile_rgb, measurer, tile_maps)
-                    for tile_labels, tile, tile_rgb, tile_maps in zip(labels, batch, images, maps)
-                ]
-                del labels, images, maps
+                if deferred is not None:
+                    owned = [
+                        postprocessors.submit(_finished_and_owned, finish, tile, grid, tile_rgb, measurer)
+                        for finish, tile, tile_rgb in zip(deferred(images, with_embedding=embedding is not None), batch, images)
+                    ]
+                else:
+                    labels, maps = segment_with_embeddings(segmenter, images)
+                    # float16 halves what waits for post-processing (~16 MB a 1152² tile) and is what is stored.
+                    maps = [compact(tile_maps) for tile_maps in maps] if maps is not None else [None] * len(batch)
+                    owned = [
+                        postprocessors.submit(owned_nuclei, tile_labels, tile, grid, tile_rgb, measurer, tile_maps)
+                        for tile_labels, tile, tile_rgb, tile_maps in zip(labels, batch, images, maps)
+                    ]
+                    del labels, maps
+                del images
                 if previous is not None:
                     write(*previous)
                 previous = (batch, owned)

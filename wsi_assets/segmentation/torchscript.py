@@ -20,7 +20,9 @@ runtimes. `segment_batch_with_embeddings` returns them; `segment_batch` never co
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -166,18 +168,23 @@ class TorchScriptSegmenter:
 
     def _forward_runner(self, tiles: np.ndarray, with_embedding: bool) -> tuple[np.ndarray, list[EmbeddingMaps] | None]:
         """The network in the CPU runtime, then the same post-processing as the TorchScript module's."""
-        count, height, width = tiles.shape[:3]
+        maps, levels = self._network_runner(tiles, with_embedding)
+        height, width = tiles.shape[1:3]
+        out = np.zeros(tiles.shape[:3], np.int32)
+        for i in range(len(tiles)):
+            out[i] = instances_from_maps(maps[i, 0, :height, :width], maps[i, 1, :height, :width], **self._post)
+        return out, levels
+
+    def _network_runner(self, tiles: np.ndarray, with_embedding: bool) -> tuple[np.ndarray, list[EmbeddingMaps] | None]:
+        """The network alone in the CPU runtime: its (B,2,H',W') maps (padded) and each tile's embedding maps when asked for."""
+        height, width = tiles.shape[1:3]
         pad_h, pad_w = (-height) % self._multiple, (-width) % self._multiple
         x = np.pad(tiles, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)), mode="edge") if pad_h or pad_w else tiles
         wanted = 1 + max(self._embedding_outputs) if with_embedding else 1  # the maps come first
         outputs = self.runner.run_many(np.ascontiguousarray(x.transpose(0, 3, 1, 2), np.float32), wanted)
-        maps = outputs[0]
-        out = np.zeros((count, height, width), np.int32)
-        for i in range(count):
-            out[i] = instances_from_maps(maps[i, 0, :height, :width], maps[i, 1, :height, :width], **self._post)
         if not with_embedding:
-            return out, None
-        return out, self._embedding_maps([outputs[k] for k in self._embedding_outputs], height, width)
+            return outputs[0], None
+        return outputs[0], self._embedding_maps([outputs[k] for k in self._embedding_outputs], height, width)
 
     @property
     def inputs_side_by_side(self) -> int:
@@ -270,6 +277,33 @@ class TorchScriptSegmenter:
             raise ValueError(f"model {self.path.name} ({self.runtime}) gives no embedding: use segment_batch")
         return self._segment(tiles, with_embedding=True)
 
+    def segment_batch_deferred(self, tiles: np.ndarray, with_embedding: bool = False) -> list[Callable[[], tuple[np.ndarray, EmbeddingMaps | None]]]:
+        """The network on `tiles` now; for each tile, a function that finishes it: (labels, embedding
+        maps or None), the same as `segment_batch`(`_with_embeddings`) give.
+
+        On a CPU runtime the finishing (instances from the maps, colour gate, renumbering: ~0.15
+        CPU-s a 1152² tile) is left to the caller, which runs it in other threads while the next
+        tiles go through the network (`segment_slide`); elsewhere the module already did it.
+        """
+        tiles = check_tile_batch(tiles)
+        if with_embedding and self.embedding is None:
+            raise ValueError(f"model {self.path.name} ({self.runtime}) gives no embedding: use segment_batch")
+        if self.runner is None or tiles.shape[1] * tiles.shape[2] <= SIDE_BY_SIDE_MAX_PX:
+            labels, maps = self._segment(tiles, with_embedding)
+            return [partial(_done, labels[i], maps[i] if maps is not None else None) for i in range(len(tiles))]
+        finishers = []
+        for i in range(len(tiles)):  # one at a time, as _segment does: a 1152² tile's activations are hundreds of MB
+            maps, levels = self._network_runner(tiles[i : i + 1], with_embedding)
+            finishers.append(partial(self._finish_tile, maps[0], tiles[i], levels[0] if levels is not None else None))
+        return finishers
+
+    def _finish_tile(self, maps: np.ndarray, tile: np.ndarray, levels: EmbeddingMaps | None) -> tuple[np.ndarray, EmbeddingMaps | None]:
+        height, width = tile.shape[:2]
+        labels = instances_from_maps(maps[0, :height, :width], maps[1, :height, :width], **self._post)
+        if self.colour_gate:
+            labels = without_non_nuclear(labels, tile)
+        return _relabel(labels), levels
+
     def _segment(self, tiles: np.ndarray, with_embedding: bool) -> tuple[np.ndarray, list[EmbeddingMaps] | None]:
         tiles = check_tile_batch(tiles)
         # On a CPU a U-Net's activations for a batch of large tiles take gigabytes and batching
@@ -306,6 +340,10 @@ def _optimized_for_inference(module: torch.jit.ScriptModule) -> torch.jit.Script
             return torch.jit.freeze(module, preserved_attrs=kept)
     except Exception:  # freezing needs a scripted module in eval mode with a plain forward
         return module
+
+
+def _done(labels: np.ndarray, maps: EmbeddingMaps | None) -> tuple[np.ndarray, EmbeddingMaps | None]:
+    return labels, maps
 
 
 def _relabel(labels: np.ndarray) -> np.ndarray:
