@@ -169,11 +169,14 @@ class TorchScriptSegmenter:
     def _forward_runner(self, tiles: np.ndarray, with_embedding: bool) -> tuple[np.ndarray, list[EmbeddingMaps] | None]:
         """The network in the CPU runtime, then the same post-processing as the TorchScript module's."""
         maps, levels = self._network_runner(tiles, with_embedding)
-        height, width = tiles.shape[1:3]
         out = np.zeros(tiles.shape[:3], np.int32)
         for i in range(len(tiles)):
-            out[i] = instances_from_maps(maps[i, 0, :height, :width], maps[i, 1, :height, :width], **self._post)
+            out[i] = self._instances(maps[i], *tiles.shape[1:3])
         return out, levels
+
+    def _instances(self, maps: np.ndarray, height: int, width: int) -> np.ndarray:
+        """One tile's (2,H',W') padded network maps as instance labels (H,W), as the TorchScript module's post-processing gives them."""
+        return instances_from_maps(maps[0, :height, :width], maps[1, :height, :width], **self._post)
 
     def _network_runner(self, tiles: np.ndarray, with_embedding: bool) -> tuple[np.ndarray, list[EmbeddingMaps] | None]:
         """The network alone in the CPU runtime: its (B,2,H',W') maps (padded) and each tile's embedding maps when asked for."""
@@ -298,11 +301,11 @@ class TorchScriptSegmenter:
         return finishers
 
     def _finish_tile(self, maps: np.ndarray, tile: np.ndarray, levels: EmbeddingMaps | None) -> tuple[np.ndarray, EmbeddingMaps | None]:
-        height, width = tile.shape[:2]
-        labels = instances_from_maps(maps[0, :height, :width], maps[1, :height, :width], **self._post)
-        if self.colour_gate:
-            labels = without_non_nuclear(labels, tile)
-        return _relabel(labels), levels
+        return self._gated_and_renumbered(self._instances(maps, *tile.shape[:2]), tile), levels
+
+    def _gated_and_renumbered(self, labels: np.ndarray, tile: np.ndarray) -> np.ndarray:
+        """One tile's labels after the colour gate (where on) and renumbered 1..n: ids change, nothing else."""
+        return _relabel(without_non_nuclear(labels, tile) if self.colour_gate else labels)
 
     def _segment(self, tiles: np.ndarray, with_embedding: bool) -> tuple[np.ndarray, list[EmbeddingMaps] | None]:
         tiles = check_tile_batch(tiles)
@@ -315,9 +318,7 @@ class TorchScriptSegmenter:
         labels = np.concatenate([part[0] for part in parts]) if parts else np.zeros(tiles.shape[:3], np.int32)
         maps = [tile_maps for part in parts for tile_maps in part[1]] if with_embedding else None
         # The gate and the renumbering change label ids only; the maps are the network's, as they are.
-        if self.colour_gate:
-            labels = [without_non_nuclear(tile_labels, tile) for tile_labels, tile in zip(labels, tiles)]
-        return (np.stack([_relabel(tile) for tile in labels]) if len(labels) else labels), maps
+        return (np.stack([self._gated_and_renumbered(tile_labels, tile) for tile_labels, tile in zip(labels, tiles)]) if len(labels) else labels), maps
 
 
 @contextmanager
