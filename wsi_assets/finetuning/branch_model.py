@@ -75,9 +75,9 @@ def resolve_branch_classifier(root: Path, user: str, branch: str, name: str) -> 
     return confined(branch_inputs_dir(Path(root), user, branch) / name, root, user)
 
 
-def settings_with(text: str, key: str, name: str) -> str:
+def settings_with(text: str, key: str, name: str, why: str = "registered by finetune_from_reviews") -> str:
     """branch.yaml's text with its top-level `key:` line set to `name` (added when absent)."""
-    line = f"{key}: {name}   # registered by finetune_from_reviews"
+    line = f"{key}: {name}   # {why}"
     pattern = re.compile(rf"^{key}\s*:.*$", re.MULTILINE)
     if pattern.search(text):
         return pattern.sub(line, text, count=1)
@@ -86,21 +86,32 @@ def settings_with(text: str, key: str, name: str) -> str:
 
 def register_model(root: Path, user: str, branch: str, candidate: Path, key: str = "model") -> Path:
     """Move the candidate (and its card) into the branch's model folder and name it in branch.yaml (`key`: model or classifier)."""
+    final = confined(branch_models_dir(root, user, branch), root, user) / candidate.name
+
+    def move() -> None:
+        os.replace(_card(candidate), _card(final))
+        os.replace(candidate, final)
+
+    set_branch_setting(root, user, branch, key, candidate.name, before_writing=move)
+    return final
+
+
+def set_branch_setting(root: Path, user: str, branch: str, key: str, name: str, why: str = "registered by finetune_from_reviews", before_writing=None) -> None:
+    """Set branch.yaml's `key:` to `name`, keeping the file as it was beside the branch's models."""
     folder = confined(branch_models_dir(root, user, branch), root, user)
     settings_file = branch_settings_file(root, user, branch)
     before = settings_file.read_text(encoding="utf-8") if settings_file.is_file() else ""
-    updated = settings_with(before, key, candidate.name)
-    # The rewritten file must still be valid and name the model: else nothing is moved or written.
+    updated = settings_with(before, key, name, why)
+    # The rewritten file must still be valid and say `name`: else nothing is moved or written.
     shown = f"{user}/inputs/{branch}/{BRANCH_SETTINGS}"
-    if getattr(parse_branch_settings(yaml.safe_load(updated) or {}, shown), key) != candidate.name:
-        raise SlideSettingsError(f"{shown}: its {key} line could not be rewritten; set {key}: {candidate.name} by hand")
-    final = folder / candidate.name
-    os.replace(_card(candidate), _card(final))
-    os.replace(candidate, final)
+    if getattr(parse_branch_settings(yaml.safe_load(updated) or {}, shown), key) != name:
+        raise SlideSettingsError(f"{shown}: its {key} line could not be rewritten; set {key}: {name} by hand")
+    if before_writing is not None:
+        before_writing()
     if before:
+        folder.mkdir(parents=True, exist_ok=True)
         stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
         write_text_atomic(folder / f"{BRANCH_SETTINGS}.{stamp}.before-{key}", before)
     settings_file.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(settings_file, updated)
-    return final
 

@@ -10,6 +10,7 @@ classifier's training does), and the refitted classifier reads that model's embe
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 
 import numpy as np
@@ -25,8 +26,9 @@ from wsi_assets.training.cell_classifier_training import (
     fit_forest,
     typed_nuclei,
 )
+from wsi_assets.training.split import HELD_OUT_CONSEP_TILES, consep_tile
 
-BASE_TILES = 4  # CoNSeP tiles mixed in (a few thousand typed nuclei)
+BASE_TILES = 4  # CoNSeP training tiles mixed in with reviewed cells (64 crops, ~1,400 typed nuclei)
 MIN_REVIEWED_CLASSES = 20  # fewer classified cells than this teach a forest nothing
 
 
@@ -58,11 +60,28 @@ def reviewed_nuclei(tiles: list[ReviewedTile], mpp: float, segmenter=None) -> Ty
     return TypedNuclei(np.asarray(features, np.float32).reshape(-1, len(names)), np.asarray(classes, object), np.asarray(sources, object), names)
 
 
-def base_typed_nuclei(folder: Path | None, tiles: int = BASE_TILES, segmenter=None) -> TypedNuclei | None:
-    """A few tiles of the base data, typed (with the segmenter's outlines and embedding when given)."""
-    if folder is None or not (Path(folder) / "types.csv").is_file() or tiles <= 0:
+def has_typed_base(folder: Path | None) -> bool:
+    return folder is not None and (Path(folder) / "types.csv").is_file()
+
+
+def base_tiles(folder: Path, held_out: bool = False) -> list[str]:
+    """The base data's tiles for training (or, `held_out`, its validation tiles), in name order."""
+    with open(Path(folder) / "types.csv", newline="") as handle:
+        every = sorted({consep_tile(row["stem"]) for row in csv.DictReader(handle)})
+    return [tile for tile in every if (tile in HELD_OUT_CONSEP_TILES) == held_out]
+
+
+def base_typed_nuclei(folder: Path | None, tiles: int | None = BASE_TILES, segmenter=None) -> TypedNuclei | None:
+    """The first `tiles` training tiles of the base data (None: all of them), typed (with the
+    segmenter's outlines and embedding when given); never its held-out tiles."""
+    if not has_typed_base(folder) or (tiles is not None and tiles <= 0):
         return None
-    return typed_nuclei(folder, limit=tiles, segmenter=segmenter)
+    return typed_nuclei(folder, segmenter=segmenter, tiles=base_tiles(folder)[:tiles])
+
+
+def base_held_out_nuclei(folder: Path, segmenter=None) -> TypedNuclei:
+    """The base data's held-out tiles, typed as base_typed_nuclei types its training tiles."""
+    return typed_nuclei(folder, segmenter=segmenter, tiles=base_tiles(folder, held_out=True))
 
 
 def refit_classifier(reviewed: TypedNuclei, base: TypedNuclei | None, trees: int = 60, seed: int = 0) -> CellClassifier:

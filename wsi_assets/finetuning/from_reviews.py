@@ -7,7 +7,9 @@
 3. both models scored on the held-out tiles; the new one is registered in branch.yaml only when
    it is better, else kept aside in candidates/;
 4. the cell classifier refitted on the reviewed classes of the same tiles, and registered (as
-   branch.yaml's `classifier:`) by the same rule on the held-out cells.
+   branch.yaml's `classifier:`) by the same rule on the held-out cells; without reviewed
+   classes, refitted on the base data where the branch's model is new (its embedding is one no
+   classifier of the branch reads).
 A report of each attempt stays beside the models.
 """
 
@@ -21,6 +23,7 @@ from pathlib import Path
 
 from wsi_assets.cells.cell_classifier import (
     CellClassifier,
+    ClassifierNeedsEmbedding,
     classifier_for,
     save_classifier,
 )
@@ -34,11 +37,14 @@ from wsi_assets.finetuning.branch_model import (
     register_model,
     resolve_branch_classifier,
     resolve_branch_model,
+    set_branch_setting,
 )
 from wsi_assets.finetuning.classifier_finetune import (
     MIN_REVIEWED_CLASSES,
+    base_held_out_nuclei,
     base_typed_nuclei,
     class_agreement,
+    has_typed_base,
     refit_classifier,
     reviewed_nuclei,
 )
@@ -58,6 +64,7 @@ from wsi_assets.models import SHIPPED_MODEL_FILE
 from wsi_assets.reviews.review_files import read_version_cells
 from wsi_assets.reviews.scan import REVIEW_SUFFIXES
 from wsi_assets.reviews.version_store import current_version, history
+from wsi_assets.segmentation.embeddings import same_embedding
 from wsi_assets.segmentation.model_files import CARD_SUFFIX, read_model_card
 from wsi_assets.slides.reader import open_slide, slide_mpp
 
@@ -98,34 +105,63 @@ def current_classifier(root: Path, user: str, branch: str, embedding: dict | Non
     return classifier_for(embedding, None if choice in ("default", "rule") else resolve_branch_classifier(root, user, branch, choice))
 
 
-def refit_branch_classifier(root, user, branch, train_tiles, held_out, mpp, base_classes, reviews, tag, min_gain, log, model_file: Path | None = None) -> dict:
-    """The cell classifier refitted on the reviewed classes; registered as branch.yaml's `classifier:` only when it agrees better on held-out cells.
+def classifier_otherwise(root: Path, user: str, branch: str, embedding: dict | None) -> tuple[CellClassifier, bool]:
+    """What would type nuclei carrying `embedding` without a refit, and whether branch.yaml's
+    classifier is stale: a file reading another model's embedding (a model registered since),
+    which the branch's runs would refuse; the shipped choice for `embedding` then stands in."""
+    try:
+        return current_classifier(root, user, branch, embedding), False
+    except ClassifierNeedsEmbedding:
+        return classifier_for(embedding), True
 
-    With `model_file` (the nucleus model the branch segments with after this fine-tuning) giving an
-    embedding, the reviewed cells and the base data carry that model's embedding, and so does the
-    refitted classifier: the one the branch's slides will be typed by is compared with the one
-    they would be typed by otherwise.
+
+def refit_branch_classifier(root, user, branch, train_tiles, held_out, mpp, base_classes, reviews, tag, min_gain, log, model_file: Path | None = None) -> dict:
+    """The cell classifier refitted for the branch; registered as branch.yaml's `classifier:` only when it agrees better on held-out cells.
+
+    With enough reviewed classes: fitted on them and a few base tiles, judged on the held-out
+    reviewed cells. Without, where the branch's model (`model_file`, what it segments with after
+    this fine-tuning) gives an embedding nothing the branch has can read (a fine-tuned model is a
+    new network: the shipped classifier would fall back to measurements alone): fitted on every
+    training tile of the base data with that embedding, judged on the base data's held-out
+    tiles. Either way against what would type the branch's nuclei otherwise. A classifier left
+    naming another model's embedding is set back to `default`, so the branch's runs still type.
     """
     segmenter = _embedding_segmenter(model_file)
     embedding = segmenter.embedding if segmenter is not None else None
+    otherwise, stale = classifier_otherwise(root, user, branch, embedding)
     train, held = reviewed_nuclei(train_tiles, mpp, segmenter), reviewed_nuclei(held_out, mpp, segmenter)
-    if len(train.classes) < MIN_REVIEWED_CLASSES or not len(held.classes):
+    if len(train.classes) >= MIN_REVIEWED_CLASSES and len(held.classes):
+        refitted, judged_on = refit_classifier(train, base_typed_nuclei(base_classes, segmenter=segmenter)), "held-out reviewed cells"
+    elif embedding is not None and not same_embedding(otherwise.embedding, embedding) and has_typed_base(base_classes):
+        log(f"too few reviewed classes ({len(train.classes)} to learn from, {len(held.classes)} held out): refitting on the base data with the branch's model's embedding")
+        refitted, held = refit_classifier(base_typed_nuclei(base_classes, tiles=None, segmenter=segmenter), None), base_held_out_nuclei(base_classes, segmenter)
+        judged_on = f"held-out cells of the base data ({Path(base_classes).name})"
+    else:
         why = f"classifier not refitted: {len(train.classes)} classified reviewed cells to learn from and {len(held.classes)} held out (needs {MIN_REVIEWED_CLASSES}+ and 1+)"
         log(why)
-        return {"registered": False, "why": why}
-    refitted = refit_classifier(train, base_typed_nuclei(base_classes, segmenter=segmenter))
-    before, after = class_agreement(current_classifier(root, user, branch, embedding), held), class_agreement(refitted, held)
+        return {"registered": False, "why": why, **_unless_stale(root, user, branch, stale, log)}
+    before, after = class_agreement(otherwise, held), class_agreement(refitted, held)
     better = after["macro_f1"] >= before["macro_f1"] + min_gain
-    why = f"classifier {'better' if better else 'not better'}: macro F1 {before['macro_f1']:.3f} -> {after['macro_f1']:.3f} on {after['cells']} held-out reviewed cells"
+    why = f"classifier {'better' if better else 'not better'}: macro F1 {before['macro_f1']:.3f} -> {after['macro_f1']:.3f} on {after['cells']} {judged_on}"
     log(why)
     candidate = candidate_path(root, user, branch, tag, "cells", ".npz")
     card = {"name": f"{user}-{branch}-cells", "version": candidate.stem, "reviews": reviews, "reviewed_cells": len(train.classes),
             **({"embedding": embedding} if refitted.needs_embedding else {}),
-            "evaluation": {"before": before, "after": after, "verdict": why}}
+            "evaluation": {"judged_on": judged_on, "before": before, "after": after, "verdict": why}}
     save_classifier(CellClassifier(**{**refitted.__dict__, "info": card}), candidate)
     write_text_atomic(candidate.with_name(candidate.stem + CARD_SUFFIX), json.dumps(card, indent=2, default=str))
-    path = register_model(root, user, branch, candidate, key="classifier") if better else candidate
-    return {"registered": better, "why": why, "file": str(path), "before": before, "after": after}
+    if better:
+        return {"registered": True, "why": why, "file": str(register_model(root, user, branch, candidate, key="classifier")), "before": before, "after": after}
+    return {"registered": False, "why": why, "file": str(candidate), "before": before, "after": after, **_unless_stale(root, user, branch, stale, log)}
+
+
+def _unless_stale(root: Path, user: str, branch: str, stale: bool, log: Callable[[str], None]) -> dict:
+    if not stale:
+        return {}
+    old = branch_settings_for(root, user, branch).classifier
+    set_branch_setting(root, user, branch, "classifier", "default", f"set by finetune_from_reviews: {old} reads the previous model's embedding")
+    log(f"classifier {old} reads the embedding of the branch's previous model: branch.yaml's classifier set back to default")
+    return {"reset": f"{old} -> default"}
 
 
 def _embedding_segmenter(model_file: Path | None):

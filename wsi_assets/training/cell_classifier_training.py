@@ -16,6 +16,7 @@ import argparse
 import csv
 import json
 import time
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -111,9 +112,10 @@ def _typed_labels(labels: np.ndarray, rgb: np.ndarray, stem: str, types: dict, s
 
 def typed_nuclei(
     folder: Path, source_mpp: float = CONSEP_MPP, model_mpp: float = MODEL_MPP, limit: int | None = None, segmenter=None,
-    with_embedding: bool = True,
+    with_embedding: bool = True, tiles: Collection[str] | None = None,
 ) -> TypedNuclei:
-    """Every typed, whole nucleus of the folder, measured at `model_mpp`.
+    """Every typed, whole nucleus of the folder (of its crops of `tiles`, when given; the first
+    `limit` crops, when given), measured at `model_mpp`.
 
     With a `segmenter`, the outlines measured are the segmenter's (what a slide's nuclei will
     have), each typed by the annotated nucleus it pairs with; otherwise the annotated outlines.
@@ -122,7 +124,7 @@ def typed_nuclei(
     """
     folder = Path(folder)
     types = _read_types(folder)
-    stems = sorted({stem for stem, _ in types})[:limit]
+    stems = sorted({stem for stem, _ in types if tiles is None or consep_tile(stem) in tiles})[:limit]
     embedding = getattr(segmenter, "embedding", None) if with_embedding else None
     names = FEATURE_COLUMNS + (embedding_feature_names(embedding["width"]) if embedding else ())
     features, classes, tiles = [], [], []
