@@ -165,8 +165,9 @@ def _keep_to_postgres_where_configured(services: dict) -> None:
 
 
 def test_branches_run_serially_in_order_within_limits(queue_services, tiny_slide):
-    # 12 runs through the daemon, two in each of 6 branches (an upload's, then one launched by
-    # hand on the same slide), 4 per user against a limit of 2: ~6 minutes on 2 cores
+    # 9 runs through the daemon: one upload in each of 6 branches, then a second run of the same
+    # slide in one branch of each user, one per launch path; 3 runs per user against a limit of 2,
+    # up to 6 runnable against the global 4: ~5 minutes on 2 cores
     _keep_to_postgres_where_configured(queue_services)
     from wsi_assets_tests.queue_audit import audit_queue, gpu_hold_spans, run_spans
 
@@ -175,13 +176,11 @@ def test_branches_run_serially_in_order_within_limits(queue_services, tiny_slide
         for branch in BRANCHES:
             _upload(services["user_files"], user, branch, "s1", tiny_slide)
     wait_until(lambda: len(_all_run_ids(instance)) >= 6, timeout=120, what="6 sensor runs submitted")
-    for user, branch in (("ana", "main"), ("ben", "cohort-b")):
-        _launch_with_cli(services["env"], f"{user}/{branch}/s1")
-    _submit_with_wsi_cli(services["env"], "cy/main/s1")
-    for user, branch in (("ana", "cohort-b"), ("ben", "main"), ("cy", "cohort-b")):
-        _launch_like_the_ui(services["port"], f"{user}/{branch}/s1")
+    _launch_with_cli(services["env"], "ana/main/s1")
+    _submit_with_wsi_cli(services["env"], "ben/cohort-b/s1")
+    _launch_like_the_ui(services["port"], "cy/main/s1")
     run_ids = _all_run_ids(instance)
-    assert len(run_ids) == 12
+    assert len(run_ids) == 9
     wait_until(lambda: _finished(instance, run_ids), timeout=900, interval=3, what="all runs finished")
 
     spans = run_spans(instance, run_ids)
