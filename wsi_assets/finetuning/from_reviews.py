@@ -139,7 +139,7 @@ def refit_branch_classifier(root, user, branch, train_tiles, held_out, mpp, base
     else:
         why = f"classifier not refitted: {len(train.classes)} classified reviewed cells to learn from and {len(held.classes)} held out (needs {MIN_REVIEWED_CLASSES}+ and 1+)"
         log(why)
-        return {"registered": False, "why": why, **_unless_stale(root, user, branch, stale, log)}
+        return {"registered": False, "why": why, **_set_back_if_stale(root, user, branch, stale, log)}
     before, after = class_agreement(otherwise, held), class_agreement(refitted, held)
     better = after["macro_f1"] >= before["macro_f1"] + min_gain
     why = f"classifier {'better' if better else 'not better'}: macro F1 {before['macro_f1']:.3f} -> {after['macro_f1']:.3f} on {after['cells']} {judged_on}"
@@ -152,10 +152,10 @@ def refit_branch_classifier(root, user, branch, train_tiles, held_out, mpp, base
     write_text_atomic(candidate.with_name(candidate.stem + CARD_SUFFIX), json.dumps(card, indent=2, default=str))
     if better:
         return {"registered": True, "why": why, "file": str(register_model(root, user, branch, candidate, key="classifier")), "before": before, "after": after}
-    return {"registered": False, "why": why, "file": str(candidate), "before": before, "after": after, **_unless_stale(root, user, branch, stale, log)}
+    return {"registered": False, "why": why, "file": str(candidate), "before": before, "after": after, **_set_back_if_stale(root, user, branch, stale, log)}
 
 
-def _unless_stale(root: Path, user: str, branch: str, stale: bool, log: Callable[[str], None]) -> dict:
+def _set_back_if_stale(root: Path, user: str, branch: str, stale: bool, log: Callable[[str], None]) -> dict:
     if not stale:
         return {}
     old = branch_settings_for(root, user, branch).classifier
