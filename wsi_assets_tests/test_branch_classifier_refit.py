@@ -122,6 +122,8 @@ def test_a_classifier_for_the_previous_model_is_replaced_or_set_back_to_default(
         else:
             assert "classifier: default" in settings and outcome["reset"] == "cells-old.npz -> default", (outcome, lines)
             assert any("set back to default" in line for line in lines)
+        if base is None:
+            assert "no base data with types.csv" in outcome["why"], outcome
         assert current_classifier(root, "lab", "ft", embedding) is not None  # the branch's runs can type again
         assert list((root / "lab/models/ft").glob("branch.yaml.*.before-classifier")), "the file as it was is kept"
         assert (root / "lab/models/ft/cells-old.npz").is_file(), "nothing already produced is removed"

@@ -138,6 +138,8 @@ def refit_branch_classifier(root, user, branch, train_tiles, held_out, mpp, base
         judged_on = f"held-out cells of the base data ({Path(base_classes).name})"
     else:
         why = f"classifier not refitted: {len(train.classes)} classified reviewed cells to learn from and {len(held.classes)} held out (needs {MIN_REVIEWED_CLASSES}+ and 1+)"
+        if embedding is not None and not same_embedding(otherwise.embedding, embedding):
+            why += f"; no base data with types.csv ({base_classes or 'none given'}) to refit on, so the new model's nuclei are typed by {otherwise.name}"
         log(why)
         return {"registered": False, "why": why, **_set_back_if_stale(root, user, branch, stale, log)}
     before, after = class_agreement(otherwise, held), class_agreement(refitted, held)
