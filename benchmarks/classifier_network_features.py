@@ -37,7 +37,7 @@ from wsi_assets.cells.measurements import measure_labels  # noqa: E402
 from wsi_assets.cells.stain_vectors import estimate_stain_vectors  # noqa: E402
 from wsi_assets.models import SHIPPED_MODEL_FILE  # noqa: E402
 from wsi_assets.segmentation.registry import get_segmenter  # noqa: E402
-from wsi_assets.training.cell_classifier_training import _read_types, _typed_labels, label_centroids, per_class_f1  # noqa: E402
+from wsi_assets.training.cell_classifier_training import _typed_labels, label_centroids, per_class_f1, read_types  # noqa: E402
 from wsi_assets.training.split import HELD_OUT_CONSEP_TILES, consep_tile  # noqa: E402
 from wsi_assets.training.train import load_trained_net  # noqa: E402
 
@@ -105,7 +105,7 @@ def main() -> None:
     from sklearn.preprocessing import StandardScaler
 
     started = time.perf_counter()
-    types = _read_types(args.data)
+    types = read_types(args.data)
     net = load_trained_net(SHIPPED_MODEL_FILE).eval()
     segmenter = get_segmenter("learned", device="cpu")
     crops = [crop_nuclei(net, segmenter, args.data, stem, types) for stem in sorted({s for s, _ in types})]

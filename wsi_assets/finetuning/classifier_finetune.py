@@ -10,7 +10,6 @@ classifier's training does), and the refitted classifier reads that model's embe
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +23,7 @@ from wsi_assets.segmentation.embeddings import embeddings_at, label_centroids_of
 from wsi_assets.training.cell_classifier_training import (
     TypedNuclei,
     fit_forest,
+    read_types,
     typed_nuclei,
 )
 from wsi_assets.training.split import HELD_OUT_CONSEP_TILES, consep_tile
@@ -66,8 +66,7 @@ def has_typed_base(folder: Path | None) -> bool:
 
 def base_tiles(folder: Path, held_out: bool = False) -> list[str]:
     """The base data's tiles for training (or, `held_out`, its validation tiles), in name order."""
-    with open(Path(folder) / "types.csv", newline="") as handle:
-        every = sorted({consep_tile(row["stem"]) for row in csv.DictReader(handle)})
+    every = sorted({consep_tile(stem) for stem, _ in read_types(Path(folder))})
     return [tile for tile in every if (tile in HELD_OUT_CONSEP_TILES) == held_out]
 
 

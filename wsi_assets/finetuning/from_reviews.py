@@ -129,16 +129,18 @@ def refit_branch_classifier(root, user, branch, train_tiles, held_out, mpp, base
     segmenter = _embedding_segmenter(model_file)
     embedding = segmenter.embedding if segmenter is not None else None
     otherwise, stale = classifier_otherwise(root, user, branch, embedding)
+    # A new network's nuclei: nothing the branch has reads their embedding (they would be typed by measurements alone).
+    unread_embedding = embedding is not None and not same_embedding(otherwise.embedding, embedding)
     train, held = reviewed_nuclei(train_tiles, mpp, segmenter), reviewed_nuclei(held_out, mpp, segmenter)
     if len(train.classes) >= MIN_REVIEWED_CLASSES and len(held.classes):
         refitted, judged_on = refit_classifier(train, base_typed_nuclei(base_classes, segmenter=segmenter)), "held-out reviewed cells"
-    elif embedding is not None and not same_embedding(otherwise.embedding, embedding) and has_typed_base(base_classes):
+    elif unread_embedding and has_typed_base(base_classes):
         log(f"too few reviewed classes ({len(train.classes)} to learn from, {len(held.classes)} held out): refitting on the base data with the branch's model's embedding")
         refitted, held = refit_classifier(base_typed_nuclei(base_classes, tiles=None, segmenter=segmenter), None), base_held_out_nuclei(base_classes, segmenter)
         judged_on = f"held-out cells of the base data ({Path(base_classes).name})"
     else:
         why = f"classifier not refitted: {len(train.classes)} classified reviewed cells to learn from and {len(held.classes)} held out (needs {MIN_REVIEWED_CLASSES}+ and 1+)"
-        if embedding is not None and not same_embedding(otherwise.embedding, embedding):
+        if unread_embedding:
             why += f"; no base data with types.csv ({base_classes or 'none given'}) to refit on, so the new model's nuclei are typed by {otherwise.name}"
         log(why)
         return {"registered": False, "why": why, **_set_back_if_stale(root, user, branch, stale, log)}

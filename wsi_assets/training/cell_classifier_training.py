@@ -50,7 +50,7 @@ class TypedNuclei:
         return TypedNuclei(self.features[rows], self.classes[rows], self.tiles[rows], self.names)
 
 
-def _read_types(folder: Path) -> dict[tuple[str, int], str]:
+def read_types(folder: Path) -> dict[tuple[str, int], str]:
     path = folder / "types.csv"
     if not path.is_file():
         raise FileNotFoundError(f"{folder.name} has no types.csv: one row per nucleus, 'stem,label,type_id' (CoNSeP ids) or 'stem,label,class'")
@@ -123,11 +123,11 @@ def typed_nuclei(
     features embedding_000…, read at its centroid as on a slide.
     """
     folder = Path(folder)
-    types = _read_types(folder)
+    types = read_types(folder)
     stems = sorted({stem for stem, _ in types if tiles is None or consep_tile(stem) in tiles})[:limit]
     embedding = getattr(segmenter, "embedding", None) if with_embedding else None
     names = FEATURE_COLUMNS + (embedding_feature_names(embedding["width"]) if embedding else ())
-    features, classes, tiles = [], [], []
+    features, classes, nucleus_tiles = [], [], []
     scale = source_mpp / model_mpp
     for stem in stems:
         rgb = cv2.cvtColor(cv2.imread(str(folder / "images" / f"{stem}.png"), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
@@ -149,8 +149,8 @@ def typed_nuclei(
                 continue
             features.append(matrix[index])
             classes.append(name)
-            tiles.append(consep_tile(stem))
-    return TypedNuclei(np.asarray(features, np.float32).reshape(-1, len(names)), np.asarray(classes, object), np.asarray(tiles, object), names)
+            nucleus_tiles.append(consep_tile(stem))
+    return TypedNuclei(np.asarray(features, np.float32).reshape(-1, len(names)), np.asarray(classes, object), np.asarray(nucleus_tiles, object), names)
 
 
 def forest_arrays(forest, classes: tuple[str, ...], names: tuple[str, ...] = FEATURE_COLUMNS) -> CellClassifier:
