@@ -2,6 +2,7 @@
 # Set up, put demo slides in the upload folder, and start Dagster (webserver + daemon) on 127.0.0.1.
 # Stops cleanly on Ctrl-C or SIGTERM, also when started in the background (`scripts/run.sh &`).
 #   WSI_PORT         webserver port (default 3000)
+#   WSI_WEBSERVER_URL the UI's address in links the CLIs print (default http://127.0.0.1:$WSI_PORT)
 #   WSI_USER_FILES   upload root (default ./user_files)
 #   DAGSTER_HOME     instance folder (default ./.dagster_home; dagster.yaml is copied into it)
 #   WSI_VENV         the virtualenv (default .venv)
@@ -18,9 +19,13 @@ if [ "${WSI_SKIP_SETUP:-0}" != 1 ]; then
 fi
 export DAGSTER_HOME="${DAGSTER_HOME:-$PWD/.dagster_home}"
 export WSI_USER_FILES="${WSI_USER_FILES:-$PWD/user_files}"
+# Runs and sensors started from here print links to the port actually served.
+export WSI_WEBSERVER_URL="${WSI_WEBSERVER_URL:-http://127.0.0.1:${port}}"
 mkdir -p "$DAGSTER_HOME"
 DAGSTER_HOME="$(cd "$DAGSTER_HOME" && pwd)"  # Dagster wants an absolute path
 cp dagster.yaml "$DAGSTER_HOME/dagster.yaml"
+# submit and queue, from any shell, link to (and launch through) the webserver of this instance.
+printf '%s\n' "$WSI_WEBSERVER_URL" >"$DAGSTER_HOME/webserver_url"
 "$venv/bin/python" -m wsi_assets.cli.demo
 
 dagster_pid=""
@@ -84,7 +89,7 @@ os.execv(sys.argv[1], sys.argv[1:])
 ' "$venv/bin/dagster" dev -h 127.0.0.1 -p "$port" -w workspace.yaml &
 dagster_pid=$!
 
-echo "Dagster UI: http://127.0.0.1:${port}  (uploads: $WSI_USER_FILES/<user>/inputs/<branch>/)"
+echo "Dagster UI: ${WSI_WEBSERVER_URL}  (uploads: $WSI_USER_FILES/<user>/inputs/<branch>/)"
 echo "Stop with Ctrl-C, or kill -TERM $$"
 status=0
 wait "$dagster_pid" || status=$?

@@ -154,6 +154,18 @@ def processed_synthetic(tmp_path_factory, user_files_root, dagster_instance, pip
     return key, result, user_files_root / "alice" / "outputs" / "main" / "synthetic01"
 
 
+@pytest.fixture(scope="session")
+def processed_cmu(user_files_root, dagster_instance):
+    """process_slide run once on CMU-1-Small-Region (../shared; skipped where absent); tests read its outputs.
+
+    Returns (key, result, output folder, the slide's bytes before the run).
+    """
+    slide = require_shared_slide()
+    before = slide.read_bytes()
+    key, result = run_process_slide(dagster_instance, user_files_root, "alice", "real", slide, "CMU-1-Small-Region")
+    return key, result, user_files_root / "alice" / "outputs" / "real" / "CMU-1-Small-Region", before
+
+
 def require_shared_slide() -> Path:
     if not CMU_SLIDE.exists():
         pytest.skip(f"{CMU_SLIDE} is not here (../shared is absent on a fresh clone)")

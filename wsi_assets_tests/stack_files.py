@@ -10,6 +10,7 @@ import tifffile
 from wsi_assets.stacks.synthetic import (
     StackSpec,
     write_imagej_tiff,
+    write_large_plane_tiff,
     write_ome_tiff,
     write_plain_tiff,
 )
@@ -58,3 +59,9 @@ def inconsistent_ome(source: Path, target: Path) -> Path:
     assert data.count(b'SizeZ="5"') == 1
     target.write_bytes(data.replace(b'SizeZ="5"', b'SizeZ="9"'))
     return target
+
+
+def large_plane_stack(folder: Path, side: int, channels: int = 2, name: str = "large.ome.tif") -> Path:
+    """A tiled, zlib-compressed OME-TIFF of `channels` uint8 planes of side × side px, small on disk (see `large_plane_values`)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    return write_large_plane_tiff(folder / name, side, channels)

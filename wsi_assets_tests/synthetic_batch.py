@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -14,9 +15,18 @@ from wsi_assets.cells.classes import CLASS_COLUMN, CLASS_NAMES
 
 
 def synthetic_manifest(
-    batch: str, names: list[str], width: int = 256, height: int = 256, mpp: float = 0.5, rejected: list[tuple[str, str]] = ()
+    batch: str,
+    names: list[str],
+    width: int = 256,
+    height: int = 256,
+    mpp: float = 0.5,
+    rejected: list[tuple[str, str]] = (),
+    contents: dict[str, bytes] | None = None,
 ) -> BatchManifest:
-    images = [ManifestImage(name, 1000, 0, f"{i:064x}", width, height, mpp, "branch.yaml", False, NEW) for i, name in enumerate(names)]
+    """`contents`: the bytes each image file holds, hashed into the manifest (otherwise a placeholder hash)."""
+    contents = contents or {}
+    hashes = [hashlib.sha256(contents[name]).hexdigest() if name in contents else f"{i:064x}" for i, name in enumerate(names)]
+    images = [ManifestImage(name, 1000, 0, sha, width, height, mpp, "branch.yaml", False, NEW) for name, sha in zip(names, hashes)]
     return BatchManifest(batch, images, list(rejected))
 
 

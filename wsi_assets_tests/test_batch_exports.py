@@ -7,6 +7,7 @@ The cell table is built with pyarrow in the batch schema and the manifest by han
 from __future__ import annotations
 
 import json
+import os
 import sys
 import tracemalloc
 import types
@@ -52,7 +53,8 @@ def _write(path: Path, tables: list[pa.Table]) -> Path:
 def batch(tmp_path):
     """A four-image batch: a.png with a known square and random nuclei, empty.png without nuclei; one row group per image."""
     rng = np.random.default_rng(7)
-    manifest = synthetic_manifest("alice/main/plate1", NAMES, WIDTH, HEIGHT, mpp=0.5, rejected=[("notes.txt", "not an image")])
+    contents = {name: f"image {name}".encode() for name in NAMES}
+    manifest = synthetic_manifest("alice/main/plate1", NAMES, WIDTH, HEIGHT, mpp=0.5, rejected=[("notes.txt", "not an image")], contents=contents)
     tables = []
     for index, name in enumerate(NAMES):
         count = {"a.png": 6, "empty.png": 0}.get(name, 4 + index)
@@ -63,7 +65,11 @@ def batch(tmp_path):
         classes = [CLASS_NAMES[(index + k) % len(CLASS_NAMES)] for k in range(count)]
         tables.append(image_rows(name, outlines, classes))
     cells = _write(tmp_path / "cells.parquet", tables)
-    return {"cells": cells, "manifest": manifest, "table": pq.read_table(str(cells)), "folder": tmp_path / "out"}
+    inputs = tmp_path / "inputs"  # the batch's input folder; its bytes stand in for the images
+    inputs.mkdir()
+    for name in NAMES:
+        (inputs / name).write_bytes(contents[name])
+    return {"cells": cells, "manifest": manifest, "table": pq.read_table(str(cells)), "folder": tmp_path / "out", "inputs": inputs}
 
 
 def _rows_of(table: pa.Table, name: str) -> dict:
@@ -73,14 +79,16 @@ def _rows_of(table: pa.Table, name: str) -> dict:
 def test_coco_reads_back_with_pycocotools(batch):
     from pycocotools.coco import COCO
 
-    written = write_batch_exports(batch["cells"], batch["manifest"], batch["folder"])
+    written = write_batch_exports(batch["cells"], batch["manifest"], batch["folder"], images_dir=batch["inputs"])
     coco = COCO(str(batch["folder"] / "coco.json"))
     images = coco.loadImgs(coco.getImgIds())
-    assert [(i["id"], i["file_name"], i["width"], i["height"]) for i in images] == [(n + 1, name, WIDTH, HEIGHT) for n, name in enumerate(NAMES)]
+    # file_name is the image's copy inside the result set, never the input it came from.
+    assert [(i["id"], i["file_name"], i["width"], i["height"]) for i in images] == [(n + 1, f"yolo/images/{name}", WIDTH, HEIGHT) for n, name in enumerate(NAMES)]
+    assert all((batch["folder"] / i["file_name"]).read_bytes() == (batch["inputs"] / Path(i["file_name"]).name).read_bytes() for i in images)
     assert [c["name"] for c in coco.loadCats(coco.getCatIds())] == list(CLASS_NAMES)
     assert written["coco"] == len(coco.getAnnIds()) == batch["table"].num_rows
     for image in images:
-        rows = _rows_of(batch["table"], image["file_name"])
+        rows = _rows_of(batch["table"], Path(image["file_name"]).name)
         annotations = coco.loadAnns(coco.getAnnIds(imgIds=image["id"]))
         assert [CLASS_NAMES[a["category_id"] - 1] for a in annotations] == rows["class"]
         assert [a["area"] for a in annotations] == rows["area_pixels"]
@@ -92,7 +100,7 @@ def test_coco_reads_back_with_pycocotools(batch):
 
 
 def test_yolo_labels_parse_one_file_per_image(batch):
-    written = write_batch_exports(batch["cells"], batch["manifest"], batch["folder"])
+    written = write_batch_exports(batch["cells"], batch["manifest"], batch["folder"], images_dir=batch["inputs"])
     labels = batch["folder"] / "yolo" / "labels"
     assert sorted(p.name for p in labels.iterdir()) == sorted(f"{Path(n).stem}.txt" for n in NAMES)
     assert (labels / "empty.txt").read_text() == "", "an image without nuclei still has its (empty) label file"
@@ -111,6 +119,24 @@ def test_yolo_labels_parse_one_file_per_image(batch):
     assert written["yolo"] == total == batch["table"].num_rows
     data = yaml.safe_load((batch["folder"] / "yolo" / "data.yaml").read_text())
     assert data["names"] == dict(enumerate(CLASS_NAMES)) and data["labels"] == "labels"
+    # Trainable as it is: the images beside their labels (YOLO finds a label by images/ -> labels/), inputs untouched.
+    assert (data["path"], data["train"], data["val"]) == (".", "images", "images")
+    images = batch["folder"] / "yolo" / data["train"]
+    assert sorted(p.name for p in images.iterdir()) == sorted(NAMES)
+    assert sorted(p.stem for p in images.iterdir()) == sorted(p.stem for p in labels.iterdir())
+    assert all((images / n).read_bytes() == f"image {n}".encode() for n in NAMES)
+    assert sorted(p.name for p in batch["inputs"].iterdir()) == sorted(NAMES)
+
+
+def test_yolo_images_are_copies_of_the_bytes_segmented(batch):
+    """A hard link would give each upload a second name (the next scan refuses hard-linked uploads)
+    and let an edit of the input reach the result; an image rewritten since it was hashed is not copied."""
+    (batch["inputs"] / "b.jpg").write_bytes(b"rewritten after segmentation")
+    write_batch_exports(batch["cells"], batch["manifest"], batch["folder"], images_dir=batch["inputs"])
+    images = batch["folder"] / "yolo" / "images"
+    assert sorted(p.name for p in images.iterdir()) == sorted(n for n in NAMES if n != "b.jpg")
+    assert all(os.stat(batch["inputs"] / n).st_nlink == 1 for n in NAMES)
+    assert all((images / p.name).stat().st_nlink == 1 for p in images.iterdir())
 
 
 def test_workbook_and_summary_json_have_one_row_per_image(batch):

@@ -47,7 +47,16 @@ def test_every_key_is_read(branch_yaml):
         ("tile_size: 64\n", f"{FILE}: tile_size = 64 must be a whole number of level-0 pixels from 128 to 8192"),
         ("tile_size: big\n", f"{FILE}: tile_size = 'big' must be a whole number of level-0 pixels from 128 to 8192"),
         ("cell_expansion_um: 25\n", f"{FILE}: cell_expansion_um = 25 must be a number of µm from 0 to 20"),
-        ("cell_expansion_um: [1]\n", f"{FILE}: cell_expansion_um = [1] must be a number of µm from 0 to 20"),
+        ("cell_expansion_um: [1]\n", f"{FILE}, line 1: cell_expansion_um takes one value, not a list: write one value after 'cell_expansion_um:'"),
+        ("mpp: 0.5\nexports: [csv]\nmpp: 7\n", f"{FILE}, line 3: key 'mpp' is given twice (first on line 1): keep one"),
+        ("mpp: &m 0.5\n", f"{FILE}, line 1: uses a YAML anchor or alias (&name, *name): write each value out in full"),
+        ("exports: [[csv]]\n", f"{FILE}, line 1: nests lists or mappings deeper than any setting: write 'key: value' or 'key: [a, b]'"),
+        ("<<: {mpp: 0.5}\n", f"{FILE}, line 1: uses a YAML merge key (<<): write each key out in full"),
+        ("model:\n  name: x.pt\n", f"{FILE}, line 2: model takes one value, not a mapping: write one value after 'model:'"),
+        ("classifier: ..\n", f"{FILE}: classifier = '..' is a path, not a name: give 'default', 'rule' or the file name of a classifier (.npz) "
+         "in <user>/models/<branch>/ or the branch folder (no folders, no '..')"),
+        ("model: ../../bob/models/main/m.pt\n", f"{FILE}: model = '../../bob/models/main/m.pt' is a path, not a name: "
+         "give the file name of a model in <user>/models/<branch>/ (no folders, no '..')"),
         ("mpp: 0\n", f"{FILE}: mpp = 0 is not a µm/px value; write a number from 0.05 to 20.0, e.g. 'mpp: 0.5'"),
         ("model: 3\n", f"{FILE}: model = 3 must be a segmenter name ('default', 'classical', 'learned') or a model file name"),
         ("- csv\n", f"{FILE} must hold 'key: value' lines (e.g. 'mpp: 0.5'), not a list"),

@@ -58,7 +58,7 @@ def test_rule_settings_are_checked_key_by_key():
     assert settings.classifier == "rule" and settings.lymphocyte_rule["min_hematoxylin_od"] == 0.3
     with pytest.raises(SlideSettingsError, match="alice/inputs/main/branch.yaml: lymphocyte_rule max_area_um2 = 'big'"):
         parse_branch_settings({"lymphocyte_rule": {"max_area_um2": "big"}}, "alice/inputs/main/branch.yaml")
-    with pytest.raises(SlideSettingsError, match="classifier = '../bob/model.npz' must be"):
+    with pytest.raises(SlideSettingsError, match="classifier = '../bob/model.npz' is a path, not a name"):
         parse_branch_settings({"classifier": "../bob/model.npz"}, "alice/inputs/main/branch.yaml")
 
 

@@ -17,6 +17,7 @@ import pytest
 import yaml
 from shapely.geometry import Polygon, box
 
+from wsi_assets.cells.classes import CLASS_NAMES
 from wsi_assets.cells.exports import coco, yolo
 from wsi_assets.cells.exports.tiles import MIN_PART_AREA
 from wsi_assets.cells.store import CellStoreWriter, iter_cells
@@ -216,7 +217,8 @@ def test_coco_images_are_the_slide_tiles(stored, coco_set):
     assert Path(dest / "images" / f"slide07_x{image['level0_x']}_y{image['level0_y']}.jpg").is_file()
 
 
-def test_coco_categories_follow_a_class_column(stored, tmp_path):
+def test_coco_and_yolo_number_classes_in_the_vocabulary_order(stored, tmp_path):
+    """A slide numbers classes as a batch does (CLASS_NAMES order), whichever classes it happens to hold."""
     slide, cells, outlines = stored
     table = pq.read_table(cells)
     names = ["epithelial" if i % 3 else "inflammatory" for i in table.column("cell_id").to_pylist()]
@@ -226,9 +228,13 @@ def test_coco_categories_follow_a_class_column(stored, tmp_path):
     coco.write_coco(classed, tmp_path / "coco", provenance(slide))
     document = json.loads((tmp_path / "coco" / "annotations.json").read_text())
     category = {c["id"]: c["name"] for c in document["categories"]}
-    assert sorted(category.values()) == ["epithelial", "inflammatory"]
+    assert category == {i + 1: name for i, name in enumerate(CLASS_NAMES)}
     for annotation in document["annotations"]:
         assert category[annotation["category_id"]] == ("epithelial" if annotation["cell_id"] % 3 else "inflammatory")
+    yolo.write_yolo(classed, tmp_path / "yolo", provenance(slide))
+    assert yaml.safe_load((tmp_path / "yolo" / "data.yaml").read_text())["names"] == dict(enumerate(CLASS_NAMES))
+    used = {int(line.split()[0]) for label in (tmp_path / "yolo" / "labels").glob("*.txt") for line in label.read_text().splitlines()}
+    assert used == {CLASS_NAMES.index("epithelial"), CLASS_NAMES.index("inflammatory")}
 
 
 def test_yolo_labels_are_normalised_clipped_polygons(stored, yolo_set, coco_set):

@@ -87,3 +87,41 @@ def test_class_counts_reach_summary_and_workbook(tmp_path):
     # Densities per mm² of tissue (0.5 mm²) beside the counts; lymphocytes are the inflammatory class.
     assert summary["class_densities_per_mm2"] == {"epithelial": 10.0, "inflammatory": 6.0, "spindle": 2.0}
     assert summary["lymphocytes_per_mm2"] == 6.0
+
+
+def test_workbook_has_a_sheet_of_slides_and_one_of_batches_without_nameless_rows(tmp_path):
+    """A batch's summary.json beside a slide's: before, its class counts made a row with no name, and
+    pandas then read `µm/px inferred` as 0.0 for every slide."""
+    import pandas as pd
+
+    from wsi_assets.cells.exports import write_batch_exports
+    from wsi_assets_tests.synthetic_batch import synthetic_manifest, write_batch_cells
+
+    slide_dir = tmp_path / "cohort" / "s1"
+    (slide_dir / "segmentation").mkdir(parents=True)
+    cells = slide_dir / "segmentation" / "cells.parquet"
+    with CellStoreWriter(cells) as writer:
+        writer.append(nuclei_from_labels(np.kron(np.arange(1, 5, dtype=np.int32).reshape(2, 2), np.ones((9, 9), np.int32))), 0, 0)
+    (slide_dir / "segmentation" / "summary.json").write_text(json.dumps({"tissue_mm2": 0.5}))
+    provenance = {"slide": "u/cohort/s1", "slide_file": "s1.svs", "mpp": 0.5, "mpp_inferred": True,
+                  "segmenter": "classical", "segmenter_version": "2", "run_id": "r1", "settings": {}}
+    write_slide_summary(cells, slide_dir / "summary.json", provenance)
+    batch_dir = tmp_path / "cohort" / "fov1"
+    batch_dir.mkdir()
+    manifest = synthetic_manifest("u/cohort/fov1", ["a.png", "b.png"], mpp=0.25, rejected=[("x.txt", "not an image")])
+    write_batch_cells(batch_dir / "cells.parquet", manifest, cells_per_image=5)
+    write_batch_exports(batch_dir / "cells.parquet", manifest, batch_dir)
+
+    path, slides = write_branch_workbook(tmp_path / "cohort")
+    book = load_workbook(path, read_only=True)
+    assert book.sheetnames == ["slides", "batches"] and slides == 1
+    for sheet in book.worksheets:
+        assert all(row[0] not in (None, "") for row in sheet.iter_rows(values_only=True)), f"a nameless row in {sheet.title}"
+    frames = pd.read_excel(path, sheet_name=None)
+    assert frames["slides"]["slide"].tolist() == ["u/cohort/s1"]
+    assert frames["slides"]["µm/px inferred"].tolist() == [True]
+    batches = frames["batches"]
+    assert batches["batch"].tolist() == ["u/cohort/fov1"]
+    assert batches.loc[0, ["images", "nuclei", "rejected files", "median µm/px"]].tolist() == [2, 10, 1, 0.25]
+    counts = json.loads((batch_dir / "summary.json").read_text())["class_counts"]
+    assert {name: batches.loc[0, f"{name} nuclei"] for name in counts} == counts

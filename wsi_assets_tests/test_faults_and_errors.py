@@ -6,6 +6,7 @@ import errno
 import hashlib
 import io
 import math
+import os
 import resource
 import struct
 import subprocess
@@ -302,6 +303,36 @@ def test_full_output_disk_fails_clearly_and_is_not_retried(user_files_root, dags
     message, _ = _run_on_refusing_outputs(user_files_root, dagster_instance, small_slide, "fiona", "size=1m", fill=True)
     assert message.startswith(f"no space left on the disk holding {user_files_root}/fiona/outputs/")
     assert message.endswith(": free space there (or move the user-files folder), then run again")
+
+
+def test_disk_full_while_writing_cells_names_the_output_not_the_slide_being_read(tmp_path, small_slide):
+    """As in cell_segmentation: the slide is open for reading while the cell table, a Parquet writer
+    that says "no space" without a file name, runs out part-way. The message names the cell table."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from dagster import Failure
+
+    import wsi_assets.definitions  # noqa: F401
+    from wsi_assets.core.atomic import atomic_output
+    from wsi_assets.defs.errors import fails_clearly
+
+    @fails_clearly
+    def segment(slide_path: Path, cells_path: Path) -> None:
+        with slide_path.open("rb"), atomic_output(cells_path) as temporary:
+            writer = pq.ParquetWriter(str(temporary), pa.schema([("cell_id", pa.int64())]), compression="none")
+            writer.write_table(pa.table({"cell_id": np.arange(200_000)}))
+            writer.close()
+
+    with _tmpfs(tmp_path / "outputs", "size=1m") as outputs:
+        _fill(outputs)
+        os.truncate(outputs / "filler", (outputs / "filler").stat().st_size - 8192)  # a few pages left
+        with pytest.raises(Failure) as caught:
+            segment(small_slide, outputs / "segmentation" / "cells.parquet")
+        left = sorted(p.name for p in (outputs / "segmentation").iterdir())
+    expected = f"no space left on the disk holding {outputs}/segmentation/cells.parquet: free space there (or move the user-files folder), then run again"
+    assert caught.value.description == expected
+    assert left == []  # the partial temporary is gone
 
 
 def test_read_only_output_folder_fails_clearly_and_is_not_retried(user_files_root, dagster_instance, small_slide):

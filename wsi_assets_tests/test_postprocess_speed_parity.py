@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from scipy import ndimage as ndi
 
+from wsi_assets.cells.outline_repair import valid_outlines
 from wsi_assets.cells.table import NucleusTable, nuclei_from_labels
 from wsi_assets.segmentation.classical import ClassicalSegmenter
 from wsi_assets.segmentation.colour_gate import without_non_nuclear
@@ -63,12 +64,14 @@ def reference_nuclei_from_labels(labels, origin_x=0.0, origin_y=0.0, scale_x=1.0
     if not polygons:
         return NucleusTable.empty()
     counts = [len(p) for p in polygons]
+    # Issue 30: the traced outlines are then made valid polygons, the same step on both sides.
+    offsets, vertices, _ = valid_outlines(np.concatenate([[0], np.cumsum(counts)]).astype(np.int64), np.concatenate(polygons).astype(np.float32))
     return NucleusTable(
         np.asarray(centroid_x, np.float64),
         np.asarray(centroid_y, np.float64),
         np.asarray(areas, np.float64),
-        np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
-        np.concatenate(polygons).astype(np.float32),
+        offsets,
+        vertices,
     )
 
 

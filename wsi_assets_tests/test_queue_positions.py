@@ -189,3 +189,35 @@ def test_queue_command_says_in_one_line_when_there_is_no_instance(tmp_path):
     assert completed.returncode != 0
     message = completed.stderr.strip()
     assert message.startswith("error: cannot open the Dagster instance") and "\n" not in message, completed.stderr
+
+
+def test_the_clis_find_run_sh_instance_without_dagster_home_and_say_so_in_one_line_otherwise(tmp_path):
+    from wsi_assets.cli.instance_home import NoInstance, instance_home
+
+    checkout, elsewhere = tmp_path / "checkout", tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (checkout / ".dagster_home").mkdir(parents=True)
+    with pytest.raises(NoInstance) as missing:
+        instance_home({}, cwd=elsewhere, checkout=checkout)
+    assert "\n" not in str(missing.value) and "scripts/run.sh" in str(missing.value)
+    (checkout / ".dagster_home" / "dagster.yaml").write_text("telemetry: {enabled: false}\n")
+    assert instance_home({}, cwd=elsewhere, checkout=checkout) == checkout / ".dagster_home", "run.sh's folder, from any folder"
+    assert instance_home({"DAGSTER_HOME": str(checkout / ".dagster_home")}, cwd=elsewhere, checkout=checkout) == checkout / ".dagster_home"
+    with pytest.raises(NoInstance, match="holds no dagster.yaml"):
+        instance_home({"DAGSTER_HOME": str(elsewhere)}, cwd=elsewhere, checkout=checkout)
+
+
+def test_submit_takes_a_branch_for_finetune_from_reviews(tmp_path):
+    from wsi_assets.cli.submit import JOBS, branch_with_reviews, launch_command
+    from wsi_assets.core.keys import InvalidSlideKey
+    from wsi_assets.uploads.checks import UploadRefused
+
+    assert "finetune_from_reviews" in JOBS
+    with pytest.raises(UploadRefused, match="no reviews for alice/main"):
+        branch_with_reviews(tmp_path, "alice/main")
+    (tmp_path / "alice" / "reviews" / "main").mkdir(parents=True)
+    assert branch_with_reviews(tmp_path, "alice/main") == "alice/main"
+    with pytest.raises(InvalidSlideKey, match="<user>/<branch>"):
+        branch_with_reviews(tmp_path, "alice/main/slide01")
+    command = launch_command("alice/main", "finetune_from_reviews")
+    assert command[command.index("-j") + 1] == "finetune_from_reviews" and '"dagster/partition": "alice/main"' in command[-1]

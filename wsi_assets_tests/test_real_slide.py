@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import pandas as pd
 
-from wsi_assets_tests.conftest import require_shared_slide, run_process_slide
+from wsi_assets_tests.conftest import CMU_SLIDE
 
 
-def test_process_slide_on_real_slide_finds_thousands_of_nuclei(user_files_root, dagster_instance):
-    slide = require_shared_slide()
-    before = slide.read_bytes()
-    key, result = run_process_slide(dagster_instance, user_files_root, "alice", "real", slide, "CMU-1-Small-Region")
+def test_process_slide_on_real_slide_finds_thousands_of_nuclei(processed_cmu):
+    """The run itself is the session fixture `processed_cmu`, which other tests read too."""
+    key, result, folder, before = processed_cmu
+    slide = CMU_SLIDE
     assert result.success
-    folder = user_files_root / "alice" / "outputs" / "real" / "CMU-1-Small-Region"
     cells = pd.read_csv(folder / "cells.csv")
     assert len(cells) > 1500
     assert cells["centroid_x"].between(0, 2220).all() and cells["centroid_y"].between(0, 2967).all()

@@ -240,6 +240,21 @@ def test_segmentation_folder_linked_out_is_refused(user_files_root, dagster_inst
     assert digest(uploaded) == digest(small_slide)
 
 
+def test_refusal_of_a_link_into_another_users_folder_does_not_name_it(tmp_path):
+    """The message is shown to alice: where her link leads (bob's folder) is bob's business."""
+    root = tmp_path / "user_files"
+    bobs = root / "bob-private" / "outputs" / "main" / "case-2024-117"
+    bobs.mkdir(parents=True)
+    (root / "alice" / "outputs" / "main").mkdir(parents=True)
+    (root / "alice" / "outputs" / "main" / "s1").symlink_to(bobs)
+    with pytest.raises(PathOutsideUserFolder) as refused:
+        stage_run_set(root, SlideKey.parse("alice/main/s1"), "run1", "slide")
+    message = one_line(str(refused.value))
+    assert message.startswith("alice/outputs/main/s1 is a link leading outside alice/: ") and "replace the link" in message
+    assert "bob-private" not in message and "case-2024-117" not in message
+    assert list(bobs.iterdir()) == []
+
+
 def test_user_folder_that_is_a_link_is_refused(user_files_root, tmp_path, small_slide, bystander):
     real = tmp_path / "carol-real"
     (real / "inputs" / "main").mkdir(parents=True)
@@ -346,6 +361,35 @@ def test_selection_without_the_publishing_step_fails_clearly(user_files_root, da
     assert one_line(failure_message(result)).startswith("cells_csv was selected without slide_results")
     assert published(user_files_root, key) == before
     assert digest(uploaded) == digest(small_slide)
+
+
+def test_a_second_run_of_a_slide_launched_outside_the_queue_stops_in_one_line(user_files_root, dagster_instance, small_slide, bystander):
+    """Two runs of one slide at once (execute_in_process knows no queue): the later stops at its
+    first step, saying which run holds the slide; the earlier finishes and publishes whole."""
+    key = "rs-twice/main/s1"
+    upload(user_files_root, key, small_slide)
+    sets = user_files_root / "rs-twice" / "outputs" / "main" / ".sets" / "s1"
+    done = {}
+    first = threading.Thread(target=lambda: done.setdefault("first", run_job(dagster_instance, "process_slide", key)))
+    first.start()
+    deadline = time.time() + 120
+    while not (sets.is_dir() and any(not name.startswith(".") for name in os.listdir(sets))) and first.is_alive():
+        assert time.time() < deadline, "the first run never staged its set"
+        time.sleep(0.05)
+    second = run_job(dagster_instance, "process_slide", key)
+    first.join()
+    earlier = done["first"]
+    assert earlier.success, failure_message(earlier)
+    assert not second.success
+    failures = [e for e in second.all_events if e.event_type_value == "STEP_FAILURE"]
+    assert len(failures) == 1
+    assert one_line(failure_message(second)) == (
+        f"another run of {key} is in progress (run {earlier.run_id[:8]}); wait for it or cancel it, then launch this again"
+    )
+    assert materialized(second) == set()
+    assert os.readlink(user_files_root / "rs-twice" / "outputs" / "main" / "s1").endswith(earlier.run_id)
+    assert set(tree((user_files_root / "rs-twice" / "outputs" / "main" / "s1").resolve())) >= FULL_SET
+    assert tree(bystander[0]) == bystander[1]
 
 
 # ---------------------------------------------------------------- partial jobs

@@ -84,12 +84,13 @@ def test_every_qupath_variant_imports_the_same_cells_classes_and_regions(variant
     [
         (b"{not json", "is not valid JSON (line 1"),
         (b'{"type": "Point", "coordinates": [1, 2]}', "expected a GeoJSON FeatureCollection or an array"),
-        (json.dumps([{"type": "Feature", "geometry": {"type": "Point", "coordinates": [1, 2]}, "properties": {"objectType": "detection"}}]).encode(), "feature 0: geometry must be a Polygon"),
+        # A Point has no area: skipped and reported, not fatal (test_the_review_import_repairs_...). A shape GeoJSON lacks is fatal.
+        (json.dumps([{"type": "Feature", "geometry": {"type": "Circle", "radius": 2}, "properties": {"objectType": "detection"}}]).encode(), "feature 0: geometry must be a Polygon"),
         (json.dumps([feature(shapely.box(0, 0, 5, 5), "tma_core")]).encode(), "objectType 'tma_core' is not detection, cell or annotation"),
         (json.dumps([feature(shapely.box(0, 0, 5, 5), measurements=[1, 2])]).encode(), "measurements list must hold"),
         (b"\xff\xfe", "is not UTF-8 text"),
     ],
-    ids=["not-json", "not-features", "point", "object-type", "measurements", "encoding"],
+    ids=["not-json", "not-features", "not-a-shape", "object-type", "measurements", "encoding"],
 )
 def test_a_bad_review_file_is_one_line_naming_the_file(data, expected):
     with pytest.raises(ReviewFileError) as caught:
@@ -279,3 +280,30 @@ def test_the_audit_log_is_append_only_a_rewritten_log_is_refused(review_home, ta
     upload.write_bytes(qupath_bytes(polygons[:5], classes[:5]))
     with pytest.raises(AuditLogTampered):
         import_review(root, "alice", "main", upload, cell_review_changes)
+
+
+def test_the_review_import_repairs_outlines_and_skips_only_what_has_no_area():
+    """QuPath opens all of these; before, the first invalid outline refused the whole file ('feature 0: geometry has no area')."""
+    def feature(fid, geometry, name="epithelial"):
+        return {"type": "Feature", "id": fid, "geometry": geometry, "properties": {"objectType": "detection", "classification": {"name": name}}}
+
+    spur = [[0, 0], [10, 0], [10, 5], [20, 5], [10, 5], [10, 10], [0, 10], [0, 0]]  # a ring running out and back along a line
+    bow_tie = [[30, 0], [40, 10], [40, 0], [30, 10], [30, 0]]  # a ring crossing itself: two triangles of 25 px² each
+    two_parts = [[[[50, 0], [60, 0], [60, 10], [50, 10], [50, 0]]], [[[70, 0], [72, 0], [72, 2], [70, 2], [70, 0]]]]
+    flat = [[80, 0], [90, 0], [85, 0], [80, 0]]  # a collapsed ring: no area at all
+    document = [
+        feature("spur", {"type": "Polygon", "coordinates": [spur]}),
+        feature("bow-tie", {"type": "Polygon", "coordinates": [bow_tie]}),
+        feature("two-parts", {"type": "MultiPolygon", "coordinates": two_parts}, "inflammatory"),
+        feature("flat", {"type": "Polygon", "coordinates": [flat]}),
+        feature("dot", {"type": "Point", "coordinates": [5, 5]}),
+    ]
+    parsed = parse_review_bytes(json.dumps(document).encode(), "r.geojson")
+    assert parsed.feature_ids == ["spur", "bow-tie", "two-parts"]
+    assert [p.area for p in parsed.polygons] == [100.0, 25.0, 100.0]  # the spur's square; a triangle; the larger part
+    assert all(p.is_valid and p.geom_type == "Polygon" for p in parsed.polygons)
+    assert parsed.classes == ["epithelial", "epithelial", "inflammatory"]
+    assert len(parsed.skipped) == 2 and parsed.skipped[0].startswith("feature 3 (id flat)") and "(id dot)" in parsed.skipped[1]
+    # Malformed files are still refused whole, with one line.
+    with pytest.raises(ReviewFileError, match="feature 0"):
+        parse_review_bytes(json.dumps([feature("x", {"type": "Polygon", "coordinates": "nonsense"})]).encode(), "r.geojson")

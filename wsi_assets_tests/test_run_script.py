@@ -68,7 +68,7 @@ def _start(tmp_path: Path, ignore_sigint: bool) -> tuple[subprocess.Popen, Path,
     dagster_home = tmp_path / "dagster_home"
     user_files = tmp_path / "user_files"
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DAGSTER_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DAGSTER_") and k != "WSI_WEBSERVER_URL"}
     env.update(
         DAGSTER_HOME=str(dagster_home),
         WSI_USER_FILES=str(user_files),
@@ -129,6 +129,9 @@ def _run_case(tmp_path: Path, ignore_sigint: bool, stop) -> tuple[str, float]:
     try:
         running = _wait_for_services(process, dagster_home, port, log)
         assert process.pid in running, "run.sh itself should carry DAGSTER_HOME"
+        # Issue 30: links printed by what run.sh started (submit, sensors) must name the port it serves.
+        urls = {_environ(str(pid)).get("WSI_WEBSERVER_URL") for pid in running if pid != process.pid}
+        assert urls == {f"http://127.0.0.1:{port}"}, urls
         match = re.search(r"Stop with Ctrl-C, or kill -TERM (\d+)", log.read_text())
         assert match and int(match.group(1)) == process.pid, log.read_text()[-2000:]
         started = time.time()

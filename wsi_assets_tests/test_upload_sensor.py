@@ -160,3 +160,28 @@ def test_dagster_sensor_adds_partition_and_requests_process_slide(tmp_path, smal
     assert second.run_requests[0].run_key.startswith("dora/main/slide01:")
     assert second.dynamic_partitions_requests[0].partition_keys == ["dora/main/slide01"]
     assert second.run_requests[0].job_name in (None, "process_slide")
+
+
+def test_names_that_differ_only_in_case_are_both_skipped(tmp_path, small_slide):
+    # On an SMB share or a Mac, outputs/main/Case/ and outputs/main/case/ are one folder.
+    from wsi_assets.batches.scan import list_batch_folders
+    from wsi_assets.core.keys import SlideKey
+    from wsi_assets.core.user_files import find_slide_file
+    from wsi_assets.uploads.checks import UploadRefused, checked_upload
+
+    upload(tmp_path, "alice/inputs/main/Case.svs", small_slide)
+    upload(tmp_path, "alice/inputs/main/case.svs", small_slide)
+    upload(tmp_path, "alice/inputs/other/Case.svs", small_slide)  # another branch: another output folder
+    (tmp_path / "alice/inputs/main/Slide7").mkdir()  # a batch folder beside a slide of the same name but for case
+    upload(tmp_path, "alice/inputs/main/slide7.svs", small_slide)
+    first, second = look_twice(tmp_path)
+    reasons = {**skipped_reasons(first), **skipped_reasons(second)}
+    for rel in ("alice/inputs/main/Case.svs", "alice/inputs/main/case.svs"):
+        assert "differ only in upper/lower case" in reasons[rel] and "case-insensitive" in reasons[rel], reasons[rel]
+    assert sorted(r.key.partition_key for r in second.requests) == ["alice/main/slide7", "alice/other/Case"]
+    with pytest.raises(UploadRefused, match="differ only in upper/lower case"):
+        checked_upload(tmp_path, SlideKey("alice", "main", "Case"))
+    with pytest.raises(FileExistsError, match="upper/lower case ignored"):
+        find_slide_file(tmp_path, SlideKey("alice", "main", "case"))
+    folders, refused = list_batch_folders(tmp_path)
+    assert folders == [] and "has the name 'Slide7' too (case ignored)" in dict(refused)["alice/inputs/main/Slide7/"]

@@ -5,7 +5,8 @@ written a few images at a time, so memory stays flat whatever the batch size. Ce
 images are copied from the previous result, never segmented again. Images are decoded and
 post-processed (outlines, measurements, classes) in a thread pool while the segmenter works on
 the next one; same-sized images go through the network several at a time
-(a GPU batch, or one per core on a CPU: see `images_per_network_call`).
+(a GPU batch, or one per core on a CPU: see `images_per_network_call`). Each image is decoded
+from bytes whose hash must be the manifest's: one that changed since is left out and reported.
 """
 
 from __future__ import annotations
@@ -15,13 +16,14 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from wsi_assets.batches.images import read_batch_image
+from wsi_assets.batches.images import BatchImageChanged, read_batch_image
 from wsi_assets.batches.manifest import UNCHANGED, BatchManifest, ManifestImage
 from wsi_assets.cells.cell_classifier import CellClassifier
 from wsi_assets.cells.classes import CLASS_COLUMN
@@ -103,6 +105,12 @@ def _previous_cells(previous_cells: Path | None, names: set[str]) -> Iterator[pa
             yield kept.select(CELL_SCHEMA.names).cast(CELL_SCHEMA)
 
 
+@dataclass(frozen=True)
+class SegmentedBatch:
+    counts: dict[str, int]  # cells per image in the table
+    changed: list[tuple[str, str]]  # (image, why): changed during the run, so not segmented and not in the table
+
+
 def segment_batch_images(
     manifest: BatchManifest,
     folder: Path,
@@ -112,13 +120,14 @@ def segment_batch_images(
     previous_cells: Path | None = None,
     progress: Callable[[Progress], None] | None = None,
     workers: int = 0,
-) -> dict[str, int]:
-    """Write the batch's cell table to `destination`; the number of cells of each image."""
+) -> SegmentedBatch:
+    """Write the batch's cell table to `destination`; the number of cells of each image, and the images left out."""
     import pyarrow.compute  # noqa: F401 - pa.compute is loaded on first use
 
     todo = manifest.to_segment
     unchanged = {i.name for i in manifest.images if i.change == UNCHANGED}
     counts = {i.name: 0 for i in manifest.images}
+    changed: list[tuple[str, str]] = []
     started = time.monotonic()
     with pq.ParquetWriter(str(destination), CELL_SCHEMA, compression="zstd") as writer:
         for kept in _previous_cells(previous_cells, unchanged):
@@ -137,24 +146,30 @@ def segment_batch_images(
             for start in range(0, len(todo), stack):
                 for ahead in range(start, min(len(todo), start + stack + 4)):
                     if ahead not in decoded:
-                        decoded[ahead] = pool.submit(read_batch_image, folder / todo[ahead].name)
-                group = todo[start : start + stack]
-                rgbs = [decoded.pop(start + i).result().rgb for i in range(len(group))]
-                labels, maps = segment_images_with_embeddings(rgbs, [image.mpp for image in group], segmenter)
+                        decoded[ahead] = pool.submit(read_batch_image, folder / todo[ahead].name, todo[ahead].sha256)
+                group, rgbs = [], []
+                for index, image in enumerate(todo[start : start + stack], start):
+                    try:
+                        rgbs.append(decoded.pop(index).result().rgb)
+                        group.append(image)
+                    except BatchImageChanged as error:
+                        changed.append((image.name, str(error)))
+                        counts.pop(image.name)
+                labels, maps = segment_images_with_embeddings(rgbs, [image.mpp for image in group], segmenter) if group else ([], None)
                 maps = maps if maps is not None and classifier.needs_embedding else [None] * len(group)
                 for rgb, image_labels, image, image_maps in zip(rgbs, labels, group, maps):
                     post.append(pool.submit(image_cells, rgb, image_labels, image, classifier, image_maps, float(segmenter.mpp)))
-                last = start + len(group) == len(todo)  # the 100% line counts every nucleus
+                last = start + stack >= len(todo)  # the 100% line counts every nucleus
                 while post and (last or post[0].done() or len(post) > 2 * workers + stack):
                     pending.append(post.popleft().result())
                     new_cells += pending[-1].num_rows
                     if len(pending) >= IMAGES_PER_ROW_GROUP:
                         _flush(writer, pending, counts)
                 if progress:
-                    done = start + len(group)
+                    done = min(len(todo), start + stack)
                     progress(Progress(done, len(todo), new_cells, time.monotonic() - started, unit="images"))
         _flush(writer, pending, counts)
-    return counts
+    return SegmentedBatch(counts, changed)
 
 
 def _flush(writer: pq.ParquetWriter, pending: list[pa.Table], counts: dict[str, int]) -> None:

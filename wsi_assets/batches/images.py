@@ -1,7 +1,13 @@
-"""One image of a batch: whether it can be used (and why not), its pixels, and the µm/px its file states."""
+"""One image of a batch: whether it can be used (and why not), its pixels, and the µm/px its file states.
+
+An image is read once into memory, hashed, and decoded from those very bytes, so the hash a
+manifest records is the hash of the pixels segmented; a reader that expects a hash refuses other bytes.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import io
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,10 +31,19 @@ class BatchImageRejected(ValueError):
     """An entry of a batch folder that cannot be segmented; the message is the one-line reason."""
 
 
+class BatchImageChanged(BatchImageRejected):
+    """The file's bytes are no longer those its batch's manifest describes: it changed during the run."""
+
+
+CHANGED_DURING_RUN = "changed while its batch was being processed; it is segmented in the batch's next run"
+REMOVED_DURING_RUN = "was removed while its batch was being processed, so it is not in this result"
+
+
 @dataclass(frozen=True)
 class BatchImage:
     rgb: np.ndarray
     metadata_mpp: float | None  # from the file's own resolution tags, when plausible
+    sha256: str = ""  # of the bytes `rgb` was decoded from
 
 
 def name_reason(name: str) -> str | None:
@@ -75,9 +90,38 @@ def _metadata_mpp(image: Image.Image) -> float | None:
     return None
 
 
-def read_batch_image(path: Path) -> BatchImage:
-    """The image as RGB uint8 with its metadata µm/px; BatchImageRejected with a one-line reason otherwise."""
+def read_image_bytes(path: Path) -> bytes:
+    """The file's bytes (at most MAX_IMAGE_BYTES); OSError when it cannot be read."""
+    with open(path, "rb") as handle:
+        data = handle.read(MAX_IMAGE_BYTES + 1)
+    if len(data) > MAX_IMAGE_BYTES:
+        raise BatchImageRejected(size_reason(len(data)))
+    return data
+
+
+def read_batch_image(path: Path, expected_sha256: str | None = None) -> BatchImage:
+    """The image as RGB uint8 with its metadata µm/px and the hash of the bytes decoded; BatchImageRejected with a
+    one-line reason otherwise, BatchImageChanged when `expected_sha256` is given and the file now holds other bytes."""
     path = Path(path)
+    try:
+        data = read_image_bytes(path)
+    except FileNotFoundError:
+        if expected_sha256 is not None:
+            raise BatchImageChanged(REMOVED_DURING_RUN) from None
+        raise BatchImageRejected("was removed before it could be read") from None
+    except OSError as error:
+        raise BatchImageRejected(f"cannot be read ({error.strerror or type(error).__name__}); upload it again") from None
+    sha256 = hashlib.sha256(data).hexdigest()
+    if expected_sha256 is not None and sha256 != expected_sha256:
+        raise BatchImageChanged(CHANGED_DURING_RUN)
+    return decode_batch_image(data, path, sha256)
+
+
+def decode_batch_image(data: bytes, path: Path, sha256: str | None = None) -> BatchImage:
+    """The image `data` holds (the bytes of the file at `path`, hashed `sha256`), as RGB uint8 with its metadata µm/px;
+    BatchImageRejected otherwise."""
+    path = Path(path)
+    sha256 = sha256 or hashlib.sha256(data).hexdigest()
     if path.suffix.lower() in (".tif", ".tiff"):
         try:
             vendor = openslide.OpenSlide.detect_format(str(path))
@@ -88,7 +132,7 @@ def read_batch_image(path: Path) -> BatchImage:
                 f"a whole-slide image ({vendor}): upload it directly in the branch folder, not in a batch"
             )
     try:
-        with Image.open(path) as image:
+        with Image.open(io.BytesIO(data)) as image:
             if image.width * image.height > MAX_IMAGE_PIXELS:
                 raise BatchImageRejected(
                     f"too large for a batch image ({image.width}x{image.height} px > {MAX_IMAGE_PIXELS:,} px); upload it as a slide"
@@ -100,4 +144,4 @@ def read_batch_image(path: Path) -> BatchImage:
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
         text = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise BatchImageRejected(f"cannot be read as an image ({text}); upload it again or save it as PNG") from None
-    return BatchImage(rgb, mpp)
+    return BatchImage(rgb, mpp, sha256)

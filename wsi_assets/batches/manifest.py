@@ -2,7 +2,9 @@
 
 An image is unchanged when the previous published manifest holds the same name with the same
 size and mtime, or with the same content hash (a copy that only touched the mtime); only new and
-changed images are segmented again.
+changed images are segmented again. The hash recorded is that of the very bytes decoded, and every
+later read of the image checks it, so an image that changes during its run is dropped from that
+run's result with its reason (`without_changed`): a manifest describes the bytes segmented.
 """
 
 from __future__ import annotations
@@ -20,8 +22,10 @@ import numpy as np
 
 from wsi_assets.batches.images import (
     BatchImageRejected,
+    decode_batch_image,
     name_reason,
     read_batch_image,
+    read_image_bytes,
     size_reason,
 )
 from wsi_assets.core.confinement import (
@@ -72,19 +76,20 @@ class BatchManifest:
         return cls(data["batch"], [ManifestImage(**i) for i in data["images"]], [(r["file"], r["why"]) for r in data["rejected"]])
 
 
+def without_changed(manifest: BatchManifest, changed: list[tuple[str, str]]) -> BatchManifest:
+    """The manifest with the images that changed during the run moved to its rejected files, with why."""
+    if not changed:
+        return manifest
+    names = {name for name, _ in changed}
+    kept = [i for i in manifest.images if i.name not in names]
+    return BatchManifest(manifest.batch, kept, sorted([*manifest.rejected, *changed]))
+
+
 def load_manifest(path: Path) -> BatchManifest | None:
     try:
         return BatchManifest.from_dict(json.loads(Path(path).read_text()))
     except (OSError, ValueError, KeyError, TypeError):
         return None  # no usable previous result: every image is new
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 ESTIMATE_SAMPLE = 24  # images decoded again to estimate a batch's µm/px: more only repeats the median
@@ -133,9 +138,9 @@ def one_estimate_per_batch(
     return [replace(i, mpp=batch_mpp, mpp_source=source) if i.name in chosen else i for i in images]
 
 
-def _estimate_image_mpp(folder: Path, root: Path, user: str, name: str) -> float | None:
+def _estimate_image_mpp(folder: Path, root: Path, user: str, name: str, sha256: str) -> float | None:
     try:
-        estimate = estimate_mpp_from_image(read_batch_image(confined_upload(folder / name, root, user)).rgb)
+        estimate = estimate_mpp_from_image(read_batch_image(confined_upload(folder / name, root, user), sha256).rgb)
     except (BatchImageRejected, PathOutsideUserFolder, HardLinkedUpload, OSError):
         return None  # changed since it was looked at: the other sampled images decide
     return estimate.mpp if estimate is not None else None
@@ -162,11 +167,20 @@ def _look(folder: Path, root: Path, user: str, name: str, previous: dict[str, Ma
     before = previous.get(name)
     if before is not None and (before.size, before.mtime_ns) == (st.st_size, st.st_mtime_ns):
         return ManifestImage(**{**asdict(before), "change": UNCHANGED})
-    sha = _sha256(real)
+    # One read: the hash compared and recorded is that of the very bytes decoded below.
+    try:
+        data = read_image_bytes(real)
+    except BatchImageRejected as error:
+        return name, str(error)
+    except OSError as error:
+        return name, f"cannot be read ({error.strerror}); fix its permissions"
+    if len(data) != st.st_size:
+        return name, "changed while it was being read; it is looked at again in the batch's next run, once it holds still"
+    sha = hashlib.sha256(data).hexdigest()
     if before is not None and before.sha256 == sha:
         return ManifestImage(**{**asdict(before), "mtime_ns": st.st_mtime_ns, "change": UNCHANGED})
     try:
-        image = read_batch_image(real)
+        image = decode_batch_image(data, real, sha)
     except BatchImageRejected as error:
         return name, str(error)
     mpp, source = stated_mpp(image.metadata_mpp, branch_mpp)
@@ -211,6 +225,6 @@ def build_manifest(
         looks = list(pool.map(lambda n: _look(folder, Path(root), key.user, n, before, branch_mpp, default_mpp), names))
     images, same_stem = images_with_distinct_stems([look for look in looks if isinstance(look, ManifestImage)])
     rejected += same_stem
-    images = one_estimate_per_batch(images, lambda i: _estimate_image_mpp(folder, Path(root), key.user, i.name), default_mpp, workers)
+    images = one_estimate_per_batch(images, lambda i: _estimate_image_mpp(folder, Path(root), key.user, i.name, i.sha256), default_mpp, workers)
     rejected += [look for look in looks if not isinstance(look, ManifestImage)]
     return BatchManifest(key.partition_key, images, sorted(rejected))

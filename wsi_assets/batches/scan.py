@@ -72,9 +72,10 @@ def _dirs(folder: Path) -> list[os.DirEntry]:
 
 
 def _upload_stems(branch: Path) -> set[str]:
+    """The branch's file stems, case folded (output folders that differ only in case are one on SMB shares and macOS)."""
     try:
         with os.scandir(branch) as it:
-            return {upload_stem(e.name) for e in it if not e.is_dir(follow_symlinks=False)}
+            return {upload_stem(e.name).casefold() for e in it if not e.is_dir(follow_symlinks=False)}
     except OSError:
         return set()
 
@@ -90,13 +91,20 @@ def list_batch_folders(root: Path) -> tuple[list[BatchFolder], list[tuple[str, s
             if name_problem(branch.name, "branch"):
                 continue
             upload_stems = _upload_stems(Path(branch.path))
-            for batch in _dirs(Path(branch.path)):
+            batches = _dirs(Path(branch.path))
+            folded = [b.name.casefold() for b in batches]
+            for batch in batches:
                 shown = f"{user.name}/inputs/{branch.name}/{batch.name}/"
                 problem = name_problem(batch.name, "batch")
-                if not problem and batch.name in upload_stems:
+                if not problem and batch.name.casefold() in upload_stems:
                     problem = (
-                        f"a slide or stack of the branch has the name '{batch.name}' too, and both would be published at "
+                        f"a slide or stack of the branch has the name '{batch.name}' too (case ignored), and both would be published at "
                         f"outputs/{branch.name}/{batch.name}/"
+                    )
+                elif not problem and folded.count(batch.name.casefold()) > 1:
+                    problem = (
+                        f"another batch folder of the branch has the same name but for upper/lower case; their output folders "
+                        f"are one folder on case-insensitive file systems (SMB shares, macOS)"
                     )
                 if problem:
                     refused.append((shown, problem + "; rename the folder"))

@@ -16,6 +16,8 @@ from wsi_assets.core.user_files import slide_output_dir
 from wsi_assets.uploads.status import SKIPPED, FileStatus
 
 REJECTED_FILE = "rejected.json"
+# The upload sensor reads these every time a status changes: a run writes about 200 bytes per rejected image.
+MAX_REJECTED_BYTES = 8 * 2**20
 
 
 def rejected_json(rejected: list[tuple[str, str]]) -> str:
@@ -31,9 +33,11 @@ def batch_rejections(root: Path) -> dict[str, list[FileStatus]]:
         key = folder.key
         published = slide_output_dir(root, key) / REJECTED_FILE
         try:
-            rows = json.loads(published.read_text())
-        except (OSError, ValueError):
-            continue  # not processed yet, or no longer readable: nothing to report
+            with open(published, "rb") as handle:
+                data = handle.read(MAX_REJECTED_BYTES + 1)
+            rows = json.loads(data) if len(data) <= MAX_REJECTED_BYTES else []
+        except Exception:  # noqa: BLE001 - not processed yet, unreadable or damaged: nothing to report, never a failed tick
+            continue
         prefix = f"{key.user}/inputs/{key.branch}/{key.stem}/"
         for row in rows if isinstance(rows, list) else []:
             if isinstance(row, dict) and "file" in row and "why" in row:

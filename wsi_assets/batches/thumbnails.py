@@ -9,7 +9,7 @@ import numpy as np
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from wsi_assets.batches.images import read_batch_image
+from wsi_assets.batches.images import BatchImageRejected, read_batch_image
 from wsi_assets.batches.manifest import BatchManifest
 from wsi_assets.cells.classes import CLASS_COLUMN, class_colour
 
@@ -24,7 +24,11 @@ def thumbnail_grid(manifest: BatchManifest, folder: Path, cells: Path, count: in
     grid = np.full((rows * CELL_PX, COLUMNS * CELL_PX, 3), 255, np.uint8)
     table = pq.read_table(str(cells), columns=["image", "polygon_coords", CLASS_COLUMN], filters=[("image", "in", [i.name for i in images])]) if images else None
     for index, image in enumerate(images):
-        rgb = np.ascontiguousarray(read_batch_image(folder / image.name).rgb)
+        try:
+            rgb = np.ascontiguousarray(read_batch_image(folder / image.name, image.sha256).rgb)
+        except BatchImageRejected:
+            continue  # changed or gone since it was segmented: its outlines would be drawn on other pixels
+
         scale = CELL_PX / max(image.width, image.height)
         small = cv2.resize(rgb, (max(1, round(image.width * scale)), max(1, round(image.height * scale))), interpolation=cv2.INTER_AREA)
         mine = table.filter(pc.equal(table.column("image"), image.name))

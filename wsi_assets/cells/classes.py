@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 
+from wsi_assets.core.quoting import short_repr
+
 # The stored cell table's column for a nucleus's class, when a classifier has filled it.
 CLASS_COLUMN = "class"
 
@@ -41,5 +43,5 @@ def checked_class_names(names, source: str) -> tuple[str, ...]:
     names = tuple(str(name) for name in names)
     for name in names:
         if name not in CLASS_COLOURS:
-            raise UnknownCellClass(f"{source} names an unknown cell class {name!r}; the classes are {', '.join(CLASS_NAMES)}")
+            raise UnknownCellClass(f"{source} names an unknown cell class {short_repr(name)}; the classes are {', '.join(CLASS_NAMES)}")
     return names

@@ -11,6 +11,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from wsi_assets.core.quoting import short_repr
+
 # What each threshold reads from the cell table.
 RULE_COLUMNS = {"max_area_um2": "area_um2", "min_circularity": "nucleus_circularity", "min_hematoxylin_od": "nucleus_hematoxylin_od_mean"}
 RULE_LIMITS = {"max_area_um2": (1.0, 500.0), "min_circularity": (0.0, 1.0), "min_hematoxylin_od": (0.0, 3.0)}
@@ -54,9 +56,9 @@ def parse_rule(data, source: str) -> LymphocyteRule:
     values = {}
     for key, value in data.items():
         if key not in RULE_LIMITS:
-            raise BadRuleSetting(f"{source}: unknown lymphocyte_rule key {str(key)!r}; known: {', '.join(RULE_LIMITS)}")
+            raise BadRuleSetting(f"{source}: unknown lymphocyte_rule key {short_repr(key)}; known: {', '.join(RULE_LIMITS)}")
         low, high = RULE_LIMITS[key]
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or not low <= value <= high:
-            raise BadRuleSetting(f"{source}: lymphocyte_rule {key} = {value!r} must be a number from {low:g} to {high:g}")
+            raise BadRuleSetting(f"{source}: lymphocyte_rule {key} = {short_repr(value)} must be a number from {low:g} to {high:g}")
         values[key] = float(value)
     return LymphocyteRule(**values)

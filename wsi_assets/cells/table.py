@@ -9,6 +9,8 @@ import cv2
 import numpy as np
 from scipy import ndimage as ndi
 
+from wsi_assets.cells.outline_repair import valid_outlines
+
 
 @dataclass
 class NucleusTable:
@@ -85,7 +87,8 @@ def nuclei_from_labels(
     `keep(ids, centroid_x, centroid_y)`, if given, says which labels to return: the same rows as
     selecting afterwards, but the outlines (most of the cost) are traced for those alone.
     `measure(ids, outlines)`, if given, adds per-nucleus columns from the kept labels' ids and
-    their outlines (label-map pixels); `with_ids` adds the label id as column `label_id`.
+    their outlines (label-map pixels, as traced); `with_ids` adds the label id as column `label_id`.
+    The table's outlines are valid polygons, counter-clockwise (wsi_assets.cells.outline_repair).
     """
     labels = np.asarray(labels)
     boxes = ndi.find_objects(labels)
@@ -129,11 +132,13 @@ def nuclei_from_labels(
     columns = dict(measure(ids[chosen], outlines)) if measure is not None else {}
     if with_ids:
         columns["label_id"] = ids[chosen]
+    # Every export writes these outlines: made valid polygons here, once, in level-0 float32.
+    offsets, vertices, _ = valid_outlines(np.concatenate([[0], np.cumsum(point_counts)]).astype(np.int64), vertices.astype(np.float32))
     return NucleusTable(
         np.asarray(centroid_x[chosen], np.float64),
         np.asarray(centroid_y[chosen], np.float64),
         np.asarray(areas[chosen], np.float64),
-        np.concatenate([[0], np.cumsum(point_counts)]).astype(np.int64),
-        vertices.astype(np.float32),
+        offsets,
+        vertices,
         columns,
     )

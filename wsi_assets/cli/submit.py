@@ -2,6 +2,7 @@
 
     python -m wsi_assets.cli.submit alice/main/slide01 [--job process_slide]
     python -m wsi_assets.cli.submit alice/main/cells01 --job process_stack
+    python -m wsi_assets.cli.submit alice/main --job finetune_from_reviews   # a branch: <user>/<branch>
 
 Prints the run id, its page in the UI ($WSI_WEBSERVER_URL, default http://127.0.0.1:3000) and its
 place in the queue. (`dagster asset materialize` would run in this process and bypass the queue.)
@@ -18,7 +19,9 @@ import time
 import uuid
 from pathlib import Path
 
-from wsi_assets.core.keys import InvalidSlideKey, SlideKey
+from wsi_assets.cli.graphql_launch import WebserverLaunchFailed, launch_through_webserver
+from wsi_assets.cli.instance_home import NoInstance, open_instance, served_url
+from wsi_assets.core.keys import InvalidSlideKey, SlideKey, name_problem
 from wsi_assets.core.user_files import default_user_files_root
 from wsi_assets.uploads.checks import (
     UploadRefused,
@@ -28,9 +31,9 @@ from wsi_assets.uploads.checks import (
 from wsi_assets.uploads.kinds import STACK, not_a_stack, upload_kind
 from wsi_assets.uploads.listing import UploadRootUnavailable
 
-JOBS = ("process_slide", "tissue_mask_only", "export_cells", "classify_cells", "process_stack")
+JOBS = ("process_slide", "tissue_mask_only", "export_cells", "classify_cells", "process_stack", "finetune_from_reviews")
 STACK_JOBS = ("process_stack",)
-WEBSERVER_URL_ENV = "WSI_WEBSERVER_URL"
+BRANCH_JOBS = ("finetune_from_reviews",)  # one partition per branch: <user>/<branch>
 DEFAULT_WEBSERVER_URL = "http://127.0.0.1:3000"
 # Ties the launched run to this command: `dagster job launch` does not print the run id.
 SUBMISSION_TAG = "wsi/submission"
@@ -38,7 +41,7 @@ STABLE_LOOK_S = 1.0
 
 
 def run_url(run_id: str) -> str:
-    return f"{os.environ.get(WEBSERVER_URL_ENV, DEFAULT_WEBSERVER_URL).rstrip('/')}/runs/{run_id}"
+    return f"{(served_url() or DEFAULT_WEBSERVER_URL).rstrip('/')}/runs/{run_id}"
 
 
 def refuse_unsettled(path: Path, stack: bool) -> None:
@@ -56,35 +59,63 @@ def refuse_unsettled(path: Path, stack: bool) -> None:
         raise UploadRefused(f"{path.name}: the sensor treats it as a {kind}, not a {job_kind}; choose a {kind} job")
 
 
-def launch_command(key: SlideKey, job: str, submission: str = "") -> list[str]:
-    tags = {"dagster/partition": key.partition_key}
+def branch_with_reviews(root: Path, partition_key: str) -> str:
+    """The `<user>/<branch>` key of a fine-tune, refused unless the branch has a reviews folder."""
+    parts = partition_key.split("/")
+    if len(parts) != 2:
+        raise InvalidSlideKey(f"{partition_key!r}: finetune_from_reviews takes a branch, <user>/<branch> (e.g. alice/main)")
+    for what, value in zip(("user", "branch"), parts):
+        problem = name_problem(value, what)
+        if problem:
+            raise InvalidSlideKey(problem)
+    reviews = root / parts[0] / "reviews" / parts[1]
+    if not reviews.is_dir():
+        raise UploadRefused(f"no reviews for {partition_key}: put the corrected cells (QuPath GeoJSON) in {reviews} first")
+    return partition_key
+
+
+def launch_tags(key: SlideKey | str, submission: str = "") -> dict[str, str]:
+    tags = {"dagster/partition": getattr(key, "partition_key", key)}
     if submission:
         tags[SUBMISSION_TAG] = submission
-    tags = json.dumps(tags)
+    return tags
+
+
+def launch_command(key: SlideKey | str, job: str, submission: str = "") -> list[str]:
+    tags = json.dumps(launch_tags(key, submission))
     # The interpreter running this command, so an installed wheel works without bin/ on PATH.
     return [sys.executable, "-m", "dagster", "job", "launch", "-m", "wsi_assets.definitions", "-j", job, "--tags", tags]
 
 
 def submit(partition_key: str, job: str = "process_slide") -> str:
     """Queue `job` for the partition; prints and returns the run id."""
-    from dagster import DagsterInstance, RunsFilter
+    from dagster import RunsFilter
 
     from wsi_assets.cli.queue import current_places
 
-    key = SlideKey.parse(partition_key)
-    # The sensor's own checks, so a file it skipped cannot be queued by hand.
     stack = job in STACK_JOBS
-    path = checked_upload(default_user_files_root(), key, not_a_stack if stack else slide_format_problem)
-    refuse_unsettled(path, stack)
-    partitions = "stacks" if stack else "slides"
+    if job in BRANCH_JOBS:
+        key, partitions = branch_with_reviews(default_user_files_root(), partition_key), "branches"
+    else:
+        key = SlideKey.parse(partition_key)
+        # The sensor's own checks, so a file it skipped cannot be queued by hand.
+        path = checked_upload(default_user_files_root(), key, not_a_stack if stack else slide_format_problem)
+        refuse_unsettled(path, stack)
+        partitions = "stacks" if stack else "slides"
+    partition = getattr(key, "partition_key", key)
     submission = uuid.uuid4().hex
-    with DagsterInstance.get() as instance:
-        if not instance.has_dynamic_partition(partitions, key.partition_key):
-            instance.add_dynamic_partitions(partitions, [key.partition_key])
-        subprocess.run(launch_command(key, job, submission), check=True, stdout=subprocess.DEVNULL)
+    with open_instance() as instance:
+        if not instance.has_dynamic_partition(partitions, partition):
+            instance.add_dynamic_partitions(partitions, [partition])
+        url = served_url()
+        # The running webserver has the definitions loaded; `dagster job launch` loads them anew (a minute when busy).
+        launched = launch_through_webserver(url, job, launch_tags(key, submission)) if url else None
+        if launched is None:
+            subprocess.run(launch_command(key, job, submission), check=True, stdout=subprocess.DEVNULL)
         runs = instance.get_runs(RunsFilter(tags={SUBMISSION_TAG: submission}), limit=1)
         if not runs:
-            raise RuntimeError("dagster job launch succeeded but no run carries this submission's tag")
+            where = f"the webserver at {url} serves another instance than {os.environ['DAGSTER_HOME']}" if launched else "dagster job launch succeeded but no run carries this submission's tag"
+            raise RuntimeError(where)
         run = runs[0]
         places, _ = current_places(instance)
     print(f"run {run.run_id}")
@@ -98,18 +129,18 @@ def submit(partition_key: str, job: str = "process_slide") -> str:
     return run.run_id
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Queue a job for one slide or stack (goes through the run queue).")
-    parser.add_argument("partition_key", help="<user>/<branch>/<slide or stack>")
+    parser.add_argument("partition_key", help="<user>/<branch>/<slide or stack>; <user>/<branch> for finetune_from_reviews")
     parser.add_argument("--job", choices=JOBS, default="process_slide")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     try:
         submit(args.partition_key, args.job)
     except (InvalidSlideKey, UploadRefused, UploadRootUnavailable, PermissionError, FileNotFoundError, FileExistsError) as error:
         sys.exit(f"error: {error}")
     except subprocess.CalledProcessError as error:
         sys.exit(f"error: dagster job launch failed with exit code {error.returncode}")
-    except RuntimeError as error:
+    except (NoInstance, WebserverLaunchFailed, RuntimeError) as error:
         sys.exit(f"error: {error}")
 
 

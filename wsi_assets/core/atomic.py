@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import uuid
@@ -12,6 +13,7 @@ from pathlib import Path
 # Marks in the names of files and folders that exist only while a write is in progress: atomic
 # output's temporaries, and the staging folder an export builds before zipping it.
 TEMPORARY_MARKS = (".tmp-", ".staging-")
+_DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
 def _temporary_sibling(final: Path) -> Path:
@@ -35,6 +37,12 @@ def atomic_output(final: Path) -> Iterator[Path]:
     try:
         yield temporary
         os.replace(temporary, final) if not temporary.is_dir() else _replace_dir(temporary, final)
+    except OSError as error:
+        # write() and close() say "no space" without a file name (or name the temporary): the
+        # output that did not fit is this one, whatever else the writing code had open.
+        if error.errno in _DISK_FULL and (error.filename is None or str(error.filename) == str(temporary)):
+            error.filename = str(final)
+        raise
     finally:
         if temporary.is_dir():
             shutil.rmtree(temporary, ignore_errors=True)

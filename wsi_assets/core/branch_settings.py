@@ -9,17 +9,21 @@
     lymphocyte_rule: {max_area_um2: 20, min_circularity: 0.8, min_hematoxylin_od: 0.1}
 
 Every problem is one line naming the file and the key. An unknown key is an error, not ignored:
-a typo ('exprots') would otherwise silently leave the defaults in force.
+a typo ('exprots') would otherwise silently leave the defaults in force. The file is read by
+core.settings_yaml's rules: no aliases, no repeated keys, one value where one is expected, at
+most 64 KiB, a regular file with one name. Values are quoted in messages through core.quoting.
 """
 
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import yaml
-
+from wsi_assets.core import settings_yaml
+from wsi_assets.core.quoting import short_repr
+from wsi_assets.core.settings_yaml import SettingsFileError, parse_settings_text, read_settings
 from wsi_assets.core.user_files import branch_inputs_dir
 from wsi_assets.slides.errors import SlideSettingsError
 
@@ -31,7 +35,8 @@ TILE_SIZE_RANGE = (128, 8192)
 CELL_EXPANSION_RANGE = (0.0, 20.0)
 DEFAULT_TILE_SIZE = 1024
 MAX_MODEL_NAME = 200
-_MAX_SETTINGS_BYTES = 64 * 1024  # a settings file is a few lines; a big one is a mistake
+# Keys that take one value; a list or mapping there is refused by the loader, naming the line.
+SINGLE_VALUE_KEYS = ("mpp", "tile_size", "cell_expansion_um", "model", "classifier")
 
 
 def default_exports() -> tuple[str, ...]:
@@ -83,29 +88,22 @@ def shown_path(path: Path) -> str:
     return f"{path.parent.name}/{path.name}"
 
 
-def read_settings_file(path: Path) -> dict:
-    """The mapping in a small YAML settings file; SlideSettingsError for anything else."""
-    shown = shown_path(path)
-    if path.is_symlink():
-        raise SlideSettingsError(f"{shown} is a link: settings files must be real files in the upload folder; copy it in")
+def read_settings_file(path: Path, single_values=SINGLE_VALUE_KEYS) -> dict:
+    """The mapping in a small YAML settings file (core.settings_yaml's rules); SlideSettingsError for anything else."""
     try:
-        with open(path, "rb") as handle:
-            raw = handle.read(_MAX_SETTINGS_BYTES + 1)
-    except OSError as error:
-        raise SlideSettingsError(f"{shown} cannot be read ({error.strerror or error}): fix its permissions") from None
-    if len(raw) > _MAX_SETTINGS_BYTES:
-        raise SlideSettingsError(f"{shown} is larger than {_MAX_SETTINGS_BYTES // 1024} KB: a settings file holds a few 'key: value' lines")
+        return read_settings(Path(path), shown_path(path), single_values)
+    except SettingsFileError as error:
+        raise SlideSettingsError(str(error)) from None
+
+
+def read_settings_text(path: Path) -> str:
+    """A settings file's text, read by the same file rules ('' when there is none)."""
+    if not os.path.lexists(path):
+        return ""
     try:
-        data = yaml.safe_load(raw.decode("utf-8"))
-    except (UnicodeDecodeError, yaml.YAMLError) as error:
-        where = getattr(error, "problem_mark", None)
-        line = f" (line {where.line + 1})" if where is not None else ""
-        raise SlideSettingsError(f"{shown} is not valid YAML{line}: write 'key: value' lines, e.g. 'mpp: 0.5'") from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise SlideSettingsError(f"{shown} must hold 'key: value' lines (e.g. 'mpp: 0.5'), not a {type(data).__name__}")
-    return data
+        return settings_yaml.read_settings_text(Path(path), shown_path(path))
+    except SettingsFileError as error:
+        raise SlideSettingsError(str(error)) from None
 
 
 def is_plausible_mpp(value) -> bool:
@@ -120,7 +118,7 @@ def is_plausible_mpp(value) -> bool:
 def checked_mpp(value, shown: str) -> float:
     if not is_plausible_mpp(value):
         low, high = PLAUSIBLE_MPP
-        raise SlideSettingsError(f"{shown}: mpp = {value!r} is not a µm/px value; write a number from {low} to {high}, e.g. 'mpp: 0.5'")
+        raise SlideSettingsError(f"{shown}: mpp = {short_repr(value)} is not a µm/px value; write a number from {low} to {high}, e.g. 'mpp: 0.5'")
     return float(value)
 
 
@@ -129,36 +127,50 @@ def _checked_exports(value, shown: str) -> tuple[str, ...]:
     if isinstance(value, str):
         value = [value]
     if not isinstance(value, list) or not all(isinstance(name, str) for name in value):
-        raise SlideSettingsError(f"{shown}: exports = {value!r} must be a list of format names, e.g. 'exports: [csv, coco]'; known: {', '.join(known)}")
+        raise SlideSettingsError(f"{shown}: exports = {short_repr(value)} must be a list of format names, e.g. 'exports: [csv, coco]'; known: {', '.join(known)}")
     unknown = [name for name in value if name not in known]
     if unknown:
-        raise SlideSettingsError(f"{shown}: exports names unknown format '{unknown[0]}'; known formats: {', '.join(known)}")
+        raise SlideSettingsError(f"{shown}: exports names unknown format {short_repr(unknown[0])}; known formats: {', '.join(known)}")
     return tuple(dict.fromkeys(value))
 
 
 def _checked_int(key: str, value, bounds: tuple[int, int], shown: str) -> int:
     low, high = bounds
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise SlideSettingsError(f"{shown}: {key} = {value!r} must be a whole number of level-0 pixels from {low} to {high}")
+        raise SlideSettingsError(f"{shown}: {key} = {short_repr(value)} must be a whole number of level-0 pixels from {low} to {high}")
     return value
 
 
 def _checked_um(key: str, value, bounds: tuple[float, float], shown: str) -> float:
     low, high = bounds
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or not low <= value <= high:
-        raise SlideSettingsError(f"{shown}: {key} = {value!r} must be a number of µm from {low:g} to {high:g}")
+        raise SlideSettingsError(f"{shown}: {key} = {short_repr(value)} must be a number of µm from {low:g} to {high:g}")
     return float(value)
+
+
+def _is_path(name: str) -> bool:
+    # A name is looked up in the user's own folders; '..' or a separator would step out of them.
+    return name in (".", "..") or any(sep in name for sep in ("/", "\\", "\0"))
 
 
 def _checked_model(value, shown: str) -> str:
     if not isinstance(value, str) or not value.strip() or len(value) > MAX_MODEL_NAME or "\n" in value:
-        raise SlideSettingsError(f"{shown}: model = {value!r} must be a segmenter name ('default', 'classical', 'learned') or a model file name")
+        raise SlideSettingsError(f"{shown}: model = {short_repr(value)} must be a segmenter name ('default', 'classical', 'learned') or a model file name")
+    if _is_path(value.strip()):
+        raise SlideSettingsError(
+            f"{shown}: model = {short_repr(value)} is a path, not a name: give the file name of a model in <user>/models/<branch>/ (no folders, no '..')"
+        )
     return value.strip()
 
 
 def _checked_classifier(value, shown: str) -> str:
-    if not isinstance(value, str) or not value.strip() or len(value) > MAX_MODEL_NAME or "/" in value or "\\" in value or "\n" in value:
-        raise SlideSettingsError(f"{shown}: classifier = {value!r} must be 'default', 'rule' or the name of a classifier file (.npz) in the branch folder")
+    if not isinstance(value, str) or not value.strip() or len(value) > MAX_MODEL_NAME or "\n" in value:
+        raise SlideSettingsError(f"{shown}: classifier = {short_repr(value)} must be 'default', 'rule' or the name of a classifier file (.npz) in the branch folder")
+    if _is_path(value.strip()):
+        raise SlideSettingsError(
+            f"{shown}: classifier = {short_repr(value)} is a path, not a name: give 'default', 'rule' or the file name of a classifier (.npz) "
+            "in <user>/models/<branch>/ or the branch folder (no folders, no '..')"
+        )
     return value.strip()
 
 
@@ -187,14 +199,23 @@ def parse_branch_settings(data: dict, shown: str) -> BranchSettings:
     """Settings from a file's mapping; the first problem found, as one line."""
     for key in data:
         if key not in _CHECKS:
-            raise SlideSettingsError(f"unknown key {str(key)!r} in {shown}; known keys: {', '.join(KNOWN_KEYS)}")
+            raise SlideSettingsError(f"unknown key {short_repr(key)} in {shown}; known keys: {', '.join(KNOWN_KEYS)}")
     return BranchSettings(**{key: _CHECKS[key](value, shown) for key, value in data.items()}, source=shown)
+
+
+def branch_settings_from_text(text: str, shown: str) -> BranchSettings:
+    """Settings from branch.yaml's text (e.g. before writing it), by the same rules as the file."""
+    try:
+        data = parse_settings_text(text, shown, SINGLE_VALUE_KEYS)
+    except SettingsFileError as error:
+        raise SlideSettingsError(str(error)) from None
+    return parse_branch_settings(data, shown)
 
 
 def read_branch_settings(path: Path) -> BranchSettings:
     """The branch's settings from its branch.yaml; every default when the branch has none."""
     path = Path(path)
-    if not path.is_file() and not path.is_symlink():
+    if not os.path.lexists(path):
         return BranchSettings()
     return parse_branch_settings(read_settings_file(path), shown_path(path))
 

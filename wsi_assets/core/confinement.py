@@ -51,13 +51,16 @@ def confined(path: Path, root: Path, user: str) -> Path:
 def confined_upload(path: Path, root: Path, user: str) -> Path:
     """An uploaded file's real path, refused when it leaves the user's folder or is hard-linked."""
     resolved = confined(path, root, user)
-    links = os.stat(resolved).st_nlink
+    refuse_hard_links(os.stat(resolved).st_nlink, shown_under_root(path, root))
+    return resolved
+
+
+def refuse_hard_links(links: int, shown: str) -> None:
+    """HardLinkedUpload when a user's file has more than one name (`links`); `shown` names it as the user knows it."""
     if links > 1:
-        shown = shown_under_root(path, root)
         raise HardLinkedUpload(
             f"{shown} is hard-linked ({links} names for one file), so whose file it is cannot be told; upload a copy instead"
         )
-    return resolved
 
 
 def shown_under_root(path: Path, root: Path) -> str:

@@ -8,6 +8,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from wsi_assets.core.markdown import escape_markdown
+
 MAX_EMBED_BYTES = 80_000  # the UI stores metadata in the run database: keep each image tens of KB
 
 
@@ -56,4 +58,4 @@ def small_jpeg(rgb: np.ndarray, max_side: int = 512) -> bytes:
 
 
 def markdown_image(jpeg: bytes, alt: str) -> str:
-    return f"![{alt}](data:image/jpeg;base64,{base64.b64encode(jpeg).decode('ascii')})"
+    return f"![{escape_markdown(alt)}](data:image/jpeg;base64,{base64.b64encode(jpeg).decode('ascii')})"

@@ -74,14 +74,14 @@ def the_one_upload(found: list[Path], root: Path, user: str, missing: str, sever
 
 
 def slide_candidates(root: Path, key: SlideKey) -> list[Path]:
-    """Uploaded files whose branch and stem match `key` (a file directly in inputs/ is branch main)."""
+    """Uploaded files whose branch and stem match `key`, case ignored (a file directly in inputs/ is branch main)."""
     found = []
     for folder in branch_folders(root, key.user, key.branch):
         if not folder.is_dir():
             continue
         for entry in folder.iterdir():
             # is_file() is False for link loops and dangling links, and follows other links: refused later.
-            if entry.is_file() and entry.suffix.lower() in SLIDE_EXTENSIONS and entry.stem == key.stem:
+            if entry.is_file() and entry.suffix.lower() in SLIDE_EXTENSIONS and entry.stem.casefold() == key.stem.casefold():
                 found.append(entry)
     return sorted(found)
 
@@ -98,5 +98,5 @@ def find_slide_file(root: Path, key: SlideKey) -> Path:
         root,
         key.user,
         f"no uploaded slide for {key}: expected {branch_inputs_dir(root, key.user, key.branch)}/{key.stem}.<svs|tif|ndpi|...>",
-        lambda names: f"{key} is ambiguous: {names} share the stem '{key.stem}'; rename one",
+        lambda names: f"{key} is ambiguous: {names} share the stem '{key.stem}' (upper/lower case ignored: one output folder on SMB shares and macOS); rename one",
     )

@@ -27,6 +27,7 @@ from wsi_assets.batches.manifest import (
     UNCHANGED,
     build_manifest,
     load_manifest,
+    without_changed,
 )
 from wsi_assets.batches.result_set import (
     previous_manifest,
@@ -46,13 +47,16 @@ from wsi_assets.core.confinement import confined
 from wsi_assets.core.images import markdown_image
 from wsi_assets.core.keys import SlideKey
 from wsi_assets.core.progress import ProgressReporter
-from wsi_assets.core.user_files import branch_inputs_dir
+from wsi_assets.core.user_files import branch_inputs_dir, branch_outputs_dir
+from wsi_assets.defs.active_runs import refuse_if_another_run_is_active
 from wsi_assets.defs.errors import fails_clearly
 from wsi_assets.defs.executors import slide_executor
+from wsi_assets.defs.metadata_tables import metadata_table
 from wsi_assets.defs.partitions import batches_partitions
 from wsi_assets.defs.resources import SegmentationResource, UserFilesResource
 from wsi_assets.queue.engine_tags import gpu_step_tags
 from wsi_assets.queue.tags import GPU_POOL
+from wsi_assets.results.branch_workbook import write_branch_workbook
 
 BATCHES_GROUP = "batches"
 THUMBNAILS_FILE = "thumbnails.jpg"
@@ -62,6 +66,11 @@ MAX_REJECTED_SHOWN = 50
 
 def _batch_folder(root, key: SlideKey):
     return confined(branch_inputs_dir(root, key.user, key.branch) / key.stem, root, key.user)
+
+
+def _batch_set(context: AssetExecutionContext, root, key: SlideKey):
+    refuse_if_another_run_is_active(context)  # before staging: making a set sweeps the other run's
+    return run_batch_set(root, key, context.run.run_id)
 
 
 @asset(
@@ -75,14 +84,13 @@ def batch_manifest(context: AssetExecutionContext, user_files: UserFilesResource
     root, key = user_files.root_path, SlideKey.parse(context.partition_key)
     settings = branch_settings_for(root, key.user, key.branch)
     manifest = build_manifest(_batch_folder(root, key), root, key, previous_manifest(root, key), settings.mpp, segmentation.default_mpp)
-    folder = run_batch_set(root, key, context.run.run_id)
+    folder = _batch_set(context, root, key)
     write_text_atomic(folder / MANIFEST_FILE, json.dumps(manifest.as_dict(), indent=1))
     write_text_atomic(folder / REJECTED_FILE, rejected_json(manifest.rejected))
     changes = {c: sum(i.change == c for i in manifest.images) for c in ("new", "changed", UNCHANGED)}
     for name, why in manifest.rejected:
         context.log.warning(f"{key}: rejected {name}: {why}")
     context.log.info(f"{key}: {len(manifest.images)} images ({changes}), {len(manifest.rejected)} rejected")
-    rejected = "\n".join(f"| {n} | {w} |" for n, w in manifest.rejected[:MAX_REJECTED_SHOWN])
     sources = {}
     for image in manifest.images:
         sources[image.mpp_source] = sources.get(image.mpp_source, 0) + 1
@@ -91,7 +99,8 @@ def batch_manifest(context: AssetExecutionContext, user_files: UserFilesResource
             "images": len(manifest.images),
             **{f"{c}_images": n for c, n in changes.items()},
             "rejected": len(manifest.rejected),
-            "rejected_files": MetadataValue.md("| file | why |\n|---|---|\n" + rejected if rejected else "none"),
+            # A table, not markdown: image names are the user's text, shown as typed.
+            "rejected_files": metadata_table([{"file": n, "why": w} for n, w in manifest.rejected[:MAX_REJECTED_SHOWN]], ("file", "why")),
             "mpp_sources": MetadataValue.json(sources),
             "mpp_inferred_images": sum(i.mpp_inferred for i in manifest.images),
             "manifest": MetadataValue.path(str(folder / MANIFEST_FILE)),
@@ -111,7 +120,7 @@ def batch_manifest(context: AssetExecutionContext, user_files: UserFilesResource
 @fails_clearly
 def batch_cells(context: AssetExecutionContext, user_files: UserFilesResource, segmentation: SegmentationResource) -> MaterializeResult:
     root, key = user_files.root_path, SlideKey.parse(context.partition_key)
-    folder = run_batch_set(root, key, context.run.run_id)
+    folder = _batch_set(context, root, key)
     manifest = load_manifest(folder / MANIFEST_FILE)
     if manifest is None:
         raise FileNotFoundError(f"{key}: this run has no batch manifest: materialize batch_manifest first (run process_batch)")
@@ -120,17 +129,25 @@ def batch_cells(context: AssetExecutionContext, user_files: UserFilesResource, s
     context.log.info(f"{key}: segmenting {len(manifest.to_segment)} new or changed images of {len(manifest.images)}")
     segmenter = segmentation.segmenter()
     with atomic_output(folder / CELLS_FILE) as temporary:
-        counts = segment_batch_images(
+        segmented = segment_batch_images(
             manifest, inputs, temporary, segmenter, classifier_for(getattr(segmenter, "embedding", None)),
             previous_cells=(published / CELLS_FILE) if published else None,
             progress=ProgressReporter(lambda line: context.log.info(f"{key}: {line}"), stage="batch segmentation"),
         )
+    if segmented.changed:  # the manifest must describe the bytes segmented: images that changed leave it, with why
+        manifest = without_changed(manifest, segmented.changed)
+        write_text_atomic(folder / MANIFEST_FILE, json.dumps(manifest.as_dict(), indent=1))
+        write_text_atomic(folder / REJECTED_FILE, rejected_json(manifest.rejected))
+        for name, why in segmented.changed:
+            context.log.warning(f"{key}: left out {name}: {why}")
+    counts = segmented.counts
     grid = thumbnail_grid(manifest, inputs, folder / CELLS_FILE)
     write_bytes_atomic(folder / THUMBNAILS_FILE, grid)
     return MaterializeResult(
         metadata={
             "images": len(counts),
             "segmented_images": len(manifest.to_segment),
+            "changed_during_run": len(segmented.changed),
             "cells": sum(counts.values()),
             "thumbnails": MetadataValue.md(markdown_image(grid, f"{key}: first images with their nuclei")),
         }
@@ -147,15 +164,17 @@ def batch_cells(context: AssetExecutionContext, user_files: UserFilesResource, s
 @fails_clearly
 def batch_exports(context: AssetExecutionContext, user_files: UserFilesResource) -> MaterializeResult:
     root, key = user_files.root_path, SlideKey.parse(context.partition_key)
-    folder = run_batch_set(root, key, context.run.run_id)
+    folder = _batch_set(context, root, key)
     manifest = load_manifest(folder / MANIFEST_FILE)
     if manifest is None or not (folder / CELLS_FILE).exists():
         raise FileNotFoundError(f"{key}: this run has no batch cells: run process_batch")
-    written = write_batch_exports(folder / CELLS_FILE, manifest, folder)
+    written = write_batch_exports(folder / CELLS_FILE, manifest, folder, images_dir=_batch_folder(root, key))
     # the totals summary.json now holds: reading them back spares a third pass over the cell table
     summary = json.loads((folder / SUMMARY_FILE).read_text())
     published = publish_batch_set(root, key, context.run.run_id, (MANIFEST_FILE, REJECTED_FILE, CELLS_FILE, THUMBNAILS_FILE, *BATCH_EXPORTS))
     context.log.info(f"{key}: published {summary['images']} images, {summary['cells']} cells at {published} ({written})")
+    # The branch's summary.xlsx has a sheet of batches: rebuilt now, as a slide's publish does.
+    write_branch_workbook(branch_outputs_dir(root, key.user, key.branch))
     return MaterializeResult(
         metadata={
             "images": summary["images"],

@@ -6,6 +6,7 @@ from pathlib import Path
 from dagster import AssetExecutionContext, AssetKey, Config, MaterializeResult, MetadataValue, asset
 from pydantic import Field
 
+from wsi_assets.defs.metadata_tables import metadata_table
 from wsi_assets.training import defaults
 
 TRAINED = "trained"
@@ -114,7 +115,11 @@ def nuclei_model_evaluation(context: AssetExecutionContext, config: EvaluationCo
             "f1_at_0_5": float(overall["F1@0.5"]),
             "aji": float(overall["AJI"]),
             "pq": float(overall["PQ"]),
-            "per_dataset": MetadataValue.md("```\n" + table.to_string(float_format=lambda v: f"{v:.3f}") + "\n```"),
+            # A table, not markdown: dataset names are folder names of the labelled set, shown as typed.
+            "per_dataset": metadata_table(
+                [{"dataset": str(name), **{c: round(float(v), 3) for c, v in row.items()}} for name, row in table.iterrows()],
+                ["dataset", *map(str, table.columns)],
+            ),
             "overlay": MetadataValue.md(markdown_image(small_jpeg(strip, 1024), "predicted (yellow) and true (green) outlines")),
         }
     )

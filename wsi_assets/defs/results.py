@@ -22,6 +22,7 @@ from wsi_assets.core.branch_settings import branch_settings_for
 from wsi_assets.core.keys import SlideKey
 from wsi_assets.core.user_files import branch_outputs_dir, slide_output_dir
 from wsi_assets.core.slide_outputs import SlideOutputs
+from wsi_assets.defs.active_runs import refuse_if_another_run_is_active
 from wsi_assets.defs.errors import fails_clearly
 from wsi_assets.defs.partitions import slides_partitions
 from wsi_assets.defs.resources import UserFilesResource
@@ -45,6 +46,7 @@ def run_set(context: AssetExecutionContext, user_files: UserFilesResource, stage
             allow_retries=False,
         )
     key = SlideKey.parse(context.partition_key)
+    refuse_if_another_run_is_active(context)  # before staging: making a set sweeps the other run's
     return user_files.staged_outputs(key, context.run.run_id, stage, context.run.parent_run_id)
 
 

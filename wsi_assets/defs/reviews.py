@@ -35,9 +35,11 @@ from wsi_assets.core.images import markdown_image, small_jpeg, encode_jpeg
 from wsi_assets.core.keys import SlideKey
 from wsi_assets.core.user_files import branch_outputs_dir
 from wsi_assets.defs.errors import fails_clearly
+from wsi_assets.defs.metadata_tables import metadata_table
 from wsi_assets.defs.partitions import branches_partitions, slides_partitions
 from wsi_assets.defs.resources import UserFilesResource
 from wsi_assets.defs.results import RESULTS_ASSET, run_set, slide_results
+from wsi_assets.defs.sensors import log_reasons
 from wsi_assets.reviews.audit_log import AuditLogTampered
 from wsi_assets.reviews.branch_labels import TABLE_COLUMNS, annotator_agreement, slide_table
 from wsi_assets.reviews.cell_review import review_slide_cells, write_review_files
@@ -51,6 +53,7 @@ from wsi_assets.reviews.review_files import (
     slide_labels_changes,
 )
 from wsi_assets.reviews.review_geojson import ReviewFileError
+from wsi_assets.reviews.import_verdicts import recording_import
 from wsi_assets.reviews.scan import scan_reviews
 from wsi_assets.reviews.slide_labels import parse_slide_labels
 from wsi_assets.reviews.version_store import UnknownReviewVersion, import_review
@@ -60,7 +63,10 @@ from wsi_assets.slides.reader import open_slide
 REVIEWS_GROUP = "reviews"
 REVIEW_FOLDER = "review"  # inside the slide's result set
 RESTORE_JOB = "restore_review"
+PREVIEW_ROWS = 50  # rows of slide_reviews.csv shown in the UI; the file holds them all
 REVIEW_ERRORS = (ReviewFileError, AuditLogTampered, UnknownReviewVersion)
+# Well under Dagster's 60 s sensor timeout; the files left over are looked at next tick.
+MAX_REVIEWS_PER_TICK, MAX_SECONDS_PER_TICK = 500, 10.0
 
 
 def _reviews_fail_clearly(fn):
@@ -88,7 +94,8 @@ def _current(context, root, user, branch, upload, changes, config: ReviewConfig)
         version = restore_review_version(root, user, branch, upload.name, config.restore_version, f"dagster run {context.run.run_id[:8]}", changes)
         context.log.info(f"restored {upload.name} version {version.short} of {user}/{branch} (audit entry {version.entry['seq']})")
         return version
-    version, new = import_review(root, user, branch, upload, changes)
+    with recording_import(root, user, branch, upload, context.run.run_id):  # the upload status shows what this found
+        version, new = import_review(root, user, branch, upload, changes)
     context.log.info(f"{'imported' if new else 'unchanged:'} {upload.name} version {version.short} (audit entry {version.entry['seq']})")
     return version
 
@@ -106,6 +113,8 @@ def cell_review(context: AssetExecutionContext, config: ReviewConfig, user_files
     upload = find_cell_review(root, key)
     version = _current(context, root, key.user, key.branch, upload, cell_review_changes, config)
     reviewer = read_version_cells(version.path, f"{upload.name} (version {version.short})")
+    if reviewer.skipped:
+        context.log.warning(f"{upload.name}: skipped {len(reviewer.skipped)} features without area, used the rest: {'; '.join(reviewer.skipped[:10])}")
     outputs = run_set(context, user_files, "exports")
     cells = outputs.require(outputs.cells_parquet, "cell_segmentation")
     mpp = read_slide_metadata_mpp(outputs.require(outputs.metadata_json, "slide_metadata"))
@@ -156,18 +165,18 @@ def slide_reviews(context: AssetExecutionContext, config: ReviewConfig, user_fil
     writer.writerows(rows)
     table = write_text_atomic(folder / "slide_reviews.csv", text.getvalue())
     summary = write_text_atomic(folder / "slide_reviews.json", json.dumps({"agreement": agreement, "version": version.sha256}, indent=2))
-    context.log.info(f"{user}/{branch}: {len(rows)} slides labelled by {len(agreement['annotators'])} annotators")
-    preview = "| " + " | ".join(TABLE_COLUMNS) + " |\n|" + "---|" * len(TABLE_COLUMNS) + "\n"
-    preview += "\n".join("| " + " | ".join(str(r[c]) for c in TABLE_COLUMNS) + " |" for r in rows[:50])
+    context.log.info(f"{user}/{branch}: {agreement['slides']} slides labelled by {len(agreement['annotators'])} annotators")
     return MaterializeResult(
         metadata={
-            "slides": len(rows),
+            "slides": agreement["slides"],
+            "labels": len(rows),
             "annotators": len(agreement["annotators"]),
             "version": version.sha256,
             "audit_seq": version.entry["seq"],
             "table": MetadataValue.path(str(table)),
             "agreement": MetadataValue.json(agreement),
-            "preview": MetadataValue.md(preview),
+            # A table, not markdown: comments and codes are the annotators' own text, shown as typed.
+            "preview": metadata_table(rows[:PREVIEW_ROWS], TABLE_COLUMNS),
         }
     )
 
@@ -201,7 +210,7 @@ review_branch = define_asset_job(
     description="Watches user_files/<user>/reviews/<branch>/ and imports each new or changed review once it stops changing.",
 )
 def review_sensor(context: SensorEvaluationContext, user_files: UserFilesResource) -> SensorResult:
-    scan = scan_reviews(user_files.root_path, context.cursor)
+    scan = scan_reviews(user_files.root_path, context.cursor, MAX_REVIEWS_PER_TICK, MAX_SECONDS_PER_TICK)
     runs, branches = [], set()
     for request in scan.requests:
         if request.kind == "cells" and not context.instance.has_dynamic_partition(slides_partitions.name, request.partition_key):
@@ -213,10 +222,7 @@ def review_sensor(context: SensorEvaluationContext, user_files: UserFilesResourc
         branches.add(f"{request.user}/{request.branch}")
         job = review_slide.name if request.kind == "cells" else review_branch.name
         runs.append(RunRequest(run_key=request.run_key, partition_key=request.partition_key, job_name=job, tags={"wsi/review": request.relpath}))
-    for rel, why in scan.skipped:
-        context.log.warning(f"skipped {rel}: {why}")
-    for rel, why in scan.waiting:
-        context.log.info(f"waiting {rel}: {why}")
+    log_reasons(context, scan.skipped, scan.waiting)
     new_branches = sorted(b for b in branches if not context.instance.has_dynamic_partition(branches_partitions.name, b))
     reasons = [f"skipped {r}: {w}" for r, w in scan.skipped] + [f"waiting {r}: {w}" for r, w in scan.waiting]
     return SensorResult(

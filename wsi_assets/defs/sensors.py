@@ -24,14 +24,27 @@ from wsi_assets.uploads.scan import ScanCursor, ScanResult, scan_uploads
 from wsi_assets.uploads.status import digest, draft_statuses, settle, write_status_file
 
 MAX_FILES_PER_TICK = 500
+# Well under Dagster's 60 s sensor timeout: no file starts being examined after this (each one is bounded).
+MAX_SECONDS_PER_TICK = 10.0
 MAX_REASONS_SHOWN = 20
+MAX_REASONS_LOGGED = 50
+
+
+def log_reasons(context: SensorEvaluationContext, skipped: list[tuple[str, str]], waiting: list[tuple[str, str]]) -> None:
+    """The first reasons in the tick's log: each line is a write to the instance, and the upload status lists them all."""
+    lines = [(context.log.warning, f"skipped {rel}: {why}") for rel, why in skipped]
+    lines += [(context.log.info, f"waiting {rel}: {why}") for rel, why in waiting]
+    for log, line in lines[:MAX_REASONS_LOGGED]:
+        log(line)
+    if len(lines) > MAX_REASONS_LOGGED:
+        context.log.info(f"... and {len(lines) - MAX_REASONS_LOGGED} more: see upload_status")
 
 
 def _summary(result) -> str:
     lines = [f"skipped {rel}: {why}" for rel, why in result.skipped]
     lines += [f"waiting {rel}: {why}" for rel, why in result.waiting]
     if result.deferred:
-        lines.append(f"{result.deferred} files left for the next tick (at most {MAX_FILES_PER_TICK} a tick)")
+        lines.append(f"{result.deferred} files left for the next tick (at most {MAX_FILES_PER_TICK} files and {MAX_SECONDS_PER_TICK:.0f} s a tick)")
     shown = lines[:MAX_REASONS_SHOWN]
     if len(lines) > len(shown):
         shown.append(f"... and {len(lines) - len(shown)} more (see the sensor log and upload_status)")
@@ -74,11 +87,8 @@ def upload_sensor(context: SensorEvaluationContext, user_files: UserFilesResourc
     # A missing or unreadable root raises UploadRootUnavailable: the tick fails, shown in red, until it is fixed.
     before = ScanCursor.deserialize(context.cursor)
     root = user_files.root_path
-    result = scan_uploads(root, before, MAX_FILES_PER_TICK)
-    for rel, why in result.skipped:
-        context.log.warning(f"skipped {rel}: {why}")
-    for rel, why in result.waiting:
-        context.log.info(f"waiting {rel}: {why}")
+    result = scan_uploads(root, before, MAX_FILES_PER_TICK, max_seconds=MAX_SECONDS_PER_TICK)
+    log_reasons(context, result.skipped, result.waiting)
     status_events, new_users = _status_events(context, root, result, before)
     run_requests, partition_requests = [], []
     for partitions, job in ((slides_partitions, process_slide), (stacks_partitions, process_stack)):

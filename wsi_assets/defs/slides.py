@@ -8,12 +8,14 @@ Each asset writes its own files into its run's result set (published at
 from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
 from wsi_assets.core.atomic import write_bytes_atomic
+from wsi_assets.core.branch_settings import branch_settings_for
 from wsi_assets.core.images import markdown_image, small_jpeg
 from wsi_assets.core.keys import SlideKey
 from wsi_assets.defs.errors import fails_clearly
 from wsi_assets.defs.partitions import slides_partitions
 from wsi_assets.defs.resources import SegmentationResource, UserFilesResource
 from wsi_assets.defs.results import run_set
+from wsi_assets.finetuning.branch_files import check_branch_files
 from wsi_assets.quality.overlays import tissue_overlay
 from wsi_assets.results.slide_identity import (
     ensure_unchanged,
@@ -42,6 +44,8 @@ SLIDES_GROUP = "slides"
 @fails_clearly
 def slide_metadata(context: AssetExecutionContext, user_files: UserFilesResource, segmentation: SegmentationResource) -> MaterializeResult:
     key = SlideKey.parse(context.partition_key)
+    # The run's first step: branch.yaml and the files it names fail here, not after segmentation.
+    check_branch_files(user_files.root_path, key.user, key.branch, branch_settings_for(user_files.root_path, key.user, key.branch))
     path = user_files.slide_file(key)
     identity = slide_identity(path)
     info = read_slide_info(path, segmentation.default_mpp)

@@ -22,7 +22,9 @@ from pydantic import Field
 
 from wsi_assets.core.images import markdown_image, small_jpeg
 from wsi_assets.core.keys import SlideKey
+from wsi_assets.defs.active_runs import refuse_if_another_run_is_active
 from wsi_assets.defs.errors import fails_clearly
+from wsi_assets.defs.metadata_tables import metadata_table
 from wsi_assets.defs.partitions import stacks_partitions
 from wsi_assets.defs.resources import UserFilesResource
 from wsi_assets.results.slide_identity import ensure_unchanged, slide_identity
@@ -39,7 +41,7 @@ from wsi_assets.stacks.result_set import (
 )
 from wsi_assets.stacks.slices import check_indices
 from wsi_assets.stacks.stats import channel_stats as compute_stats
-from wsi_assets.stacks.stats import markdown_table
+from wsi_assets.stacks.stats import shown_rows
 from wsi_assets.stacks.tables import (
     write_component_images,
     write_json,
@@ -55,6 +57,7 @@ AXES_CHECK = "stack_axes_named"
 
 def _key_and_set(context: AssetExecutionContext, user_files: UserFilesResource) -> tuple[SlideKey, StackOutputs]:
     key = SlideKey.parse(context.partition_key)
+    refuse_if_another_run_is_active(context)
     return key, stage_stack_set(user_files.root_path, key, context.run.run_id, context.run.parent_run_id)
 
 
@@ -152,11 +155,16 @@ def stack_zarr(context: AssetExecutionContext, user_files: UserFilesResource) ->
 def channel_stats(context: AssetExecutionContext, user_files: UserFilesResource) -> MaterializeResult:
     key, outputs = _key_and_set(context, user_files)
     info, folder = _info(outputs), _zarr(outputs)
-    stats = compute_stats(open_level(folder, 0), info.channel_names, open_level(folder, smallest_level_within(folder, 256)))
+    stats = compute_stats(open_level(folder, 0), info.channel_names)
     write_json(outputs.stats_json, stats)
     write_stats_csv(outputs.stats_csv, stats["rows"])
     context.log.info(f"{key}: statistics of {info.shape[1]} channels over {info.shape[0]} time points")
-    return MaterializeResult(metadata={"table": MetadataValue.md(markdown_table(stats)), "percentiles_exact": stats["percentiles_exact"]})
+    columns, rows = shown_rows(stats)
+    # A table, not markdown: channel names come from the uploaded file's metadata, shown as typed.
+    metadata = {"table": metadata_table(rows, columns), "percentiles_exact": stats["percentiles_exact"]}
+    if len(stats["rows"]) > len(rows):
+        metadata["rows_not_shown"] = f"{len(stats['rows']) - len(rows)} more rows in {outputs.stats_csv.name}"
+    return MaterializeResult(metadata=metadata)
 
 
 class ChannelPcaConfig(Config):

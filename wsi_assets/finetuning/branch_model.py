@@ -17,10 +17,8 @@ import re
 from datetime import datetime, timezone
 from pathlib import Path
 
-import yaml
-
 from wsi_assets.core.atomic import write_text_atomic
-from wsi_assets.core.branch_settings import BRANCH_SETTINGS, parse_branch_settings
+from wsi_assets.core.branch_settings import BRANCH_SETTINGS, branch_settings_from_text, read_settings_text
 from wsi_assets.core.confinement import confined
 from wsi_assets.core.user_files import branch_inputs_dir
 from wsi_assets.segmentation.model_files import CARD_SUFFIX
@@ -100,11 +98,11 @@ def set_branch_setting(root: Path, user: str, branch: str, key: str, name: str, 
     """Set branch.yaml's `key:` to `name`, keeping the file as it was beside the branch's models."""
     folder = confined(branch_models_dir(root, user, branch), root, user)
     settings_file = branch_settings_file(root, user, branch)
-    before = settings_file.read_text(encoding="utf-8") if settings_file.is_file() else ""
+    before = read_settings_text(settings_file)  # a link or hard link is refused, as when a run reads it
     updated = settings_with(before, key, name, why)
     # The rewritten file must still be valid and say `name`: else nothing is moved or written.
     shown = f"{user}/inputs/{branch}/{BRANCH_SETTINGS}"
-    if getattr(parse_branch_settings(yaml.safe_load(updated) or {}, shown), key) != name:
+    if getattr(branch_settings_from_text(updated, shown), key) != name:
         raise SlideSettingsError(f"{shown}: its {key} line could not be rewritten; set {key}: {name} by hand")
     if before_writing is not None:
         before_writing()

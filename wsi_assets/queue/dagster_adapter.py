@@ -1,6 +1,6 @@
 """The one module that touches Dagster's private APIs: the instance classes named in dagster.yaml
-(branch-aware run coordinator, run launcher with worker health checks) and the GPU slot guard,
-which needs to know the instance's storage.
+(branch-aware run coordinator, run launcher with worker health checks), the GPU slot guard,
+which needs to know the instance's storage, and the webserver's trust in deploy/auth's proxy.
 
 The coordinator and launcher are imported by the webserver, the daemon and the CLI alike, so
 every launch path queues the same way. A Dagster upgrade that moves these APIs breaks here only.
@@ -21,12 +21,14 @@ from dagster._core.storage.dagster_run import ACTIVE_RUN_STATUSES, DagsterRun
 from dagster._core.storage.event_log.sqlite import ConsolidatedSqliteEventLogStorage, SqliteEventLogStorage
 from dagster._core.storage.runs.schema import RunsTable, RunTagsTable
 from dagster._core.storage.runs.sql_run_storage import SqlRunStorage
+from dagster._core.workspace.context import WorkspaceRequestContext
 from dagster._serdes import serialize_value
 
 from wsi_assets.queue.celery_liveness import unanswered_workers
 from wsi_assets.queue.engines import BROKER_ENV
 from wsi_assets.queue.gpu_slots import held, machine_slot, postgres_slot
-from wsi_assets.queue.positions import QueueLimits, QueueRun
+from wsi_assets.queue.launched_by import PROXY_USER_HEADER, InvalidProxyUser, launched_by_tags
+from wsi_assets.queue.positions import PendingStep, QueueLimits, QueueRun
 from wsi_assets.queue.tags import GPU_POOL, UnqueueableRun, tags_to_store
 from wsi_assets.queue.workers import worker_alive
 
@@ -61,17 +63,54 @@ class SlideRunCoordinator(QueuedRunCoordinator):
             ensure_pool_slots(self._instance)
             self._pools_checked = True
         run = context.dagster_run
+        wanted: dict[str, str] = {}
+        problem = None
         try:
-            new_tags = tags_to_store(run.tags)
-        except UnqueueableRun as error:
-            self._instance.report_run_failed(run, str(error))
-            return self._instance.get_run_by_id(run.run_id) or run
+            # Who launched it goes first, so a refused run still says who tried.
+            wanted.update(viewer_tags(context.workspace))
+            wanted.update(tags_to_store(run.tags))
+        except (InvalidProxyUser, UnqueueableRun) as error:
+            problem = str(error)
+        new_tags = {key: value for key, value in wanted.items() if run.tags.get(key) != value}
         if new_tags:
             # with_tags() would change only this in-memory copy; the queue daemon reads storage.
             self._instance.add_run_tags(run.run_id, new_tags)
             run = self._instance.get_run_by_id(run.run_id) or run.with_tags({**run.tags, **new_tags})
             context = SubmitRunContext(run, context.workspace)
+        if problem:
+            self._instance.report_run_failed(run, problem)
+            return self._instance.get_run_by_id(run.run_id) or run
         return super().submit_run(context)
+
+
+def viewer_tags(workspace) -> dict[str, str]:
+    """The tags Dagster gives what this request launches (backfills use them; runs, here, too).
+
+    {} outside a webserver request and in a webserver that does not trust the proxy's header.
+    """
+    return dict(workspace.get_viewer_tags()) if workspace is not None else {}
+
+
+def proxy_user_tags(request_context) -> dict[str, str]:
+    """The audit tags for the user deploy/auth's proxy named in this request's header."""
+    headers = getattr(request_context.source, "headers", None)  # the Starlette request or websocket
+    return launched_by_tags(headers.get(PROXY_USER_HEADER) if headers is not None else None)
+
+
+_dagster_viewer_tags = WorkspaceRequestContext.get_viewer_tags
+
+
+def trust_proxy_user_header() -> None:
+    """Make this process's webserver tag what its requests launch with the proxy's user.
+
+    Dagster OSS has the hook (viewer tags, merged into backfills) but no user to fill it with;
+    only wsi_assets.cli.webserver calls this, behind the proxy that sets the header.
+    """
+
+    def with_proxy_user(self) -> dict[str, str]:
+        return {**_dagster_viewer_tags(self), **proxy_user_tags(self)}
+
+    WorkspaceRequestContext.get_viewer_tags = with_proxy_user
 
 
 class SlideRunLauncher(DefaultRunLauncher):
@@ -189,6 +228,26 @@ def read_queue(instance) -> tuple[list[QueueRun], list[QueueRun], QueueLimits]:
         gpu_slots_taken=taken,
     )
     return queued, in_progress, limits
+
+
+def gpu_pending_steps(instance) -> list[PendingStep]:
+    """Steps of started runs that wait for a `gpu` pool slot, from Dagster's op-concurrency records."""
+    storage = instance.event_log_storage
+    if not storage.supports_global_concurrency_limits or GPU_POOL not in storage.get_concurrency_keys():
+        return []
+    info = storage.get_concurrency_info(GPU_POOL)
+    # A step's pending row stays while it holds its slot: only the rows without a claim wait.
+    claimed = {(slot.run_id, slot.step_key) for slot in info.claimed_slots}
+    waiting = [step for step in info.pending_steps if (step.run_id, step.step_key) not in claimed]
+    if not waiting:
+        return []
+    # A run that ended leaves its rows for run monitoring's free_slots_after_run_end_seconds.
+    started = {r.dagster_run.run_id for r in instance.get_run_records(RunsFilter(run_ids=sorted({s.run_id for s in waiting}), statuses=[DagsterRunStatus.STARTED]))}
+    return [
+        PendingStep(step.run_id, step.step_key, step.enqueued_timestamp.timestamp(), step.priority or 0, step.assigned_timestamp is not None)
+        for step in waiting
+        if step.run_id in started
+    ]
 
 
 def remove_run_tags(instance, run_id: str, keys: Sequence[str]) -> None:

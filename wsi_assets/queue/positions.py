@@ -167,3 +167,62 @@ def changed_place_tags(places: Sequence[QueuePlace]) -> dict[str, dict[str, str]
         if changed:
             changes[place.run.run_id] = changed
     return changes
+
+
+# A run that has started can still wait: its GPU step for a slot of the `gpu` pool (Dagster's op
+# concurrency). Dagster shows that only as a DEBUG line, so the run looks like it does nothing.
+GPU_SLOT = "gpu slot"
+GPU_POSITION_TAG = "wsi/gpu_slot_position"
+GPU_WAIT_TAGS = (WAITING_TAG, GPU_POSITION_TAG)
+ALL_WAIT_TAGS = (*PLACE_TAGS, GPU_POSITION_TAG)
+
+
+@dataclass(frozen=True)
+class PendingStep:
+    """A step of a run registered with the `gpu` pool and not holding a slot yet."""
+
+    run_id: str
+    step_key: str
+    enqueued_at: float
+    priority: int = 0
+    assigned: bool = False  # Dagster has picked it for the next free slot; it claims it at its next try
+
+
+@dataclass(frozen=True)
+class GpuWait:
+    run_id: str
+    step_key: str
+    position: int  # 1 = the next step to get a slot
+    waiters: int
+
+
+def gpu_waits(pending: Sequence[PendingStep]) -> list[GpuWait]:
+    """One wait per run, in the order Dagster hands out slots: assigned steps, then priority, then oldest.
+
+    A run with several waiting GPU steps is placed by its first.
+    """
+    ordered = sorted(pending, key=lambda step: (not step.assigned, -step.priority, step.enqueued_at))
+    waits: dict[str, GpuWait] = {}
+    for step in ordered:
+        if step.run_id not in waits:
+            waits[step.run_id] = GpuWait(step.run_id, step.step_key, len(waits) + 1, 0)
+    return [GpuWait(w.run_id, w.step_key, w.position, len(waits)) for w in waits.values()]
+
+
+def gpu_wait_tags(wait: GpuWait) -> dict[str, str]:
+    return {WAITING_TAG: GPU_SLOT, GPU_POSITION_TAG: str(wait.position)}
+
+
+def gpu_wait_message(wait: GpuWait) -> str:
+    return f"{wait.step_key} is waiting for a {GPU_SLOT}: {wait.position} of {wait.waiters} waiting (the `gpu` pool's slots are all taken)"
+
+
+def changed_gpu_wait_tags(waits: Sequence[GpuWait], current: Mapping[str, Mapping[str, str]]) -> dict[str, dict[str, str]]:
+    """run id -> the GPU wait tags to write, for runs whose tags (`current`) differ from their wait."""
+    changes = {}
+    for wait in waits:
+        tags = current.get(wait.run_id, {})
+        changed = {key: value for key, value in gpu_wait_tags(wait).items() if tags.get(key) != value}
+        if changed:
+            changes[wait.run_id] = changed
+    return changes

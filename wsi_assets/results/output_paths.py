@@ -36,8 +36,9 @@ def leads_outside(path: Path, home: Path) -> bool:
 def refuse_if_outside(path: Path, root: Path, user: str, home: Path) -> None:
     """PathOutsideUserFolder when `path` exists (or is a dangling link) and leads outside `home`."""
     if os.path.lexists(path) and leads_outside(path, home):
+        # Where it leads is not said: it may be another user's folder, and the message is shown to this one.
         raise PathOutsideUserFolder(
-            f"{shown_under_root(path, root)} is a link leading outside {user}/ (to {Path(path).resolve()}): "
+            f"{shown_under_root(path, root)} is a link leading outside {user}/: "
             f"results are written only inside the user's own folder; replace the link with a real folder"
         )
 

@@ -10,31 +10,34 @@ import numpy as np
 from wsi_assets.reviews.agreement import cohen_kappa, confusion_matrix, fleiss_kappa
 from wsi_assets.reviews.slide_labels import ADEQUACY_LEVELS, SlideLabel
 
-TABLE_COLUMNS = ("slide", "annotators", "adequacy_votes", "adequacy_majority", "diagnosis_codes", "diagnosis_agreed", "comments")
+# One row per slide and annotator: each annotator's codes and comment stay in their own cells
+# (joined into one cell they could not be told apart, and a comment holding the separator broke
+# the table); the slide's majority and agreement repeat on each of its rows.
+TABLE_COLUMNS = (
+    "slide", "annotator", "adequacy", "diagnosis_codes", "comment",
+    "annotators", "adequacy_votes", "adequacy_majority", "diagnosis_agreed",
+)
 
 
 def slide_table(labels: list[SlideLabel]) -> list[dict]:
-    """One row per slide: who labelled it, the adequacy votes and majority, the codes, whether the codes agree."""
+    """One row per slide and annotator (slides, then annotators, in order), with the slide's votes, majority and code agreement."""
     by_slide: dict[str, list[SlideLabel]] = defaultdict(list)
     for label in labels:
         by_slide[label.slide].append(label)
     rows = []
-    for slide, group in sorted(by_slide.items()):
+    for _, group in sorted(by_slide.items()):
         votes = Counter(label.adequacy for label in group)
         top = votes.most_common()
         majority = top[0][0] if len(top) == 1 or top[0][1] > top[1][1] else "tie"
-        codes = {label.annotator: ";".join(label.diagnosis_codes) for label in group}
-        rows.append(
-            {
-                "slide": slide,
-                "annotators": ";".join(sorted(label.annotator for label in group)),
-                "adequacy_votes": ";".join(f"{level}={votes[level]}" for level in ADEQUACY_LEVELS if votes[level]),
-                "adequacy_majority": majority,
-                "diagnosis_codes": " | ".join(f"{a}: {c}" for a, c in sorted(codes.items())),
-                "diagnosis_agreed": len(set(codes.values())) == 1 if len(group) > 1 else None,
-                "comments": " | ".join(f"{label.annotator}: {label.comment}" for label in group if label.comment),
-            }
-        )
+        agreed = len({label.diagnosis_codes for label in group}) == 1 if len(group) > 1 else None
+        shared = {
+            "annotators": len(group),
+            "adequacy_votes": ";".join(f"{level}={votes[level]}" for level in ADEQUACY_LEVELS if votes[level]),
+            "adequacy_majority": majority,
+            "diagnosis_agreed": agreed,
+        }
+        for label in sorted(group, key=lambda label: label.annotator):
+            rows.append({**label.as_dict(), **shared})
     return rows
 
 

@@ -20,6 +20,7 @@ from wsi_assets.reviews.review_geojson import ReviewedCells
 
 # HoVer-Net pairs nuclei whose centroids lie within 12 px at 0.25 µm/px (its 40x): 3 µm.
 PAIRING_RADIUS_UM = 3.0
+MAX_SKIPPED_LISTED = 100  # skipped features named in cell_review.json; the count is always whole
 DISAGREEMENT_COLUMNS = ("kind", "model_cell_id", "reviewer_feature", "centroid_x", "centroid_y", "model_class", "reviewer_class", "iou")
 
 
@@ -67,6 +68,9 @@ def compare_cells(model: ModelCells, reviewer: ReviewedCells, radius_px: float, 
         "detection_f1": f1(tp, fp, fn),
         "mean_iou": float(pairs.iou.mean()) if tp else None,
         "classes_compared": classed,
+        # Features the import skipped (no area), by id: the rest of the file was used.
+        "skipped_features": len(reviewer.skipped),
+        "skipped": list(reviewer.skipped[:MAX_SKIPPED_LISTED]),
     }
     if classed:
         matrix = confusion_matrix([a for a, _ in both], [b for _, b in both], labels)

@@ -62,4 +62,11 @@ def read_model_cells(cells_parquet: Path, area=None) -> ModelCells:
     ) if len(table) else None
     shapes = polygons(rings) if rings is not None else np.empty(0, dtype=object)
     classes = table.column(CLASS_COLUMN).to_pylist() if has_classes else [None] * len(table)
-    return ModelCells(table.column("cell_id").to_numpy(), shapes, centroids[keep], classes, has_classes)
+    # Paired by their outlines' centroids, as the reviewer's cells are: a label of two parts keeps
+    # its largest as the outline, and its pixel centroid can lie beyond the pairing radius from it.
+    if len(shapes):
+        points = shapely.centroid(shapes)
+        outline_centroids = np.stack([shapely.get_x(points), shapely.get_y(points)], axis=1)
+    else:
+        outline_centroids = centroids[keep]
+    return ModelCells(table.column("cell_id").to_numpy(), shapes, outline_centroids, classes, has_classes)

@@ -4,6 +4,8 @@ QuPath writes several shapes of the same thing, and every one is accepted: a Fea
 or a bare array of features (QuPath's default), measurements as a map or as the older list of
 `{name, value}`, a classification as an object or a plain string, and objectType `detection`,
 `cell` (its nucleus is `nucleusGeometry` when present) or `annotation` (a reviewed region).
+Tolerant where QuPath is: an invalid outline is repaired (make_valid) and keeps its polygonal
+area; a feature with no area at all is skipped and reported by id, never the whole file.
 """
 
 from __future__ import annotations
@@ -32,6 +34,9 @@ class ReviewedCells:
     classes: list = field(default_factory=list)  # str or None
     feature_ids: list = field(default_factory=list)  # str ("" when the feature has none)
     regions: list = field(default_factory=list)  # shapely Polygons of the reviewed regions
+    # Features left out because their geometry has no area (a point, a line, a collapsed ring),
+    # each as "feature <id>: why": reported, while every other feature is used.
+    skipped: list = field(default_factory=list)
 
     @property
     def centroids(self) -> np.ndarray:
@@ -85,18 +90,43 @@ def _features(document) -> list:
     raise ValueError("expected a GeoJSON FeatureCollection or an array of features (QuPath's export)")
 
 
+class NoArea(ValueError):
+    """A feature whose geometry, repaired, covers no area: skipped and reported, not fatal."""
+
+
+def polygonal_parts(shape) -> list:
+    """The Polygons with area anywhere in `shape`: a Polygon, a MultiPolygon, or a GeometryCollection
+    (what make_valid gives for a ring that crosses itself: polygons plus the lines it shed)."""
+    parts = []
+    for part in shapely.get_parts(shape):
+        if part.geom_type == "Polygon":
+            parts.append(part)
+        elif part.geom_type in ("MultiPolygon", "GeometryCollection"):
+            parts.extend(polygonal_parts(part))
+    return [part for part in parts if part.area > 0]
+
+
 def _polygons(geometry) -> list:
-    """The polygons of a GeoJSON Polygon or MultiPolygon; the largest only for a cell."""
+    """The polygons of a GeoJSON Polygon or MultiPolygon, repaired as QuPath and JTS would: an invalid
+    outline keeps its polygonal area. NoArea when none is left."""
     if not isinstance(geometry, dict) or geometry.get("type") not in ("Polygon", "MultiPolygon"):
         kind = geometry.get("type") if isinstance(geometry, dict) else type(geometry).__name__
+        if kind in ("Point", "MultiPoint", "LineString", "MultiLineString"):
+            raise NoArea(f"geometry is a {kind}, which has no area")
         raise ValueError(f"geometry must be a Polygon or MultiPolygon, not {kind}")
     shape = shapely.from_geojson(json.dumps(geometry))
     if not shape.is_valid:
         shape = shapely.make_valid(shape)
-    parts = [g for g in getattr(shape, "geoms", [shape]) if g.geom_type == "Polygon" and g.area > 0]
+    parts = polygonal_parts(shape)
     if not parts:
-        raise ValueError("geometry has no area")
+        raise NoArea("geometry has no area")
     return parts
+
+
+def _feature_name(feature: dict, index: int) -> str:
+    properties = feature.get("properties") if isinstance(feature.get("properties"), dict) else {}
+    named = feature.get("id", properties.get("id"))
+    return f"feature {index} (id {named})" if named not in (None, "") else f"feature {index}"
 
 
 def parse_review_features(document) -> ReviewedCells:
@@ -115,11 +145,15 @@ def parse_review_features(document) -> ReviewedCells:
             if object_type not in CELL_OBJECT_TYPES:
                 raise ValueError(f"objectType '{object_type}' is not detection, cell or annotation")
             geometry = feature.get("nucleusGeometry") or feature.get("geometry")
+            # A cell of several parts (a MultiPolygon, or an outline make_valid split) is its largest
+            # part: one nucleus is one blob, and matching pairs it with one model outline.
             polygon = max(_polygons(geometry), key=lambda p: p.area)
             measurement_map(properties.get("measurements"))  # malformed measurements are refused, not ignored
             found.polygons.append(polygon)
             found.classes.append(class_name(properties.get("classification")))
             found.feature_ids.append(str(feature.get("id", properties.get("id", ""))))
+        except NoArea as error:
+            found.skipped.append(f"{_feature_name(feature, index)}: {error}")
         except (ValueError, TypeError, shapely.errors.GEOSException) as error:
             raise ValueError(f"feature {index}: {str(error).splitlines()[0]}") from None
     return found
@@ -142,7 +176,11 @@ def parse_review_bytes(data: bytes, shown: str) -> ReviewedCells:
         raise ReviewFileError(f"{shown} is not UTF-8 text: export it again from QuPath as GeoJSON") from None
     except json.JSONDecodeError as error:
         raise ReviewFileError(f"{shown} is not valid JSON (line {error.lineno}, column {error.colno}: {error.msg}); export it again from QuPath") from None
+    except RecursionError:
+        raise ReviewFileError(f"{shown} is nested deeper than any QuPath export (JSON arrays or objects inside each other beyond Python's limit); export it again from QuPath") from None
     try:
         return parse_review_features(document)
     except ValueError as error:
         raise ReviewFileError(f"{shown}: {error}; export the corrected objects again from QuPath (File > Export objects as GeoJSON)") from None
+    except RecursionError:
+        raise ReviewFileError(f"{shown}: a geometry is nested deeper than any QuPath export; export the corrected objects again from QuPath") from None

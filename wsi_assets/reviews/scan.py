@@ -3,17 +3,25 @@
 Plain functions; `defs/reviews.py` turns the result into runs. Files are walked with the upload
 rules (wsi_assets.uploads.listing: links out of the user's folder, hard links, odd names are
 refused), and a file is taken once its size and mtime are unchanged across two looks.
+
+Nothing here reads a review's contents: the import run checks them and leaves its verdict
+(wsi_assets.reviews.import_verdicts). A look examines at most `max_files` changed files and stops
+starting new ones after `max_seconds`; the rest are looked at next time.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from wsi_assets.core.keys import name_problem
+from wsi_assets.reviews.import_verdicts import read_verdict
 from wsi_assets.reviews.review_geojson import MAX_REVIEW_GEOJSON_BYTES
 from wsi_assets.reviews.slide_labels import MAX_SLIDE_LABELS_BYTES, SLIDE_LABELS_FILE
 from wsi_assets.uploads.listing import UploadFile, list_review_uploads
+from wsi_assets.uploads.scan import users_take_turns
 
 REVIEW_SUFFIXES = (".geojson", ".json")
 
@@ -64,20 +72,47 @@ def review_problem(upload: UploadFile) -> str | None:
     return None
 
 
-def scan_reviews(root, cursor_text: str | None) -> ReviewScan:
-    """Compare the review folders with the cursor ({"done": {relpath: [size, mtime]}, "pending": {...}})."""
+def review_skip_reason(root: Path, upload: UploadFile) -> str | None:
+    """Why no import run is started for this file: what needs no reading, or its import run's refusal of this very version."""
+    problem = review_problem(upload)
+    if problem is None and upload.user:
+        verdict = read_verdict(root, upload.user, upload.branch, upload.path.name, upload.size, upload.mtime_ns)
+        if verdict is not None and verdict.problem is not None:
+            problem = verdict.problem
+    return problem
+
+
+def _checked(root: Path, upload: UploadFile) -> str | None:
     try:
-        cursor = json.loads(cursor_text) if cursor_text else {}
-    except ValueError:
-        cursor = {}
+        return review_skip_reason(root, upload)
+    except Exception as error:  # noqa: BLE001 - one file's trouble is its own reason, never a failed tick
+        return f"could not be checked ({type(error).__name__}); upload it again or remove it"
+
+
+def _cursor(text: str | None) -> dict:
+    try:
+        cursor = json.loads(text) if text else {}
+        return cursor if isinstance(cursor, dict) else {}
+    except (ValueError, RecursionError):
+        return {}
+
+
+def scan_reviews(root, cursor_text: str | None, max_files: int = 500, max_seconds: float | None = None, clock=time.monotonic) -> ReviewScan:
+    """Compare the review folders with the cursor ({"done": {relpath: [size, mtime]}, "pending": {...}})."""
+    deadline = None if max_seconds is None else clock() + max_seconds
+    cursor = _cursor(cursor_text)
     done, pending = dict(cursor.get("done", {})), cursor.get("pending", {})
     result = ReviewScan()
     new_pending = {}
     entries = list_review_uploads(root)
-    for upload in entries:
-        if done.get(upload.relpath) == upload.signature:
-            continue
-        problem = review_problem(upload)
+    examined = 0
+    for upload in users_take_turns([e for e in entries if done.get(e.relpath) != e.signature]):
+        if examined >= max_files or (deadline is not None and examined and clock() >= deadline):
+            if upload.relpath in pending:
+                new_pending[upload.relpath] = pending[upload.relpath]  # keeps its first look
+            continue  # looked at next time
+        examined += 1
+        problem = _checked(Path(root), upload)
         if problem is not None:
             result.skipped.append((upload.relpath, problem))
             done[upload.relpath] = upload.signature

@@ -51,6 +51,14 @@ def parse_slide_labels(data: bytes, shown: str = SLIDE_LABELS_FILE) -> list[Slid
     except UnicodeDecodeError:
         raise ReviewFileError(f"{shown} is not UTF-8 text: save it as CSV UTF-8") from None
     reader = csv.DictReader(io.StringIO(text))
+    try:
+        return _parse_rows(reader, shown)
+    except csv.Error as error:  # e.g. a field over the csv module's limit of 131,072 characters
+        detail = str(error).splitlines()[0] if str(error) else "csv.Error"
+        raise ReviewFileError(f"{shown} line {reader.line_num + 1}: not readable as CSV ({detail}); save it again as CSV UTF-8") from None
+
+
+def _parse_rows(reader: csv.DictReader, shown: str) -> list[SlideLabel]:
     columns = [c.strip().lower().replace(" ", "_") for c in (reader.fieldnames or [])]
     missing = [c for c in REQUIRED_COLUMNS if c not in columns]
     if missing:

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from wsi_assets.core.atomic import atomic_output
 from wsi_assets.core.confinement import confined, confined_upload, shown_under_root
+from wsi_assets.core.quoting import short_repr
 from wsi_assets.core.user_files import outputs_dir
 from wsi_assets.reviews.audit_log import append_entry, read_log
 
@@ -133,7 +134,7 @@ def restore_review(root: Path, user: str, branch: str, file: str, version: str, 
     if len(matches) != 1:
         known = ", ".join(sorted(sha[:12] for sha in imported)) or "none"
         why = "matches several versions" if matches else "is not a version of it"
-        raise UnknownReviewVersion(f"{version!r} {why} for {user}/reviews/{branch}/{file}; its versions: {known}")
+        raise UnknownReviewVersion(f"{short_repr(version)} {why} for {user}/reviews/{branch}/{file}; its versions: {known}")
     sha = matches[0]
     blob = versions_dir(root, user, branch) / f"{sha}{Path(file).suffix}"
     data = blob.read_bytes()

@@ -10,6 +10,7 @@ import cv2
 import numpy as np
 from skimage.segmentation import relabel_sequential
 
+from wsi_assets.core.quoting import short_repr
 from wsi_assets.segmentation.embeddings import EmbeddingMaps, segment_with_embeddings
 from wsi_assets.segmentation.protocol import Segmenter
 from wsi_assets.segmentation.registry import get_segmenter
@@ -99,9 +100,9 @@ def check_mpp(mpp: float) -> float:
     try:
         value = float(mpp)
     except (TypeError, ValueError):
-        raise ValueError(f"mpp must be a positive number of µm per pixel, got {mpp!r}") from None
+        raise ValueError(f"mpp must be a positive number of µm per pixel, got {short_repr(mpp)}") from None
     if not (np.isfinite(value) and value > 0):
-        raise ValueError(f"mpp must be a positive number of µm per pixel, got {mpp!r}")
+        raise ValueError(f"mpp must be a positive number of µm per pixel, got {short_repr(mpp)}")
     return value
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from wsi_assets.core.quoting import short_repr
 from wsi_assets.slides.resolution import PLAUSIBLE_MPP, is_plausible_mpp
 
 TILE_CORE_RANGE = (64, 8192)
@@ -27,7 +28,7 @@ class ConfigError(ValueError):
 def _int_in(name: str, value, bounds: tuple[int, int], meaning: str) -> int:
     low, high = bounds
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise ConfigError(f"segmentation setting {name} = {value!r}: must be a whole number from {low} to {high} ({meaning})")
+        raise ConfigError(f"segmentation setting {name} = {short_repr(value)}: must be a whole number from {low} to {high} ({meaning})")
     return value
 
 
@@ -52,7 +53,7 @@ def plausible_mpp(value, what: str) -> float:
     low, high = PLAUSIBLE_MPP
     if not is_plausible_mpp(value):
         raise ConfigError(
-            f"{what} = {value!r}: µm/px must be a number from {low} to {high} (e.g. 0.25 for 40x, 0.5 for 20x)"
+            f"{what} = {short_repr(value)}: µm/px must be a number from {low} to {high} (e.g. 0.25 for 40x, 0.5 for 20x)"
         )
     return float(value)
 
@@ -70,7 +71,7 @@ def check_model_mpp(value) -> float:
 
 def check_device_name(value) -> str:
     if not isinstance(value, str) or not _DEVICE.match(value.strip() or "auto"):
-        raise ConfigError(f"segmentation setting device = {value!r}: use auto, cpu, cuda or cuda:N (N = GPU number)")
+        raise ConfigError(f"segmentation setting device = {short_repr(value)}: use auto, cpu, cuda or cuda:N (N = GPU number)")
     return value.strip() or "auto"
 
 
@@ -85,7 +86,7 @@ def check_device_available(device: str) -> None:
     index = int(device.split(":")[1]) if ":" in device else 0
     if index >= count:
         seen = f"{count} GPU(s)" if count else "no CUDA GPU"
-        raise ConfigError(f"segmentation setting device = {device!r}, but torch sees {seen} here: use auto or cpu, or run on a GPU worker")
+        raise ConfigError(f"segmentation setting device = {short_repr(device)}, but torch sees {seen} here: use auto or cpu, or run on a GPU worker")
 
 
 def check_model(model: str, model_mpp: float) -> None:
@@ -101,7 +102,7 @@ def check_model(model: str, model_mpp: float) -> None:
 
     path = Path(model).expanduser()
     if not path.is_file():
-        raise ConfigError(f"segmentation setting model = {model!r}: no such file; give a TorchScript file path, or default, classical or learned")
+        raise ConfigError(f"segmentation setting model = {short_repr(model, 240)}: no such file; give a TorchScript file path, or default, classical or learned")
     if not is_torchscript_archive(path):
         raise ConfigError(
             f"segmentation setting model: {path.name} is not a TorchScript model (a state_dict checkpoint or another file?); "

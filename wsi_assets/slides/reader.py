@@ -22,6 +22,7 @@ import cv2
 import numpy as np
 import openslide
 
+from wsi_assets.core.quoting import short_repr
 from wsi_assets.slides.errors import SlideReadError, SlideSettingsError
 from wsi_assets.slides.mpp_estimate import estimate_mpp_from_nuclei
 from wsi_assets.slides.plausibility import check_declared_size, check_whole_slide_read
@@ -129,7 +130,7 @@ def read_slide_info(path: Path, default_mpp: float = FALLBACK_MPP) -> SlideInfo:
     path = Path(path)
     if not is_plausible_mpp(default_mpp):
         low, high = PLAUSIBLE_MPP
-        raise SlideSettingsError(f"segmentation setting default_mpp = {default_mpp!r}: µm/px must be a number from {low} to {high}")
+        raise SlideSettingsError(f"segmentation setting default_mpp = {short_repr(default_mpp)}: µm/px must be a number from {low} to {high}")
     with open_slide(path) as slide:
         try:
             dimensions = [tuple(d) for d in slide.level_dimensions]

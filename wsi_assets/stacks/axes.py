@@ -3,7 +3,8 @@
 Axes come from OME-XML (OME-TIFF), from the ImageJ hyperstack description, or are guessed for a
 plain multi-page TIFF: its one page axis is taken as Z (Fiji takes it as T; neither can know),
 and `axes_source == "guessed"` says so. A file whose pages could be more than one unnamed axis
-is refused rather than guessed.
+is refused rather than guessed, and so is OME-XML that does not match the file's planes, or that
+is cut short: such a file is never read as a plain TIFF with guessed axes.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import numpy as np
 import tifffile
 
 from wsi_assets.stacks.errors import StackReadError
+from wsi_assets.stacks.storage import storage_problem
 
 CANONICAL = "TCZYX"
 OME, IMAGEJ, GUESSED = "ome", "imagej", "guessed"
@@ -81,7 +83,9 @@ class _Complaints(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         message = record.getMessage()
-        if record.levelno >= logging.ERROR or any(word in message.lower() for word in self.DAMAGE_WORDS):
+        # Any OME series warning means tifffile read the planes otherwise than the OME-XML says
+        # (planes dropped, zero-filled, or the series skipped).
+        if record.levelno >= logging.ERROR or "OME series" in message or any(word in message.lower() for word in self.DAMAGE_WORDS):
             self.messages.append(message)
 
 
@@ -189,6 +193,12 @@ def _check_complete(tif: tifffile.TiffFile, series, name: str, file_size: int) -
             raise StackReadError(f"{name}: truncated file: its planes end at byte {max(ends):,} but the file has {file_size:,} bytes; upload it again")
 
 
+def _looks_like_ome(tif: tifffile.TiffFile) -> bool:
+    """The first page's description is OME-XML, whole or not: tifffile names a file OME only when the XML ends properly."""
+    description = tif.pages.first.description or ""
+    return "<OME" in description[:4096] and "openmicroscopy.org" in description[:4096]
+
+
 def read_stack_info(path: Path) -> StackInfo:
     """The stack's TCZYX shape, dtype, physical sizes and channel names; StackReadError (one line) when it is not one."""
     path, name = Path(path), Path(path).name
@@ -199,7 +209,12 @@ def read_stack_info(path: Path) -> StackInfo:
         source = OME if tif.is_ome else IMAGEJ if tif.is_imagej else GUESSED
         if tif.is_ome and series.kind != "ome":
             raise StackReadError(f"{name}: inconsistent OME metadata: tifffile cannot match its OME-XML to its pages; re-export it")
+        if not tif.is_ome and _looks_like_ome(tif):
+            raise StackReadError(f"{name}: damaged OME metadata: its OME-XML is cut short or does not end in </OME>; re-export it")
         file_axes, sizes = _axis_map(series.axes, series.shape, name)
+        problem = storage_problem(series.keyframe, name)
+        if problem:
+            raise StackReadError(problem)
         if source == OME:
             physical, step, names = _ome_details(tif, name, sizes)
         elif source == IMAGEJ:

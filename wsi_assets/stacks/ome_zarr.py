@@ -1,12 +1,14 @@
-"""The stack's OME-Zarr copy (NGFF 0.5 on Zarr v3): a multiscale pyramid over Y and X, written a block of Z planes at a time.
+"""The stack's OME-Zarr copy (NGFF 0.5 on Zarr v3): a multiscale pyramid over Y and X, written a Y/X tile of a block of Z planes at a time.
 
 Level 0 has chunks of (1, 1, ≤16, ≤512, ≤512), Blosc-compressed; each further level halves Y and X (2×2 means,
 rounded back to the stack's dtype) until the larger side is at most 256 px. Z and T are never
-downsampled: a Z step is a physical distance users measure in.
+downsampled: a Z step is a physical distance users measure in. Each level is computed from the one
+below it as written, tile by tile, so no step holds a whole plane, whatever the plane's size.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +18,7 @@ from zarr.codecs import BloscCodec
 
 from wsi_assets.core.atomic import atomic_output
 from wsi_assets.stacks.axes import StackInfo
+from wsi_assets.stacks.blocks import tile_within, yx_regions
 from wsi_assets.stacks.errors import StackReadError
 from wsi_assets.stacks.planes import TiffPlanes
 
@@ -23,8 +26,12 @@ NGFF_VERSION = "0.5"
 CHUNK_YX = 512
 MAX_CHUNK_Z = 16
 SMALLEST_LEVEL_SIDE = 256
-# One Z block (all pyramid levels of it) stays within this many bytes of plane data.
+# The copy's memory for plane data: one Y/X tile of a block of Z planes with every copy made of it stays within this.
 BLOCK_BUDGET_BYTES = 128 * 2**20
+# zarr holds a tile's decoded chunks beside the assembled tile when reading, and its encoded chunks when writing.
+COPIES = 3
+# A pyramid step converts its 2×2 source to float32 one plane at a time, with about as much again in temporaries.
+FLOAT_BYTES_PER_SOURCE_PIXEL = 8
 # Blosc LZ4 with byte shuffle: on a 4096² uint16 block, 3.3× faster to write and 3.4× faster to read
 # than zarr's default zstd, for 27% more disk (0.51 vs 0.40 of the raw size); every later asset
 # reads the copy at least once. Blosc is one of the Zarr v3 specification's core codecs (zstd is an extension).
@@ -40,10 +47,12 @@ class ZarrSummary:
     bytes_on_disk: int
 
 
-def z_chunk(info: StackInfo) -> int:
-    """Z planes per chunk: up to 16, fewer when 16 planes would not fit the block budget."""
-    plane_bytes = info.shape[3] * info.shape[4] * np.dtype(info.dtype).itemsize
-    return int(max(1, min(MAX_CHUNK_Z, info.shape[2], BLOCK_BUDGET_BYTES // max(plane_bytes, 1))))
+def z_chunk(info: StackInfo, source_chunk_bytes: int = 0, budget: int | None = None) -> int:
+    """Z planes per chunk: up to 16, fewer when 512 full-width rows of them (with one decoded source tile or
+    strip each, `source_chunk_bytes`) would not fit the block budget."""
+    budget = BLOCK_BUDGET_BYTES if budget is None else budget
+    per_plane = COPIES * min(CHUNK_YX, info.shape[3]) * info.shape[4] * np.dtype(info.dtype).itemsize + source_chunk_bytes
+    return int(max(1, min(MAX_CHUNK_Z, info.shape[2], budget // max(per_plane, 1))))
 
 
 def level_shapes(info: StackInfo) -> list[tuple[int, ...]]:
@@ -56,14 +65,34 @@ def level_shapes(info: StackInfo) -> list[tuple[int, ...]]:
 
 
 def downsample2(block: np.ndarray, shape_yx: tuple[int, int]) -> np.ndarray:
-    """2×2 means over the last two axes, cropped to `shape_yx`, in the block's dtype."""
+    """2×2 means over the last two axes, cropped to `shape_yx`, in the block's dtype (a 1-px side is repeated, not lost)."""
     y, x = shape_yx
     out = np.empty((*block.shape[:-2], y, x), block.dtype)
     for index in np.ndindex(block.shape[:-2]):  # plane by plane: a float copy of one plane, not of the block
         plane = block[index][: 2 * y, : 2 * x].astype(np.float32)
+        if plane.shape != (2 * y, 2 * x):
+            plane = np.pad(plane, ((0, 2 * y - plane.shape[0]), (0, 2 * x - plane.shape[1])), mode="edge")
         means = (plane[0::2, 0::2] + plane[1::2, 0::2] + plane[0::2, 1::2] + plane[1::2, 1::2]) * 0.25
         out[index] = np.rint(means) if np.issubdtype(block.dtype, np.integer) else means
     return out
+
+
+def level_tile(shape: tuple[int, ...], zc: int, itemsize: int, budget: int) -> tuple[int, int]:
+    """(rows, columns) written at once at a pyramid level of `shape` after the first: the tile, and its 2×2 source read from the level below."""
+    block = zc * itemsize
+    return tile_within(budget, COPIES * (4 * block + block) + 4 * FLOAT_BYTES_PER_SOURCE_PIXEL, shape[3], shape[4], CHUNK_YX)
+
+
+def source_tile(info: StackInfo, zc: int, planes: TiffPlanes, budget: int) -> tuple[int, int]:
+    """(rows, columns) read from the TIFF at once: bands of whole source strips (or tile rows) when they fit, so none
+    is decoded twice; else 512-row bands, narrowed further only when a plane is too wide for the budget."""
+    per_pixel = COPIES * zc * np.dtype(info.dtype).itemsize
+    room = max(budget - zc * planes.chunk_bytes, 1)
+    height, width = info.shape[3:]
+    whole = math.lcm(CHUNK_YX, planes.rows_decoded_together)
+    if planes.rows_decoded_together > 1 and min(whole, height) * width * per_pixel <= room:
+        return tile_within(room, per_pixel, height, width, whole)
+    return tile_within(room, per_pixel, height, width, CHUNK_YX)
 
 
 def multiscales(info: StackInfo, shapes: list[tuple[int, ...]]) -> dict:
@@ -96,8 +125,11 @@ def omero(info: StackInfo) -> dict:
 def write_ome_zarr(source: Path, info: StackInfo, target: Path) -> ZarrSummary:
     """Copy the TIFF stack at `source` into an OME-Zarr folder at `target`, which appears whole or not at all."""
     shapes = level_shapes(info)
-    zc = z_chunk(info)
+    itemsize = np.dtype(info.dtype).itemsize
     with atomic_output(Path(target)) as temporary, TiffPlanes(source, info) as planes:
+        zc = z_chunk(info, planes.chunk_bytes)
+        tiles = [source_tile(info, zc, planes, BLOCK_BUDGET_BYTES)]
+        tiles += [level_tile(shape, zc, itemsize, BLOCK_BUDGET_BYTES) for shape in shapes[1:]]
         group = zarr.open_group(str(temporary), mode="w", zarr_format=3)
         group.attrs["ome"] = {"version": NGFF_VERSION, "multiscales": [multiscales(info, shapes)], "omero": omero(info)}
         arrays = [
@@ -112,11 +144,13 @@ def write_ome_zarr(source: Path, info: StackInfo, target: Path) -> ZarrSummary:
             for c in range(c_size):
                 for z0 in range(0, z_size, zc):
                     z1 = min(z_size, z0 + zc)
-                    block = planes.block(t, c, z0, z1)
-                    for level, array in enumerate(arrays):
-                        if level:
-                            block = downsample2(block, shapes[level][3:])
-                        array[t, c, z0:z1] = block
+                    for y0, x0, block in planes.tiles(t, c, z0, z1, tiles[0]):
+                        arrays[0][t, c, z0:z1, y0 : y0 + block.shape[1], x0 : x0 + block.shape[2]] = block
+                    for level in range(1, len(arrays)):
+                        below, shape = arrays[level - 1], shapes[level]
+                        for ys, xs in yx_regions(shape[3], shape[4], tiles[level]):
+                            source_block = below[t, c, z0:z1, 2 * ys.start : 2 * ys.stop, 2 * xs.start : 2 * xs.stop]
+                            arrays[level][t, c, z0:z1, ys, xs] = downsample2(source_block, (ys.stop - ys.start, xs.stop - xs.start))
     written = sum(f.stat().st_size for f in Path(target).rglob("*") if f.is_file())
     return ZarrSummary(len(shapes), [list(s) for s in shapes], [1, 1, zc, min(CHUNK_YX, info.shape[3]), min(CHUNK_YX, info.shape[4])], written)
 

@@ -3,7 +3,9 @@
 For 8- and 16-bit integer stacks every figure is exact: a histogram of all values per (t, c)
 gives the mean, the (population) standard deviation, the extremes and numpy's linearly
 interpolated percentiles. For other dtypes mean, std, min and max are exact (merged moments) and
-the percentiles come from the coarsest pyramid level, flagged `percentiles_exact: false`.
+the percentiles come from an evenly strided sample of at most PERCENTILE_SAMPLE voxels per row,
+taken in the same pass and flagged `percentiles_exact: false`. Memory is one storage chunk plus
+that sample, whatever the stack's T, Z or plane size.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from wsi_assets.stacks.blocks import zyx_blocks
 
 PERCENTILES = (1.0, 5.0, 50.0, 95.0, 99.0)
 ALL_TIMES = "all"
+PERCENTILE_SAMPLE = 2**22  # voxels kept per row for the percentiles of a float stack: 16 MB of float32
 
 
 @dataclass
@@ -93,7 +96,20 @@ def _moments_row(moments: _Moments, sample: np.ndarray) -> dict:
     return row
 
 
-def channel_stats(level0: zarr.Array, channel_names: tuple[str, ...], coarsest: zarr.Array | None = None) -> dict:
+def _moments_and_sample(level0: zarr.Array, t: int, c: int) -> tuple[_Moments, np.ndarray]:
+    """Exact moments of the (t, c) volume and every `step`-th of its voxels (in storage order), one chunk at a time."""
+    volume = int(np.prod(level0.shape[2:], dtype=np.int64))
+    step = max(1, -(-volume // PERCENTILE_SAMPLE))
+    moments, parts, skip = _Moments(), [], 0
+    for zs, ys, xs in zyx_blocks(level0):
+        values = np.asarray(level0[t, c, zs, ys, xs]).ravel()
+        moments.add(values)
+        parts.append(values[skip::step].copy())  # a copy: a view would keep the whole chunk alive
+        skip = (skip - values.size) % step
+    return moments, np.concatenate(parts)
+
+
+def channel_stats(level0: zarr.Array, channel_names: tuple[str, ...]) -> dict:
     """Rows of statistics: one per channel over all time points (t = "all"), then one per (channel, t)."""
     t_size, c_size = level0.shape[:2]
     offset = histogram_offset(level0.dtype)
@@ -101,7 +117,7 @@ def channel_stats(level0: zarr.Array, channel_names: tuple[str, ...], coarsest: 
     rows_all, rows_t = [], []
     for c in range(c_size):
         total_hist = np.zeros(2 ** (8 * level0.dtype.itemsize), np.int64) if exact else None
-        total_moments = _Moments()
+        total_moments, total_sample = _Moments(), []
         for t in range(t_size):
             if exact:
                 hist = np.zeros_like(total_hist)
@@ -111,26 +127,29 @@ def channel_stats(level0: zarr.Array, channel_names: tuple[str, ...], coarsest: 
                 total_hist += hist
                 row = summary_from_histogram(hist, offset)
             else:
-                moments = _Moments()
-                for zs, ys, xs in zyx_blocks(level0):
-                    moments.add(level0[t, c, zs, ys, xs])
+                moments, sample = _moments_and_sample(level0, t, c)
                 total_moments.merge(moments)
-                row = _moments_row(moments, np.asarray((coarsest if coarsest is not None else level0)[t, c]))
+                total_sample.append(sample[t::t_size])  # each time point's share of one sample's size
+                row = _moments_row(moments, sample)
             rows_t.append({"channel": channel_names[c], "c": c, "t": t, **row})
         if exact:
             row = summary_from_histogram(total_hist, offset)
         else:
-            row = _moments_row(total_moments, np.asarray((coarsest if coarsest is not None else level0)[:, c]))
+            row = _moments_row(total_moments, np.concatenate(total_sample))
         rows_all.append({"channel": channel_names[c], "c": c, "t": ALL_TIMES, **row})
     return {"percentiles": list(PERCENTILES), "percentiles_exact": exact, "rows": rows_all + rows_t}
 
 
-def markdown_table(stats: dict, max_rows: int = 60) -> str:
+def shown_rows(stats: dict, max_rows: int = 60) -> tuple[list[str], list[dict]]:
+    """The columns and first rows the UI shows, numbers to 4 significant digits; channel_stats.csv holds every row."""
     columns = ["channel", "t", "mean", "std", "min", "max", *(f"p{q:g}" for q in stats["percentiles"])]
-    lines = ["| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
-    for row in stats["rows"][:max_rows]:
-        cells = [f"{row[k]:.4g}" if isinstance(row[k], float) else str(row[k]) for k in columns]
-        lines.append("| " + " | ".join(cells) + " |")
-    if len(stats["rows"]) > max_rows:
-        lines.append(f"| ... {len(stats['rows']) - max_rows} more rows in channel_stats.csv |" + " |" * (len(columns) - 1))
-    return "\n".join(lines)
+    rows = [{k: _shown(row[k]) for k in columns} for row in stats["rows"][:max_rows]]
+    return columns, rows
+
+
+def _shown(value):
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return float(f"{value:.4g}")
+    return str(value)

@@ -123,3 +123,38 @@ def write_plain_tiff(path: Path, spec: StackSpec) -> Path:
     tifffile.imwrite(str(path), data=planes_in_order(spec, "TCZ"), shape=(spec.z, spec.y, spec.x), dtype=np.uint16,
                      metadata=None, photometric="minisblack")
     return Path(path)
+
+
+def write_large_plane_tiff(path: Path, side: int, channels: int = 2) -> Path:
+    """A tiled (512²), zlib-compressed OME-TIFF of `channels` uint8 planes of side × side px: a few MB on disk whatever `side`.
+
+    Each tile is zeros but for its first three pixels: channel + 1, tile row and tile column (mod
+    256), so a copy that puts a tile in the wrong place is caught. For tests and benchmarks of
+    planes far larger than memory.
+    """
+    per_side = -(-side // 512)
+
+    def tiles() -> Iterator[np.ndarray]:
+        for c in range(channels):
+            for row in range(per_side):
+                for column in range(per_side):
+                    tile = np.zeros((512, 512), np.uint8)
+                    tile[0, :3] = (c + 1, row % 256, column % 256)
+                    yield tile
+
+    names = [f"ch{c}" for c in range(channels)]
+    tifffile.imwrite(str(path), tiles(), shape=(channels, side, side), dtype=np.uint8, tile=(512, 512), compression="zlib",
+                     bigtiff=True, ome=True, photometric="minisblack", metadata={"axes": "CYX", "Channel": {"Name": names}})
+    return Path(path)
+
+
+def large_plane_values(side: int, c: int, ys: slice, xs: slice) -> np.ndarray:
+    """The values `write_large_plane_tiff` wrote at rows `ys` and columns `xs` of channel c."""
+    region = np.zeros((ys.stop - ys.start, xs.stop - xs.start), np.uint8)
+    for y0 in range(ys.start - ys.start % 512, ys.stop, 512):
+        for x0 in range(xs.start - xs.start % 512, xs.stop, 512):
+            for k, value in enumerate((c + 1, (y0 // 512) % 256, (x0 // 512) % 256)):
+                y, x = y0 - ys.start, x0 + k - xs.start
+                if 0 <= y < region.shape[0] and 0 <= x < region.shape[1] and x0 + k < side:
+                    region[y, x] = value
+    return region

@@ -47,11 +47,12 @@ def file_problem(upload: UploadFile) -> str | None:
 
 
 def group_key(upload: UploadFile) -> tuple[str, str, str]:
-    return (upload.user or "", upload.branch, upload.stem)
+    # Case is ignored: outputs/<branch>/Case/ and outputs/<branch>/case/ are one folder on SMB shares and macOS.
+    return (upload.user or "", upload.branch, upload.stem.casefold())
 
 
 def siblings_of(entries: list[UploadFile]) -> Siblings:
-    """Files that would share one partition key (same user, branch and stem)."""
+    """Files that would share one partition key or one output folder (same user, branch and stem, case ignored)."""
     groups: Siblings = defaultdict(list)
     for upload in entries:
         if upload.problem is None and upload.path.suffix.lower() in SLIDE_EXTENSIONS:
@@ -63,8 +64,15 @@ def upload_problem(upload: UploadFile, siblings: Siblings) -> str | None:
     """Every check that needs no file contents: the walk's verdict, the name, and ambiguity."""
     problem = file_problem(upload)
     if problem is None and len(siblings.get(group_key(upload), ())) > 1:
-        names = ", ".join(sorted(f.relpath for f in siblings[group_key(upload)]))
-        problem = f"ambiguous: {names} share the slide name '{upload.stem}' in branch '{upload.branch}'; rename or remove one"
+        group = siblings[group_key(upload)]
+        names = ", ".join(sorted(f.relpath for f in group))
+        if len({f.stem for f in group}) > 1:
+            problem = (
+                f"ambiguous: {names} have names that differ only in upper/lower case in branch '{upload.branch}': "
+                "their output folders are one folder on case-insensitive file systems (SMB shares, macOS); rename or remove one"
+            )
+        else:
+            problem = f"ambiguous: {names} share the slide name '{upload.stem}' in branch '{upload.branch}'; rename or remove one"
     return problem
 
 

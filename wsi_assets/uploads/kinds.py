@@ -6,6 +6,11 @@
   when OpenSlide reads it and it holds one plane (a pyramid of one image).
 - A TIFF both read by OpenSlide and holding several planes is ambiguous and skipped, with how to
   make it one or the other. Other extensions are slides as before.
+
+The sensor decides this for every stable upload, so the cost is bounded: OpenSlide and tifffile
+read a file's whole structure, and are only handed files whose outline (wsi_assets.uploads.peek:
+the header and at most 1,024 directories) is small. A larger file is taken by its name and
+outline alone, and its run makes the full check (and fails in one line if it fails).
 """
 
 from __future__ import annotations
@@ -16,9 +21,13 @@ from wsi_assets.stacks.axes import read_stack_info
 from wsi_assets.stacks.errors import StackReadError
 from wsi_assets.uploads.checks import slide_format_problem
 from wsi_assets.uploads.listing import upload_stem
+from wsi_assets.uploads.peek import looks_like_a_stack, tiff_outline
 
 SLIDE, STACK = "slide", "stack"
 STACK_SUFFIXES = (".tif", ".tiff")
+# OpenSlide reads these index files whole (GLib key files): a few KB when real.
+INDEX_SUFFIXES = (".vms", ".vmu", ".mrxs")
+MAX_INDEX_BYTES = 1 * 2**20
 
 
 def is_ome_tiff_name(name: str) -> bool:
@@ -34,9 +43,33 @@ def _stack_problem(path: Path) -> str | None:
     return None
 
 
-def upload_kind(path: Path) -> tuple[str | None, str | None]:
-    """(SLIDE or STACK, None), or (None, why it is skipped)."""
+def _index_files(path: Path) -> list[Path]:
+    files = [path]
+    if path.suffix.lower() == ".mrxs":  # MIRAX keeps its index in <stem>/Slidedat.ini
+        files.append(path.with_suffix("") / "Slidedat.ini")
+    return files
+
+
+def kind_left_to_the_run(path: Path) -> str | None:
+    """SLIDE or STACK when checking the file here would read too much (its run checks it), else None."""
     path = Path(path)
+    if path.suffix.lower() in INDEX_SUFFIXES:
+        sizes = [f.stat().st_size for f in _index_files(path) if f.is_file()]
+        return SLIDE if any(size > MAX_INDEX_BYTES for size in sizes) else None
+    outline = tiff_outline(path)
+    if outline is None or outline.bounded:
+        return None  # not a TIFF (the libraries stop at its first bytes), or small enough to read whole
+    if is_ome_tiff_name(path.name) or (path.suffix.lower() in STACK_SUFFIXES and looks_like_a_stack(outline)):
+        return STACK
+    return SLIDE
+
+
+def upload_kind(path: Path) -> tuple[str | None, str | None]:
+    """(SLIDE or STACK, None), or (None, why it is skipped). Bounded: see kind_left_to_the_run."""
+    path = Path(path)
+    left = kind_left_to_the_run(path)
+    if left is not None:
+        return left, None
     if path.suffix.lower() not in STACK_SUFFIXES:
         problem = slide_format_problem(path)
         return (SLIDE, None) if problem is None else (None, problem)

@@ -87,7 +87,9 @@ class _Walk:
         self.entries: list[UploadFile] = []
 
     def rel(self, path: Path) -> str:
-        return "/".join(shown_name(part) for part in path.relative_to(self.root).parts)
+        text, prefix = str(path), str(self.root).rstrip("/") + "/"
+        parts = text[len(prefix) :].split("/") if text.startswith(prefix) else path.relative_to(self.root).parts
+        return "/".join(shown_name(part) for part in parts)
 
     def note(self, path: Path, user: str | None, branch: str, problem: str, is_dir: bool = False) -> None:
         """Record an entry that cannot be an upload; its own lstat gives the stamp that reports it once."""
@@ -200,7 +202,7 @@ class _Walk:
         if st is None:
             return
         if stat.S_ISREG(st.st_mode):
-            self.file(path, user, DEFAULT_BRANCH)
+            self.file(path, user, DEFAULT_BRANCH, entry.is_symlink())
         elif stat.S_ISDIR(st.st_mode):
             problem = name_problem(name, "branch")
             if problem:
@@ -222,7 +224,7 @@ class _Walk:
         if st is None:
             return
         if stat.S_ISREG(st.st_mode):
-            self.file(path, user, branch)
+            self.file(path, user, branch, entry.is_symlink())
         elif stat.S_ISDIR(st.st_mode):
             # A folder inside a branch is a batch of small images: the batch sensor reads it (wsi_assets.batches).
             problem = name_problem(name, "batch")
@@ -231,7 +233,9 @@ class _Walk:
         else:
             self.note(path, user, branch, f"is {_kind(st.st_mode)}, not an uploaded file; remove it")
 
-    def file(self, path: Path, user: str, branch: str) -> None:
+    def file(self, path: Path, user: str, branch: str, is_link: bool = True) -> None:
+        if not is_link and self.plain_file(path, user, branch):
+            return
         try:
             real = confined_upload(path, self.root, user)
             st = os.stat(real)
@@ -247,6 +251,18 @@ class _Walk:
             return
         stamp = max(st.st_mtime_ns, st.st_ctime_ns, link_stamp.st_ctime_ns)
         self.entries.append(UploadFile(path, self.rel(path), user, branch, st.st_size, st.st_mtime_ns, stamp))
+
+    def plain_file(self, path: Path, user: str, branch: str) -> bool:
+        """A regular file with one name, in a folder already checked to be the user's: listed without
+        resolving its path (the costly part of a walk over thousands of files). False: check it in full."""
+        try:
+            st = os.lstat(path)
+        except OSError:
+            return False
+        if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
+            return False  # replaced by a link since the folder was listed, or hard-linked: the full check says why
+        self.entries.append(UploadFile(path, self.rel(path), user, branch, st.st_size, st.st_mtime_ns, max(st.st_mtime_ns, st.st_ctime_ns)))
+        return True
 
 
 def _one_line(error: BaseException) -> str:

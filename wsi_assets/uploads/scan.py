@@ -11,6 +11,11 @@ max(mtime, ctime), so a file copied in with an old mtime (`cp -p`, `rsync -a`, `
 Clocks: the high-water mark never moves past the moment the look started. A file stamped in the
 future (`touch -d 2036-01-01`, a share with a wrong clock) is dealt with once through `done` and
 stays there while it exists; it can never hide another file's later upload.
+
+Bounds: a look examines at most `max_files_per_tick` changed files and stops starting new ones
+once `max_seconds` have passed (each examination is itself bounded: wsi_assets.uploads.kinds);
+the rest wait in order for the next look. Users take turns, so one user's thousand new files
+delay another user's upload by one look at most. Whatever one file raises becomes its reason.
 """
 
 from __future__ import annotations
@@ -81,33 +86,58 @@ class ScanResult:
 
 
 def scan_uploads(
-    root: Path, cursor: ScanCursor, max_files_per_tick: int = 500, now_ns: int | None = None
+    root: Path,
+    cursor: ScanCursor,
+    max_files_per_tick: int = 500,
+    now_ns: int | None = None,
+    max_seconds: float | None = None,
+    clock=time.monotonic,
 ) -> ScanResult:
     """Compare the upload folders with the cursor and decide what each changed entry needs.
 
     Raises UploadRootUnavailable when the root itself is missing or unreadable; never for one entry.
     """
+    deadline = None if max_seconds is None else clock() + max_seconds
     now_ns = time.time_ns() if now_ns is None else now_ns
     entries = list_uploads(root)
-    return scan_entries(entries, cursor, max_files_per_tick, now_ns)
+    return scan_entries(entries, cursor, max_files_per_tick, now_ns, deadline, clock)
 
 
-def scan_entries(entries: list[UploadFile], cursor: ScanCursor, max_files_per_tick: int, now_ns: int) -> ScanResult:
+def users_take_turns(candidates: list[UploadFile]) -> list[UploadFile]:
+    """Each user's changed files oldest first, the users taking turns (entries of no user count as one more)."""
+    queues: dict[str, list[UploadFile]] = {}
+    for upload in sorted(candidates, key=lambda e: (e.stamp_ns, e.relpath)):
+        queues.setdefault(upload.user or "", []).append(upload)
+    ordered, users = [], sorted(queues)
+    for turn in range(max((len(q) for q in queues.values()), default=0)):
+        ordered += [queues[user][turn] for user in users if turn < len(queues[user])]
+    return ordered
+
+
+def _kind(upload: UploadFile) -> tuple[str | None, str | None]:
+    try:
+        return upload_kind(upload.path)
+    except Exception as error:  # noqa: BLE001 - one file's trouble (RecursionError, MemoryError, OSError...) is its own
+        text = str(error).strip().splitlines()
+        return None, f"could not be checked ({type(error).__name__}{': ' + text[0][:200] if text else ''}); upload it again or remove it"
+
+
+def scan_entries(
+    entries: list[UploadFile], cursor: ScanCursor, max_files_per_tick: int, now_ns: int, deadline: float | None = None, clock=time.monotonic
+) -> ScanResult:
     result = ScanResult(entries=entries, started_ns=now_ns)
     # A mark in the future (a cursor written before this rule, or a clock set back) may have hidden
     # uploads: look at everything again. Run keys stop a file already requested from running twice.
     start_hwm = cursor.hwm if cursor.hwm <= now_ns else 0
     siblings = siblings_of(entries)
-    candidates = sorted(
-        (e for e in entries if (e.stamp_ns > start_hwm or e.stamp_ns < 0) and cursor.done.get(e.relpath) != e.signature),
-        key=lambda e: (e.stamp_ns, e.relpath),
-    )
+    candidates = users_take_turns([e for e in entries if (e.stamp_ns > start_hwm or e.stamp_ns < 0) and cursor.done.get(e.relpath) != e.signature])
     done = dict(cursor.done)
     pending: dict[str, list[int]] = {}
     unfinished_stamps: list[int] = []
     examined = 0
     for upload in candidates:
-        if examined >= max_files_per_tick:
+        out_of_time = deadline is not None and examined and clock() >= deadline  # at least one file a look: progress
+        if examined >= max_files_per_tick or out_of_time:
             result.deferred += 1
             result.deferred_paths.append(upload.relpath)
             unfinished_stamps.append(upload.stamp_ns)
@@ -128,7 +158,7 @@ def scan_entries(entries: list[UploadFile], cursor: ScanCursor, max_files_per_ti
             why = "new file" if upload.relpath not in cursor.pending else "still being written (size or time changed)"
             result.waiting.append((upload.relpath, f"{why}; processed once unchanged at the next look"))
             continue
-        kind, problem = upload_kind(upload.path)
+        kind, problem = _kind(upload)
         if problem is not None:
             result.skipped.append((upload.relpath, problem))
         else:

@@ -98,27 +98,6 @@ def counts(statuses: list[FileStatus]) -> dict[str, int]:
     return found
 
 
-def markdown_table(statuses: list[FileStatus], max_rows: int = 200) -> str:
-    """Problems first, so a capped table still shows what needs the user."""
-    order = {SKIPPED: 0, WAITING: 1, PROCESSED: 2}
-    rows = sorted(statuses, key=lambda s: (order.get(s.state, 3), s.path))
-    found = counts(statuses)
-    lines = [
-        f"**{found[PROCESSED]} processed, {found[WAITING]} waiting, {found[SKIPPED]} skipped, {found[SETTINGS]} settings files**",
-        "",
-        "| file | state | why |",
-        "| --- | --- | --- |",
-    ]
-    lines += [f"| `{_cell(s.path)}` | {s.state} | {_cell(s.why)} |" for s in rows[:max_rows]]
-    if len(rows) > max_rows:
-        lines.append(f"| ... | | {len(rows) - max_rows} more files: see outputs/{STATUS_FILE} |")
-    return "\n".join(lines)
-
-
-def _cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("`", "'")
-
-
 def to_json(user: str, statuses: list[FileStatus], now_ns: int) -> str:
     return json.dumps(
         {

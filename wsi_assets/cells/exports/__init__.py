@@ -56,7 +56,17 @@ BATCH_EXPORTS: tuple[str, ...] = export_files(BATCH_EXPORT_FORMATS)
 
 
 def write_batch_exports(
-    cells_path: Path, manifest: BatchManifest, folder: Path, formats: tuple[BatchExportFormat, ...] = BATCH_EXPORT_FORMATS
+    cells_path: Path,
+    manifest: BatchManifest,
+    folder: Path,
+    formats: tuple[BatchExportFormat, ...] = BATCH_EXPORT_FORMATS,
+    images_dir: Path | None = None,
 ) -> dict[str, int]:
-    """Every batch format into `folder`, each its own atomic write; the entries each wrote, by format name."""
-    return {export.name: export.write(Path(cells_path), manifest, Path(folder) / export.file_name) for export in formats}
+    """Every batch format into `folder`, each its own atomic write; the entries each wrote, by format name.
+
+    images_dir: the batch's input folder, for the formats that carry the images (a trainable YOLO set).
+    """
+    return {
+        export.name: export.write(Path(cells_path), manifest, Path(folder) / export.file_name, *((images_dir,) if export.takes_images else ()))
+        for export in formats
+    }

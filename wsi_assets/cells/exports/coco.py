@@ -20,7 +20,7 @@ import numpy as np
 from wsi_assets.cells.classes import CLASS_COLUMN, CLASS_NAMES
 from wsi_assets.cells.exports.batch_table import class_index, outline_bounds, row_groups
 from wsi_assets.cells.exports.format import BatchExportFormat, ExportFormat
-from wsi_assets.cells.exports.tiles import NUCLEUS, TileImages, cell_classes, iter_tiles, slide_stem, tile_size_of
+from wsi_assets.cells.exports.tiles import NUCLEUS, TileImages, cell_classes, class_names, iter_tiles, slide_stem, tile_size_of
 from wsi_assets.core.atomic import atomic_output
 
 if TYPE_CHECKING:
@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 ANNOTATIONS = "annotations.json"
 IMAGES = "images"
 BATCH_FILE = "coco.json"
+RESULT_SET_IMAGES = "yolo/images"  # where a batch's result set holds its images (wsi_assets.cells.exports.yolo)
 
 
 def _outline_area(points) -> float:
@@ -62,8 +63,8 @@ def _annotation(annotation_id: int, image_id: int, category_id: int, points: np.
 def write_coco(cells_path: Path, dest: Path, provenance: dict) -> int:
     """The COCO folder for a slide; returns the number of annotations (clipped nucleus parts)."""
     stem, tile_size = slide_stem(provenance), tile_size_of(provenance)
-    classes = cell_classes(cells_path)
-    categories = {name: i + 1 for i, name in enumerate(sorted(set(classes.values())) if classes else [NUCLEUS])}
+    # Category id = YOLO class index + 1 (COCO trainers keep 0 for the background).
+    categories = {name: i + 1 for i, name in enumerate(class_names(cell_classes(cells_path)))}
     images, annotations = [], []
     with TileImages(Path(provenance["slide_path"])) as reader, atomic_output(Path(dest)) as folder:
         (folder / IMAGES).mkdir(parents=True)
@@ -130,12 +131,18 @@ def _batch_annotations(group, ids: dict[str, int], first_id: int) -> str:
     return ", ".join(annotations)
 
 
-def write_batch_coco(cells_path: Path, manifest: BatchManifest, destination: Path) -> int:
-    """The batch's coco.json, written as it is read; returns the number of annotations (nuclei)."""
+def write_batch_coco(cells_path: Path, manifest: BatchManifest, destination: Path, images_dir: Path | None = None) -> int:
+    """The batch's coco.json, written as it is read; returns the number of annotations (nuclei).
+
+    With `images_dir` (the batch's input folder) each `file_name` is the image's copy inside the
+    result set (yolo/images/, which the YOLO export fills), relative to coco.json: the set is
+    self-contained and never points back at the inputs.
+    """
     ids = {image.name: index + 1 for index, image in enumerate(manifest.images)}
+    prefix = f"{RESULT_SET_IMAGES}/" if images_dir is not None else ""
     head = {
         "info": {"description": f"nuclei of batch {manifest.batch}"},
-        "images": [{"id": ids[i.name], "file_name": i.name, "width": i.width, "height": i.height} for i in manifest.images],
+        "images": [{"id": ids[i.name], "file_name": prefix + i.name, "width": i.width, "height": i.height} for i in manifest.images],
     }
     categories = [{"id": index + 1, "name": name, "supercategory": NUCLEUS} for index, name in enumerate(CLASS_NAMES)]
     written = 0
@@ -156,4 +163,5 @@ BATCH_FORMAT = BatchExportFormat(
     kinds=("coco", "json"),
     description="coco.json: one images entry per image (file name, width, height), one annotation per nucleus (polygon, bbox, area, class as category).",
     write=write_batch_coco,
+    takes_images=True,
 )

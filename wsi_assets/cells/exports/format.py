@@ -32,8 +32,10 @@ class ExportFormat:
 
 
 # (the batch's cells.parquet, its manifest, destination file or folder) -> entries written.
-# A writer reads the cell table a row group at a time and writes `destination` atomically.
-BatchExportWriter = Callable[[Path, "BatchManifest", Path], int]
+# A writer reads the cell table a row group at a time and writes `destination` atomically. A
+# format with `takes_images` gets the batch's input folder (or None) as a fourth argument: it
+# only reads it, for the images a training set carries.
+BatchExportWriter = Callable[..., int]
 
 
 @dataclass(frozen=True)
@@ -43,3 +45,4 @@ class BatchExportFormat:
     kinds: tuple[str, ...]
     description: str
     write: BatchExportWriter
+    takes_images: bool = False

@@ -27,8 +27,9 @@ import numpy as np
 import pyarrow.parquet as pq
 import shapely
 from shapely.geometry import MultiPolygon, Polygon, box
+from shapely.geometry.polygon import orient
 
-from wsi_assets.cells.classes import CLASS_COLUMN
+from wsi_assets.cells.classes import CLASS_COLUMN, CLASS_NAMES
 from wsi_assets.cells.store import iter_cells, read_cell_columns, read_cells_where
 from wsi_assets.core.branch_settings import DEFAULT_TILE_SIZE
 from wsi_assets.slides.reader import open_slide, read_level_rgb
@@ -67,7 +68,8 @@ def clipped_part(vertices: np.ndarray, clip: Polygon) -> Polygon | None:
     parts = [part for part in parts if not part.is_empty]
     if not parts:
         return None
-    return max(parts, key=lambda part: part.area)
+    # Counter-clockwise, as the stored outlines are: shapely's intersection may turn a ring round.
+    return orient(max(parts, key=lambda part: part.area), 1.0)
 
 
 def _max_extent(cells_path: Path) -> float:
@@ -86,6 +88,15 @@ def cell_classes(cells_path: Path) -> dict[int, str] | None:
         return None
     columns = read_cell_columns(cells_path, ["cell_id", CLASS_COLUMN])
     return {int(i): NUCLEUS if c is None else str(c) for i, c in zip(columns["cell_id"], columns[CLASS_COLUMN])}
+
+
+def class_names(classes: dict[int, str] | None) -> list[str]:
+    """The training classes in index order: CLASS_NAMES (whichever occur, so every slide and batch
+    numbers them alike), then any name outside the vocabulary, sorted; ['nucleus'] when unclassified."""
+    if not classes:
+        return [NUCLEUS]
+    strangers = sorted(set(classes.values()) - set(CLASS_NAMES))
+    return [*CLASS_NAMES, *strangers]
 
 
 def iter_tiles(

@@ -7,12 +7,18 @@ Slide: images/<stem>_x<x>_y<y>.jpg, labels/<same>.txt, data.yaml; same tiles and
 COCO export (wsi_assets.cells.exports.tiles). Off by default: list `yolo` in branch.yaml's `exports`.
 
 Batch: labels/<image stem>.txt for every image of the manifest (empty for an image without
-nuclei) and data.yaml naming the fixed CLASS_NAMES; no images (the user has them). Each image's
-lines are written as its rows are read, so memory stays that of one row group.
+nuclei), images/ holding copies of the batch's images (the bytes the manifest hashed; the inputs are
+only read) and data.yaml with path, train, val and
+names, so the folder trains as it is. Each image's lines are written as its rows are read, so
+memory stays that of one row group.
+
+Class indices are the places in CLASS_NAMES for slides and batches alike; a slide whose nuclei
+have no class has the one class `nucleus`.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections import defaultdict
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -23,7 +29,7 @@ import yaml
 from wsi_assets.cells.classes import CLASS_COLUMN, CLASS_NAMES
 from wsi_assets.cells.exports.batch_table import class_index, outline_bounds, row_groups
 from wsi_assets.cells.exports.format import BatchExportFormat, ExportFormat
-from wsi_assets.cells.exports.tiles import NUCLEUS, TileImages, cell_classes, iter_tiles, slide_stem, tile_size_of
+from wsi_assets.cells.exports.tiles import TileImages, cell_classes, class_names, iter_tiles, slide_stem, tile_size_of
 from wsi_assets.core.atomic import atomic_output
 
 if TYPE_CHECKING:
@@ -40,8 +46,7 @@ def label_line(class_index: int, points: np.ndarray, width: int, height: int) ->
 def write_yolo(cells_path: Path, dest: Path, provenance: dict) -> int:
     """The YOLO-seg folder for a slide; returns the number of label lines (clipped nucleus parts)."""
     stem, tile_size = slide_stem(provenance), tile_size_of(provenance)
-    classes = cell_classes(cells_path)
-    names = sorted(set(classes.values())) if classes else [NUCLEUS]
+    names = class_names(cell_classes(cells_path))
     index = {name: i for i, name in enumerate(names)}
     lines_written = 0
     with TileImages(Path(provenance["slide_path"])) as reader, atomic_output(Path(dest)) as folder:
@@ -90,13 +95,33 @@ def _batch_label_lines(group, sizes: dict[str, tuple[int, int]]) -> dict[str, li
 _LINE_PATTERNS: dict[int, str] = {}  # vertex count -> "%d %.6f %.6f ..." for one label line
 
 
-def write_batch_yolo(cells_path: Path, manifest: BatchManifest, destination: Path) -> int:
-    """The batch's yolo/ folder; returns the number of label lines (nuclei)."""
+def copy_if_unchanged(source: Path, target: Path, sha256: str) -> bool:
+    """Copy `source` to `target` when it still holds the bytes the manifest hashed; `source` is only read.
+
+    A copy, never a hard link: a link would give the upload a second name, which the next scan
+    refuses (whose file it is cannot be told), and an edit of the input would reach the result.
+    """
+    data = Path(source).read_bytes()
+    if hashlib.sha256(data).hexdigest() != sha256:
+        return False  # changed since it was segmented: its labels would not match these pixels
+    Path(target).write_bytes(data)
+    return True
+
+
+def write_batch_yolo(cells_path: Path, manifest: BatchManifest, destination: Path, images_dir: Path | None = None) -> int:
+    """The batch's yolo/ folder; returns the number of label lines (nuclei).
+
+    images_dir: the folder holding the batch's images (its input folder); without it images/ stays empty.
+    """
     sizes = {image.name: (image.width, image.height) for image in manifest.images}
     labelled: set[str] = set()
     lines_written = 0
     with atomic_output(Path(destination)) as folder:
         (folder / LABELS).mkdir(parents=True)
+        (folder / IMAGES).mkdir()
+        if images_dir is not None:
+            for image in manifest.images:
+                copy_if_unchanged(Path(images_dir) / image.name, folder / IMAGES / image.name, image.sha256)
         for group in row_groups(cells_path, manifest, ["polygon_coords", CLASS_COLUMN]):
             lines = _batch_label_lines(group, sizes)
             for image, image_lines in lines.items():
@@ -109,8 +134,8 @@ def write_batch_yolo(cells_path: Path, manifest: BatchManifest, destination: Pat
         for image in manifest.images:
             if image.name not in labelled:
                 (folder / LABELS / f"{Path(image.name).stem}.txt").write_text("")
-        names = "\n".join(f"  {index}: {name}" for index, name in enumerate(CLASS_NAMES))
-        (folder / DATA).write_text(f"path: .\nlabels: {LABELS}\nnames:\n{names}\n")
+        data = {"path": ".", "train": IMAGES, "val": IMAGES, "labels": LABELS, "names": dict(enumerate(CLASS_NAMES))}
+        (folder / DATA).write_text(yaml.safe_dump(data, sort_keys=False))
     return lines_written
 
 
@@ -118,6 +143,7 @@ BATCH_FORMAT = BatchExportFormat(
     name="yolo",
     file_name="yolo",
     kinds=("yolo",),
-    description="yolo/: YOLO-seg labels, labels/<image stem>.txt with one line per nucleus (class index, outline normalised to the image), and data.yaml.",
+    description="yolo/: YOLO-seg training set, images/ (links to the batch's images), labels/<image stem>.txt with one line per nucleus (class index, outline normalised to the image), and data.yaml (path, train, val, names).",
     write=write_batch_yolo,
+    takes_images=True,
 )
