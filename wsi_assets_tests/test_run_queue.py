@@ -399,6 +399,21 @@ def test_a_hostile_review_and_a_large_slides_csv_delay_no_other_upload(queue_ser
     reviews = services["user_files"] / "mallory" / "reviews" / "main"
     hostile_files.deep_json(reviews / "deep.geojson")
     hostile_files.big_slides_csv(reviews / "slides.csv", 9.9)
+    # The other cases of the issue, present at the same time in mallory's other branches.
+    hostile_files.huge_csv_field(services["user_files"] / "mallory" / "reviews" / "wide" / "slides.csv")
+    hostile_files.one_polygon_review(reviews / "spiky.geojson")
+    inputs = services["user_files"] / "mallory" / "inputs"
+    hostile_files.many_pages_tiff(inputs / "pages" / "pages.tif")
+    hostile_files.tiff_bomb(inputs / "planes" / "huge.ome.tif")
+    (inputs / "laughs").mkdir(parents=True)
+    (inputs / "laughs" / "branch.yaml").write_text(
+        'a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]\n'
+        + "".join(f"{b}: &{b} [{','.join(['*' + a] * 9)}]\n" for a, b in zip("abcdefgh", "bcdefghi"))
+    )
+    (inputs / "twice").mkdir()
+    (inputs / "twice" / "branch.yaml").write_text("mpp: 0.5\nmpp: 7\n")
+    (inputs / "main").mkdir(exist_ok=True)
+    (inputs / "main" / "[x](http:evil.example)![i](http:evil.example).svs").write_bytes(b"not a slide")
     status = services["user_files"] / "mallory" / "outputs" / "upload_status.json"
     # A tick has looked at both files: the upload status lists them, waiting for their import.
     wait_until(lambda: status.is_file() and "deep.geojson" in status.read_text(), timeout=90, what="mallory's status written")
