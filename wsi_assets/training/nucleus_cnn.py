@@ -261,11 +261,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--limit", type=int, help="cut crops from only the first LIMIT images (a smoke run)")
     parser.add_argument("--export", type=Path, help="write the newest checkpoint's network as this ONNX file instead of training")
     parser.add_argument("--scores", type=Path, help="with --export: end-to-end scores (benchmarks/cell_classes_diagnosis.py --json) for the card")
+    parser.add_argument("--history", help="with --export: how the run went (resumes, recipe changes), for the card")
     args = parser.parse_args(argv)
     if args.export:
         from wsi_assets.training.nucleus_cnn_export import export_network
 
-        print(json.dumps(export_network(args.run, args.export, args.scores), indent=2, ensure_ascii=False))
+        print(json.dumps(export_network(args.run, args.export, args.scores, history=args.history), indent=2, ensure_ascii=False))
         return
     summary = train(args.run, args.data, args.steps, args.batch, args.lr, args.minutes, args.checkpoint_minutes, args.eval_every, limit=args.limit)
     print(json.dumps(summary))

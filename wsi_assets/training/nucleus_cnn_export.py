@@ -46,7 +46,7 @@ def cost_per_1000(onnx: bytes, repeats: int = 3, count: int = 1024) -> float:
     return round(best * 1000 / count, 3)
 
 
-def export_network(run: Path, out: Path, scores: Path | None = None, timing_crops: int = 1024) -> dict:
+def export_network(run: Path, out: Path, scores: Path | None = None, timing_crops: int = 1024, history: str | None = None) -> dict:
     """Write `out` (.onnx) and `<stem>.model_card.json` from the newest checkpoint in `run`."""
     from wsi_assets.training.nucleus_cnn import held_out_scores
     from wsi_assets.training.nucleus_cnn_cache import load_cache
@@ -77,12 +77,13 @@ def export_network(run: Path, out: Path, scores: Path | None = None, timing_crop
         },
         "training": {
             "checkpoint": path.name, "step": int(state["step"]), "steps": int(state["steps"]), "batch": 64, "seed": int(state["seed"]),
-            "sampling": "classes drawn in proportion to the square root of their counts",
-            "augmentation": "any rotation, flips, ±10% scale, ±3 px shift, H&E optical-density jitter ±8%, brightness ±12, contrast ±10%",
+            "sampling": "a class in proportion to the square root of its count, then one of its tiles by the square root of theirs",
+            "augmentation": "any rotation, flips, ±10% scale, ±3 px shift, H&E optical density ×(1±20%) ±0.03, brightness ±20, contrast ±20%",
             "optimiser": "AdamW, cosine schedule, label smoothing 0.05; exported weights: exponential moving average (0.998)",
             "cpu_hours": round(float(state["cpu_seconds"]) / 3600, 3),
             "cpu_seconds": round(float(state["cpu_seconds"]), 1),
             "machine": f"{os.cpu_count()}-core CPU VM, one torch thread",
+            **({"history": history} if history else {}),
         },
         "validation": {
             "what": "per-class F1 on the held-out tiles' nuclei given to the network (classification alone), by whose outline the mask channel is",

@@ -1,6 +1,6 @@
 """The nucleus classifier network (torch) and its ONNX export.
 
-Small on purpose (~0.3 M weights, ~30 M multiply-adds per 64² crop), so a slide's nuclei cost about
+Small on purpose (~0.5 M weights, ~30 M multiply-adds per 64² crop), so a slide's nuclei cost about
 a second per thousand on one CPU core, and training fits in CPU-hours. Input: uint8-valued float crops
 (N, 4, 64, 64), RGB and the nucleus's own mask (0/255); output: class probabilities.
 """
