@@ -10,7 +10,7 @@ unknown:
 - two-pass: the model at the estimated size, then again at the size of its own nuclei;
 - none: no zoom at all (shows why the size matters).
 
-    python benchmarks/fluorescence_validation.py [--model PATH] [--json OUT] [--no-classical] [--scales true,two-pass]
+    python benchmarks/fluorescence_validation.py [--model PATH] [--json OUT] [--no-classical] [--scales true,two-pass] [--record]
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--no-classical", action="store_true")
     parser.add_argument("--scales", default="true,estimated,two-pass,none", help="comma-separated nucleus-size sources for the model")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--record", action="store_true", help="write the figures into the model's card (held_out_scores)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     items = load_fluorescence_images(args.data or default_fluorescence_data(), held_out=True)
@@ -73,6 +74,17 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"\n{name} by held-out experiment:")
         for experiment, result in experiments.items():
             print(row(f"  {experiment}", result))
+    if args.record and "model" in results:
+        from wsi_assets.training.fluorescence_train import update_card
+
+        keep = ("images", "true", "pred", "precision", "recall", "f1", "aji", "pq")
+        scores = {name: {k: round(v, 4) if isinstance(v, float) else v for k, v in result.items() if k in keep}
+                  for name, result in results["rows"].items()}
+        scores["by_experiment (model, scale true)"] = {
+            experiment: {k: round(v, 4) if isinstance(v, float) else v for k, v in result.items() if k in keep}
+            for experiment, result in results["by_experiment"].get("model (scale true)", {}).items()}
+        update_card(args.model, {"held_out_scores": scores, "metrics_note": "F1@0.5 pooled over nuclei; AJI and PQ "
+                                 "per-image means; each image scored at its own size (python benchmarks/fluorescence_validation.py --record)"})
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(results, indent=2))

@@ -182,6 +182,21 @@ def export(net: UNet, out: Path, card: dict, post: dict | None = None) -> Path:
     return out
 
 
+def update_card(model_file: Path, updates: dict) -> Path:
+    """Rewrite a model file's card (embedded and sidecar) with `updates`, the weights untouched."""
+    from wsi_assets.segmentation.model_files import read_model_card
+
+    model_file = Path(model_file)
+    card = {**read_model_card(model_file), **updates}
+    text = json.dumps(card, indent=2, default=str)
+    module = torch.jit.load(str(model_file), map_location="cpu")
+    temporary = model_file.with_name(model_file.name + ".tmp")
+    torch.jit.save(module, str(temporary), _extra_files={CARD_NAME: text})
+    temporary.replace(model_file)
+    model_file.with_name(model_file.stem + CARD_SUFFIX).write_text(text)
+    return model_file
+
+
 def model_card(widths: list[int], config: dict, step: int, hours: float, scores: dict | None, version: str) -> dict:
     mpp = REFERENCE_DIAMETER_UM / config.get("reference_diameter", REFERENCE_DIAMETER_PX)
     return {
@@ -223,6 +238,7 @@ def model_card(widths: list[int], config: dict, step: int, hours: float, scores:
             "initialisation": "random (no H&E weights: the fluorescence model owes nothing to non-commercial data)",
             "steps": step,
             "cpu_hours": round(hours, 3),
+            "cpu_hours_note": "wall-clock hours of training steps, 1 torch thread, on a shared 2-core VM",
             "device": "cpu",
             **{k: config[k] for k in ("batch", "crop", "lr", "seed", "threads", "scale_range") if k in config},
             "augmentation": "zoom to the reference nucleus size x 0.6-1.6, flips, 90° turns, gamma 0.5-2, gain 0.6-1.4, "
