@@ -95,7 +95,7 @@ def test_sensor_tags_and_logs_runs_waiting_for_the_gpu_and_clears_them_once_they
     assert storage.claim_concurrency_slot("gpu", holder, "cell_segmentation").is_claimed
     for run_id in (first, second):
         assert not storage.claim_concurrency_slot("gpu", run_id, "cell_segmentation").is_claimed
-        time.sleep(0.01)  # distinct enqueue times
+        time.sleep(1.1)  # distinct enqueue times: the storage keeps whole seconds
 
     refresh_queue_tags(instance)
     tags = {run_id: instance.get_run_by_id(run_id).tags for run_id in (holder, first, second)}

@@ -27,7 +27,7 @@ def _cell(x, y, cls="epithelial"):
 # (content, reason): whether the file's import run finds the problem (its contents), or the sensor (its name, size, slide).
 BAD = {
     "alice/reviews/main/broken.geojson": (b"{not json", True, "not valid JSON"),
-    "alice/reviews/main/points.geojson": (json.dumps([{"type": "Feature", "geometry": {"type": "Point", "coordinates": [1, 2]}, "properties": {"objectType": "detection"}}]).encode(), True, "Polygon or MultiPolygon"),
+    "alice/reviews/main/points.geojson": (json.dumps([{"type": "Feature", "geometry": {"type": "Circle", "radius": 2}, "properties": {"objectType": "detection"}}]).encode(), True, "geometry must be a Polygon"),
     "alice/reviews/main/ghost.geojson": (json.dumps([_cell(10, 10)]).encode(), False, "no slide 'ghost' in alice/inputs/main/"),
     "alice/reviews/main/my review.geojson": (json.dumps([_cell(10, 10)]).encode(), False, "may only use letters, digits"),
     "alice/reviews/main/notes.txt": (b"hello", False, "not a review"),
