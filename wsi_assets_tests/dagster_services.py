@@ -12,6 +12,8 @@ import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
 
+from wsi_assets.cli.graphql_launch import LAUNCH_RUN  # the launch `submit` sends, as the UI does
+
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
@@ -77,17 +79,6 @@ def wait_until(predicate, timeout: float, interval: float = 1.0, what: str = "co
     raise TimeoutError(f"{what} not reached within {timeout} s")
 
 
-LAUNCH_RUN = """
-mutation Launch($params: ExecutionParams!) {
-  launchPipelineExecution(executionParams: $params) {
-    __typename
-    ... on LaunchRunSuccess { run { runId } }
-    ... on PythonError { message }
-    ... on InvalidSubsetError { message }
-    ... on RunConfigValidationInvalid { errors { message } }
-  }
-}
-"""
 
 
 def launch_over_graphql(port: int, location: str, job: str, partition_key: str, asset_names: list[str] | None = None) -> str:

@@ -191,6 +191,18 @@ def image_weights(items: list[LabelledImage], images: list[tuple[np.ndarray, np.
     return sampling_weights([item.dataset for item in items], [rgb.shape[0] * rgb.shape[1] for rgb, _ in images], shares)
 
 
+def sample_crops(crop, batch: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`batch` (image, labels) crops from `crop()`, the images stacked and their foreground and distance targets as (B,1,H,W)."""
+    images, fgs, dists = [], [], []
+    for _ in range(batch):
+        image, labels = crop()
+        fg, dist = targets(labels)
+        images.append(image)
+        fgs.append(fg)
+        dists.append(dist)
+    return np.stack(images), np.stack(fgs)[:, None], np.stack(dists)[:, None]
+
+
 class CropSampler:
     """Random augmented crops of images at one µm/px: flips, 90° turns, scale, H&E jitter, blur."""
 
@@ -216,15 +228,8 @@ class CropSampler:
         self.weights = np.asarray(weights, np.float64) / float(np.sum(weights))
 
     def sample(self, batch: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        xs, fgs, dists = [], [], []
-        for _ in range(batch):
-            rgb, labels = self._crop()
-            fg, dist = targets(labels)
-            xs.append(rgb)
-            fgs.append(fg)
-            dists.append(dist)
-        x = np.stack(xs).astype(np.float32).transpose(0, 3, 1, 2)
-        return x, np.stack(fgs)[:, None], np.stack(dists)[:, None]
+        rgbs, fg, dist = sample_crops(self._crop, batch)
+        return rgbs.astype(np.float32).transpose(0, 3, 1, 2), fg, dist
 
     def _crop(self) -> tuple[np.ndarray, np.ndarray]:
         rng = self.rng

@@ -25,7 +25,7 @@ import pandas as pd
 
 from wsi_assets.core.shared_data import shared_data_dir
 from wsi_assets.segmentation.image import resize_labels
-from wsi_assets.training.data import read_labels, targets
+from wsi_assets.training.data import read_labels, sample_crops
 
 SPLIT_FILE = Path(__file__).with_name("fluorescence_split.csv")
 # Ward distance at which the standardised image statistics of one image size are cut into experiments.
@@ -194,15 +194,8 @@ class FluoCropSampler:
         self.rng.bit_generator.state = value
 
     def sample(self, batch: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        xs, fgs, dists = [], [], []
-        for _ in range(batch):
-            x, labels = self._crop()
-            fg, dist = targets(labels)
-            xs.append(x)
-            fgs.append(fg)
-            dists.append(dist)
-        x = np.repeat(np.stack(xs)[:, None], 3, axis=1).astype(np.float32)
-        return x, np.stack(fgs)[:, None], np.stack(dists)[:, None]
+        grays, fg, dist = sample_crops(self._crop, batch)
+        return np.repeat(grays[:, None], 3, axis=1).astype(np.float32), fg, dist
 
     def _crop(self) -> tuple[np.ndarray, np.ndarray]:
         rng = self.rng
