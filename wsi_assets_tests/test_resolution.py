@@ -64,7 +64,7 @@ def test_sidecar_wins_over_the_file_and_the_branch(stated_slide):
 
 
 def test_branch_yaml_states_mpp_for_every_slide_of_the_branch(stated_slide):
-    (stated_slide.parent / "branch.yaml").write_text("model: learned\nmpp: 0.4\n")  # unknown keys are ignored
+    (stated_slide.parent / "branch.yaml").write_text("model: learned\nmpp: 0.4\n")  # other known keys do not disturb mpp
     info = read_slide_info(stated_slide)
     assert (info.mpp, info.mpp_source, info.mpp_inferred) == (0.4, "branch.yaml", False)
     (stated_slide.parent / "branch.yaml").write_text("model: learned\n")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import io
 from dataclasses import dataclass
-from pathlib import Path
 
 from wsi_assets.core.keys import name_problem
 from wsi_assets.reviews.review_geojson import ReviewFileError

@@ -32,10 +32,10 @@ from torch import nn
 
 from wsi_assets.cells.classes import CLASS_NAMES
 from wsi_assets.cells.nucleus_cnn import CROP, MPP
-from wsi_assets.training.cell_classifier_training import per_class_f1
 from wsi_assets.training.checkpoints import load_latest, save_checkpoint
-from wsi_assets.training.nucleus_cnn_cache import ANNOTATED, CACHE, FOUND, build_cache, centre, load_cache
-from wsi_assets.training.nucleus_cnn_net import NucleusNet, network_onnx
+from wsi_assets.training.nucleus_cnn_cache import CACHE, build_cache, load_cache
+from wsi_assets.training.nucleus_cnn_net import NucleusNet
+from wsi_assets.training.nucleus_cnn_scores import held_out_scores
 from wsi_assets.training.split import HELD_OUT_CONSEP_TILES
 
 CACHE_NAME = "crops.npz"
@@ -114,29 +114,6 @@ def learning_rate(step: int, steps: int, peak: float, warmup: int = 300) -> floa
         return peak * (step + 1) / warmup
     progress = min(1.0, (step - warmup) / max(1, steps - warmup))
     return peak * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * progress)))
-
-
-def predict(net: nn.Module, windows: np.ndarray, crop: int = CROP, batch: int = 512) -> np.ndarray:
-    """Class indices of (N,4,CACHE,CACHE) windows, read at their centre crop."""
-    net.eval()
-    out = []
-    with torch.no_grad():
-        for start in range(0, len(windows), batch):
-            part = torch.from_numpy(np.ascontiguousarray(centre(windows[start : start + batch], crop)).astype(np.float32))
-            out.append(net(part).argmax(1).numpy())
-    return np.concatenate(out) if out else np.zeros(0, np.int64)
-
-
-def held_out_scores(net: nn.Module, cache: dict, held: np.ndarray) -> dict:
-    """Per-class F1 (nuclei given, classification alone) on the held-out tiles, per outline source."""
-    names = np.asarray(CLASS_NAMES, object)
-    scores = {}
-    for label, outline in (("annotated", ANNOTATED), ("found", FOUND)):
-        rows = np.flatnonzero(held & (cache["outlines"] == outline))
-        if len(rows):
-            truth, predicted = names[cache["classes"][rows]], names[predict(net, cache["crops"][rows])]
-            scores[label] = {**per_class_f1(truth, predicted), "accuracy": round(float(np.mean(truth == predicted)), 4), "nuclei": int(len(rows))}
-    return scores
 
 
 def new_state(seed: int) -> dict:

@@ -48,7 +48,7 @@ def cost_per_1000(onnx: bytes, repeats: int = 3, count: int = 1024) -> float:
 
 def export_network(run: Path, out: Path, scores: Path | None = None, timing_crops: int = 1024, history: str | None = None) -> dict:
     """Write `out` (.onnx) and `<stem>.model_card.json` from the newest checkpoint in `run`."""
-    from wsi_assets.training.nucleus_cnn import held_out_scores
+    from wsi_assets.training.nucleus_cnn_scores import held_out_scores
     from wsi_assets.training.nucleus_cnn_cache import load_cache
 
     path = latest_checkpoint(run)

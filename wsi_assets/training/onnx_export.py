@@ -74,7 +74,7 @@ def network_onnx(net: UNet, with_embedding: bool = True) -> bytes:
 def embed_network_onnx(model_file: Path) -> Path:
     """Rewrite a model file this project exported with its network as ONNX inside (atomically)."""
     from wsi_assets.segmentation.torchscript import CARD_NAME, CARD_SUFFIX, read_model_card
-    from wsi_assets.training.train import load_trained_net
+    from wsi_assets.training.model_file import load_trained_net
 
     model_file = Path(model_file)
     card = read_model_card(model_file)

@@ -36,6 +36,7 @@ from wsi_assets.training.data import (
     parse_dataset_shares,
 )
 from wsi_assets.training.distill import distillation_loss, narrowed, parse_widths, teacher_maps
+from wsi_assets.training.model_file import STANDARD_WIDTHS, load_trained_net
 from wsi_assets.training.network import NucleiModel, UNet
 from wsi_assets.training.onnx_export import card_embedding, has_embedding_levels
 
@@ -53,7 +54,7 @@ class TrainConfig:
     crop: int = defaults.CROP
     lr: float = 2e-3
     mpp: float = defaults.MODEL_MPP
-    widths: list[int] = field(default_factory=lambda: [16, 32, 64, 128, 192])
+    widths: list[int] = field(default_factory=lambda: list(STANDARD_WIDTHS))
     seed: int = 0
     device: str = "auto"
     threads: int = 1
@@ -273,16 +274,6 @@ def export(net: UNet, card: dict, out: Path, **post) -> Path:
     card_path = out.with_name(out.stem + CARD_SUFFIX)
     card_path.write_text(text)
     return out
-
-
-def load_trained_net(model_file: Path, card: dict | None = None) -> UNet:
-    """The U-Net inside a model file this project exported (`card`: its model card, if already read)."""
-    from wsi_assets.segmentation.torchscript import read_model_card
-
-    card = read_model_card(model_file) if card is None else card
-    net = UNet(list(card.get("widths") or TrainConfig().widths))
-    net.load_state_dict(torch.jit.load(str(model_file), map_location="cpu").net.state_dict())
-    return net
 
 
 def rebuild(model_file: Path, out: Path, card_updates: dict | None = None, **post) -> Path:
