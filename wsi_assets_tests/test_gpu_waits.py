@@ -1,7 +1,8 @@
-"""Started runs waiting for a `gpu` pool slot: their place, their tags and their log (issue 30).
+"""Runs that wait, in their tags and their own log (issue 30): started runs waiting for a `gpu` pool
+slot, and queued runs' places.
 
 Pure ordering on constructed steps, then a real SQLite instance whose `gpu` pool Dagster's own
-claim API fills: one step holds the slot, two wait.
+claim API fills: one step holds the slot, two wait; and queued run records the sensor places.
 """
 
 from __future__ import annotations
@@ -54,8 +55,8 @@ def shared_instance(tmp_path_factory):
 
     home = tmp_path_factory.mktemp("dagster_home")
     shutil.copyfile(REPO / "dagster.yaml", home / "dagster.yaml")
-    # The queue command opens it too, through $DAGSTER_HOME.
-    with fixture_env(DAGSTER_HOME=str(home.resolve())), DagsterInstance.from_config(str(home)) as instance:
+    # The queue command opens it too, through $DAGSTER_HOME; with no webserver to ask, it reads the instance.
+    with fixture_env(DAGSTER_HOME=str(home.resolve()), WSI_WEBSERVER_URL=""), DagsterInstance.from_config(str(home)) as instance:
         instance.event_log_storage.set_concurrency_slots("gpu", 1)
         yield instance
 
@@ -65,9 +66,10 @@ def instance(shared_instance):
     from dagster import DagsterRunStatus
 
     yield shared_instance
-    for record in shared_instance.get_run_records():  # each test starts with a free pool and no runs in progress
+    for record in shared_instance.get_run_records():  # each test starts with a free pool and no runs queued or in progress
         shared_instance.event_log_storage.free_concurrency_slots_for_run(record.dagster_run.run_id)
-        shared_instance.report_run_canceled(record.dagster_run) if record.dagster_run.status == DagsterRunStatus.STARTED else None
+        if record.dagster_run.status in (DagsterRunStatus.STARTED, DagsterRunStatus.QUEUED):
+            shared_instance.report_run_canceled(record.dagster_run)
 
 
 def _started_run(instance, partition: str) -> str:
@@ -87,7 +89,7 @@ def _log(instance, run_id: str) -> list[str]:
 def test_sensor_tags_and_logs_runs_waiting_for_the_gpu_and_clears_them_once_they_hold_it(instance, capsys):
     import time
 
-    from wsi_assets.cli.queue import current_gpu_waits
+    from wsi_assets.cli.queue import current_gpu_waits, instance_snapshot
     from wsi_assets.defs.queue_status import refresh_queue_tags
 
     storage = instance.event_log_storage
@@ -104,7 +106,7 @@ def test_sensor_tags_and_logs_runs_waiting_for_the_gpu_and_clears_them_once_they
     assert "wsi/queue_position" not in tags[first], "a started run has no place in the run queue any more"
     assert "wsi/waiting_for" not in tags[holder], "the step holding the slot waits for nothing"
     assert any("cell_segmentation is waiting for a gpu slot: 2 of 2 waiting" in m for m in _log(instance, second))
-    assert [(w.run_id, w.position) for w, _ in current_gpu_waits(instance)] == [(first, 1), (second, 2)]
+    assert [(w.run_id, w.position) for w, _ in current_gpu_waits(instance_snapshot(instance))] == [(first, 1), (second, 2)]
     logged = len(_log(instance, second))
     refresh_queue_tags(instance)
     assert len(_log(instance, second)) == logged, "an unchanged place is not logged again"
@@ -132,3 +134,47 @@ def test_queue_command_lists_runs_waiting_for_the_gpu(instance, capsys):
     assert lines[0].startswith("0 runs queued, 2 in progress")
     assert lines[1] == "1 started runs waiting for a gpu slot; showing 1"
     assert lines[3].split() == [waiter, "ben", "ben/b", "ben/b/s1", "process_slide", "cell_segmentation", "1", "of", "1", "gpu", "slot"]
+
+
+def _queued_run(instance, partition: str) -> str:
+    """A queued run record, as the coordinator leaves it (no daemon here dequeues it)."""
+    from dagster import DagsterRun, DagsterRunStatus
+    from dagster._core.remote_origin import RegisteredCodeLocationOrigin, RemoteJobOrigin, RemoteRepositoryOrigin
+
+    user, branch, _ = partition.split("/")
+    origin = RemoteJobOrigin(RemoteRepositoryOrigin(RegisteredCodeLocationOrigin("wsi_assets.definitions"), "__repository__"), "process_slide")
+    run_id = str(uuid.uuid4())
+    tags = {"dagster/partition": partition, "wsi/user": user, "wsi/branch": f"{user}/{branch}"}
+    instance.add_run(DagsterRun(job_name="process_slide", run_id=run_id, status=DagsterRunStatus.QUEUED, tags=tags, remote_job_origin=origin))
+    return run_id
+
+
+def _queue_lines(instance, run_id: str) -> list[str]:
+    return [m for m in _log(instance, run_id) if m and m.startswith("Queued: ")]
+
+
+def test_a_queued_runs_own_log_says_its_place_and_what_it_waits_for_when_they_change(instance):
+    from dagster import DagsterRunStatus
+
+    from wsi_assets.defs.queue_status import refresh_queue_tags
+
+    holder = _started_run(instance, "ana/main/hold")
+    first, second, other = (_queued_run(instance, key) for key in ("ana/main/q1", "ana/main/q2", "ben/main/q1"))
+    refresh_queue_tags(instance)
+    assert _queue_lines(instance, first) == [
+        (
+            "Queued: 1st in line, 1st in branch ana/main; waiting for: branch busy "
+            "(an earlier run of ana/main is in progress or ahead of it; a branch runs one run at a time, in order)"
+        )
+    ]
+    assert _queue_lines(instance, second)[0].startswith("Queued: 2nd in line, 2nd in branch ana/main; waiting for: branch busy (")
+    assert _queue_lines(instance, other)[0].startswith("Queued: 3rd in line, 1st in branch ben/main; waiting for: next (")
+    assert instance.get_run_by_id(first).status == DagsterRunStatus.QUEUED, "a log line does not start or end a queued run"
+
+    refresh_queue_tags(instance)
+    assert [len(_queue_lines(instance, r)) for r in (first, second, other)] == [1, 1, 1], "an unchanged place is not logged again"
+
+    instance.report_run_failed(instance.get_run_by_id(holder))  # ana/main is free: its first queued run is next
+    refresh_queue_tags(instance)
+    assert _queue_lines(instance, first)[-1].startswith("Queued: 1st in line, 1st in branch ana/main; waiting for: next (")
+    assert [len(_queue_lines(instance, r)) for r in (first, second, other)] == [2, 1, 1], "only the run whose place changed"

@@ -174,6 +174,7 @@ def test_run_url_follows_the_webserver_setting(monkeypatch):
     from wsi_assets.cli.submit import run_url
 
     monkeypatch.delenv("WSI_WEBSERVER_URL", raising=False)
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)  # else the address run.sh wrote beside the instance counts
     assert run_url("abc") == "http://127.0.0.1:3000/runs/abc"
     monkeypatch.setenv("WSI_WEBSERVER_URL", "https://dagster.lab.example/")
     assert run_url("abc") == "https://dagster.lab.example/runs/abc"

@@ -293,6 +293,56 @@ def _place_tags_match_the_records(instance, expected_ids: set[str]):
     return places if all(all(p.run.tags.get(k) == v for k, v in place_tags(p).items()) for p in places) else None
 
 
+def _cli_without_dagster(argv: list[str], env: dict) -> subprocess.CompletedProcess:
+    """`python -m <argv>` with a webserver to ask: it must succeed without importing Dagster (what makes it slow)."""
+    done = subprocess.run([str(BIN / "python"), "-X", "importtime", "-m", *argv], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    imported = [line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines() if line.startswith("import time:")]
+    assert done.returncode == 0, [line for line in done.stderr.splitlines() if not line.startswith("import time:")][-20:]
+    assert not [name for name in imported if name.split(".")[0] in ("dagster", "dagster_graphql")], f"{argv[0]} imported Dagster"
+    return done
+
+
+RUN_LOG = """
+query Log($runId: ID!) {
+  logsForRun(runId: $runId) { __typename ... on EventConnection { events { __typename ... on MessageEvent { message } } } }
+}
+"""
+
+
+def _run_logs_show_places(port: int, instance, places) -> None:
+    """Each queued run's own log ends with its current place, once; the run's page reads it over GraphQL as here."""
+    from wsi_assets.queue.positions import place_message
+    from wsi_assets.queue.webserver_view import post_graphql
+
+    def latest_lines():
+        lines = {}
+        for place in places:
+            log = [e.dagster_event.message for e in instance.all_logs(place.run.run_id) if e.dagster_event and (e.dagster_event.message or "").startswith("Queued: ")]
+            lines[place.run.run_id] = log[-1] if log else None
+        return lines if all(lines[p.run.run_id] == place_message(p) for p in places) else None
+
+    wait_until(latest_lines, timeout=30, interval=1, what="each queued run's log ends with its place")
+    first = places[0]
+    events = post_graphql(f"http://127.0.0.1:{port}", RUN_LOG, {"runId": first.run.run_id})["logsForRun"]["events"]
+    assert place_message(first) in [event.get("message") for event in events], "the run's page (its log over GraphQL) shows its place"
+    assert place_message(first).startswith("Queued: 1st in line, 1st in branch ana/main; waiting for: branch busy (an earlier run of ana/main")
+
+
+def _gpu_waits_read_alike(url: str, instance) -> None:
+    """Started runs waiting for a `gpu` slot come out of the webserver's answer as out of the instance."""
+    from wsi_assets.cli.queue import current_gpu_waits, instance_snapshot
+    from wsi_assets.queue.webserver_view import read_queue_from_webserver
+
+    storage = instance.event_log_storage
+    holders = [r.dagster_run.run_id for r in instance.get_run_records() if r.dagster_run.tags.get("dagster/partition", "").endswith("/hold")]
+    assert storage.claim_concurrency_slot("gpu", holders[0], "cell_segmentation").is_claimed
+    assert not storage.claim_concurrency_slot("gpu", holders[1], "cell_segmentation").is_claimed
+    waits = current_gpu_waits(instance_snapshot(instance))
+    assert [(w.run_id, w.position, w.waiters) for w, _ in waits] == [(holders[1], 1, 1)]
+    # Compared without the tags: the sensor is tagging the waiting run meanwhile.
+    assert [(w, r.run_id, r.job) for w, r in current_gpu_waits(read_queue_from_webserver(url))] == [(w, r.run_id, r.job) for w, r in waits]
+
+
 def _show_places_while_the_queue_stands_still(services, instance, tiny_slide, order: list[str]) -> None:
     keys = ["ana/main/q1", "ana/cohort-q/q1", "ben/cohort-q/q1", "ben/cohort-q/q2", "dan/main/q1"]
     instance.add_dynamic_partitions("slides", [k for k in keys if not instance.has_dynamic_partition("slides", k)])
@@ -302,10 +352,7 @@ def _show_places_while_the_queue_stands_still(services, instance, tiny_slide, or
     order += wait_until(lambda: list(set(_all_run_ids(instance)) - before), timeout=60, what="upload sensor queued eve's slide")
     env = {**services["env"], "WSI_WEBSERVER_URL": f"http://127.0.0.1:{services['port']}/"}
     started = time.perf_counter()
-    submitted = subprocess.run(
-        [str(BIN / "python"), "-m", "wsi_assets.submit", "eve/main/tiny"], cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
-    )
-    assert submitted.returncode == 0, submitted.stderr[-2000:]
+    submitted = _cli_without_dagster(["wsi_assets.submit", "eve/main/tiny"], env)
     print(f"submit through the webserver: {time.perf_counter() - started:.1f} s")
     run_line, url_line, queue_line = submitted.stdout.strip().splitlines()[-3:]
     submit_run = run_line.removeprefix("run ")
@@ -323,17 +370,26 @@ def _show_places_while_the_queue_stands_still(services, instance, tiny_slide, or
         (order[5], 6, 1, "global limit"),
         (order[6], 7, 2, "branch busy"),
     ]
+    from wsi_assets.cli.queue import instance_snapshot
+    from wsi_assets.queue.positions import queue_places
+    from wsi_assets.queue.webserver_view import read_queue_from_webserver
+
+    over_graphql = read_queue_from_webserver(env["WSI_WEBSERVER_URL"])
+    def seen(place):  # `order` is the storage's row id in one read and the answer's order in the other
+        return place.run.run_id, place.run.job, place.run.created_at, place.position, place.branch_position, place.waiting_for
+
+    read_over_graphql = queue_places(over_graphql.queued, over_graphql.in_progress, over_graphql.limits)
+    assert [seen(p) for p in read_over_graphql] == [seen(p) for p in places], "the webserver's answer places runs as the instance does"
+    assert over_graphql.limits == instance_snapshot(instance).limits
+    _run_logs_show_places(services["port"], instance, places)
     from wsi_assets.defs.queue_status import refresh_queue_tags
 
     started = time.perf_counter()
     assert refresh_queue_tags(instance) == (0, 0), "a tick over an unchanged queue writes nothing"
     print(f"queue tag refresh over {len(places)} queued runs: {time.perf_counter() - started:.3f} s")
     started = time.perf_counter()
-    table = subprocess.run(
-        [str(BIN / "python"), "-m", "wsi_assets.queue", "--user", "ben"], cwd=REPO, env=env, capture_output=True, text=True, timeout=120,
-    )
+    table = _cli_without_dagster(["wsi_assets.queue", "--user", "ben"], env)
     print(f"queue table: {time.perf_counter() - started:.1f} s")
-    assert table.returncode == 0, table.stderr[-2000:]
     print(submitted.stdout, table.stdout, sep="\n")
     lines = table.stdout.strip().splitlines()
     assert lines[0] == "7 runs queued, 4 in progress; showing 2"
@@ -341,6 +397,7 @@ def _show_places_while_the_queue_stands_still(services, instance, tiny_slide, or
         [order[2], "ben", "ben/cohort-q", "ben/cohort-q/q1", "process_slide", "3", "1", "global"],
         [order[3], "ben", "ben/cohort-q", "ben/cohort-q/q2", "process_slide", "4", "2", "branch"],
     ]
+    _gpu_waits_read_alike(env["WSI_WEBSERVER_URL"], instance)  # last: the claimed slot changes the places
 
 
 def test_queued_runs_show_their_place_and_what_they_wait_for(queue_services, tiny_slide):
@@ -356,6 +413,7 @@ def test_queued_runs_show_their_place_and_what_they_wait_for(queue_services, tin
         for run_id in order:
             instance.report_run_canceled(instance.get_run_by_id(run_id))
         for run_id in holders:
+            instance.event_log_storage.free_concurrency_slots_for_run(run_id)  # the next tests' runs need the gpu slot
             instance.report_run_failed(instance.get_run_by_id(run_id))
     wait_until(
         lambda: not any(k in instance.get_run_by_id(r).tags for r in order for k in PLACE_TAGS),

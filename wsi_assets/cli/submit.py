@@ -6,30 +6,38 @@
 
 Prints the run id, its page in the UI ($WSI_WEBSERVER_URL, default http://127.0.0.1:3000) and its
 place in the queue. (`dagster asset materialize` would run in this process and bypass the queue.)
+With a webserver answering, everything goes through its GraphQL API and this process imports no
+Dagster; otherwise it says so in one line and uses `dagster job launch` (about a minute).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import time
 import uuid
 from pathlib import Path
 
-from wsi_assets.cli.graphql_launch import WebserverLaunchFailed, launch_through_webserver
-from wsi_assets.cli.instance_home import NoInstance, open_instance, served_url
-from wsi_assets.core.keys import InvalidSlideKey, SlideKey, name_problem
-from wsi_assets.core.user_files import default_user_files_root
-from wsi_assets.uploads.checks import (
-    UploadRefused,
-    checked_upload,
-    slide_format_problem,
+from wsi_assets.cli.graphql_launch import (
+    LOCATION,
+    WebserverLaunchFailed,
+    launch_through_webserver,
 )
-from wsi_assets.uploads.kinds import STACK, not_a_stack, upload_kind
-from wsi_assets.uploads.listing import UploadRootUnavailable
+from wsi_assets.cli.instance_home import (
+    NoInstance,
+    open_instance,
+    served_url,
+    use_instance_home,
+)
+from wsi_assets.core.keys import InvalidSlideKey, SlideKey, name_problem
+from wsi_assets.queue.webserver_view import (
+    NoWebserverAnswer,
+    QueueSnapshot,
+    post_graphql,
+    read_queue_from_webserver,
+)
 
 JOBS = ("process_slide", "tissue_mask_only", "export_cells", "classify_cells", "process_stack", "finetune_from_reviews")
 STACK_JOBS = ("process_stack",)
@@ -46,6 +54,9 @@ def run_url(run_id: str) -> str:
 
 def refuse_unsettled(path: Path, stack: bool) -> None:
     """The sensor's remaining rules: the file is unchanged over a look, and of the job's kind."""
+    from wsi_assets.uploads.checks import UploadRefused
+    from wsi_assets.uploads.kinds import STACK, upload_kind
+
     before = path.stat()
     time.sleep(STABLE_LOOK_S)
     after = path.stat()
@@ -61,6 +72,8 @@ def refuse_unsettled(path: Path, stack: bool) -> None:
 
 def branch_with_reviews(root: Path, partition_key: str) -> str:
     """The `<user>/<branch>` key of a fine-tune, refused unless the branch has a reviews folder."""
+    from wsi_assets.uploads.checks import UploadRefused
+
     parts = partition_key.split("/")
     if len(parts) != 2:
         raise InvalidSlideKey(f"{partition_key!r}: finetune_from_reviews takes a branch, <user>/<branch> (e.g. alice/main)")
@@ -87,11 +100,68 @@ def launch_command(key: SlideKey | str, job: str, submission: str = "") -> list[
     return [sys.executable, "-m", "dagster", "job", "launch", "-m", "wsi_assets.definitions", "-j", job, "--tags", tags]
 
 
-def submit(partition_key: str, job: str = "process_slide") -> str:
-    """Queue `job` for the partition; prints and returns the run id."""
+ADD_PARTITION = """
+mutation Add($repo: RepositorySelector!, $name: String!, $key: String!) {
+  addDynamicPartition(repositorySelector: $repo, partitionsDefName: $name, partitionKey: $key) {
+    __typename
+    ... on UnauthorizedError { message }
+    ... on PythonError { message }
+  }
+}
+"""
+
+
+def add_partition_through_webserver(url: str, partitions: str, partition: str) -> None:
+    """Register the partition in the webserver's instance; NoWebserverAnswer when none answers at `url`."""
+    repo = {"repositoryLocationName": LOCATION, "repositoryName": "__repository__"}
+    result = post_graphql(url, ADD_PARTITION, {"repo": repo, "name": partitions, "key": partition})["addDynamicPartition"]
+    if result["__typename"] not in ("AddDynamicPartitionSuccess", "DuplicateDynamicPartitionError"):
+        reason = (result.get("message") or result["__typename"]).strip().splitlines()[0]
+        raise WebserverLaunchFailed(f"the webserver at {url} refused to add {partition} to {partitions}: {reason}")
+
+
+def submit_through_webserver(url: str, job: str, partitions: str, key: SlideKey | str, submission: str) -> tuple[str, QueueSnapshot | None] | None:
+    """(run id, the queue right after) through the webserver at `url`, importing no Dagster; None when none answers.
+
+    Once the run is launched nothing falls back any more (that would launch it twice): a queue the
+    webserver then fails to show is None.
+    """
+    try:
+        add_partition_through_webserver(url, partitions, getattr(key, "partition_key", key))
+    except NoWebserverAnswer:
+        return None
+    run_id = launch_through_webserver(url, job, launch_tags(key, submission))
+    if run_id is None:
+        return None
+    try:
+        return run_id, read_queue_from_webserver(url)
+    except NoWebserverAnswer:
+        return run_id, None
+
+
+def submit_through_instance(job: str, partitions: str, key: SlideKey | str, submission: str) -> tuple[str, QueueSnapshot]:
+    """(run id, the queue right after) with `dagster job launch`, which loads every definition: slow."""
     from dagster import RunsFilter
 
+    from wsi_assets.cli.queue import instance_snapshot
+
+    partition = getattr(key, "partition_key", key)
+    with open_instance() as instance:
+        if not instance.has_dynamic_partition(partitions, partition):
+            instance.add_dynamic_partitions(partitions, [partition])
+        subprocess.run(launch_command(key, job, submission), check=True, stdout=subprocess.DEVNULL)
+        runs = instance.get_runs(RunsFilter(tags={SUBMISSION_TAG: submission}), limit=1)
+        if not runs:
+            raise RuntimeError("dagster job launch succeeded but no run carries this submission's tag")
+        return runs[0].run_id, instance_snapshot(instance)
+
+
+def submit(partition_key: str, job: str = "process_slide") -> str:
+    """Queue `job` for the partition; prints and returns the run id."""
     from wsi_assets.cli.queue import current_places
+    from wsi_assets.core.user_files import default_user_files_root
+    from wsi_assets.uploads.checks import checked_upload, slide_format_problem
+    from wsi_assets.uploads.kinds import not_a_stack
 
     stack = job in STACK_JOBS
     if job in BRANCH_JOBS:
@@ -102,31 +172,33 @@ def submit(partition_key: str, job: str = "process_slide") -> str:
         path = checked_upload(default_user_files_root(), key, not_a_stack if stack else slide_format_problem)
         refuse_unsettled(path, stack)
         partitions = "stacks" if stack else "slides"
-    partition = getattr(key, "partition_key", key)
     submission = uuid.uuid4().hex
-    with open_instance() as instance:
-        if not instance.has_dynamic_partition(partitions, partition):
-            instance.add_dynamic_partitions(partitions, [partition])
-        url = served_url()
-        # The running webserver has the definitions loaded; `dagster job launch` loads them anew (a minute when busy).
-        launched = launch_through_webserver(url, job, launch_tags(key, submission)) if url else None
-        if launched is None:
-            subprocess.run(launch_command(key, job, submission), check=True, stdout=subprocess.DEVNULL)
-        runs = instance.get_runs(RunsFilter(tags={SUBMISSION_TAG: submission}), limit=1)
-        if not runs:
-            where = f"the webserver at {url} serves another instance than {os.environ['DAGSTER_HOME']}" if launched else "dagster job launch succeeded but no run carries this submission's tag"
-            raise RuntimeError(where)
-        run = runs[0]
-        places, _ = current_places(instance)
-    print(f"run {run.run_id}")
-    print(f"url {run_url(run.run_id)}")
-    place = next((p for p in places if p.run.run_id == run.run_id), None)
-    if place is None:
+    try:
+        use_instance_home()  # also where run.sh wrote the webserver's address
+        no_home = None
+    except NoInstance as error:
+        no_home = error
+    url = served_url()
+    # The running webserver has the definitions loaded; `dagster job launch` loads them anew (a minute when busy).
+    done = submit_through_webserver(url, job, partitions, key, submission) if url else None
+    if done is None:
+        if no_home is not None:
+            raise no_home
+        print(f"no Dagster webserver answered at {url}" if url else "no webserver address known", "- launching with `dagster job launch` (slower)", file=sys.stderr)
+        done = submit_through_instance(job, partitions, key, submission)
+    run_id, snapshot = done
+    places, _ = current_places(snapshot) if snapshot is not None else ([], [])
+    print(f"run {run_id}")
+    print(f"url {run_url(run_id)}")
+    place = next((p for p in places if p.run.run_id == run_id), None)
+    if snapshot is None:
+        print("queue: the webserver did not answer after the launch; see python -m wsi_assets.queue")
+    elif place is None:
         print("queue: not queued any more (already starting, started or finished)")
     else:
         in_branch = "" if place.branch_position is None else f", {place.branch_position} in its branch"
         print(f"queue: position {place.position} of {len(places)}{in_branch}, waiting for: {place.waiting_for}")
-    return run.run_id
+    return run_id
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -134,6 +206,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("partition_key", help="<user>/<branch>/<slide or stack>; <user>/<branch> for finetune_from_reviews")
     parser.add_argument("--job", choices=JOBS, default="process_slide")
     args = parser.parse_args(argv)
+    # Imported here, not at the top, so that --help answers without numpy, tifffile and OpenSlide.
+    from wsi_assets.uploads.checks import UploadRefused
+    from wsi_assets.uploads.listing import UploadRootUnavailable
+
     try:
         submit(args.partition_key, args.job)
     except (InvalidSlideKey, UploadRefused, UploadRootUnavailable, PermissionError, FileNotFoundError, FileExistsError) as error:

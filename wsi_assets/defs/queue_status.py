@@ -1,5 +1,6 @@
-"""queue_status_sensor: shows each queued run's place and what it waits for as run tags in the Runs list,
-and each started run whose GPU step waits for a slot of the `gpu` pool (tags and the run's log)."""
+"""queue_status_sensor: shows each queued run's place and what it waits for as run tags in the Runs list
+and, whenever they change, in the run's own log; likewise each started run whose GPU step waits for a
+slot of the `gpu` pool."""
 
 from datetime import datetime, timedelta, timezone
 
@@ -17,6 +18,7 @@ from wsi_assets.queue.positions import (
     changed_place_tags,
     gpu_wait_message,
     gpu_waits,
+    place_message,
     queue_places,
 )
 
@@ -52,12 +54,16 @@ def refresh_gpu_wait_tags(instance, max_writes: int = MAX_TAG_WRITES_PER_TICK) -
 
 
 def refresh_queue_tags(instance, max_writes: int = MAX_TAG_WRITES_PER_TICK) -> tuple[int, int]:
-    """Write changed place tags on queued runs and on runs waiting for a GPU slot, and drop them from
-    runs that no longer wait: (written, cleared)."""
+    """Write changed place tags on queued runs (and log the new place) and on runs waiting for a GPU slot,
+    and drop them from runs that no longer wait: (written, cleared)."""
     queued, in_progress, limits = read_queue(instance)
-    changes = changed_place_tags(queue_places(queued, in_progress, limits))
+    places = {place.run.run_id: place for place in queue_places(queued, in_progress, limits)}
+    changes = changed_place_tags(list(places.values()))
     for run_id, tags in list(changes.items())[:max_writes]:
         instance.add_run_tags(run_id, tags)
+        # A queued run's page shows its log, not its tags: the place goes there too, once per change.
+        place = places[run_id]
+        instance.report_engine_event(place_message(place), run_id=run_id, job_name=place.run.job)
     gpu_waiting, gpu_written = refresh_gpu_wait_tags(instance, max_writes)
     # Runs still tagged after they left the queue or got their slot: found by the tag itself, so a restart forgets none.
     tagged = instance.get_run_records(RunsFilter(tags={WAITING_TAG: [*WAITING_REASONS, GPU_SLOT]}, statuses=LEFT_QUEUE), limit=max_writes)

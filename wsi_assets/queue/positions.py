@@ -169,6 +169,32 @@ def changed_place_tags(places: Sequence[QueuePlace]) -> dict[str, dict[str, str]
     return changes
 
 
+# What each reason means, for the run's own log (its page in the UI shows the log, not the tags).
+REASON_EXPLAINED = {
+    BRANCH_BUSY: "an earlier run of {branch} is in progress or ahead of it; a branch runs one run at a time, in order",
+    USER_LIMIT: "{user} has as many runs in progress as the per-user limit allows",
+    GLOBAL_LIMIT: "as many runs are in progress as the instance's global limit allows",
+    GPU: "every GPU slot is taken: it starts at the next dequeue, then waits at its GPU step",
+    NEXT: "nothing: it starts at the queue daemon's next pass, within seconds",
+}
+
+
+def ordinal(n: int) -> str:
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
+
+
+def place_message(place: QueuePlace) -> str:
+    """The run-log line for a queued run's place, e.g. `Queued: 3rd in line, 2nd in branch ana/main;
+    waiting for: branch busy (an earlier run of ana/main is in progress or ahead of it; …)`."""
+    run = place.run
+    where = f"Queued: {ordinal(place.position)} in line"
+    if place.branch_position is not None:
+        where += f", {ordinal(place.branch_position)} in branch {run.branch}"
+    explained = REASON_EXPLAINED.get(place.waiting_for, "a run-queue limit on that tag is reached")
+    return f"{where}; waiting for: {place.waiting_for} ({explained.format(branch=run.branch, user=run.user or 'its user')})"
+
+
 # A run that has started can still wait: its GPU step for a slot of the `gpu` pool (Dagster's op
 # concurrency). Dagster shows that only as a DEBUG line, so the run looks like it does nothing.
 GPU_SLOT = "gpu slot"
