@@ -55,7 +55,8 @@ def image_rows(image: str, outlines: np.ndarray, classes: list[str], mpp: float 
         "polygon_coords": pa.ListArray.from_arrays(pa.array(offsets), pa.array(outlines.reshape(-1).astype(np.float32))),
         CLASS_COLUMN: pa.array(classes, pa.string()),
     }
-    columns.update({f.name: pa.array(np.zeros(count, np.float32)) for f in CELL_SCHEMA if f.name not in columns})
+    columns.update({f.name: pa.array(np.zeros(count, np.float32)) for f in CELL_SCHEMA if f.name not in columns and f.type != pa.string()})
+    columns.setdefault("modality", pa.array(["brightfield"] * count, pa.string()))
     return pa.Table.from_pydict(columns, schema=CELL_SCHEMA)
 
 

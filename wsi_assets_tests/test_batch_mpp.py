@@ -2,6 +2,7 @@
 
 from dataclasses import replace
 
+import numpy as np
 import pytest
 
 from wsi_assets.batches.manifest import (
@@ -15,28 +16,40 @@ from wsi_assets.batches.manifest import (
     ManifestImage,
     one_estimate_per_batch,
 )
+from wsi_assets.slides.mpp_estimate import TYPICAL_NUCLEUS_UM, NucleusSizes
 
 
 def _image(index: int, source: str = ESTIMATE, change: str = NEW, mpp: float = 0.5) -> ManifestImage:
     return ManifestImage(f"field{index:05d}.png", 1000, 1, "sha", 512, 512, mpp, source, source in (ESTIMATE, DEFAULT), change)
 
 
+def _blobs(diameter_px: float, count: int = 40) -> NucleusSizes:
+    return NucleusSizes(np.full(count, diameter_px), np.ones(count))
+
+
 def test_estimate_comes_from_an_evenly_spread_sample_and_is_shared():
     images = [_image(i) for i in range(300)] + [_image(900, METADATA, mpp=0.25), _image(901, BRANCH, mpp=0.3)]
     asked: list[str] = []
 
-    def estimate(image):
+    def measure(image):
         asked.append(image.name)
-        return 0.40 + (int(image.name[5:10]) % 3) * 0.05  # 0.40, 0.45, 0.50: median 0.45
+        return _blobs(15.2)
 
-    chosen = one_estimate_per_batch(images, estimate, default_mpp=0.5, workers=1)
+    chosen = one_estimate_per_batch(images, measure, default_mpp=0.5, workers=1)
     assert len(asked) == ESTIMATE_SAMPLE < 300, "only a sample of the batch is decoded again"
     assert asked[0] == "field00000.png" and asked[-1] == "field00299.png", "the sample spans the batch"
     estimated = [i for i in chosen if i.mpp_source == ESTIMATE]
-    assert len(estimated) == 300 and {i.mpp for i in estimated} == {0.45}
+    assert len(estimated) == 300 and {i.mpp for i in estimated} == {round(TYPICAL_NUCLEUS_UM / 15.2, 4)}
     assert all(i.mpp_inferred for i in estimated)
     stated = {i.name: (i.mpp, i.mpp_source) for i in chosen if not i.mpp_inferred}
     assert stated == {"field00900.png": (0.25, METADATA), "field00901.png": (0.3, BRANCH)}
+
+
+def test_the_sample_pools_its_nuclei_so_sparse_fields_still_count():
+    """Ten fields of 2 blobs each cannot be estimated one by one (30 needed), but pooled they can."""
+    images = [_image(i) for i in range(10)]
+    chosen = one_estimate_per_batch(images, lambda image: _blobs(15.2, count=3), default_mpp=0.5, workers=1)
+    assert {(i.mpp, i.mpp_source) for i in chosen} == {(round(TYPICAL_NUCLEUS_UM / 15.2, 4), ESTIMATE)}
 
 
 def test_no_nuclei_in_the_sample_falls_back_to_the_default_flagged():

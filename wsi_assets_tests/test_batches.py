@@ -216,6 +216,20 @@ def test_exports_read_back_with_real_readers(first_run):
     assert {r["file"] for r in summary["rejected"]} == set(REJECTED)
 
 
+# Before the test that adds images: the report is read from the first run's published set.
+def test_report_shows_the_grid_and_every_images_counts(first_run):
+    outputs = first_run["outputs"]
+    report = (outputs / "report.html").read_text()
+    summary = json.loads((outputs / "summary.json").read_text())
+    assert report.count('<img src="data:image/jpeg;base64,') == 1, "the thumbnail grid, embedded"
+    assert len(summary["per_image"]) == IMAGES
+    for row in summary["per_image"]:
+        start = report.index(f'<tr><td>{row["image"]}</td><td class="nowrap">{row["width"]} × {row["height"]}</td>')
+        assert f'<td class="number">{row["cells"]:,}</td>' in report[start : report.index("</tr>", start)], row["image"]
+    assert "bad name.png" in report and f"{summary['cells']:,}" in report
+    assert _metadata(first_run["result"], "batch_exports")["report"] == (outputs / "report.html").absolute().as_uri()
+
+
 def test_added_and_changed_images_alone_are_segmented_again(first_run, user_files_root, dagster_instance):
     folder, before = first_run["folder"], first_run["cells"]
     # An unchanged folder is never requested again.

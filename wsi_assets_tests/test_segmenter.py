@@ -139,7 +139,7 @@ def test_segment_images_stacks_same_shapes_into_one_call_with_the_same_labels(ti
 @pytest.mark.parametrize(
     ("image", "mpp", "message"),
     [
-        (np.zeros((32, 32), np.uint8), 0.5, "dimensions"),
+        (np.zeros((32, 32, 3, 1), np.uint8), 0.5, "dimensions"),  # a 2-D array is a fluorescence channel (test_fluorescence_api)
         (np.zeros((32, 32, 4), np.uint8), 0.5, "3 channels"),
         (np.zeros((32, 32, 3), np.int16), 0.5, "uint8 or float"),
         (np.full((32, 32, 3), 300.0), 0.5, r"\[0,255\]"),

@@ -1,5 +1,8 @@
 """Every new or changed image of a batch through the default segmenter and cell classifier, into one cell table.
 
+Images the manifest marks fluorescence go through the fluorescence model instead (one at a time,
+`segmentation.fluorescence`) and get no class from the H&E classifier: `unclassified`.
+
 The table (`cells.parquet`) holds one row per nucleus with the image's name in `image`; it is
 written a few images at a time, so memory stays flat whatever the batch size. Cells of unchanged
 images are copied from the previous result, never segmented again. Images are decoded and
@@ -26,12 +29,14 @@ import pyarrow.parquet as pq
 from wsi_assets.batches.images import BatchImageChanged, read_batch_image
 from wsi_assets.batches.manifest import UNCHANGED, BatchManifest, ManifestImage
 from wsi_assets.cells.cell_classifier import CellClassifier
-from wsi_assets.cells.classes import CLASS_COLUMN
+from wsi_assets.cells.classes import CLASS_COLUMN, UNCLASSIFIED
 from wsi_assets.cells.measurements import MEASUREMENT_COLUMNS, NucleusMeasurer
 from wsi_assets.cells.table import nuclei_from_labels
 from wsi_assets.core.progress import Progress
 from wsi_assets.segmentation.embeddings import EMBEDDING_COLUMN, EmbeddingMaps, embeddings_at
+from wsi_assets.segmentation.fluorescence import segment_fluorescence
 from wsi_assets.segmentation.image import segment_images_with_embeddings
+from wsi_assets.segmentation.modality import BRIGHTFIELD, FLUORESCENCE
 from wsi_assets.segmentation.protocol import Segmenter
 
 CELLS_FILE = "cells.parquet"
@@ -48,6 +53,7 @@ CELL_SCHEMA = pa.schema(
         pa.field("polygon_coords", pa.list_(pa.float32())),  # x0, y0, x1, y1, ... in image pixels
         pa.field(CLASS_COLUMN, pa.string()),
         *[pa.field(name, pa.float32()) for name in MEASUREMENT_COLUMNS],
+        pa.field("modality", pa.string()),  # brightfield | fluorescence: the model family that found it
     ]
 )
 
@@ -58,13 +64,14 @@ def images_per_network_call(segmenter: Segmenter) -> int:
 
 
 def image_cells(
-    rgb: np.ndarray, labels: np.ndarray, image: ManifestImage, classifier: CellClassifier,
+    rgb: np.ndarray, labels: np.ndarray, image: ManifestImage, classifier: CellClassifier | None,
     embedding_maps: EmbeddingMaps | None = None, model_mpp: float = 0.0,
 ) -> pa.Table:
     """The cell rows of one segmented image: outline, measurements and class of each nucleus.
 
     With `embedding_maps` (at the model's `model_mpp`), the classifier also reads each nucleus's
     embedding; the batch table does not keep it, as batches are classified once, here.
+    Without a classifier (fluorescence images) every nucleus is `unclassified`.
     """
     measurer = NucleusMeasurer(image.mpp)
     table = nuclei_from_labels(labels, measure=lambda ids, outlines: measurer(labels, rgb, ids, outlines))
@@ -73,10 +80,13 @@ def image_cells(
         table.columns = {name: np.zeros(0, np.float32) for name in MEASUREMENT_COLUMNS}
     area_um2 = table.area_pixels * image.mpp * image.mpp
     features = {**{name: table.columns[name] for name in MEASUREMENT_COLUMNS}, "area_um2": area_um2}
-    if embedding_maps is not None and count:
+    if embedding_maps is not None and count and classifier is not None:
         to_model = image.mpp / model_mpp
         features[EMBEDDING_COLUMN] = embeddings_at(embedding_maps, table.centroid_x * to_model, table.centroid_y * to_model)
-    classes = classifier.predict(features) if count else np.zeros(0, object)
+    if classifier is None:
+        classes = np.full(count, UNCLASSIFIED, object)
+    else:
+        classes = classifier.predict(features) if count else np.zeros(0, object)
     flat = table.vertices.reshape(-1).astype(np.float32)
     polygons = pa.ListArray.from_arrays(pa.array((table.offsets * 2).astype(np.int32)), pa.array(flat))
     columns = {
@@ -89,6 +99,7 @@ def image_cells(
         "polygon_coords": polygons,
         CLASS_COLUMN: pa.array([str(c) for c in classes], pa.string()),
         **{name: pa.array(np.asarray(table.columns[name], np.float32)) for name in MEASUREMENT_COLUMNS},
+        "modality": pa.array([image.modality] * count, pa.string()),
     }
     return pa.Table.from_pydict(columns, schema=CELL_SCHEMA)
 
@@ -102,6 +113,8 @@ def _previous_cells(previous_cells: Path | None, names: set[str]) -> Iterator[pa
         keep = pa.compute.is_in(group.column("image"), value_set=pa.array(sorted(names), pa.string()))
         kept = group.filter(keep)
         if kept.num_rows:
+            if "modality" not in kept.column_names:  # a table from before fluorescence support: bright-field only
+                kept = kept.append_column("modality", pa.array([BRIGHTFIELD] * kept.num_rows, pa.string()))
             yield kept.select(CELL_SCHEMA.names).cast(CELL_SCHEMA)
 
 
@@ -120,8 +133,12 @@ def segment_batch_images(
     previous_cells: Path | None = None,
     progress: Callable[[Progress], None] | None = None,
     workers: int = 0,
+    fluorescence_model=None,
 ) -> SegmentedBatch:
-    """Write the batch's cell table to `destination`; the number of cells of each image, and the images left out."""
+    """Write the batch's cell table to `destination`; the number of cells of each image, and the images left out.
+
+    `fluorescence_model` (a name, file or model for `segment_fluorescence`; None: the shipped one)
+    segments the images the manifest marks fluorescence."""
     import pyarrow.compute  # noqa: F401 - pa.compute is loaded on first use
 
     todo = manifest.to_segment
@@ -150,11 +167,17 @@ def segment_batch_images(
                 group, rgbs = [], []
                 for index, image in enumerate(todo[start : start + stack], start):
                     try:
-                        rgbs.append(decoded.pop(index).result().rgb)
-                        group.append(image)
+                        pixels = decoded.pop(index).result()
                     except BatchImageChanged as error:
                         changed.append((image.name, str(error)))
                         counts.pop(image.name)
+                        continue
+                    if image.modality == FLUORESCENCE:
+                        labels = segment_fluorescence(pixels.channel, image.mpp, fluorescence_model).labels
+                        post.append(pool.submit(image_cells, pixels.rgb, labels, image, None))
+                    else:
+                        rgbs.append(pixels.rgb)
+                        group.append(image)
                 labels, maps = segment_images_with_embeddings(rgbs, [image.mpp for image in group], segmenter) if group else ([], None)
                 maps = maps if maps is not None and classifier.needs_embedding else [None] * len(group)
                 for rgb, image_labels, image, image_maps in zip(rgbs, labels, group, maps):

@@ -25,6 +25,7 @@ MAX_IMAGE_PIXELS = 8192 * 8192  # a larger image is a slide: upload it directly 
 # A plain image's DPI is often a placeholder (72, 96, 300 written by any editor): only a resolution
 # a microscope camera gives (a few µm/px or finer) is trusted, and only with a real unit.
 MAX_METADATA_MPP = 5.0
+DEEP_GRAY_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")
 
 
 class BatchImageRejected(ValueError):
@@ -44,6 +45,14 @@ class BatchImage:
     rgb: np.ndarray
     metadata_mpp: float | None  # from the file's own resolution tags, when plausible
     sha256: str = ""  # of the bytes `rgb` was decoded from
+    # A single-channel file of more than 8 bits (16-bit or float fluorescence), at its full depth;
+    # `rgb` is then that channel scaled to 0..255 by its 1st..99.8th percentiles.
+    gray: np.ndarray | None = None
+
+    @property
+    def channel(self) -> np.ndarray:
+        """One channel for a fluorescence model: the deep gray channel, else the mean of RGB."""
+        return self.gray if self.gray is not None else self.rgb.mean(axis=2, dtype=np.float32)
 
 
 def name_reason(name: str) -> str | None:
@@ -138,10 +147,20 @@ def decode_batch_image(data: bytes, path: Path, sha256: str | None = None) -> Ba
                     f"too large for a batch image ({image.width}x{image.height} px > {MAX_IMAGE_PIXELS:,} px); upload it as a slide"
                 )
             mpp = _metadata_mpp(image)
-            rgb = np.asarray(image.convert("RGB"))
+            gray = np.asarray(image) if image.mode in DEEP_GRAY_MODES else None
+            # Pillow clips a deep channel to 0..255 when converting it: scaled first instead.
+            rgb = np.asarray(image.convert("RGB")) if gray is None else _scaled_rgb(gray)
     except BatchImageRejected:
         raise
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
         text = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise BatchImageRejected(f"cannot be read as an image ({text}); upload it again or save it as PNG") from None
-    return BatchImage(rgb, mpp, sha256)
+    return BatchImage(rgb, mpp, sha256, gray)
+
+
+def _scaled_rgb(gray: np.ndarray) -> np.ndarray:
+    """A deep single channel as RGB uint8, its 1st..99.8th percentiles at 0..255."""
+    channel = gray.astype(np.float32)
+    low, high = np.percentile(channel[:: max(1, channel.shape[0] // 512), :: max(1, channel.shape[1] // 512)], [1.0, 99.8])
+    scaled = np.clip((channel - low) * (255.0 / max(float(high - low), 1e-6)), 0, 255).astype(np.uint8)
+    return np.repeat(scaled[:, :, np.newaxis], 3, axis=2)

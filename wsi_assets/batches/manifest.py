@@ -33,7 +33,8 @@ from wsi_assets.core.confinement import (
     PathOutsideUserFolder,
     confined_upload,
 )
-from wsi_assets.slides.mpp_estimate import estimate_mpp_from_image
+from wsi_assets.segmentation.modality import BRIGHTFIELD, FLUORESCENCE, decide_modality
+from wsi_assets.slides.mpp_estimate import NucleusSizes, estimate_mpp_from_fields, nucleus_sizes
 
 MANIFEST_FILE = "manifest.json"
 NEW, CHANGED, UNCHANGED = "new", "changed", "unchanged"
@@ -52,6 +53,9 @@ class ManifestImage:
     mpp_source: str
     mpp_inferred: bool
     change: str  # NEW, CHANGED or UNCHANGED since the last published result
+    # Manifests written before fluorescence support hold bright-field images only.
+    modality: str = BRIGHTFIELD  # brightfield | fluorescence: the model family that segments it
+    modality_source: str = "given"  # "given", "model card" or "auto: ..." (segmentation/modality.py)
 
 
 @dataclass(frozen=True)
@@ -111,19 +115,47 @@ def evenly_spaced(items: list, count: int) -> list:
 
 
 def one_estimate_per_batch(
-    images: list[ManifestImage], estimate: Callable[[ManifestImage], float | None], default_mpp: float, workers: int = 0
+    images: list[ManifestImage], measure: Callable[[ManifestImage], NucleusSizes | None], default_mpp: float, workers: int = 0
 ) -> list[ManifestImage]:
     """Images without a stated µm/px share one value: the batch's.
 
-    A batch comes from one microscope, and a per-image estimate scatters by 10-15% around the
-    truth; one shared value is the better estimate, and it gives same-sized images the same
-    shape at the model's µm/px, which the network runs much faster (compiled once). The value is
-    the median of the nucleus-size estimates of up to ESTIMATE_SAMPLE images spread over the
-    batch, made at the batch's first run (estimating all 10,000 images would cost minutes and
-    change nothing). Images added later take the value the batch already has (their unchanged
-    neighbours carry it), so an addition never re-runs them. When no sampled image shows
-    nuclei, the default µm/px is used and flagged as such.
+    A batch comes from one microscope, and one field's nuclei depend on its tissue (spindly stroma
+    reads small, crowded epithelium large); the nuclei of up to ESTIMATE_SAMPLE images spread over
+    the batch, pooled into one size distribution, give the better estimate (a median of per-image
+    estimates read CMU-1 crops 14-22% high: issue 30). One shared value also gives same-sized
+    images the same shape at the model's µm/px, which the network runs much faster (compiled
+    once). It is made at the batch's first run (measuring all 10,000 images would cost minutes
+    and change nothing). Images added later take the value the batch already has (their
+    unchanged neighbours carry it), so an addition never re-runs them. When the sample shows too
+    few nuclei, the default µm/px is used and flagged as such.
     """
+    fresh = [i for i in images if i.mpp_source == ESTIMATE and i.change != UNCHANGED]
+    if not fresh:
+        return images
+    kept = [i.mpp for i in images if i.mpp_source == ESTIMATE and i.change == UNCHANGED]
+    if kept:
+        batch_mpp, source = kept[0], ESTIMATE
+    else:
+        with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 2) as pool:
+            fields = [sizes for sizes in pool.map(measure, evenly_spaced(fresh, ESTIMATE_SAMPLE)) if sizes is not None]
+        estimate = estimate_mpp_from_fields(fields)
+        batch_mpp, source = (round(estimate.mpp, 4), ESTIMATE) if estimate is not None else (float(default_mpp), DEFAULT)
+    chosen = {i.name for i in fresh}
+    return [replace(i, mpp=batch_mpp, mpp_source=source) if i.name in chosen else i for i in images]
+
+
+def _measure_image_nuclei(folder: Path, root: Path, user: str, name: str, sha256: str) -> NucleusSizes | None:
+    try:
+        return nucleus_sizes(read_batch_image(confined_upload(folder / name, root, user), sha256).rgb)
+    except (BatchImageRejected, PathOutsideUserFolder, HardLinkedUpload, OSError):
+        return None  # changed since it was looked at: the other sampled images decide
+
+
+def one_fluorescence_estimate_per_batch(
+    images: list[ManifestImage], estimate: Callable[[ManifestImage], float | None], default_mpp: float, workers: int = 0
+) -> list[ManifestImage]:
+    """`one_estimate_per_batch` for fluorescence images: the median of the fluorescence estimates
+    (`segmentation.fluorescence.estimate_fluorescence_mpp`) of up to ESTIMATE_SAMPLE images."""
     fresh = [i for i in images if i.mpp_source == ESTIMATE and i.change != UNCHANGED]
     if not fresh:
         return images
@@ -138,16 +170,20 @@ def one_estimate_per_batch(
     return [replace(i, mpp=batch_mpp, mpp_source=source) if i.name in chosen else i for i in images]
 
 
-def _estimate_image_mpp(folder: Path, root: Path, user: str, name: str, sha256: str) -> float | None:
+def _fluorescence_mpp(folder: Path, root: Path, user: str, name: str, sha256: str) -> float | None:
+    from wsi_assets.segmentation.fluorescence import estimate_fluorescence_mpp
+
     try:
-        estimate = estimate_mpp_from_image(read_batch_image(confined_upload(folder / name, root, user), sha256).rgb)
+        return estimate_fluorescence_mpp(read_batch_image(confined_upload(folder / name, root, user), sha256).channel)
     except (BatchImageRejected, PathOutsideUserFolder, HardLinkedUpload, OSError):
         return None  # changed since it was looked at: the other sampled images decide
-    return estimate.mpp if estimate is not None else None
 
 
-def _look(folder: Path, root: Path, user: str, name: str, previous: dict[str, ManifestImage], branch_mpp, default_mpp):
-    """One entry as a ManifestImage, or (name, why) when it is rejected."""
+def _look(folder: Path, root: Path, user: str, name: str, previous: dict[str, ManifestImage], branch_mpp, default_mpp, modality: str = "auto"):
+    """One entry as a ManifestImage, or (name, why) when it is rejected.
+
+    `modality` auto is decided per image; an image segmented before under another modality
+    than the one now given is segmented again."""
     reason = name_reason(name)
     if reason:
         return name, reason
@@ -165,6 +201,8 @@ def _look(folder: Path, root: Path, user: str, name: str, previous: dict[str, Ma
     if reason:
         return name, reason
     before = previous.get(name)
+    if before is not None and modality != "auto" and before.modality != modality:
+        before = None  # segmented as the other modality: a new image for this setting
     if before is not None and (before.size, before.mtime_ns) == (st.st_size, st.st_mtime_ns):
         return ManifestImage(**{**asdict(before), "change": UNCHANGED})
     # One read: the hash compared and recorded is that of the very bytes decoded below.
@@ -185,9 +223,10 @@ def _look(folder: Path, root: Path, user: str, name: str, previous: dict[str, Ma
         return name, str(error)
     mpp, source = stated_mpp(image.metadata_mpp, branch_mpp)
     height, width = image.rgb.shape[:2]
-    change = NEW if before is None else CHANGED
+    change = NEW if name not in previous else CHANGED
+    chosen, chosen_source = decide_modality(image.gray if image.gray is not None else image.rgb, modality)
     # Unstated µm/px is filled in by one_estimate_per_batch; default_mpp holds the place until then.
-    return ManifestImage(name, st.st_size, st.st_mtime_ns, sha, width, height, mpp or default_mpp, source, mpp is None, change)
+    return ManifestImage(name, st.st_size, st.st_mtime_ns, sha, width, height, mpp or default_mpp, source, mpp is None, change, chosen, chosen_source)
 
 
 def images_with_distinct_stems(images: list[ManifestImage]) -> tuple[list[ManifestImage], list[tuple[str, str]]]:
@@ -209,9 +248,12 @@ def images_with_distinct_stems(images: list[ManifestImage]) -> tuple[list[Manife
 
 
 def build_manifest(
-    folder: Path, root: Path, key, previous: BatchManifest | None, branch_mpp: float | None, default_mpp: float, workers: int = 0
+    folder: Path, root: Path, key, previous: BatchManifest | None, branch_mpp: float | None, default_mpp: float, workers: int = 0,
+    modality: str = "auto",
 ) -> BatchManifest:
-    """Look at every entry of the batch folder (in parallel: decoding releases the GIL); the input files are only read."""
+    """Look at every entry of the batch folder (in parallel: decoding releases the GIL); the input files are only read.
+
+    `modality` (auto | brightfield | fluorescence) is each image's model family; auto decides per image."""
     folder = Path(folder)
     try:
         with os.scandir(folder) as it:
@@ -222,9 +264,17 @@ def build_manifest(
     names = [name for name, is_dir in entries if not is_dir]
     before = {i.name: i for i in previous.images} if previous else {}
     with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 2) as pool:
-        looks = list(pool.map(lambda n: _look(folder, Path(root), key.user, n, before, branch_mpp, default_mpp), names))
+        looks = list(pool.map(lambda n: _look(folder, Path(root), key.user, n, before, branch_mpp, default_mpp, modality), names))
     images, same_stem = images_with_distinct_stems([look for look in looks if isinstance(look, ManifestImage)])
     rejected += same_stem
-    images = one_estimate_per_batch(images, lambda i: _estimate_image_mpp(folder, Path(root), key.user, i.name, i.sha256), default_mpp, workers)
+    # Fluorescence nuclei are measured otherwise and differ in size: their images share a value of their own.
+    order = {i.name: n for n, i in enumerate(images)}
+    bright = one_estimate_per_batch(
+        [i for i in images if i.modality != FLUORESCENCE], lambda i: _measure_image_nuclei(folder, Path(root), key.user, i.name, i.sha256), default_mpp, workers
+    )
+    fluorescent = one_fluorescence_estimate_per_batch(
+        [i for i in images if i.modality == FLUORESCENCE], lambda i: _fluorescence_mpp(folder, Path(root), key.user, i.name, i.sha256), default_mpp, workers
+    )
+    images = sorted(bright + fluorescent, key=lambda i: order[i.name])
     rejected += [look for look in looks if not isinstance(look, ManifestImage)]
     return BatchManifest(key.partition_key, images, sorted(rejected))

@@ -103,8 +103,8 @@ def list_batch_folders(root: Path) -> tuple[list[BatchFolder], list[tuple[str, s
                     )
                 elif not problem and folded.count(batch.name.casefold()) > 1:
                     problem = (
-                        f"another batch folder of the branch has the same name but for upper/lower case; their output folders "
-                        f"are one folder on case-insensitive file systems (SMB shares, macOS)"
+                        "another batch folder of the branch has the same name but for upper/lower case; their output folders "
+                        "are one folder on case-insensitive file systems (SMB shares, macOS)"
                     )
                 if problem:
                     refused.append((shown, problem + "; rename the folder"))

@@ -24,12 +24,18 @@ def class_colour(name: str) -> tuple[int, int, int]:
     """
     if name in CLASS_COLOURS:
         return CLASS_COLOURS[name]
+    if name == UNCLASSIFIED:
+        return UNCLASSIFIED_COLOUR
     digest = hashlib.sha1(name.encode("utf-8")).digest()
     # Kept away from black and white so the outline stays visible on H&E.
     return tuple(40 + b % 176 for b in digest[:3])  # type: ignore[return-value]
 
 
 CLASS_NAMES: tuple[str, ...] = tuple(CLASS_COLOURS)
+# Nuclei no classifier looked at: fluorescence images (the classifiers are H&E's). Outside the
+# vocabulary on purpose: exports add it after CLASS_NAMES only where such nuclei can occur.
+UNCLASSIFIED = "unclassified"
+UNCLASSIFIED_COLOUR = (160, 160, 160)
 # CoNSeP's type ids (types.csv `type_id`) in its standard 4-class grouping.
 CONSEP_TYPE_CLASSES = {1: "other", 2: "inflammatory", 3: "epithelial", 4: "spindle"}
 

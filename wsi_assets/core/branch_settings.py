@@ -7,6 +7,8 @@
     model: learned                segmenter name or model file name
     classifier: default           cell classes: "default" (shipped classifier), "rule", or a classifier file in the branch folder
     lymphocyte_rule: {max_area_um2: 20, min_circularity: 0.8, min_hematoxylin_od: 0.1}
+    nuclear_channel: DAPI         stacks: the channel nuclei are segmented in (index from 0, or name)
+    modality: auto                auto | brightfield | fluorescence: which model family segments the images
 
 Every problem is one line naming the file and the key. An unknown key is an error, not ignored:
 a typo ('exprots') would otherwise silently leave the defaults in force. The file is read by
@@ -20,6 +22,7 @@ import math
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from wsi_assets.core import settings_yaml
 from wsi_assets.core.quoting import short_repr
@@ -36,7 +39,9 @@ CELL_EXPANSION_RANGE = (0.0, 20.0)
 DEFAULT_TILE_SIZE = 1024
 MAX_MODEL_NAME = 200
 # Keys that take one value; a list or mapping there is refused by the loader, naming the line.
-SINGLE_VALUE_KEYS = ("mpp", "tile_size", "cell_expansion_um", "model", "classifier")
+SINGLE_VALUE_KEYS = ("mpp", "tile_size", "cell_expansion_um", "model", "classifier", "nuclear_channel", "modality")
+# auto: decided per image (2-D, or bright objects on a dark background, is fluorescence).
+MODALITIES = ("auto", "brightfield", "fluorescence")
 
 
 def default_exports() -> tuple[str, ...]:
@@ -65,6 +70,8 @@ class BranchSettings:
     model: str | None = None
     classifier: str = "default"
     lymphocyte_rule: dict | None = None  # thresholds the file sets; the rest keep the rule's defaults
+    nuclear_channel: int | str | None = None  # stacks: channel index or name; None: chosen by name, else channel 0
+    modality: str | None = None  # auto | brightfield | fluorescence; None: the segmentation resource's setting
     source: str = "defaults"  # the file they came from, or "defaults" when the branch has none
 
     def export_names(self) -> tuple[str, ...]:
@@ -183,6 +190,22 @@ def _checked_rule(value, shown: str) -> dict:
         raise SlideSettingsError(str(error)) from None
 
 
+def checked_nuclear_channel(value, shown: str) -> int | str:
+    """A channel index (from 0) or a channel name; whether the stack has it is checked against the stack."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    if isinstance(value, str) and value.strip() and len(value) <= MAX_MODEL_NAME and "\n" not in value:
+        return value.strip()
+    raise SlideSettingsError(f"{shown}: nuclear_channel = {short_repr(value)} must be a channel index from 0 or a channel name, e.g. 'nuclear_channel: DAPI'")
+
+
+def checked_modality(value, shown: str) -> str:
+    text = value.strip().lower() if isinstance(value, str) else None
+    if text not in MODALITIES:
+        raise SlideSettingsError(f"{shown}: modality = {short_repr(value)} must be auto, brightfield or fluorescence, e.g. 'modality: fluorescence'")
+    return text
+
+
 _CHECKS = {
     "mpp": checked_mpp,
     "exports": _checked_exports,
@@ -191,6 +214,8 @@ _CHECKS = {
     "model": _checked_model,
     "classifier": _checked_classifier,
     "lymphocyte_rule": _checked_rule,
+    "nuclear_channel": checked_nuclear_channel,
+    "modality": checked_modality,
 }
 KNOWN_KEYS = tuple(_CHECKS)
 
@@ -200,7 +225,8 @@ def parse_branch_settings(data: dict, shown: str) -> BranchSettings:
     for key in data:
         if key not in _CHECKS:
             raise SlideSettingsError(f"unknown key {short_repr(key)} in {shown}; known keys: {', '.join(KNOWN_KEYS)}")
-    return BranchSettings(**{key: _CHECKS[key](value, shown) for key, value in data.items()}, source=shown)
+    checked: dict[str, Any] = {key: _CHECKS[key](value, shown) for key, value in data.items()}
+    return BranchSettings(**checked, source=shown)
 
 
 def branch_settings_from_text(text: str, shown: str) -> BranchSettings:

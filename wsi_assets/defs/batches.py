@@ -21,6 +21,7 @@ from dagster import (
     sensor,
 )
 
+from wsi_assets.results.served_outputs import output_link
 from wsi_assets.batches.cells import CELLS_FILE, segment_batch_images
 from wsi_assets.batches.manifest import (
     MANIFEST_FILE,
@@ -56,6 +57,8 @@ from wsi_assets.defs.partitions import batches_partitions
 from wsi_assets.defs.resources import SegmentationResource, UserFilesResource
 from wsi_assets.queue.engine_tags import gpu_step_tags
 from wsi_assets.queue.tags import GPU_POOL
+from wsi_assets.reports.batch_report import render_batch_report_html
+from wsi_assets.reports.report_html import REPORT_FILE
 from wsi_assets.results.branch_workbook import write_branch_workbook
 
 BATCHES_GROUP = "batches"
@@ -83,7 +86,10 @@ def _batch_set(context: AssetExecutionContext, root, key: SlideKey):
 def batch_manifest(context: AssetExecutionContext, user_files: UserFilesResource, segmentation: SegmentationResource) -> MaterializeResult:
     root, key = user_files.root_path, SlideKey.parse(context.partition_key)
     settings = branch_settings_for(root, key.user, key.branch)
-    manifest = build_manifest(_batch_folder(root, key), root, key, previous_manifest(root, key), settings.mpp, segmentation.default_mpp)
+    manifest = build_manifest(
+        _batch_folder(root, key), root, key, previous_manifest(root, key), settings.mpp, segmentation.default_mpp,
+        modality=segmentation.batch_modality(settings.modality),
+    )
     folder = _batch_set(context, root, key)
     write_text_atomic(folder / MANIFEST_FILE, json.dumps(manifest.as_dict(), indent=1))
     write_text_atomic(folder / REJECTED_FILE, rejected_json(manifest.rejected))
@@ -91,9 +97,10 @@ def batch_manifest(context: AssetExecutionContext, user_files: UserFilesResource
     for name, why in manifest.rejected:
         context.log.warning(f"{key}: rejected {name}: {why}")
     context.log.info(f"{key}: {len(manifest.images)} images ({changes}), {len(manifest.rejected)} rejected")
-    sources = {}
+    sources, modalities = {}, {}
     for image in manifest.images:
         sources[image.mpp_source] = sources.get(image.mpp_source, 0) + 1
+        modalities[image.modality] = modalities.get(image.modality, 0) + 1
     return MaterializeResult(
         metadata={
             "images": len(manifest.images),
@@ -103,6 +110,7 @@ def batch_manifest(context: AssetExecutionContext, user_files: UserFilesResource
             "rejected_files": metadata_table([{"file": n, "why": w} for n, w in manifest.rejected[:MAX_REJECTED_SHOWN]], ("file", "why")),
             "mpp_sources": MetadataValue.json(sources),
             "mpp_inferred_images": sum(i.mpp_inferred for i in manifest.images),
+            "modalities": MetadataValue.json(modalities),  # images per model family (auto decides per image)
             "manifest": MetadataValue.path(str(folder / MANIFEST_FILE)),
         }
     )
@@ -133,6 +141,7 @@ def batch_cells(context: AssetExecutionContext, user_files: UserFilesResource, s
             manifest, inputs, temporary, segmenter, classifier_for(getattr(segmenter, "embedding", None)),
             previous_cells=(published / CELLS_FILE) if published else None,
             progress=ProgressReporter(lambda line: context.log.info(f"{key}: {line}"), stage="batch segmentation"),
+            fluorescence_model=segmentation.fluorescence_model(),
         )
     if segmented.changed:  # the manifest must describe the bytes segmented: images that changed leave it, with why
         manifest = without_changed(manifest, segmented.changed)
@@ -171,6 +180,7 @@ def batch_exports(context: AssetExecutionContext, user_files: UserFilesResource)
     written = write_batch_exports(folder / CELLS_FILE, manifest, folder, images_dir=_batch_folder(root, key))
     # the totals summary.json now holds: reading them back spares a third pass over the cell table
     summary = json.loads((folder / SUMMARY_FILE).read_text())
+    write_text_atomic(folder / REPORT_FILE, render_batch_report_html(str(key), summary, (folder / THUMBNAILS_FILE).read_bytes()))
     published = publish_batch_set(root, key, context.run.run_id, (MANIFEST_FILE, REJECTED_FILE, CELLS_FILE, THUMBNAILS_FILE, *BATCH_EXPORTS))
     context.log.info(f"{key}: published {summary['images']} images, {summary['cells']} cells at {published} ({written})")
     # The branch's summary.xlsx has a sheet of batches: rebuilt now, as a slide's publish does.
@@ -182,6 +192,7 @@ def batch_exports(context: AssetExecutionContext, user_files: UserFilesResource)
             "class_counts": MetadataValue.json(summary["class_counts"]),
             "written": MetadataValue.json(written),  # entries each export wrote, by format
             "published": MetadataValue.path(str(published)),
+            "report": MetadataValue.url(output_link(user_files.root_path, published / REPORT_FILE)),  # the grid and per-image counts, in a browser
         }
     )
 

@@ -53,9 +53,9 @@ class UserFilesResource(ConfigurableResource):
         """The run's staged set if it has one, else the published set."""
         return read_run_set(self.root_path, key, run_id)
 
-    def publish(self, key: SlideKey, run_id: str, export_files: tuple[str, ...]) -> PublishedSet | None:
+    def publish(self, key: SlideKey, run_id: str, export_files: tuple[str, ...], before_switch=None) -> PublishedSet | None:
         """Switch the slide's published folder to the run's whole set; None when the run staged nothing."""
-        return publish_run_set(self.root_path, key, run_id, export_files, self.slide_file(key))
+        return publish_run_set(self.root_path, key, run_id, export_files, self.slide_file(key), before_switch)
 
 
 class SegmentationResource(ConfigurableResource):
@@ -72,6 +72,10 @@ class SegmentationResource(ConfigurableResource):
     model: str = Field(default="default", description='Segmenter: "default" (the shipped learned model), "learned" (the same), "classical", or a TorchScript file path')
     model_mpp: float = Field(default=0.0, description="µm/px of a model file without a model card (0 = read it from the card)")
     device: str = Field(default="auto", description='Where the model runs: "auto" (cuda if torch sees one, else cpu), "cpu", "cuda", "cuda:N"')
+    modality: str = Field(
+        default="auto",
+        description='Model family for images: "auto" (2-D, or bright objects on a dark background, is fluorescence), "brightfield" or "fluorescence"; branch.yaml may override',
+    )
 
     # Pydantic runs these when Dagster builds the resource from the run config, so a bad value
     # fails the run at resource initialisation, naming the field, before any step does work.
@@ -82,6 +86,7 @@ class SegmentationResource(ConfigurableResource):
     _default_mpp = field_validator("default_mpp", mode="before")(checks.check_default_mpp)
     _model_mpp = field_validator("model_mpp", mode="before")(checks.check_model_mpp)
     _device = field_validator("device", mode="before")(checks.check_device_name)
+    _modality = field_validator("modality", mode="before")(checks.check_modality)
 
     def setup_for_execution(self, context: InitResourceContext) -> None:
         # The model file and the GPU are facts of the machine the run executes on, so they are
@@ -95,6 +100,22 @@ class SegmentationResource(ConfigurableResource):
             return get_segmenter(branch_model or self.model, device=self.device, mpp=0.0 if branch_model else self.model_mpp)
         except ValueError as error:  # ModelLoadError, or a device torch rejects: the user's setting
             raise checks.ConfigError(str(error).splitlines()[0]) from None
+
+    def batch_modality(self, branch_modality: str | None = None) -> str:
+        """The modality images are segmented under: branch.yaml's, else this resource's; under auto, a
+        configured model whose card states its modality decides, else each image does."""
+        modality = branch_modality or self.modality
+        if modality == "auto":
+            from wsi_assets.segmentation.registry import model_modality
+
+            return model_modality(self.model) or "auto"
+        return modality
+
+    def fluorescence_model(self) -> str | None:
+        """The model for fluorescence images: the configured one when its card says fluorescence, else None (the shipped one)."""
+        from wsi_assets.segmentation.registry import model_modality
+
+        return self.model if model_modality(self.model) == "fluorescence" else None
 
     def tiling(self) -> TilingSettings:
         return TilingSettings(

@@ -9,7 +9,7 @@ from dagster import (
     sensor,
 )
 
-from wsi_assets.batches.status import batch_rejections
+from wsi_assets.batches.status import batch_statuses
 from wsi_assets.defs.jobs import process_slide, process_stack
 from wsi_assets.defs.partitions import slides_partitions, stacks_partitions
 from wsi_assets.defs.resources import UserFilesResource
@@ -58,7 +58,7 @@ def _status_events(context: SensorEvaluationContext, root, result: ScanResult, b
     # Review files and the batches' rejected files share the user's status, each with why.
     for user, rows in review_statuses(root, result.entries).items():
         drafts.setdefault(user, []).extend(rows)
-    for user, rows in batch_rejections(root).items():  # files the batches' last runs did not use
+    for user, rows in batch_statuses(root).items():  # batch folders, and the files their last runs did not use
         drafts.setdefault(user, []).extend(rows)
     for user, draft in sorted(drafts.items()):
         digests[user] = digest(draft)

@@ -17,7 +17,7 @@ TILE_CORE_RANGE = (64, 8192)
 TILE_MARGIN_RANGE = (0, 1024)
 BATCH_RANGE = (1, 256)
 THREADS_RANGE = (1, 64)
-NAMED_MODELS = ("", "default", "classical", "learned")
+NAMED_MODELS = ("", "default", "classical", "learned", "fluorescence-default")
 _DEVICE = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
 
 
@@ -75,6 +75,16 @@ def check_device_name(value) -> str:
     return value.strip() or "auto"
 
 
+def check_modality(value) -> str:
+    """auto | brightfield | fluorescence (case-insensitive)."""
+    from wsi_assets.core.branch_settings import MODALITIES
+
+    text = value.strip().lower() if isinstance(value, str) else None
+    if text not in MODALITIES:
+        raise ConfigError(f"segmentation setting modality = {short_repr(value)}: use auto, brightfield or fluorescence")
+    return text
+
+
 def check_device_available(device: str) -> None:
     """A cuda device must exist on this machine (checked when a run starts, where it will run)."""
     device = check_device_name(device)
@@ -128,6 +138,7 @@ def validate_segmentation_settings(
     model: str = "default",
     model_mpp: float = 0.0,
     device: str = "auto",
+    modality: str = "auto",
 ) -> None:
     """Every setting checked, the cheap ones first; raises ConfigError with one line for the first bad one."""
     check_tile_core_px(tile_core_px)
@@ -137,5 +148,6 @@ def validate_segmentation_settings(
     check_default_mpp(default_mpp)
     check_model_mpp(model_mpp)
     check_device_name(device)
+    check_modality(modality)
     check_model(model, model_mpp)
     check_device_available(device)

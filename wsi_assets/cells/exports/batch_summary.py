@@ -11,8 +11,7 @@ from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from wsi_assets.cells.classes import CLASS_NAMES
-from wsi_assets.cells.exports.batch_table import image_class_counts
+from wsi_assets.cells.exports.batch_table import batch_class_names, image_class_counts
 from wsi_assets.cells.exports.format import BatchExportFormat
 from wsi_assets.core.atomic import write_text_atomic
 
@@ -25,6 +24,7 @@ BATCH_FILE = "summary.json"
 def image_rows(cells_path: Path, manifest: BatchManifest) -> list[dict]:
     """One row per image of the manifest, in its order: size, µm/px and source, cells, cells per mm², each class's count."""
     counts = image_class_counts(cells_path, manifest)
+    names = batch_class_names(manifest)
     rows = []
     for image in manifest.images:
         classes = counts.get(image.name, Counter())
@@ -38,9 +38,11 @@ def image_rows(cells_path: Path, manifest: BatchManifest) -> list[dict]:
                 "mpp": image.mpp,
                 "mpp_source": image.mpp_source,
                 "mpp_inferred": image.mpp_inferred,
+                "modality": image.modality,
+                "modality_source": image.modality_source,
                 "cells": total,
                 "cells_per_mm2": round(total / area_mm2, 1) if area_mm2 else 0.0,
-                **{f"{name}_count": int(classes[name]) for name in CLASS_NAMES},
+                **{f"{name}_count": int(classes[name]) for name in names},
             }
         )
     return rows
@@ -53,7 +55,7 @@ def batch_summary(cells_path: Path, manifest: BatchManifest) -> dict:
         "batch": manifest.batch,
         "images": len(rows),
         "cells": sum(r["cells"] for r in rows),
-        "class_counts": {name: sum(r[f"{name}_count"] for r in rows) for name in CLASS_NAMES},
+        "class_counts": {name: sum(r[f"{name}_count"] for r in rows) for name in batch_class_names(manifest)},
         "per_image": rows,
         "rejected": [{"file": name, "why": why} for name, why in manifest.rejected],
     }

@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from wsi_assets.cells.classes import CLASS_COLUMN, CLASS_NAMES
+from wsi_assets.cells.classes import CLASS_COLUMN, CLASS_NAMES, UNCLASSIFIED
 from wsi_assets.cells.store import UnreadableCellTable
 
 if TYPE_CHECKING:
@@ -68,8 +68,17 @@ def outline_bounds(group: pa.Table) -> tuple[np.ndarray, np.ndarray, np.ndarray]
 
 
 def class_index(name: str) -> int:
-    """The class's place in CLASS_NAMES: YOLO's class index, COCO's category id minus one."""
+    """The class's place in CLASS_NAMES: YOLO's class index, COCO's category id minus one;
+    `unclassified` (fluorescence nuclei) comes after them, as `batch_class_names` lists it."""
+    if name == UNCLASSIFIED:
+        return len(CLASS_NAMES)
     return CLASS_NAMES.index(name if name in CLASS_NAMES else FALLBACK_CLASS)
+
+
+def batch_class_names(manifest: BatchManifest) -> tuple[str, ...]:
+    """The batch's categories: CLASS_NAMES, and `unclassified` after them when it holds fluorescence images."""
+    fluorescent = any(getattr(image, "modality", "brightfield") == "fluorescence" for image in manifest.images)
+    return (*CLASS_NAMES, UNCLASSIFIED) if fluorescent else CLASS_NAMES
 
 
 def image_class_counts(cells_path: Path, manifest: BatchManifest) -> dict[str, Counter]:

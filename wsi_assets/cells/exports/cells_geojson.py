@@ -13,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import shapely
 
 from wsi_assets.cells.exports import polygons, qupath_features

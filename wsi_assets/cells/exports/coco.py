@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from wsi_assets.cells.classes import CLASS_COLUMN, CLASS_NAMES
-from wsi_assets.cells.exports.batch_table import class_index, outline_bounds, row_groups
+from wsi_assets.cells.classes import CLASS_COLUMN
+from wsi_assets.cells.exports.batch_table import batch_class_names, class_index, outline_bounds, row_groups
 from wsi_assets.cells.exports.format import BatchExportFormat, ExportFormat
 from wsi_assets.cells.exports.tiles import NUCLEUS, TileImages, cell_classes, class_names, iter_tiles, slide_stem, tile_size_of
 from wsi_assets.core.atomic import atomic_output
@@ -142,9 +142,11 @@ def write_batch_coco(cells_path: Path, manifest: BatchManifest, destination: Pat
     prefix = f"{RESULT_SET_IMAGES}/" if images_dir is not None else ""
     head = {
         "info": {"description": f"nuclei of batch {manifest.batch}"},
-        "images": [{"id": ids[i.name], "file_name": prefix + i.name, "width": i.width, "height": i.height} for i in manifest.images],
+        "images": [
+            {"id": ids[i.name], "file_name": prefix + i.name, "width": i.width, "height": i.height, "modality": i.modality} for i in manifest.images
+        ],
     }
-    categories = [{"id": index + 1, "name": name, "supercategory": NUCLEUS} for index, name in enumerate(CLASS_NAMES)]
+    categories = [{"id": index + 1, "name": name, "supercategory": NUCLEUS} for index, name in enumerate(batch_class_names(manifest))]
     written = 0
     with atomic_output(Path(destination)) as temporary, open(temporary, "w", encoding="utf-8") as out:
         # The document json.dumps would give, in pieces: the head without its closing brace, then the annotations.

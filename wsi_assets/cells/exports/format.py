@@ -4,10 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
-
-if TYPE_CHECKING:  # the exports package reads a manifest but does not load the batches package
-    from wsi_assets.batches.manifest import BatchManifest
+from typing import Callable
 
 # (stored cells.parquet, destination file, provenance) -> number of cells written.
 # A writer streams the cell table in batches and writes `destination` atomically.

@@ -17,6 +17,8 @@ from wsi_assets.cells.store import count_cells
 from wsi_assets.core.atomic import write_text_atomic
 
 FILE_NAME = "summary.json"
+CLASSES_FIGURES = "classes.json"
+COMPARTMENT_FIGURES = ("lymphocytes_per_mm2_epithelium", "lymphocytes_per_mm2_stroma", "epithelium_mm2", "stroma_mm2")
 
 
 def slide_summary(cells_path: Path, provenance: dict) -> dict:
@@ -45,6 +47,10 @@ def slide_summary(cells_path: Path, provenance: dict) -> dict:
         summary["class_counts"] = dict(sorted(Counter(classes.values()).items()))
         summary["class_densities_per_mm2"] = {name: round(count / tissue_mm2, 1) if tissue_mm2 else 0.0 for name, count in summary["class_counts"].items()}
         summary["lymphocytes_per_mm2"] = summary["class_densities_per_mm2"].get("inflammatory", 0.0)
+        # Per compartment, as cell_classification measured them (classes.json beside the stored cells).
+        figures_path = Path(cells_path).parent / CLASSES_FIGURES
+        figures = json.loads(figures_path.read_text()) if figures_path.exists() else {}
+        summary.update({name: figures.get(name) for name in COMPARTMENT_FIGURES})
     return summary
 
 

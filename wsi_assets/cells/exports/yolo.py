@@ -26,8 +26,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import yaml
 
-from wsi_assets.cells.classes import CLASS_COLUMN, CLASS_NAMES
-from wsi_assets.cells.exports.batch_table import class_index, outline_bounds, row_groups
+from wsi_assets.cells.classes import CLASS_COLUMN
+from wsi_assets.cells.exports.batch_table import batch_class_names, class_index, outline_bounds, row_groups
 from wsi_assets.cells.exports.format import BatchExportFormat, ExportFormat
 from wsi_assets.cells.exports.tiles import TileImages, cell_classes, class_names, iter_tiles, slide_stem, tile_size_of
 from wsi_assets.core.atomic import atomic_output
@@ -134,7 +134,7 @@ def write_batch_yolo(cells_path: Path, manifest: BatchManifest, destination: Pat
         for image in manifest.images:
             if image.name not in labelled:
                 (folder / LABELS / f"{Path(image.name).stem}.txt").write_text("")
-        data = {"path": ".", "train": IMAGES, "val": IMAGES, "labels": LABELS, "names": dict(enumerate(CLASS_NAMES))}
+        data = {"path": ".", "train": IMAGES, "val": IMAGES, "labels": LABELS, "names": dict(enumerate(batch_class_names(manifest)))}
         (folder / DATA).write_text(yaml.safe_dump(data, sort_keys=False))
     return lines_written
 
