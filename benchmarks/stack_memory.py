@@ -87,7 +87,12 @@ def run_process_stack(work: Path, upload: Path) -> dict:
     with DagsterInstance.ephemeral() as instance:
         instance.add_dynamic_partitions("stacks", [key])
         started = time.perf_counter()
-        result = defs.resolve_job_def("process_stack").execute_in_process(instance=instance, partition_key=key, raise_on_error=False)
+        # The nuclei step with the classical segmenter: this benchmark measures the stack passes'
+        # memory; the model's cost per plane is benchmarks/stack_nuclei.py's.
+        run_config = {"resources": {"segmentation": {"config": {"model": "classical"}}}}
+        result = defs.resolve_job_def("process_stack").execute_in_process(
+            instance=instance, partition_key=key, raise_on_error=False, run_config=run_config
+        )
         total_s = time.perf_counter() - started
         steps, failed = {}, {}
         for entry in instance.all_logs(result.run_id):

@@ -39,7 +39,7 @@ def test_every_key_is_read(branch_yaml):
     "text, message",
     [
         ("exports: [csv\n", f"{FILE} is not valid YAML (line 2): write 'key: value' lines, e.g. 'mpp: 0.5'"),
-        ("exprots: [csv]\n", f"unknown key 'exprots' in {FILE}; known keys: mpp, exports, tile_size, cell_expansion_um, model, classifier, lymphocyte_rule"),
+        ("exprots: [csv]\n", f"unknown key 'exprots' in {FILE}; known keys: mpp, exports, tile_size, cell_expansion_um, model, classifier, lymphocyte_rule, nuclear_channel, modality"),
         ("exports: [csv, pdf]\n", f"{FILE}: exports names unknown format 'pdf'; known formats: "
          + ", ".join(f.setting_name for f in EXPORT_FORMATS)),
         ("exports: {csv: true}\n", f"{FILE}: exports = {{'csv': True}} must be a list of format names, e.g. 'exports: [csv, coco]'; known: "
@@ -111,6 +111,6 @@ def test_branch_exports_decide_what_a_run_writes(small_slide, user_files_root, d
     messages = [e.step_failure_data.user_failure_data.description for e in failed.all_events
                 if e.event_type_value == "STEP_FAILURE" and e.step_failure_data.user_failure_data is not None]
     assert messages and set(messages) == {
-        "unknown key 'exprots' in carol/inputs/exp/branch.yaml; known keys: mpp, exports, tile_size, cell_expansion_um, model, classifier, lymphocyte_rule"
+        "unknown key 'exprots' in carol/inputs/exp/branch.yaml; known keys: mpp, exports, tile_size, cell_expansion_um, model, classifier, lymphocyte_rule, nuclear_channel, modality"
     }
     assert (folder / "yolo").is_dir(), "a failed run leaves the published set as it was"

@@ -84,9 +84,16 @@ def test_sensor_adds_stack_partitions_and_requests_process_stack(tmp_path, small
 # ------------------------------------------------------------------- through Dagster
 
 
+# Planes go through the classical segmenter here: the fluorescence model's own tests are elsewhere,
+# and on a CPU it costs seconds per plane (test_stack_nuclei covers what stack_nuclei writes).
+CLASSICAL = {"resources": {"segmentation": {"config": {"model": "classical"}}}}
+
+
 def run(instance, job: str, key: str, **kwargs):
     from wsi_assets.definitions import defs
 
+    if job == "process_stack":
+        kwargs.setdefault("run_config", CLASSICAL)
     instance.add_dynamic_partitions("stacks", [key])
     return defs.resolve_job_def(job).execute_in_process(instance=instance, partition_key=key, raise_on_error=False, **kwargs)
 
@@ -115,13 +122,13 @@ def processed_stack(user_files_root, dagster_instance):
 def test_process_stack_publishes_every_result(processed_stack):
     result, folder, _ = processed_stack
     names = {p.name for p in folder.iterdir()}
-    assert {"stack_metadata.json", "stack.ome.zarr", "channel_stats.json", "channel_stats.csv", "channel_pca.json", "pca", "previews"} <= names
+    assert {"stack_metadata.json", "stack.ome.zarr", "channel_stats.json", "channel_stats.csv", "channel_pca.json", "pca", "previews", "nuclei.parquet"} <= names
     assert folder.is_symlink()  # the published link to the run's whole set
     meta = metadata_of(result, "stack_metadata")
     assert meta["axes"] == "TCZYX" and meta["shape"] == dict(zip("TCZYX", SMALL.shape)) and meta["axes_source"] == "ome"
     assert meta["physical_size_um"] == {"z": 2.0, "y": 0.5, "x": 0.5} and meta["time_step_s"] == 30.0
     checks = [e.asset_check_evaluation_data for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"]
-    assert [(c.check_name, c.passed) for c in checks] == [("stack_axes_named", True)]
+    assert [(c.check_name, c.passed) for c in checks] == [("stack_axes_named", True), ("stack_nuclear_channel", True)]
     assert ("DAPI", "all") in [(r.data["channel"], r.data["t"]) for r in metadata_of(result, "channel_stats")["table"].records]
     ratios = metadata_of(result, "channel_pca")["explained_variance_ratio"]
     assert len(ratios) == 3 and sum(ratios[:2]) > 0.999
@@ -168,7 +175,7 @@ def test_guessed_axes_warn_and_one_channel_skips_pca(user_files_root, dagster_in
     result = run(dagster_instance, "process_stack", "sam/main/plain01")
     assert result.success, failure_message(result)
     checks = [e.asset_check_evaluation_data for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"]
-    assert [(c.check_name, c.passed, c.severity.value) for c in checks] == [("stack_axes_named", False, "WARN")]
+    assert [(c.check_name, c.passed, c.severity.value) for c in checks] == [("stack_axes_named", False, "WARN"), ("stack_nuclear_channel", False, "WARN")]
     assert "one channel" in metadata_of(result, "channel_pca")["skipped"]
     assert (user_files_root / "sam" / "outputs" / "main" / "plain01" / "stack.ome.zarr").is_dir()
 

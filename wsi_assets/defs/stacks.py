@@ -1,4 +1,4 @@
-"""Per-stack assets (partitions of `stacks`): metadata, the OME-Zarr copy, channel statistics, PCA and previews.
+"""Per-stack assets (partitions of `stacks`): metadata, the OME-Zarr copy, channel statistics, PCA, previews and nuclei.
 
 Each asset writes into its run's own result set; `stack_results` publishes the set at
 <user>/outputs/<branch>/<stack>/ once every step succeeded. Every asset after `stack_zarr`
@@ -20,18 +20,24 @@ from dagster import (
 )
 from pydantic import Field
 
-from wsi_assets.core.images import markdown_image, small_jpeg
+from wsi_assets.core.atomic import write_bytes_atomic
+from wsi_assets.core.branch_settings import BRANCH_SETTINGS
+from wsi_assets.core.images import encode_png, markdown_image, small_jpeg
 from wsi_assets.core.keys import SlideKey
 from wsi_assets.defs.active_runs import refuse_if_another_run_is_active
 from wsi_assets.defs.errors import fails_clearly
 from wsi_assets.defs.metadata_tables import metadata_table
 from wsi_assets.defs.partitions import stacks_partitions
-from wsi_assets.defs.resources import UserFilesResource
+from wsi_assets.defs.resources import SegmentationResource, UserFilesResource
 from wsi_assets.results.slide_identity import ensure_unchanged, slide_identity
 from wsi_assets.stacks.axes import GUESSED, StackInfo, read_stack_info
+from wsi_assets.stacks.nuclear_channel import choose_nuclear_channel
+from wsi_assets.stacks.nuclei import segment_stack_nuclei
+from wsi_assets.stacks.nuclei_preview import nuclei_outline_preview
 from wsi_assets.stacks.ome_zarr import open_level, smallest_level_within, write_ome_zarr
 from wsi_assets.stacks.pca import channel_pca as compute_pca
 from wsi_assets.stacks.pca import component_images
+from wsi_assets.stacks.plane_segmenter import stack_segmenter
 from wsi_assets.stacks.previews import side_by_side
 from wsi_assets.stacks.previews import stack_previews as draw_previews
 from wsi_assets.stacks.result_set import (
@@ -53,6 +59,7 @@ from wsi_assets.stacks.upload_file import find_stack_file
 STACKS_GROUP = "stacks"
 PCA_IMAGE_MAX_SIDE = 1024
 AXES_CHECK = "stack_axes_named"
+NUCLEAR_CHANNEL_CHECK = "stack_nuclear_channel"
 
 
 def _key_and_set(context: AssetExecutionContext, user_files: UserFilesResource) -> tuple[SlideKey, StackOutputs]:
@@ -236,7 +243,59 @@ def stack_previews(context: AssetExecutionContext, user_files: UserFilesResource
 @asset(
     partitions_def=stacks_partitions,
     group_name=STACKS_GROUP,
-    deps=[stack_metadata, stack_zarr, channel_stats, channel_pca, stack_previews],
+    deps=[stack_zarr],
+    kinds={"zarr", "parquet"},
+    check_specs=[AssetCheckSpec(NUCLEAR_CHANNEL_CHECK, asset="stack_nuclei", description="The nuclear channel was stated (nuclear_channel) or found by name (DAPI, Hoechst, ...), not guessed as channel 0.")],
+    description="Nuclei in every (t, z) plane of the nuclear channel, linked in 3-D and over time: NGFF labels at stack.ome.zarr/labels/nuclei "
+    "and nuclei.parquet (one row per nucleus per time point, with track_id and per-channel mean and sum).",
+)
+@fails_clearly
+def stack_nuclei(context: AssetExecutionContext, user_files: UserFilesResource, segmentation: SegmentationResource) -> MaterializeResult:
+    key, outputs = _key_and_set(context, user_files)
+    info, folder = _info(outputs), _zarr(outputs)
+    upload = Path(info.path)
+    channel = choose_nuclear_channel(info.channel_names, upload.parent / f"{key.stem}.yaml", upload.parent / BRANCH_SETTINGS)
+    if channel.guessed:
+        context.log.warning(f"{key}: no channel is named like a nuclear stain; nuclei are segmented in channel 0 ({channel.name}). State it with 'nuclear_channel:' in {key.stem}.yaml or branch.yaml")
+    segmenter = stack_segmenter(segmentation.model, info.physical_size_um.get("x"), segmentation.device)
+    context.log.info(f"{key}: nuclei in {channel.describe()}, segmented by {segmenter.model} at {segmenter.mpp or 'estimated'} µm/px")
+    summary = segment_stack_nuclei(folder, info, channel.index, segmenter.segment, outputs.nuclei_table, progress=lambda text: context.log.info(f"{key}: {text}"))
+    preview = nuclei_outline_preview(folder, channel.index)
+    write_bytes_atomic(outputs.nuclei_preview, encode_png(preview))
+    record = {"nuclear_channel": {"index": channel.index, "name": channel.name, "source": channel.source}, "segmenter": segmenter.model,
+              "mpp": segmenter.mpp, "nuclei_rows": summary.nuclei_rows, "nuclei_per_t": summary.nuclei_per_t, "z_linked": summary.z_linked,
+              "z_link_skipped": summary.z_link_skipped, "tracks": summary.tracks, "channels": summary.channels}
+    write_json(outputs.nuclei_json, record)
+    if summary.z_link_skipped:
+        context.log.warning(f"{key}: {summary.z_link_skipped} plane pairs not linked: the Z step is longer than a nucleus is wide")
+    check = AssetCheckResult(
+        check_name=NUCLEAR_CHANNEL_CHECK,
+        passed=not channel.guessed,
+        severity=AssetCheckSeverity.WARN,
+        metadata={"channel": channel.name, "index": channel.index, "source": channel.source,
+                  "result": "guessed: channel 0; state nuclear_channel in the stack's .yaml or branch.yaml" if channel.guessed else f"from {channel.source}"},
+    )
+    per_t = [{"t": t, "nuclei": n} for t, n in enumerate(summary.nuclei_per_t)]
+    metadata = {
+        "nuclear_channel": channel.describe(),
+        "nuclei": summary.nuclei_rows,
+        "nuclei_per_t": metadata_table(per_t[:50], ["t", "nuclei"]),
+        "segmenter": segmenter.model,
+        "z_linked": summary.z_linked,
+        # A table, not markdown: channel names come from the uploaded file's metadata, shown as typed.
+        "channels": metadata_table(summary.channels, ["channel", "column", "mean_of_means", "median_of_means", "sum_over_nuclei"]),
+        "outlines": MetadataValue.md(markdown_image(small_jpeg(preview, 512), f"nuclei outlines over {channel.name} MIP, t=0")),
+        "table": MetadataValue.path(str(outputs.nuclei_table)),
+    }
+    if summary.tracks:
+        metadata["tracks"] = MetadataValue.json({k: v for k, v in summary.tracks.items() if k != "length_histogram"})
+    return MaterializeResult(metadata=metadata, check_results=[check])
+
+
+@asset(
+    partitions_def=stacks_partitions,
+    group_name=STACKS_GROUP,
+    deps=[stack_metadata, stack_zarr, channel_stats, channel_pca, stack_previews, stack_nuclei],
     kinds={"folder"},
     description="The stack's published results (<user>/outputs/<branch>/<stack>/): switched to this run's whole set in one step.",
 )
@@ -249,4 +308,4 @@ def stack_results(context: AssetExecutionContext, user_files: UserFilesResource)
     return MaterializeResult(metadata={"folder": MetadataValue.path(str(published)), "files": files, "result_set": context.run.run_id})
 
 
-stack_assets = [stack_metadata, stack_zarr, channel_stats, channel_pca, stack_previews, stack_results]
+stack_assets = [stack_metadata, stack_zarr, channel_stats, channel_pca, stack_previews, stack_nuclei, stack_results]

@@ -19,6 +19,8 @@ from zarr.codecs import BloscCodec
 from wsi_assets.core.atomic import atomic_output
 from wsi_assets.stacks.axes import StackInfo
 from wsi_assets.stacks.blocks import tile_within, yx_regions
+from wsi_assets.stacks.channel_colours import channel_active, channel_colours
+from wsi_assets.stacks.display_windows import DisplayWindows
 from wsi_assets.stacks.errors import StackReadError
 from wsi_assets.stacks.planes import TiffPlanes
 
@@ -36,7 +38,6 @@ FLOAT_BYTES_PER_SOURCE_PIXEL = 8
 # than zarr's default zstd, for 27% more disk (0.51 vs 0.40 of the raw size); every later asset
 # reads the copy at least once. Blosc is one of the Zarr v3 specification's core codecs (zstd is an extension).
 COMPRESSOR = BloscCodec(cname="lz4", clevel=5, shuffle="shuffle")
-CHANNEL_COLOURS = ("00FF00", "FF00FF", "00FFFF", "FFFF00", "FF0000", "0000FF", "FFFFFF")
 
 
 @dataclass(frozen=True)
@@ -111,15 +112,22 @@ def multiscales(info: StackInfo, shapes: list[tuple[int, ...]]) -> dict:
     return {"name": Path(info.path).name, "axes": axes, "datasets": datasets}
 
 
-def omero(info: StackInfo) -> dict:
-    maximum = float(np.iinfo(info.dtype).max) if np.issubdtype(np.dtype(info.dtype), np.integer) else 1.0
+def omero(info: StackInfo, windows: list[dict]) -> dict:
+    """How viewers (napari, Fiji, QuPath) first show each channel: its name, its conventional colour, and the
+    display window measured from its values (DisplayWindows), so no channel opens black or saturated."""
+    names = info.channel_names
     return {
         "channels": [
-            {"label": name, "color": CHANNEL_COLOURS[i % len(CHANNEL_COLOURS)], "active": True,
-             "window": {"start": 0.0, "end": maximum, "min": 0.0, "max": maximum}}
-            for i, name in enumerate(info.channel_names)
+            {"label": name, "color": colour, "active": active, "window": window}
+            for name, colour, active, window in zip(names, channel_colours(names), channel_active(len(names)), windows)
         ]
     }
+
+
+def omero_channels(zarr_folder: Path) -> list[dict]:
+    """The copy's `omero` channel settings ([] for a copy without them)."""
+    group = zarr.open_group(str(zarr_folder), mode="r")
+    return group.attrs["ome"].get("omero", {}).get("channels", [])
 
 
 def write_ome_zarr(source: Path, info: StackInfo, target: Path) -> ZarrSummary:
@@ -131,7 +139,7 @@ def write_ome_zarr(source: Path, info: StackInfo, target: Path) -> ZarrSummary:
         tiles = [source_tile(info, zc, planes, BLOCK_BUDGET_BYTES)]
         tiles += [level_tile(shape, zc, itemsize, BLOCK_BUDGET_BYTES) for shape in shapes[1:]]
         group = zarr.open_group(str(temporary), mode="w", zarr_format=3)
-        group.attrs["ome"] = {"version": NGFF_VERSION, "multiscales": [multiscales(info, shapes)], "omero": omero(info)}
+        windows = DisplayWindows(info.dtype, info.shape[1], math.prod(info.shape[2:]) * info.shape[0])
         arrays = [
             group.create_array(
                 str(level), shape=shape, dtype=info.dtype, dimension_names=list("tczyx"), compressors=COMPRESSOR,
@@ -146,11 +154,14 @@ def write_ome_zarr(source: Path, info: StackInfo, target: Path) -> ZarrSummary:
                     z1 = min(z_size, z0 + zc)
                     for y0, x0, block in planes.tiles(t, c, z0, z1, tiles[0]):
                         arrays[0][t, c, z0:z1, y0 : y0 + block.shape[1], x0 : x0 + block.shape[2]] = block
+                        windows.add(c, block)
                     for level in range(1, len(arrays)):
                         below, shape = arrays[level - 1], shapes[level]
                         for ys, xs in yx_regions(shape[3], shape[4], tiles[level]):
                             source_block = below[t, c, z0:z1, 2 * ys.start : 2 * ys.stop, 2 * xs.start : 2 * xs.stop]
                             arrays[level][t, c, z0:z1, ys, xs] = downsample2(source_block, (ys.stop - ys.start, xs.stop - xs.start))
+        # Written last, inside the temporary folder: the copy appears with its measured windows or not at all.
+        group.attrs["ome"] = {"version": NGFF_VERSION, "multiscales": [multiscales(info, shapes)], "omero": omero(info, windows.windows())}
     written = sum(f.stat().st_size for f in Path(target).rglob("*") if f.is_file())
     return ZarrSummary(len(shapes), [list(s) for s in shapes], [1, 1, zc, min(CHUNK_YX, info.shape[3]), min(CHUNK_YX, info.shape[4])], written)
 

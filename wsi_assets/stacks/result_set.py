@@ -82,8 +82,20 @@ class StackOutputs:
     def slices(self) -> Path:
         return self.folder / "slices"
 
+    @property
+    def nuclei_table(self) -> Path:
+        return self.folder / "nuclei.parquet"
+
+    @property
+    def nuclei_json(self) -> Path:
+        return self.folder / "nuclei.json"
+
+    @property
+    def nuclei_preview(self) -> Path:
+        return self.folder / "nuclei_outlines.png"
+
     def required(self) -> list[Path]:
-        return [self.metadata, self.source, self.zarr, self.stats_json, self.pca_json, self.previews]
+        return [self.metadata, self.source, self.zarr, self.stats_json, self.pca_json, self.previews, self.nuclei_table]
 
     def save_identity(self, identity: SlideIdentity) -> None:
         write_text_atomic(self.source, json.dumps(asdict(identity), indent=2))
