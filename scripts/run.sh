@@ -3,6 +3,7 @@
 # Stops cleanly on Ctrl-C or SIGTERM, also when started in the background (`scripts/run.sh &`).
 #   WSI_PORT         webserver port (default 3000)
 #   WSI_WEBSERVER_URL the UI's address in links the CLIs print (default http://127.0.0.1:$WSI_PORT)
+#   WSI_OUTPUTS_PORT port of the read-only server of result files, for report links (default WSI_PORT + 1)
 #   WSI_USER_FILES   upload root (default ./user_files)
 #   DAGSTER_HOME     instance folder (default ./.dagster_home; dagster.yaml is copied into it)
 #   WSI_VENV         the virtualenv (default .venv)
@@ -21,6 +22,9 @@ export DAGSTER_HOME="${DAGSTER_HOME:-$PWD/.dagster_home}"
 export WSI_USER_FILES="${WSI_USER_FILES:-$PWD/user_files}"
 # Runs and sensors started from here print links to the port actually served.
 export WSI_WEBSERVER_URL="${WSI_WEBSERVER_URL:-http://127.0.0.1:${port}}"
+# Report links in the UI open over http: browsers do not follow file:// links from a web page.
+outputs_port="${WSI_OUTPUTS_PORT:-$((port + 1))}"
+export WSI_OUTPUTS_URL="${WSI_OUTPUTS_URL:-http://127.0.0.1:${outputs_port}}"
 mkdir -p "$DAGSTER_HOME"
 DAGSTER_HOME="$(cd "$DAGSTER_HOME" && pwd)"  # Dagster wants an absolute path
 cp dagster.yaml "$DAGSTER_HOME/dagster.yaml"
@@ -29,6 +33,7 @@ printf '%s\n' "$WSI_WEBSERVER_URL" >"$DAGSTER_HOME/webserver_url"
 "$venv/bin/python" -m wsi_assets.cli.demo
 
 dagster_pid=""
+outputs_pid=""
 
 # The group's live processes, one "pid command" line each (zombies do not count).
 group_members() {
@@ -43,6 +48,37 @@ group_members() {
   done
 }
 
+# Every live process descended from Dagster, in any process group: `dagster dev` starts its code
+# server and daemon in sessions of their own, so killing the group alone would orphan them.
+descendants() {
+  local stat fields state ppid pid parents="$dagster_pid" found=1
+  declare -A parent_of=()
+  for stat in /proc/[0-9]*/stat; do
+    { read -r fields <"$stat"; } 2>/dev/null || continue
+    read -r state ppid _ <<<"${fields##*) }"
+    [ "$state" != Z ] && [ "$state" != X ] || continue
+    pid="${stat#/proc/}"
+    parent_of["${pid%/stat}"]="$ppid"
+  done
+  while [ "$found" = 1 ]; do
+    found=0
+    for pid in "${!parent_of[@]}"; do
+      if [[ " $parents " == *" ${parent_of[$pid]} "* ]] && [[ " $parents " != *" $pid "* ]]; then
+        parents="$parents $pid"
+        found=1
+      fi
+    done
+  done
+  echo "${parents#"$dagster_pid"}"
+}
+
+still_running() {
+  local pid
+  for pid in $1; do
+    kill -0 "$pid" 2>/dev/null && echo "$pid"
+  done
+}
+
 group_alive() {
   if [ -r /proc/self/stat ]; then
     [ -n "$(group_members)" ]
@@ -53,19 +89,29 @@ group_alive() {
 
 stop() {
   trap '' INT TERM
+  [ -z "$outputs_pid" ] || kill -TERM "$outputs_pid" 2>/dev/null || true
   [ -n "$dagster_pid" ] || exit 1
   echo "run.sh: $1 received; stopping Dagster (SIGTERM to process group $dagster_pid, SIGKILL after ${grace} s)"
+  local tree
+  tree="$(descendants)"
   kill -TERM -- "-$dagster_pid" 2>/dev/null || kill -TERM "$dagster_pid" 2>/dev/null || true
   local waited=0
-  while group_alive && [ "$waited" -lt $((grace * 2)) ]; do
+  while { group_alive || [ -n "$(still_running "$tree")" ]; } && [ "$waited" -lt $((grace * 2)) ]; do
     sleep 0.5
     waited=$((waited + 1))
+    tree="$tree $(descendants)"
   done
-  local status=0
-  if group_alive; then
+  local status=0 left
+  left="$(still_running "$tree")"
+  if group_alive || [ -n "$left" ]; then
     echo "run.sh: Dagster did not stop within ${grace} s; killing what is left:"
     group_members | sed 's/^/run.sh:   /'
+    for pid in $left; do
+      echo "run.sh:   $pid $(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | cut -c1-150)"
+    done
     kill -KILL -- "-$dagster_pid" 2>/dev/null || true
+    # shellcheck disable=SC2086
+    [ -z "$left" ] || kill -KILL $left 2>/dev/null || true
     status=1
   fi
   wait "$dagster_pid" 2>/dev/null || true
@@ -88,11 +134,15 @@ os.setsid()
 os.execv(sys.argv[1], sys.argv[1:])
 ' "$venv/bin/dagster" dev -h 127.0.0.1 -p "$port" -w workspace.yaml &
 dagster_pid=$!
+mkdir -p "$WSI_USER_FILES"
+"$venv/bin/python" -m wsi_assets.cli.outputs_server --root "$WSI_USER_FILES" --port "$outputs_port" &
+outputs_pid=$!
 
 echo "Dagster UI: ${WSI_WEBSERVER_URL}  (uploads: $WSI_USER_FILES/<user>/inputs/<branch>/)"
 echo "Stop with Ctrl-C, or kill -TERM $$"
 status=0
 wait "$dagster_pid" || status=$?
 # Dagster exited by itself: leave nothing of it behind.
+kill -TERM "$outputs_pid" 2>/dev/null || true
 kill -KILL -- "-$dagster_pid" 2>/dev/null || true
 exit "$status"

@@ -16,7 +16,8 @@ from wsi_assets.cells.table import nuclei_from_labels
 from wsi_assets.results.branch_workbook import write_branch_workbook
 from wsi_assets_tests.conftest import run_process_slide
 
-HEADER = ["slide", "nuclei", "nuclei per mm²", "tissue area mm²", "µm/px", "µm/px inferred", "model", "model version", "run id"]
+HEADER = ["slide", "nuclei", "nuclei per mm²", "tissue area mm²", "µm/px", "µm/px inferred", "model", "model version", "run id",
+          "lymphocytes per mm²", "lymphocytes per mm² in epithelium", "lymphocytes per mm² in stroma"]
 
 
 def _rows(path) -> list[list]:
@@ -27,6 +28,7 @@ def _rows(path) -> list[list]:
 def _expected_row(summary: dict, classes: list[str]) -> list:
     return [summary["slide"], summary["nuclei"], summary["nuclei_per_mm2"], summary["tissue_area_mm2"], summary["mpp"],
             summary["mpp_inferred"], summary["model"], summary["model_version"], summary["run_id"],
+            summary["lymphocytes_per_mm2"], summary["lymphocytes_per_mm2_epithelium"], summary["lymphocytes_per_mm2_stroma"],
             *(summary["class_counts"].get(name, 0) for name in classes)]
 
 
@@ -42,6 +44,9 @@ def test_workbook_has_one_row_per_slide_and_is_rewritten_when_a_slide_finishes(s
     assert first.success
     one = json.loads((branch / "s1" / "summary.json").read_text())
     assert _rows(branch / "summary.xlsx") == _expected(one)
+    # Where the lymphocytes are: per compartment in summary.json, and their heatmap in the set.
+    assert {"lymphocytes_per_mm2_epithelium", "lymphocytes_per_mm2_stroma", "epithelium_mm2", "stroma_mm2"} <= set(one)
+    assert (branch / "s1" / "segmentation" / "lymphocyte_heatmap.jpg").stat().st_size > 1000
 
     _, second = run_process_slide(dagster_instance, user_files_root, "dave", "cohort", small_slide, "s2")
     assert second.success

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import shutil
 import threading
@@ -38,6 +39,8 @@ from wsi_assets.results.slide_identity import (
 EXPORT_FILES = tuple(export.file_name for export in EXPORT_FORMATS if export.default_on)
 FULL_SET = {"slide_metadata.json", "thumbnail.jpg", "slide_file.json", "tissue_mask.png", "tissue_mask.json",
             "tissue_overlay.jpg", "qc_overlay.jpg", "segmentation/cells.parquet", "segmentation/summary.json", *EXPORT_FILES}
+# Rewritten by every run that publishes (it names the run), like the exports.
+REWRITTEN = (*EXPORT_FILES, "report.html")
 
 
 # ---------------------------------------------------------------- helpers
@@ -351,6 +354,49 @@ def test_incomplete_set_is_not_published(user_files_root, processed, small_slide
     assert digest(uploaded) == digest(small_slide)
 
 
+def _write_stages(outputs, stages: tuple[str, ...]) -> None:
+    """Stand-in files (publishing checks which files a set holds, not what they say) for `stages`."""
+    for stage, paths in outputs.stage_required(EXPORT_FILES).items():
+        if stage in stages:
+            for path in paths:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_bytes(f"{stage}:{path.name}".encode())
+
+
+def test_cells_without_any_export_are_not_published(tmp_path):
+    key = SlideKey.parse("rs-noexports/main/s1")
+    staged = stage_run_set(tmp_path, key, "cellsonly", "exports")
+    _write_stages(staged, ("slide", "tissue", "cells"))  # segmented, then killed before any export
+    with pytest.raises(IncompleteResultSet) as refused:
+        publish_run_set(tmp_path, key, "cellsonly", EXPORT_FILES, None)
+    assert one_line(str(refused.value)) == (
+        f"{key.partition_key}: this run's result set lacks {', '.join(EXPORT_FILES)}; "
+        "the previous results stay published (run process_slide to make a whole set)"
+    )
+    assert not (tmp_path / "rs-noexports" / "outputs" / "main" / "s1").exists()
+
+
+def test_a_new_set_carries_files_but_never_links(tmp_path):
+    """Links in the published set (one within it, one to elsewhere in the user's folder) are left
+    behind: a write through one would land outside the run's own set."""
+    key = SlideKey.parse("rs-links/main/s1")
+    elsewhere = tmp_path / "rs-links" / "notes.txt"
+    elsewhere.parent.mkdir(parents=True)
+    elsewhere.write_text("the user's own notes")
+    base = stage_run_set(tmp_path, key, "firstrun", "exports")
+    _write_stages(base, ("slide", "tissue", "cells", "exports"))
+    (base.folder / "cells-copy.csv").symlink_to("cells.csv")
+    (base.folder / "segmentation" / "notes.txt").symlink_to(elsewhere)
+    assert publish_run_set(tmp_path, key, "firstrun", EXPORT_FILES, None) is not None
+
+    staged = stage_run_set(tmp_path, key, "nextrun", "exports")
+    links = sorted(p.relative_to(staged.folder).as_posix() for p in staged.folder.rglob("*") if p.is_symlink())
+    assert links == [], f"links carried into the new set: {links}"
+    carried = {p.relative_to(base.folder): p.stat().st_ino for p in base.folder.rglob("*") if p.is_file() and not p.is_symlink()}
+    assert carried and {p: (staged.folder / p).stat().st_ino for p in carried} == carried  # hard links of the same files
+    assert elsewhere.read_text() == "the user's own notes"
+
+
 def test_selection_without_the_publishing_step_fails_clearly(user_files_root, dagster_instance, processed, small_slide):
     from dagster import AssetKey
 
@@ -407,7 +453,7 @@ def test_export_cells_alone_republishes_a_complete_set(user_files_root, dagster_
     assert target.endswith(result.run_id) and set(after) == set(before) >= FULL_SET
     assert (folder / "segmentation" / "cells.parquet").stat().st_ino == parquet_inode  # carried, not segmented again
     assert (folder / "cells.csv").stat().st_ino != csv_inode  # written by this run
-    assert {name: after[name] for name in after if name not in EXPORT_FILES} == {n: before[n] for n in before if n not in EXPORT_FILES}
+    assert {name: after[name] for name in after if name not in REWRITTEN} == {n: before[n] for n in before if n not in REWRITTEN}
     assert sets_of(user_files_root, key) == [result.run_id]
     assert digest(uploaded) == digest(small_slide)
 
@@ -421,8 +467,11 @@ def test_tissue_mask_only_drops_the_cells_of_the_previous_mask(user_files_root, 
     assert metadata["slide_results"]["through_stage"].value == "tissue"
     target, after = published(user_files_root, key)
     assert target.endswith(result.run_id)
-    assert set(after) == {"slide_metadata.json", "thumbnail.jpg", "slide_file.json", "tissue_mask.png", "tissue_mask.json", "tissue_overlay.jpg"}
+    assert set(after) == {"slide_metadata.json", "thumbnail.jpg", "slide_file.json", "tissue_mask.png", "tissue_mask.json", "tissue_overlay.jpg", "report.html"}
     assert set(before) >= FULL_SET
+    # Where the user sees it: a warning in the run's log, naming what left the published set.
+    warnings = [e.user_message for e in dagster_instance.all_logs(result.run_id) if e.level == logging.WARNING and e.step_key == "slide_results"]
+    assert any("published a result set without cells" in w and "cells.csv" in w and "summary.xlsx" in w for w in warnings), warnings
     # The next export_cells says what is missing rather than exporting cells of another mask.
     again = run_job(dagster_instance, "export_cells", key)
     assert not again.success
@@ -445,7 +494,7 @@ def test_legacy_folder_is_migrated_to_a_set(user_files_root, dagster_instance, p
     assert result.success
     assert folder.is_symlink() and os.readlink(folder).endswith(result.run_id)
     after = tree(folder.resolve())
-    assert {n: after[n] for n in after if n not in EXPORT_FILES} == {n: legacy[n] for n in legacy if n not in EXPORT_FILES}
+    assert {n: after[n] for n in after if n not in REWRITTEN} == {n: legacy[n] for n in legacy if n not in REWRITTEN}
     assert set(after) >= FULL_SET - {"slide_file.json"}
     assert sets_of(user_files_root, key) == [result.run_id]
     assert digest(uploaded) == digest(small_slide)

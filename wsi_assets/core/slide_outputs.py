@@ -11,6 +11,8 @@ from wsi_assets.core.user_files import slide_output_dir
 # The steps that fill a result set, in order. Rewriting one stage makes every later stage stale
 # (cells found on an old tissue mask, exports of old cells), so a run drops them from its set.
 STAGES = ("slide", "tissue", "cells", "exports")
+# The set on one page for a browser (wsi_assets.reports), rewritten by every run that publishes; batches use the name too.
+REPORT_FILE = "report.html"
 
 
 class MissingUpstreamOutput(FileNotFoundError):
@@ -66,6 +68,10 @@ class SlideOutputs:
     @property
     def qc_overlay(self) -> Path:
         return self.folder / "qc_overlay.jpg"
+
+    @property
+    def report_html(self) -> Path:
+        return self.folder / REPORT_FILE
 
     def export_file(self, file_name: str) -> Path:
         """Where an export format's file goes (see wsi_assets.cells.exports)."""

@@ -24,8 +24,10 @@ from wsi_assets.cells.classification import (
     classification_method,
     classify_stored_cells,
 )
+from wsi_assets.cells.classes import CLASS_COLUMN
+from wsi_assets.cells.lymphocyte_density import lymphocyte_density
 from wsi_assets.cells.lymphocyte_rule import parse_rule
-from wsi_assets.cells.store import stored_embedding
+from wsi_assets.cells.store import read_cell_columns, stored_embedding
 from wsi_assets.core.atomic import atomic_output, write_bytes_atomic, write_text_atomic
 from wsi_assets.core.branch_settings import branch_settings_for
 from wsi_assets.core.images import markdown_image
@@ -37,11 +39,13 @@ from wsi_assets.defs.results import run_set
 from wsi_assets.defs.segmentation import cell_segmentation
 from wsi_assets.finetuning.branch_model import resolve_branch_classifier
 from wsi_assets.quality.class_mix import class_mix, class_overlay
+from wsi_assets.quality.lymphocyte_heatmap import lymphocyte_heatmap
 from wsi_assets.slides.stored import load_slide_info, load_tissue_mask
 
 CLASSIFICATION_GROUP = "classification"
 CLASSES_JSON = "classes.json"
 CLASS_OVERLAY = "class_overlay.jpg"
+LYMPHOCYTE_HEATMAP = "lymphocyte_heatmap.jpg"
 
 
 class ClassificationConfig(Config):
@@ -81,19 +85,26 @@ def cell_classification(context: AssetExecutionContext, config: ClassificationCo
     method = classification_method(choice, rule, classifier_path, stored_embedding(cells))
     with atomic_output(cells) as temporary:
         counts = classify_stored_cells(cells, temporary, method, info.mpp)
-    figures = {**class_figures(counts, tissue.area_mm2), **method.as_dict()}
+    columns = read_cell_columns(cells, ["centroid_x", "centroid_y", CLASS_COLUMN])
+    density = lymphocyte_density(columns["centroid_x"], columns["centroid_y"], columns[CLASS_COLUMN], tissue)
+    figures = {**class_figures(counts, tissue.area_mm2), **density.figures(), **method.as_dict()}
     write_text_atomic(outputs.segmentation_dir / CLASSES_JSON, json.dumps(figures, indent=2))
     overlay = class_overlay(user_files.slide_file(key), cells, info)
     write_bytes_atomic(outputs.segmentation_dir / CLASS_OVERLAY, overlay)
+    heatmap = lymphocyte_heatmap(outputs.require(outputs.thumbnail, "slide_metadata").read_bytes(), density, info.width, info.height)
+    write_bytes_atomic(outputs.segmentation_dir / LYMPHOCYTE_HEATMAP, heatmap)
     context.log.info(f"{key}: classes by {method.name}: {figures['class_counts']}; {figures['lymphocytes_per_mm2']} lymphocytes/mm²")
     return MaterializeResult(
         metadata={
             "method": method.name,
             "lymphocytes_per_mm2": figures["lymphocytes_per_mm2"],
+            "lymphocytes_per_mm2_epithelium": figures["lymphocytes_per_mm2_epithelium"],
+            "lymphocytes_per_mm2_stroma": figures["lymphocytes_per_mm2_stroma"],
             **{f"{name}_per_mm2": value for name, value in figures["class_densities_per_mm2"].items()},
             **{f"{name}_count": value for name, value in figures["class_counts"].items()},
             "settings": MetadataValue.json(method.as_dict()),
             "classes": MetadataValue.md(markdown_image(overlay, f"{key} nucleus classes")),
+            "lymphocyte_heatmap": MetadataValue.md(markdown_image(heatmap, f"{key} lymphocytes per mm²")),
         }
     )
 

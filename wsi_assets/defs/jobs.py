@@ -40,7 +40,11 @@ tissue_mask_only = define_asset_job(
     name="tissue_mask_only",
     selection=AssetSelection.groups(SLIDES_GROUP, RESULTS_GROUP),
     executor_def=SLIDE_EXECUTOR,
-    description="Metadata, thumbnail and tissue mask only (quick look at a new slide).",
+    description=(
+        "Metadata, thumbnail and tissue mask only (quick look at a new slide). On a slide already processed, "
+        "the published set loses its cells and exports (they were found on the old tissue mask) and the slide "
+        "drops out of summary.xlsx until process_slide runs again."
+    ),
 )
 
 export_cells = define_asset_job(

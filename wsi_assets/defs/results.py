@@ -6,6 +6,7 @@ a failed run never shows a mix of old and new files.
 """
 
 
+import time
 from pathlib import Path
 
 from dagster import (
@@ -26,7 +27,12 @@ from wsi_assets.defs.active_runs import refuse_if_another_run_is_active
 from wsi_assets.defs.errors import fails_clearly
 from wsi_assets.defs.partitions import slides_partitions
 from wsi_assets.defs.resources import UserFilesResource
+from wsi_assets.reports.report_html import REPORT_FILE, write_report_html
+from wsi_assets.reports.slide_report import slide_report
+from wsi_assets.results.served_outputs import output_link
 from wsi_assets.results.branch_workbook import write_branch_workbook
+from wsi_assets.results.dropped_cells import dropped_cells_warning
+from wsi_assets.results.result_sets import published_set_dir
 
 RESULTS_GROUP = "results"
 RESULTS_ASSET = "slide_results"
@@ -56,12 +62,17 @@ def published_location(user_files: UserFilesResource, key: SlideKey, outputs: Sl
     return slide_output_dir(user_files.root_path, key) / Path(staged).relative_to(outputs.folder)
 
 
+def _job_shown(job_name: str) -> str:
+    # Assets materialised from the asset graph run in Dagster's implicit job, whose name means nothing to a user.
+    return "this run" if job_name.startswith("__") else job_name
+
+
 @asset(
     partitions_def=slides_partitions,
     group_name=RESULTS_GROUP,
     deps=[AssetKey(name) for name in PER_SLIDE_ASSETS],
     kinds={"folder"},
-    description="The slide's published results (<user>/outputs/<branch>/<slide>/): switched to this run's whole set in one step.",
+    description="The slide's published results (<user>/outputs/<branch>/<slide>/): switched to this run's whole set in one step; report.html in it shows the set in a browser.",
 )
 @fails_clearly
 def slide_results(context: AssetExecutionContext, user_files: UserFilesResource) -> MaterializeResult:
@@ -69,11 +80,24 @@ def slide_results(context: AssetExecutionContext, user_files: UserFilesResource)
     # A whole set holds the exports the branch asks for; an export asset writes no other.
     settings = branch_settings_for(user_files.root_path, key.user, key.branch)
     export_files = tuple(export.file_name for export in EXPORT_FORMATS if settings.wants(export.setting_name))
-    published = user_files.publish(key, context.run.run_id, export_files)
+    warnings: list[str] = []
+
+    def before_switch(outputs: SlideOutputs, stage: str) -> None:
+        # While the previous set is still published: what it held is what this run drops.
+        warning = dropped_cells_warning(published_set_dir(user_files.root_path, key), stage, str(key), _job_shown(context.job_name))
+        warnings.extend([warning] if warning else [])
+        stats = context.instance.get_run_stats(context.run.run_id)
+        run_seconds = time.time() - stats.start_time if stats.start_time else None
+        report = slide_report(outputs, stage, str(key), user_files.slide_file(key).name, context.run.run_id, run_seconds)
+        write_report_html(outputs, report)
+
+    published = user_files.publish(key, context.run.run_id, export_files, before_switch)
     if published is None:
         context.log.info(f"{key}: this run staged no results; the published set is unchanged")
         return MaterializeResult(metadata={"published": False})
     context.log.info(f"{key}: published {published.files} files (through {published.stage}) at {published.folder}")
+    for warning in warnings:
+        context.log.warning(warning)
     if published.swept:
         context.log.info(f"{key}: swept {len(published.swept)} stale sets and temporaries: {', '.join(published.swept)}")
     workbook, rows = write_branch_workbook(branch_outputs_dir(user_files.root_path, key.user, key.branch))
@@ -82,6 +106,9 @@ def slide_results(context: AssetExecutionContext, user_files: UserFilesResource)
         metadata={
             "published": True,
             "folder": MetadataValue.path(str(published.folder)),
+            # http when run.sh serves the outputs (WSI_OUTPUTS_URL); browsers do not open file:// links from the UI's page.
+            "report": MetadataValue.url(output_link(user_files.root_path, published.folder / REPORT_FILE)),
+            "report_file": MetadataValue.path(str(published.folder / REPORT_FILE)),
             "result_set": context.run.run_id,
             "through_stage": published.stage,
             "files": published.files,

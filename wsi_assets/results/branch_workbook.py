@@ -23,7 +23,8 @@ SLIDES_SHEET, BATCHES_SHEET = "slides", "batches"
 COLUMNS = (
     ("slide", "slide"), ("nuclei", "nuclei"), ("nuclei_per_mm2", "nuclei per mm²"), ("tissue_area_mm2", "tissue area mm²"),
     ("mpp", "µm/px"), ("mpp_inferred", "µm/px inferred"), ("model", "model"), ("model_version", "model version"),
-    ("run_id", "run id"),
+    ("run_id", "run id"), ("lymphocytes_per_mm2", "lymphocytes per mm²"),
+    ("lymphocytes_per_mm2_epithelium", "lymphocytes per mm² in epithelium"), ("lymphocytes_per_mm2_stroma", "lymphocytes per mm² in stroma"),
 )
 BATCH_COLUMNS = ("batch", "images", "nuclei", "rejected files", "median µm/px", "images with µm/px inferred")
 

@@ -23,6 +23,7 @@ import os
 import re
 import shutil
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -106,11 +107,20 @@ def read_run_set(root: Path, key: SlideKey, run_id: str) -> SlideOutputs:
     return SlideOutputs(folder) if folder.is_dir() else SlideOutputs.for_key(root, key)
 
 
-def publish_run_set(root: Path, key: SlideKey, run_id: str, export_files: tuple[str, ...], slide_file: Path | None) -> PublishedSet | None:
+def publish_run_set(
+    root: Path,
+    key: SlideKey,
+    run_id: str,
+    export_files: tuple[str, ...],
+    slide_file: Path | None,
+    before_switch: Callable[[SlideOutputs, str], None] | None = None,
+) -> PublishedSet | None:
     """Switch the slide's published folder to the run's set once it is whole; None when the run staged nothing.
 
     `slide_file` is the upload as it is now: a set made from a file that has since changed is
-    not published. Publishing sweeps every other set of the slide.
+    not published. Publishing sweeps every other set of the slide. `before_switch(set, stage)`
+    runs once the set is known whole, while the previous set is still published: what it
+    writes into the set (report.html) is published with it.
     """
     home = confine_slide_outputs(root, key)
     sets = result_sets_dir(root, key)
@@ -125,6 +135,8 @@ def publish_run_set(root: Path, key: SlideKey, run_id: str, export_files: tuple[
     stage = whole_stage(outputs, export_files, key.partition_key)
     if slide_file is not None:
         ensure_unchanged(load_identity(outputs), slide_file, root)
+    if before_switch is not None:
+        before_switch(outputs, stage)
     switch_published(root, key, folder.name)
     swept = sweep_stale_sets(sets, keep={folder.name})
     swept += sweep_switch_temporaries(branch_outputs_dir(root, key.user, key.branch), key.stem)
