@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 
 import numpy as np
 import pytest
@@ -119,6 +120,25 @@ def large_recall(model_file, root, polygons, large) -> float:
     return found / total
 
 
+def assert_each_phase_is_announced_and_reports_while_it_runs(lines: list[str]) -> None:
+    """The first line comes before any tile is read; reading, training, scoring and measuring each report while they run."""
+
+    def first(pattern: str) -> int:
+        return next(i for i, line in enumerate(lines) if re.search(pattern, line))
+
+    assert lines[0].startswith("fine-tuning alice/ft from 1 current cell review(s)"), lines[:3]
+    assert lines[1].startswith("review 1/1 s1.geojson: ") and "4 regions" in lines[1]
+    reading = [line for line in lines if line.startswith("reading s1.geojson:")]
+    count = len(reading)
+    assert count >= 6 and [line.split()[2] for line in reading] == [f"{n}/{count}" for n in range(1, count + 1)], reading
+    assert first(f"^reading s1.geojson: {count}/{count}") < first("tiles to learn from") < first(r"^fine-tuning \d+ steps")
+    steps = FINE_TUNE.steps
+    assert first(rf"^fine-tuning step 1/{steps} steps") < first(rf"^fine-tuning step {steps}/{steps} steps.*loss")
+    assert first("^scoring the branch model") < first(r"^scoring before: 1/\d+ slide tiles") < first("^scoring the fine-tuned model") < first(r"^scoring after: 1/")
+    assert first("^measuring the reviewer's classified cells") < first(r"^measuring reviewed cells: 1/\d+ slide tiles")
+    assert lines[-1].startswith("done: better")
+
+
 @pytest.mark.slow
 def test_a_model_that_misses_large_nuclei_learns_them_from_the_review_and_is_registered(branch):
     root, version, polygons, large = branch
@@ -133,8 +153,11 @@ def test_a_model_that_misses_large_nuclei_learns_them_from_the_review_and_is_reg
     assert "/candidates/" in unchanged.model_file and (root / unchanged.model_file).is_file()
     assert (root / "alice/inputs/ft/branch.yaml").read_text() == settings_before
 
-    outcome = finetune_branch(root, "alice", "ft", FINE_TUNE, log=lambda _: None)
+    lines: list[str] = []
+    # every_s=0: each item of a long phase is reported, so the reports made during a phase are seen.
+    outcome = finetune_branch(root, "alice", "ft", FINE_TUNE, log=lines.append, every_s=0)
     assert outcome.registered, outcome.why
+    assert_each_phase_is_announced_and_reports_while_it_runs(lines)
     assert outcome.after["score"] >= outcome.before["score"] + 0.05, (outcome.before, outcome.after)
     new_model = resolve_branch_model(root, "alice", "ft", outcome.model_file.rsplit("/", 1)[1])
     assert new_model.parent == (root / "alice/models/ft").resolve()

@@ -1,8 +1,9 @@
-"""Progress of a long loop (tiles of a slide, images of a batch) and a reporter that logs it every 10%."""
+"""Progress of a long loop (tiles of a slide, images of a batch) and reporters that log it every 10% or every few seconds."""
 
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -52,3 +53,24 @@ class ProgressReporter:
         while self._next <= fraction + 1e-9:
             self._next += self._step
         self._log(progress.line(self._stage))
+
+
+class EverySeconds:
+    """Calls `log` with "<stage> <done>/<total> <unit>, <rate>, ETA" at the first item, then whenever
+    `every_s` seconds have passed since the last line, and at the end: a phase whose items take
+    seconds each still says something within its first minute, and a fast one stays quiet."""
+
+    def __init__(self, log: Callable[[str], None], stage: str, unit: str, every_s: float = 30.0, clock: Callable[[], float] = time.monotonic):
+        self._log, self._stage, self._unit, self._every, self._clock = log, stage, unit, every_s, clock
+        self._start = clock()
+        self._last: float | None = None
+
+    def __call__(self, done: int, total: int, detail: str = "") -> None:
+        now = self._clock()
+        if self._last is not None and done < total and now - self._last < self._every:
+            return
+        self._last = now
+        elapsed = now - self._start
+        rate = done / elapsed if elapsed > 0 else 0.0
+        eta = f"{(total - done) / rate:.0f} s" if rate > 0 else "-"
+        self._log(f"{self._stage} {done}/{total} {self._unit}, {rate:.2f} {self._unit}/s, ETA {eta}" + (f"; {detail}" if detail else ""))

@@ -19,7 +19,7 @@ from pydantic import Field
 
 from wsi_assets.defs.errors import fails_clearly
 from wsi_assets.defs.partitions import branches_partitions
-from wsi_assets.defs.resources import UserFilesResource
+from wsi_assets.defs.resources import SegmentationResource, UserFilesResource
 from wsi_assets.defs.reviews import REVIEW_ERRORS, REVIEWS_GROUP
 from wsi_assets.finetuning.comparison import MIN_GAIN
 from wsi_assets.finetuning.from_reviews import finetune_branch
@@ -46,13 +46,17 @@ class FineTuneConfig(Config):
     description="The branch's nucleus model fine-tuned, and its cell classifier refitted, from its current cell reviews; each registered in branch.yaml only when it scores better on held-out reviewed regions (else kept in <user>/models/<branch>/candidates/).",
 )
 @fails_clearly
-def branch_nucleus_model(context: AssetExecutionContext, config: FineTuneConfig, user_files: UserFilesResource) -> MaterializeResult:
+def branch_nucleus_model(
+    context: AssetExecutionContext, config: FineTuneConfig, user_files: UserFilesResource, segmentation: SegmentationResource
+) -> MaterializeResult:
     user, branch = context.partition_key.split("/")
     settings = FineTuneSettings(steps=config.steps, batch=config.batch, crop=config.crop, lr=config.lr, threads=config.threads)
     try:
         base = default_training_data()
+        # The models are scored on the tile grid process_slide segments with (the same resource's).
         outcome = finetune_branch(
-            user_files.root_path, user, branch, settings, base, config.base_images, config.min_gain, base / "consep_train", config.tile_px, context.log.info
+            user_files.root_path, user, branch, settings, base, config.base_images, config.min_gain, base / "consep_train", config.tile_px, context.log.info,
+            segmentation.tiling(),
         )
     except (TooFewReviewedTiles, *REVIEW_ERRORS) as error:
         raise Failure(description=str(error).splitlines()[0], allow_retries=False) from None

@@ -19,7 +19,9 @@ from wsi_assets.cells.classes import CLASS_NAMES
 from wsi_assets.cells.measurements import measure_labels
 from wsi_assets.cells.stain_vectors import estimate_stain_vectors
 from wsi_assets.finetuning.review_tiles import ReviewedTile
+from wsi_assets.finetuning.slide_grid import reviewed_cell_features
 from wsi_assets.segmentation.embeddings import embeddings_at, label_centroids_of, segment_with_embeddings
+from wsi_assets.segmentation.slide import TilingSettings
 from wsi_assets.training.cell_classifier_training import (
     TypedNuclei,
     fit_forest,
@@ -32,14 +34,27 @@ BASE_TILES = 4  # CoNSeP training tiles mixed in with reviewed cells (64 crops, 
 MIN_REVIEWED_CLASSES = 20  # fewer classified cells than this teach a forest nothing
 
 
-def reviewed_nuclei(tiles: list[ReviewedTile], mpp: float, segmenter=None) -> TypedNuclei:
+def reviewed_nuclei(
+    tiles: list[ReviewedTile], mpp: float, segmenter=None, stains_of=None, tiling: TilingSettings = TilingSettings(), progress=None
+) -> TypedNuclei:
     """Each whole reviewed cell with one of the fixed classes: its measurements and the reviewer's class.
 
-    With a `segmenter` that gives embeddings, each cell's embedding too: the network run on the
-    tile, read at the reviewer's outline's centroid (as a slide's nucleus is read at its own).
+    With a `segmenter` that gives embeddings, each cell's embedding too, read at the reviewer's
+    outline's centroid (as a slide's nucleus is read at its own). Tiles read from a slide are
+    measured as a slide run measures (slide_grid.reviewed_cell_features; `stains_of(tile)` gives
+    the slide's stain vectors); a tile given as pixels alone is measured on its own pixels.
     """
     embedding = getattr(segmenter, "embedding", None)
     names = FEATURE_COLUMNS + (embedding_feature_names(embedding["width"]) if embedding else ())
+    if tiles and all(t.source is not None for t in tiles):
+        found = reviewed_cell_features(tiles, mpp, stains_of or (lambda t: estimate_stain_vectors(t.rgb)), segmenter if embedding else None, tiling, progress)
+        if not len(found.classes):
+            return TypedNuclei(np.zeros((0, len(names)), np.float32), found.classes, found.tiles, names)
+        matrix = np.stack([np.asarray(found.columns[c], np.float32) for c in FEATURE_COLUMNS], axis=1)
+        if embedding:
+            matrix = np.concatenate([matrix, found.embeddings.astype(np.float32)], axis=1)
+        keep = np.isin(found.classes, CLASS_NAMES)
+        return TypedNuclei(matrix[keep], found.classes[keep], found.tiles[keep], names)
     features, classes, sources = [], [], []
     for tile in tiles:
         if not tile.classes:

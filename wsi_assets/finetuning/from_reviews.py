@@ -4,8 +4,9 @@
    itself) and its slide, read at the model's µm/px into tiles with the reviewer's cells;
 2. every third tile held out; the rest, with a sample of the base training data, fine-tune the
    branch's current nucleus model (the shipped one when the branch names none);
-3. both models scored on the held-out tiles; the new one is registered in branch.yaml only when
-   it is better, else kept aside in candidates/;
+3. both models scored on the held-out tiles, each segmented as process_slide segments the slide
+   (its tile grid: slide_grid.py); the new one is registered in branch.yaml only when it is
+   better, else kept aside in candidates/;
 4. the cell classifier refitted on the reviewed classes of the same tiles, and registered (as
    branch.yaml's `classifier:`) by the same rule on the held-out cells; without reviewed
    classes, refitted on the base data where the branch's model is new (its embedding is one no
@@ -21,15 +22,19 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from wsi_assets.cells.cell_classifier import (
     CellClassifier,
     ClassifierNeedsEmbedding,
     classifier_for,
     save_classifier,
 )
+from wsi_assets.cells.stain_vectors import StainVectors, estimate_stain_vectors
 from wsi_assets.core.atomic import write_text_atomic
 from wsi_assets.core.branch_settings import branch_settings_for
 from wsi_assets.core.keys import SlideKey
+from wsi_assets.core.progress import EverySeconds
 from wsi_assets.core.user_files import find_slide_file
 from wsi_assets.finetuning.branch_model import (
     branch_models_dir,
@@ -40,6 +45,7 @@ from wsi_assets.finetuning.branch_model import (
     set_branch_setting,
 )
 from wsi_assets.finetuning.classifier_finetune import (
+    BASE_TILES,
     MIN_REVIEWED_CLASSES,
     base_held_out_nuclei,
     base_typed_nuclei,
@@ -66,7 +72,11 @@ from wsi_assets.reviews.scan import REVIEW_SUFFIXES
 from wsi_assets.reviews.version_store import current_version, history
 from wsi_assets.segmentation.embeddings import same_embedding
 from wsi_assets.segmentation.model_files import CARD_SUFFIX, read_model_card
+from wsi_assets.segmentation.slide import TilingSettings
 from wsi_assets.slides.reader import open_slide, slide_mpp
+
+
+PROGRESS_EVERY_S = 30.0  # a long phase (reading tiles, training, scoring) says how far it is at least this often
 
 
 @dataclass
@@ -115,7 +125,10 @@ def classifier_otherwise(root: Path, user: str, branch: str, embedding: dict | N
         return classifier_for(embedding), True
 
 
-def refit_branch_classifier(root, user, branch, train_tiles, held_out, mpp, base_classes, reviews, tag, min_gain, log, model_file: Path | None = None) -> dict:
+def refit_branch_classifier(
+    root, user, branch, train_tiles, held_out, mpp, base_classes, reviews, tag, min_gain, log, model_file: Path | None = None,
+    stains_of=None, tiling: TilingSettings = TilingSettings(), every_s: float = PROGRESS_EVERY_S,
+) -> dict:
     """The cell classifier refitted for the branch; registered as branch.yaml's `classifier:` only when it agrees better on held-out cells.
 
     With enough reviewed classes: fitted on them and a few base tiles, judged on the held-out
@@ -131,11 +144,17 @@ def refit_branch_classifier(root, user, branch, train_tiles, held_out, mpp, base
     otherwise, stale = classifier_otherwise(root, user, branch, embedding)
     # A new network's nuclei: nothing the branch has reads their embedding (they would be typed by measurements alone).
     unread_embedding = embedding is not None and not same_embedding(otherwise.embedding, embedding)
-    train, held = reviewed_nuclei(train_tiles, mpp, segmenter), reviewed_nuclei(held_out, mpp, segmenter)
+    classified = [t for t in train_tiles + held_out if t.classes]
+    log(f"measuring the reviewer's classified cells on {len(classified)} tiles as a slide run measures them" + (" (with the model's embedding)" if embedding else ""))
+    # Training and held-out tiles are measured in one pass: they share the slide's grid tiles.
+    measured = reviewed_nuclei(classified, mpp, segmenter, stains_of, tiling, EverySeconds(log, "measuring reviewed cells:", "slide tiles", every_s))
+    is_held = np.isin(measured.tiles, [f"{t.slide}:{t.box}" for t in held_out])
+    train, held = measured.subset(np.flatnonzero(~is_held)), measured.subset(np.flatnonzero(is_held))
     if len(train.classes) >= MIN_REVIEWED_CLASSES and len(held.classes):
+        log(f"refitting the cell classifier on {len(train.classes)} reviewed cells and {BASE_TILES} tiles of the base data")
         refitted, judged_on = refit_classifier(train, base_typed_nuclei(base_classes, segmenter=segmenter)), "held-out reviewed cells"
     elif unread_embedding and has_typed_base(base_classes):
-        log(f"too few reviewed classes ({len(train.classes)} to learn from, {len(held.classes)} held out): refitting on the base data with the branch's model's embedding")
+        log(f"too few reviewed classes ({len(train.classes)} to learn from, {len(held.classes)} held out): refitting on the base data with the branch's model's embedding (every training tile of {Path(base_classes).name}: minutes)")
         refitted, held = refit_classifier(base_typed_nuclei(base_classes, tiles=None, segmenter=segmenter), None), base_held_out_nuclei(base_classes, segmenter)
         judged_on = f"held-out cells of the base data ({Path(base_classes).name})"
     else:
@@ -178,6 +197,15 @@ def _embedding_segmenter(model_file: Path | None):
     return segmenter if segmenter.embedding is not None else None
 
 
+def slide_stains(root: Path, key: SlideKey) -> StainVectors | None:
+    """The stain vectors the slide's published run measured with (its segmentation summary), None when it has none."""
+    summary = Path(root) / key.user / "outputs" / key.branch / key.stem / "segmentation" / "summary.json"
+    try:
+        return StainVectors.from_dict(json.loads(summary.read_text())["stain_vectors"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def finetune_branch(
     root: Path,
     user: str,
@@ -189,12 +217,21 @@ def finetune_branch(
     base_classes: Path | None = None,
     tile_px: int = TILE_PX,
     log: Callable[[str], None] = print,
+    tiling: TilingSettings = TilingSettings(),
+    every_s: float = PROGRESS_EVERY_S,
 ) -> FineTuneOutcome:
+    """Fine-tune the branch's nucleus model and refit its classifier from its current cell reviews.
+
+    `tiling` is the grid process_slide segments the branch's slides with: the models are scored on
+    it. `log` hears each phase as it starts, with its counts, and long phases every `every_s` s.
+    """
     root, settings = Path(root), settings or FineTuneSettings()
     base_model = base_model_of(root, user, branch, log)
     model_mpp = float(read_model_card(base_model).get("mpp") or 0.5)
-    tiles, reviews, skipped = [], [], []
-    for version in current_cell_reviews(root, user, branch):
+    versions = current_cell_reviews(root, user, branch)
+    log(f"fine-tuning {user}/{branch} from {len(versions)} current cell review(s), starting from {base_model.name}")
+    tiles, reviews, skipped, stains = [], [], [], {}
+    for number, version in enumerate(versions, start=1):
         stem = Path(version.file).stem
         try:
             slide_file = find_slide_file(root, SlideKey(user, branch, stem))
@@ -202,9 +239,11 @@ def finetune_branch(
             skipped.append(f"{version.file}: no slide '{stem}' in the branch any more")
             continue
         cells = read_version_cells(version.path, f"{version.file} (version {version.short})")
+        log(f"review {number}/{len(versions)} {version.file}: {len(cells.polygons)} cells, {len(cells.regions)} regions; reading its tiles of {tile_px} px from {slide_file.name}")
         with open_slide(slide_file) as slide:
             mpp = slide_mpp(slide_file, slide)[0]
-            found = reviewed_tiles(slide, stem, cells, mpp, model_mpp, tile_px)
+            found = reviewed_tiles(slide, stem, cells, mpp, model_mpp, tile_px, source=slide_file, progress=EverySeconds(log, f"reading {version.file}:", "tiles", every_s))
+        stains[slide_file] = slide_stains(root, SlideKey(user, branch, stem))
         tiles += found
         reviews.append({"file": version.file, "sha256": version.sha256, "audit_seq": version.entry.get("seq"), "tiles": len(found), "cells": int(sum(t.cells for t in found))})
     if not reviews:
@@ -213,9 +252,16 @@ def finetune_branch(
     log(f"{sum(r['cells'] for r in reviews)} reviewed cells from {len(reviews)} reviews: {len(train_tiles)} tiles to learn from, {len(held_out)} held out")
     tag = hashlib.sha256("".join(r["sha256"] for r in reviews).encode()).hexdigest()[:8]
     candidate = candidate_path(root, user, branch, tag)
+    if base_data is not None and base_images > 0:
+        log(f"loading {base_images} images of the base training data ({Path(base_data).name}) to mix in")
     base = base_sample(base_data, model_mpp, base_images, settings.seed)
-    fine_tune_nuclei(base_model, train_tiles, base, candidate, {"name": f"{user}-{branch}-finetuned", "version": candidate.stem, "reviews": reviews}, settings, log)
-    before, after = score_model(base_model, held_out), score_model(candidate, held_out)
+    log(f"fine-tuning {settings.steps} steps of {settings.batch} crops of {settings.crop} px ({len(train_tiles)} reviewed tiles, {len(base)} base images)")
+    fine_tune_nuclei(base_model, train_tiles, base, candidate, {"name": f"{user}-{branch}-finetuned", "version": candidate.stem, "reviews": reviews}, settings, log, every_s)
+    scores = {}
+    for which, model in (("before", base_model), ("after", candidate)):
+        log(f"scoring the {'branch model' if which == 'before' else 'fine-tuned model'} ({model.name}) on {len(held_out)} held-out tiles, segmented on the slide's grid of {tiling.core} px tiles")
+        scores[which] = score_model(model, held_out, tiling, EverySeconds(log, f"scoring {which}:", "slide tiles", every_s))
+    before, after = scores["before"], scores["after"]
     better, why = verdict(before, after, min_gain)
     log(why)
     evaluation = {"held_out": [{"slide": t.slide, "box": list(t.box), "cells": t.cells} for t in held_out], "before": before, "after": after, "verdict": why}
@@ -226,10 +272,12 @@ def finetune_branch(
         classifier = refit_branch_classifier(
             root, user, branch, train_tiles, held_out, model_mpp, base_classes, reviews, tag, min_gain, log,
             model_file if better else base_model,  # what the branch segments with from now on
+            lambda t: stains.get(t.source) or estimate_stain_vectors(t.rgb), tiling, every_s,
         )
     else:
         classifier = {"registered": False, "why": "classifier not refitted: zero steps asks only to score the branch's current model"}
     outcome = FineTuneOutcome(better, why, str(model_file), str(base_model), before, after, reviews, skipped, classifier)
     report = branch_models_dir(root, user, branch) / f"finetune-{candidate.stem.removeprefix('nuclei-')}.json"
     outcome.report = str(write_text_atomic(report, json.dumps({**asdict(outcome), "settings": asdict(settings), "evaluation": evaluation}, indent=2, default=str)))
+    log(f"done: {why}; {classifier['why']}")
     return outcome

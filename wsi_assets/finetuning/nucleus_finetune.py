@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from wsi_assets.core.progress import EverySeconds
 from wsi_assets.finetuning.review_tiles import ReviewedTile
 from wsi_assets.segmentation.model_files import read_model_card
 from wsi_assets.training import split
@@ -60,8 +61,11 @@ def fine_tune_nuclei(
     card_updates: dict,
     settings: FineTuneSettings | None = None,
     log: Callable[[str], None] = print,
+    every_s: float = 30.0,
 ) -> dict:
     """Continue training `base_model` and export the result to `out`; returns its model card.
+
+    `log` hears the first step (its time gives the ETA), then a step every `every_s` seconds and the last.
 
     The post-processing thresholds are the base model's: they were tuned on far more images than
     a review holds.
@@ -81,6 +85,7 @@ def fine_tune_nuclei(
     base = CropSampler(base_images, settings.crop, settings.seed + 1, settings.stain_jitter, settings.scale_jitter) if base_images else None
     from_reviews = settings.batch // 2 if base else settings.batch
     start = time.perf_counter()
+    progress = EverySeconds(log, "fine-tuning step", "steps", every_s)
     if settings.steps > 0:
         opt = torch.optim.AdamW(net.parameters(), lr=settings.lr, weight_decay=1e-4)
         sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=settings.lr, total_steps=settings.steps, pct_start=0.1)
@@ -93,8 +98,7 @@ def fine_tune_nuclei(
             loss.backward()
             opt.step()
             sched.step()
-            if step % 50 == 0 or step == settings.steps:
-                log(f"fine-tuning step {step}/{settings.steps}: loss {loss.item():.4f} ({time.perf_counter() - start:.0f} s)")
+            progress(step, settings.steps, f"loss {loss.item():.4f}")
     seconds = time.perf_counter() - start
     post = card.get("postprocessing", {})
     new_card = {k: v for k, v in card.items() if k not in ("postprocessing", "cpu_runtimes")}
