@@ -12,6 +12,8 @@ fi
 # The checks that need no services run first: a lint error or a broken docs link fails in seconds.
 echo "test: ruff"
 "$venv/bin/ruff" check .
+echo "test: type check (mypy: core, results, queue, uploads)"
+"$venv/bin/mypy"
 echo "test: docs build (mkdocs --strict)"
 NO_MKDOCS_2_WARNING=1 "$venv/bin/mkdocs" build --strict --quiet --site-dir "${TMPDIR:-/tmp}/wsi-assets-site"
 echo "test: running pytest $*"

@@ -61,3 +61,26 @@ def test_every_row_says_whether_the_mpp_was_inferred(tmp_path, inferred):
     found = pd.read_csv(csv)
     assert list(found.columns[:6]) == ["cell_id", "centroid_x", "centroid_y", "polygon_coords", "polygon_point_count", "area_pixels"]
     assert found["mpp_inferred"].tolist() == [inferred] * 2
+
+
+def test_a_missing_measurement_is_an_empty_field_not_nan(tmp_path):
+    # A measurement that could not be taken (solidity of an outline with no convex area) is stored as NaN;
+    # in the CSV it is an empty field, which pandas, R and Excel all read as missing.
+    table = _squares([10.0, 12.0, 14.0])
+    table.columns["nucleus_solidity"] = np.array([0.91, np.nan, 0.875], np.float32)
+    cells = tmp_path / "cells.parquet"
+    with CellStoreWriter(cells, measurement_columns=("nucleus_solidity",)) as writer:
+        writer.append(table, 0, 0)
+    csv = tmp_path / "cells.csv"
+    assert write_cells_csv(cells, csv, {"mpp": 0.5}) == 3
+
+    text = pd.read_csv(csv, dtype=str, keep_default_na=False)
+    assert text["nucleus_solidity"].tolist() == ["0.9100", "", "0.8750"]
+    assert pd.read_csv(csv)["nucleus_solidity"].isna().tolist() == [False, True, False]
+    # The other columns read exactly as in the cells.csv of the same nuclei without measurements.
+    plain_cells, plain_csv = tmp_path / "plain.parquet", tmp_path / "plain.csv"
+    with CellStoreWriter(plain_cells) as writer:
+        writer.append(_squares([10.0, 12.0, 14.0]), 0, 0)
+    write_cells_csv(plain_cells, plain_csv, {"mpp": 0.5})
+    plain = pd.read_csv(plain_csv, dtype=str, keep_default_na=False)
+    pd.testing.assert_frame_equal(text.drop(columns="nucleus_solidity"), plain)

@@ -108,6 +108,21 @@ def test_a_fifth_of_nuclei_on_glass_fails_the_in_tissue_check(tmp_path):
     assert outcome.metadata["fraction_in_tissue"] == pytest.approx(len(inside) / (len(inside) + len(outside)), abs=1e-4)
 
 
+@pytest.mark.parametrize(
+    "x, in_tissue",
+    [
+        (TISSUE_COLS * DOWNSAMPLE + 8, True),  # mask column 50: one mask pixel past the edge
+        (TISSUE_COLS * DOWNSAMPLE + DOWNSAMPLE + 8, False),  # mask column 51: two mask pixels past it
+    ],
+)
+def test_the_coarse_mask_edge_has_one_mask_pixel_of_slack(tmp_path, x, in_tissue):
+    # A mask pixel is 8 µm: nuclei on the tissue's rim often fall just outside its edge.
+    centres = np.stack([np.full(39, x), np.arange(20, 1580, 40)], axis=1)
+    outcome = nuclei_in_tissue(_write_cells(tmp_path / "cells.parquet", [(centres, None)]), _tissue())
+    assert outcome.metadata["fraction_in_tissue"] == (1.0 if in_tissue else 0.0)
+    assert outcome.passed == in_tissue, outcome.description
+
+
 def test_no_nuclei_on_tissue_fails_the_in_tissue_check(tmp_path):
     cells = _write_cells(tmp_path / "cells.parquet", [])
     outcome = nuclei_in_tissue(cells, _tissue())

@@ -38,6 +38,14 @@ def test_priority_is_neutralised_so_a_later_run_cannot_jump_its_branch():
     assert tags_to_store({"dagster/partition": "ana/main/s1", "wsi/user": "ana", "wsi/branch": "ana/main"}) == {}
 
 
+@pytest.mark.parametrize("priority", ["-3", "-1", "1", "00"])
+def test_any_priority_but_zero_is_reset_negative_ones_too(priority):
+    # A negative priority would hold an earlier run back behind later ones of its branch just as
+    # a positive one lets a later run jump ahead; the stored tag is always exactly "0".
+    assert tags_to_store({"dagster/partition": "ana/main/s1", "dagster/priority": priority})["dagster/priority"] == "0"
+    assert "dagster/priority" not in tags_to_store({"dagster/partition": "ana/main/s1", "dagster/priority": "0"})
+
+
 def test_worker_alive_follows_a_real_process():
     process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     reported = time.time()

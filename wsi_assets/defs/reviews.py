@@ -38,7 +38,7 @@ from wsi_assets.defs.errors import fails_clearly
 from wsi_assets.defs.metadata_tables import metadata_table
 from wsi_assets.defs.partitions import branches_partitions, slides_partitions
 from wsi_assets.defs.resources import UserFilesResource
-from wsi_assets.defs.results import RESULTS_ASSET, run_set, slide_results
+from wsi_assets.defs.results import run_set, slide_results
 from wsi_assets.defs.sensors import log_reasons
 from wsi_assets.reviews.audit_log import AuditLogTampered
 from wsi_assets.reviews.branch_labels import TABLE_COLUMNS, annotator_agreement, slide_table
@@ -164,7 +164,7 @@ def slide_reviews(context: AssetExecutionContext, config: ReviewConfig, user_fil
     writer.writeheader()
     writer.writerows(rows)
     table = write_text_atomic(folder / "slide_reviews.csv", text.getvalue())
-    summary = write_text_atomic(folder / "slide_reviews.json", json.dumps({"agreement": agreement, "version": version.sha256}, indent=2))
+    write_text_atomic(folder / "slide_reviews.json", json.dumps({"agreement": agreement, "version": version.sha256}, indent=2))
     context.log.info(f"{user}/{branch}: {agreement['slides']} slides labelled by {len(agreement['annotators'])} annotators")
     return MaterializeResult(
         metadata={

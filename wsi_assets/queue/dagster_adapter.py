@@ -110,7 +110,7 @@ def trust_proxy_user_header() -> None:
     def with_proxy_user(self) -> dict[str, str]:
         return {**_dagster_viewer_tags(self), **proxy_user_tags(self)}
 
-    WorkspaceRequestContext.get_viewer_tags = with_proxy_user
+    WorkspaceRequestContext.get_viewer_tags = with_proxy_user  # type: ignore[method-assign]
 
 
 class SlideRunLauncher(DefaultRunLauncher):

@@ -77,13 +77,13 @@ class _TagCounts:
     """Dagster's tag-limit rules (TagConcurrencyLimitsCounter), naming the limit that blocks."""
 
     def __init__(self, tag_limits: Sequence[Mapping], running: Sequence[QueueRun]):
-        self._limits = []  # (key, value or None, per unique value, limit)
+        self._limits: list[tuple[str, str | None, bool, int]] = []  # (key, value or None, per unique value, limit)
         for spec in tag_limits:
             value = spec.get("value")
             if isinstance(value, str):
                 self._limits.append((spec["key"], value, False, spec["limit"]))
             else:
-                per_value = bool(value) and bool(value.get("applyLimitPerUniqueValue"))
+                per_value = isinstance(value, Mapping) and bool(value.get("applyLimitPerUniqueValue"))
                 self._limits.append((spec["key"], None, per_value, spec["limit"]))
         self._counts: Counter = Counter()
         for run in running:

@@ -13,13 +13,13 @@ GPU_COLUMNS = ("run id", "user", "branch", "partition", "job", "step", "gpu posi
 
 def matches(place: QueuePlace | QueueRun, user: str | None, branch: str | None) -> bool:
     """`branch` is `<user>/<branch>` or only the branch's name (any user's branch of that name)."""
-    place = getattr(place, "run", place)
-    if user and place.user != user:
+    run = place.run if isinstance(place, QueuePlace) else place
+    if user and run.user != user:
         return False
     if branch:
         if "/" in branch:
-            return place.branch == branch
-        return place.branch.split("/", 1)[-1] == branch
+            return run.branch == branch
+        return run.branch.split("/", 1)[-1] == branch
     return True
 
 

@@ -162,6 +162,8 @@ def scan_entries(
         if problem is not None:
             result.skipped.append((upload.relpath, problem))
         else:
+            # Entries of no valid user and uploads of no known kind were skipped above with their reasons.
+            assert upload.user is not None and kind is not None
             key = SlideKey(upload.user, upload.branch, upload.stem)
             result.requests.append(SlideRequest(key, upload.path, upload.size, upload.mtime_ns, upload.relpath, kind))
         done[upload.relpath] = upload.signature
