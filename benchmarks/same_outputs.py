@@ -6,7 +6,9 @@ Runs process_slide on the slide (default: ../shared/data/slides/CMU-1-Small-Regi
 the code of commit REV (a temporary git worktree) and with this checkout, each in its own
 process with this virtual environment, then compares every output file: byte for byte, the
 stored cell table by content, the Zarr export array by array. Paths, export times and run
-times (EXPECTED_TO_DIFFER) may differ; anything else is reported DIFFERENT and exits 1.
+times (EXPECTED_TO_DIFFER) may differ, and settings keys added since (unset); files and JSON keys only
+the new side has are listed as additions; any change to what the old side wrote is reported
+DIFFERENT and exits 1.
 """
 
 from __future__ import annotations
@@ -24,9 +26,12 @@ DEFAULT_SLIDE = REPO.parent / "shared" / "data" / "slides" / "CMU-1-Small-Region
 # Paths of the two runs, export times and run times.
 # slide_file.json records the input copy each side ran on (its path, inode and modification time).
 EXPECTED_TO_DIFFER = {
-    "slide_metadata.json": {"path"}, "cells.zarr.zip": {"exported_at", "run_id", "slide_path"}, "summary.json": {"seconds", "mm2_per_s"},
+    "slide_metadata.json": {"path"}, "cells.zarr.zip": {"exported_at", "run_id", "slide_path"}, "summary.json": {"seconds", "mm2_per_s", "exported_at", "run_id"},
     "slide_file.json": {"path", "inode", "mtime_ns"},
 }
+
+# The GeoJSON's provenance block: the run's own id and times.
+GEOJSON_PROVENANCE_MAY_DIFFER = {"exported_at", "run_id", "slide_path"}
 
 RUN = """
 import os, shutil, sys
@@ -55,6 +60,21 @@ def digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def _settings(value):
+    # A settings key added since (its value unset) is no change in behaviour.
+    return {k: v for k, v in value.items() if v is not None} if isinstance(value, dict) else value
+
+
+def _differing(da: dict, db: dict) -> set:
+    """Keys the old side has whose values differ (`settings` compared without keys left unset); keys only the new side has are additions."""
+    return {k for k in da.keys() if (_settings(da.get(k)) if k == "settings" else da.get(k)) != (_settings(db.get(k)) if k == "settings" else db.get(k))}
+
+
+def _added(da: dict, db: dict) -> str:
+    added = sorted(db.keys() - da.keys())
+    return f" (added {added})" if added else ""
+
+
 def compare(old: Path, new: Path) -> dict:
     import numpy as np
     import pyarrow.parquet as pq
@@ -71,12 +91,18 @@ def compare(old: Path, new: Path) -> dict:
         elif name.endswith(".zarr.zip"):
             groups = [zarr.open_group(zarr.storage.ZipStore(str(p), mode="r"), mode="r") for p in (a, b)]
             arrays = all(np.array_equal(groups[0][k][:], groups[1][k][:]) for k in groups[0].array_keys())
-            attrs = {k for k in dict(groups[0].attrs) if groups[0].attrs[k] != groups[1].attrs.get(k)}
+            attrs = _differing(dict(groups[0].attrs), dict(groups[1].attrs))
             report[name] = "same" if arrays and attrs <= EXPECTED_TO_DIFFER[name] else f"DIFFERENT (attrs {sorted(attrs)})"
+        elif name.endswith(".geojson") and digest(a) != digest(b):
+            da, db = json.loads(a.read_text()), json.loads(b.read_text())
+            features = da.pop("features") == db.pop("features")
+            keys = _differing(da.get("provenance", {}), db.get("provenance", {})) | _differing(
+                {k: v for k, v in da.items() if k != "provenance"}, {k: v for k, v in db.items() if k != "provenance"})
+            report[name] = "same" if features and keys <= GEOJSON_PROVENANCE_MAY_DIFFER else f"DIFFERENT (features {'same' if features else 'differ'}, {sorted(keys)})"
         elif name.endswith(".json") and digest(a) != digest(b):
             da, db = json.loads(a.read_text()), json.loads(b.read_text())
-            keys = {k for k in da.keys() | db.keys() if da.get(k) != db.get(k)}
-            report[name] = "same" if keys <= EXPECTED_TO_DIFFER.get(Path(name).name, set()) else f"DIFFERENT ({sorted(keys)})"
+            keys = _differing(da, db)
+            report[name] = "same" + _added(da, db) if keys <= EXPECTED_TO_DIFFER.get(Path(name).name, set()) else f"DIFFERENT ({sorted(keys)})"
         else:
             report[name] = "same" if digest(a) == digest(b) else "DIFFERENT"
     return report
@@ -97,7 +123,8 @@ def main() -> None:
         finally:
             subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(work / "old_code")], check=False)
     print(json.dumps(report, indent=2))
-    sys.exit(0 if all(v == "same" for v in report.values()) else 1)
+    # Files and keys only the new side has are additions, listed above; a change to anything the old side wrote fails.
+    sys.exit(0 if all(v.startswith("same") or v == "only in new" for v in report.values()) else 1)
 
 
 if __name__ == "__main__":

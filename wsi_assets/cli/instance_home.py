@@ -67,3 +67,13 @@ def served_url(environ=os.environ) -> str | None:
         except OSError:
             return None
     return None
+
+
+def served_url_and_home() -> tuple[str | None, NoInstance | None]:
+    """The webserver's address and, when no instance folder is found, why (kept for the fallback's message)."""
+    try:
+        use_instance_home()  # also where run.sh wrote the webserver's address
+        no_home = None
+    except NoInstance as error:
+        no_home = error
+    return served_url(), no_home

@@ -17,8 +17,7 @@ import sys
 from wsi_assets.cli.instance_home import (
     NoInstance,
     open_instance,
-    served_url,
-    use_instance_home,
+    served_url_and_home,
 )
 from wsi_assets.queue.positions import gpu_waits, queue_places
 from wsi_assets.queue.table import gpu_wait_table, matches, queue_table
@@ -49,12 +48,7 @@ def current_gpu_waits(snapshot: QueueSnapshot):
 
 def read_snapshot(say=lambda line: print(line, file=sys.stderr)) -> QueueSnapshot:
     """The queue from the webserver when one answers, else from the instance (and `say` why, in one line)."""
-    try:
-        use_instance_home()  # also where run.sh wrote the webserver's address
-        no_home = None
-    except NoInstance as error:
-        no_home = error
-    url = served_url()
+    url, no_home = served_url_and_home()
     if url:
         try:
             return read_queue_from_webserver(url)

@@ -29,7 +29,7 @@ from wsi_assets.cli.instance_home import (
     NoInstance,
     open_instance,
     served_url,
-    use_instance_home,
+    served_url_and_home,
 )
 from wsi_assets.core.keys import InvalidSlideKey, SlideKey, name_problem
 from wsi_assets.queue.webserver_view import (
@@ -173,12 +173,7 @@ def submit(partition_key: str, job: str = "process_slide") -> str:
         refuse_unsettled(path, stack)
         partitions = "stacks" if stack else "slides"
     submission = uuid.uuid4().hex
-    try:
-        use_instance_home()  # also where run.sh wrote the webserver's address
-        no_home = None
-    except NoInstance as error:
-        no_home = error
-    url = served_url()
+    url, no_home = served_url_and_home()
     # The running webserver has the definitions loaded; `dagster job launch` loads them anew (a minute when busy).
     done = submit_through_webserver(url, job, partitions, key, submission) if url else None
     if done is None:
