@@ -70,13 +70,15 @@ descendants() {
     done
   done
   echo "${parents#"$dagster_pid"}"
+  return 0
 }
 
 still_running() {
   local pid
   for pid in $1; do
-    kill -0 "$pid" 2>/dev/null && echo "$pid"
+    if kill -0 "$pid" 2>/dev/null; then echo "$pid"; fi
   done
+  return 0  # under set -e a last dead pid must not end the script
 }
 
 group_alive() {

@@ -75,3 +75,12 @@ def test_the_heatmap_is_hot_where_lymphocytes_are_dense_and_leaves_glass_alone()
     # INFERNO runs dark purple to yellow: the dense right half is brighter than the sparse left.
     assert right.sum(axis=2).mean() > left.sum(axis=2).mean() + 60
     assert (out[40:60, 0:3] == 200).all()  # glass keeps the thumbnail's own colour
+
+
+def test_the_tissue_mask_draws_the_heatmaps_outline():
+    x, y, classes = _slide(np.random.default_rng(4))
+    density = lymphocyte_density(x, y, classes, TISSUE)
+    mask = np.ones((125, 250), bool)
+    mask[:, 200:] = False  # glass on the right fifth, inside the density's tissue squares
+    out = heatmap_rgb(np.full((100, 200, 3), 200, np.uint8), density, 4000, 2000, tissue_mask=mask)
+    assert (out[10:90, 165:200] == 200).all() and not (out[10:90, 140:155] == 200).all()

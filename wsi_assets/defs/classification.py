@@ -91,7 +91,7 @@ def cell_classification(context: AssetExecutionContext, config: ClassificationCo
     write_text_atomic(outputs.segmentation_dir / CLASSES_JSON, json.dumps(figures, indent=2))
     overlay = class_overlay(user_files.slide_file(key), cells, info)
     write_bytes_atomic(outputs.segmentation_dir / CLASS_OVERLAY, overlay)
-    heatmap = lymphocyte_heatmap(outputs.require(outputs.thumbnail, "slide_metadata").read_bytes(), density, info.width, info.height)
+    heatmap = lymphocyte_heatmap(outputs.require(outputs.thumbnail, "slide_metadata").read_bytes(), density, info.width, info.height, tissue.mask)
     write_bytes_atomic(outputs.segmentation_dir / LYMPHOCYTE_HEATMAP, heatmap)
     context.log.info(f"{key}: classes by {method.name}: {figures['class_counts']}; {figures['lymphocytes_per_mm2']} lymphocytes/mm²")
     return MaterializeResult(

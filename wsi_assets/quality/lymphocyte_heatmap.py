@@ -14,8 +14,14 @@ SCALE_MAX_PER_MM2 = 3000.0
 ALPHA = 0.55
 
 
-def heatmap_rgb(thumbnail_rgb: np.ndarray, density: LymphocyteDensity, slide_width: int, slide_height: int) -> np.ndarray:
-    """The thumbnail with the smoothed density blended over its tissue, and a scale bar below."""
+def heatmap_rgb(
+    thumbnail_rgb: np.ndarray, density: LymphocyteDensity, slide_width: int, slide_height: int, tissue_mask: np.ndarray | None = None
+) -> np.ndarray:
+    """The thumbnail with the smoothed density blended over its tissue, and a scale bar below.
+
+    `tissue_mask` (the slide's tissue mask at any size) draws the tissue's own outline; without it
+    the density's squares with tissue are coloured.
+    """
     height, width = thumbnail_rgb.shape[:2]
     grid = smoothed_density(density)
     # The grid spans whole squares from the slide's origin: crop it to the slide before resizing.
@@ -23,7 +29,10 @@ def heatmap_rgb(thumbnail_rgb: np.ndarray, density: LymphocyteDensity, slide_wid
     rows = min(grid.shape[0], int(np.ceil(height / max(square_px, 1e-9))) or 1)
     cols = min(grid.shape[1], int(np.ceil(width / max(square_px, 1e-9))) or 1)
     values = cv2.resize(grid[:rows, :cols].astype(np.float32), (width, height), interpolation=cv2.INTER_LINEAR)
-    tissue = cv2.resize((density.tissue_mm2[:rows, :cols] > 0).astype(np.uint8), (width, height), interpolation=cv2.INTER_NEAREST) > 0
+    if tissue_mask is not None:
+        tissue = cv2.resize(np.asarray(tissue_mask, np.uint8), (width, height), interpolation=cv2.INTER_NEAREST) > 0
+    else:
+        tissue = cv2.resize((density.tissue_mm2[:rows, :cols] > 0).astype(np.uint8), (width, height), interpolation=cv2.INTER_NEAREST) > 0
     level = np.clip(values / SCALE_MAX_PER_MM2, 0, 1)
     colours = cv2.applyColorMap((level * 255).astype(np.uint8), cv2.COLORMAP_INFERNO)[..., ::-1]
     out = thumbnail_rgb.astype(np.float32)
@@ -44,10 +53,12 @@ def _scale_bar(width: int, height: int = 34) -> np.ndarray:
     return bar
 
 
-def lymphocyte_heatmap(thumbnail_jpeg: bytes, density: LymphocyteDensity, slide_width: int, slide_height: int) -> bytes:
+def lymphocyte_heatmap(
+    thumbnail_jpeg: bytes, density: LymphocyteDensity, slide_width: int, slide_height: int, tissue_mask: np.ndarray | None = None
+) -> bytes:
     """JPEG of the heatmap over the thumbnail (the thumbnail.jpg of the slide's result set)."""
     thumbnail = cv2.imdecode(np.frombuffer(thumbnail_jpeg, np.uint8), cv2.IMREAD_COLOR)
     if thumbnail is None:
         raise ValueError("the slide's thumbnail cannot be decoded: materialize 'slide_metadata' again")
-    rgb = heatmap_rgb(thumbnail[..., ::-1], density, slide_width, slide_height)
+    rgb = heatmap_rgb(thumbnail[..., ::-1], density, slide_width, slide_height, tissue_mask)
     return small_jpeg(rgb, max(rgb.shape[:2]))
