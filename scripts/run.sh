@@ -48,39 +48,6 @@ group_members() {
   done
 }
 
-# Every live process descended from Dagster, in any process group: `dagster dev` starts its code
-# server and daemon in sessions of their own, so killing the group alone would orphan them.
-descendants() {
-  local stat fields state ppid pid parents="$dagster_pid" found=1
-  declare -A parent_of=()
-  for stat in /proc/[0-9]*/stat; do
-    { read -r fields <"$stat"; } 2>/dev/null || continue
-    read -r state ppid _ <<<"${fields##*) }"
-    [ "$state" != Z ] && [ "$state" != X ] || continue
-    pid="${stat#/proc/}"
-    parent_of["${pid%/stat}"]="$ppid"
-  done
-  while [ "$found" = 1 ]; do
-    found=0
-    for pid in "${!parent_of[@]}"; do
-      if [[ " $parents " == *" ${parent_of[$pid]} "* ]] && [[ " $parents " != *" $pid "* ]]; then
-        parents="$parents $pid"
-        found=1
-      fi
-    done
-  done
-  echo "${parents#"$dagster_pid"}"
-  return 0
-}
-
-still_running() {
-  local pid
-  for pid in $1; do
-    if kill -0 "$pid" 2>/dev/null; then echo "$pid"; fi
-  done
-  return 0  # under set -e a last dead pid must not end the script
-}
-
 group_alive() {
   if [ -r /proc/self/stat ]; then
     [ -n "$(group_members)" ]
@@ -94,26 +61,17 @@ stop() {
   [ -z "$outputs_pid" ] || kill -TERM "$outputs_pid" 2>/dev/null || true
   [ -n "$dagster_pid" ] || exit 1
   echo "run.sh: $1 received; stopping Dagster (SIGTERM to process group $dagster_pid, SIGKILL after ${grace} s)"
-  local tree
-  tree="$(descendants)"
   kill -TERM -- "-$dagster_pid" 2>/dev/null || kill -TERM "$dagster_pid" 2>/dev/null || true
   local waited=0
-  while { group_alive || [ -n "$(still_running "$tree")" ]; } && [ "$waited" -lt $((grace * 2)) ]; do
+  while group_alive && [ "$waited" -lt $((grace * 2)) ]; do
     sleep 0.5
     waited=$((waited + 1))
-    tree="$tree $(descendants)"
   done
-  local status=0 left
-  left="$(still_running "$tree")"
-  if group_alive || [ -n "$left" ]; then
+  local status=0
+  if group_alive; then
     echo "run.sh: Dagster did not stop within ${grace} s; killing what is left:"
     group_members | sed 's/^/run.sh:   /'
-    for pid in $left; do
-      echo "run.sh:   $pid $(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | cut -c1-150)"
-    done
     kill -KILL -- "-$dagster_pid" 2>/dev/null || true
-    # shellcheck disable=SC2086
-    [ -z "$left" ] || kill -KILL $left 2>/dev/null || true
     status=1
   fi
   wait "$dagster_pid" 2>/dev/null || true
