@@ -129,6 +129,19 @@ def one_estimate_per_batch(
     unchanged neighbours carry it), so an addition never re-runs them. When the sample shows too
     few nuclei, the default µm/px is used and flagged as such.
     """
+
+    def pooled(sample: list[ManifestImage], pool: ThreadPoolExecutor) -> float | None:
+        estimate = estimate_mpp_from_fields([sizes for sizes in pool.map(measure, sample) if sizes is not None])
+        return estimate.mpp if estimate is not None else None
+
+    return _one_value_per_batch(images, pooled, default_mpp, workers)
+
+
+def _one_value_per_batch(
+    images: list[ManifestImage], estimate: Callable[[list[ManifestImage], ThreadPoolExecutor], float | None], default_mpp: float, workers: int
+) -> list[ManifestImage]:
+    """The images to estimate get the value their unchanged neighbours carry, else `estimate` of an
+    evenly spread sample of them (None: the default, flagged)."""
     fresh = [i for i in images if i.mpp_source == ESTIMATE and i.change != UNCHANGED]
     if not fresh:
         return images
@@ -137,9 +150,8 @@ def one_estimate_per_batch(
         batch_mpp, source = kept[0], ESTIMATE
     else:
         with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 2) as pool:
-            fields = [sizes for sizes in pool.map(measure, evenly_spaced(fresh, ESTIMATE_SAMPLE)) if sizes is not None]
-        estimate = estimate_mpp_from_fields(fields)
-        batch_mpp, source = (round(estimate.mpp, 4), ESTIMATE) if estimate is not None else (float(default_mpp), DEFAULT)
+            found = estimate(evenly_spaced(fresh, ESTIMATE_SAMPLE), pool)
+        batch_mpp, source = (round(found, 4), ESTIMATE) if found is not None else (float(default_mpp), DEFAULT)
     chosen = {i.name for i in fresh}
     return [replace(i, mpp=batch_mpp, mpp_source=source) if i.name in chosen else i for i in images]
 
@@ -156,18 +168,12 @@ def one_fluorescence_estimate_per_batch(
 ) -> list[ManifestImage]:
     """`one_estimate_per_batch` for fluorescence images: the median of the fluorescence estimates
     (`segmentation.fluorescence.estimate_fluorescence_mpp`) of up to ESTIMATE_SAMPLE images."""
-    fresh = [i for i in images if i.mpp_source == ESTIMATE and i.change != UNCHANGED]
-    if not fresh:
-        return images
-    kept = [i.mpp for i in images if i.mpp_source == ESTIMATE and i.change == UNCHANGED]
-    if kept:
-        batch_mpp, source = kept[0], ESTIMATE
-    else:
-        with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 2) as pool:
-            found = [mpp for mpp in pool.map(estimate, evenly_spaced(fresh, ESTIMATE_SAMPLE)) if mpp]
-        batch_mpp, source = (round(float(np.median(found)), 4), ESTIMATE) if found else (float(default_mpp), DEFAULT)
-    chosen = {i.name for i in fresh}
-    return [replace(i, mpp=batch_mpp, mpp_source=source) if i.name in chosen else i for i in images]
+
+    def median(sample: list[ManifestImage], pool: ThreadPoolExecutor) -> float | None:
+        found = [mpp for mpp in pool.map(estimate, sample) if mpp]
+        return float(np.median(found)) if found else None
+
+    return _one_value_per_batch(images, median, default_mpp, workers)
 
 
 def _fluorescence_mpp(folder: Path, root: Path, user: str, name: str, sha256: str) -> float | None:
