@@ -22,7 +22,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # this checkout, not another install
 
 CACHE = Path("/tmp/wsi_batch_export_benchmark")
 ALL = "all"
@@ -30,7 +29,7 @@ ALL = "all"
 
 def stored_batch(images: int, cells: int) -> tuple[Path, Path]:
     """(cells.parquet, manifest.json) of a synthetic batch, built once and cached."""
-    from wsi_assets_tests.synthetic_batch import synthetic_manifest, write_batch_cells
+    from wsi_assets.testing.synthetic_batch import synthetic_manifest, write_batch_cells
 
     folder = CACHE / f"batch_{images}x{cells}"
     cells_path, manifest_path = folder / "cells.parquet", folder / "manifest.json"
@@ -54,7 +53,7 @@ def child(name: str, cells: Path, manifest_path: Path, folder: Path) -> None:
     import pyarrow.parquet  # noqa: F401
 
     from wsi_assets.batches.manifest import load_manifest
-    from wsi_assets.cells.exports import BATCH_EXPORT_FORMATS, write_batch_exports
+    from wsi_assets.batches.exports import BATCH_EXPORT_FORMATS, write_batch_exports
 
     manifest = load_manifest(manifest_path)
     baseline = _rss_mb()
@@ -102,7 +101,7 @@ def main() -> None:
     if args.child:
         child(args.child[0], *map(Path, args.child[1:]))
         return
-    from wsi_assets.cells.exports import BATCH_EXPORT_FORMATS, BATCH_EXPORTS
+    from wsi_assets.batches.exports import BATCH_EXPORT_FORMATS, BATCH_EXPORTS
 
     wanted = set(args.formats.split(",")) if args.formats else {ALL, *(e.name for e in BATCH_EXPORT_FORMATS)}
     cells, manifest = stored_batch(args.images, args.cells)

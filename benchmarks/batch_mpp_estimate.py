@@ -12,24 +12,22 @@ Each set prints every field's own estimate (`estimate_mpp_from_image`) with its 
 the median of those errors, and the batch's one value, made as `process_batch` makes it (the
 blobs of up to 24 evenly spread fields pooled; code without `estimate_mpp_from_fields` takes the
 median of the per-field estimates, as before issue 30). To measure another checkout's estimator,
-point WSI_ASSETS_SRC at its root (e.g. `git archive HEAD | tar -x -C /tmp/old`).
+put its root first on PYTHONPATH (e.g. `git archive HEAD | tar -x -C /tmp/old`, then
+`PYTHONPATH=/tmp/old python benchmarks/batch_mpp_estimate.py`).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, os.environ.get("WSI_ASSETS_SRC", str(REPO)))
+from wsi_assets.slides import mpp_estimate
 
-from wsi_assets.slides import mpp_estimate  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 CMU = REPO.parent / "shared" / "data" / "slides" / "CMU-1-Small-Region.svs"
 SAMPLE = 24  # the images a batch's estimate decodes (batches/manifest.py ESTIMATE_SAMPLE)

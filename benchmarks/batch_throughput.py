@@ -26,7 +26,6 @@ import json
 import os
 import resource
 import shutil
-import sys
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -35,7 +34,6 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 
 SPEC_ARGS = dict(width=40_000, height=40_000, mpp=0.5, seed=5, tissue_fraction=0.9)

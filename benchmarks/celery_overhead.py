@@ -21,10 +21,9 @@ import time
 import uuid
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from wsi_assets.testing.dagster_services import daemon_command, running, service_env, wait_until
 
-from wsi_assets_tests.dagster_services import daemon_command, running, service_env, wait_until  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 
 def measure(engine: str, runs: int, slide: Path, work: Path) -> list[float]:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from collections import Counter, defaultdict
 from pathlib import Path
@@ -30,19 +29,18 @@ import cv2
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from cell_classes_validation import DATA, MPP, add_crop, f1, hovernet_f1  # noqa: E402
+from cell_classes_validation import DATA, MPP, add_crop, f1, hovernet_f1
 
-from wsi_assets.cells.cell_classifier import classifier_for  # noqa: E402
-from wsi_assets.cells.classes import CLASS_NAMES  # noqa: E402
-from wsi_assets.cells.measurements import measure_labels  # noqa: E402
-from wsi_assets.cells.nucleus_cnn import nucleus_crops  # noqa: E402
-from wsi_assets.cells.stain_vectors import estimate_stain_vectors  # noqa: E402
-from wsi_assets.segmentation.embeddings import EMBEDDING_COLUMN, embeddings_at, label_centroids_of, segment_with_embeddings  # noqa: E402
-from wsi_assets.segmentation.image import resample_image, resize_labels  # noqa: E402
-from wsi_assets.segmentation.registry import get_segmenter  # noqa: E402
-from wsi_assets.training.cell_classifier_training import PAIR_UM, label_centroids, pair_by_centroid, read_types  # noqa: E402
-from wsi_assets.training.split import HELD_OUT_CONSEP_TILES, consep_tile  # noqa: E402
+from wsi_assets.cells.cell_classifier import classifier_for
+from wsi_assets.cells.classes import CLASS_NAMES
+from wsi_assets.cells.measurements import measure_labels
+from wsi_assets.cells.stain_vectors import estimate_stain_vectors
+from wsi_assets.cells.embeddings import EMBEDDING_COLUMN, embeddings_at, label_centroids_of
+from wsi_assets.segmentation.embeddings import segment_with_embeddings
+from wsi_assets.segmentation.image import resample_image, resize_labels
+from wsi_assets.segmentation.registry import get_segmenter
+from wsi_assets.training.cell_classifier_training import PAIR_UM, label_centroids, pair_by_centroid, read_types
+from wsi_assets.training.split import HELD_OUT_CONSEP_TILES, consep_tile
 
 
 def load_cnn(args):
@@ -58,8 +56,9 @@ def load_cnn(args):
 
         path = latest_checkpoint(args.cnn_run)
         net, state = checkpoint_network(path)
-        print(f"network: {path} (step {state['step']} of {state['steps']})")
-        return nucleus_cnn_from_bytes(network_onnx(net), CLASS_NAMES, {"name": f"nucleus_classifier_cnn@{path.name}"})
+        print(f"network: {path} (step {state['step']} of {state['steps']}, stain normalisation {state.get('normalisation') or 'none'})")
+        info = {"name": f"nucleus_classifier_cnn@{path.name}", "normalisation": state.get("normalisation")}
+        return nucleus_cnn_from_bytes(network_onnx(net), CLASS_NAMES, info)
     return None
 
 
@@ -86,7 +85,7 @@ class Classifiers:
         self.nuclei["forest"] += len(ids)
         if self.cnn:
             started = time.process_time()
-            _, crops = nucleus_crops(rgb, labels, ids, self.cnn.crop)
+            _, crops = self.cnn.crops(rgb, labels, ids)
             cnn = self.cnn.probabilities(crops)[:, [self.cnn.classes.index(c) for c in CLASS_NAMES]]
             out["cnn"] = names[cnn.argmax(1)]
             self.seconds["cnn"] += time.process_time() - started

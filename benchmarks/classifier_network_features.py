@@ -19,7 +19,6 @@ A measurement, not a product path: the shipped pipeline classifies on the 12 mea
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -29,17 +28,16 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from cell_classes_validation import DATA, MPP, add_crop, print_scores  # noqa: E402
+from cell_classes_validation import DATA, MPP, add_crop, print_scores
 
-from wsi_assets.cells.cell_classifier import FEATURE_COLUMNS  # noqa: E402
-from wsi_assets.cells.measurements import measure_labels  # noqa: E402
-from wsi_assets.cells.stain_vectors import estimate_stain_vectors  # noqa: E402
-from wsi_assets.models import SHIPPED_MODEL_FILE  # noqa: E402
-from wsi_assets.segmentation.registry import get_segmenter  # noqa: E402
-from wsi_assets.training.cell_classifier_training import _typed_labels, label_centroids, per_class_f1, read_types  # noqa: E402
-from wsi_assets.training.split import HELD_OUT_CONSEP_TILES, consep_tile  # noqa: E402
-from wsi_assets.training.train import load_trained_net  # noqa: E402
+from wsi_assets.cells.cell_classifier import FEATURE_COLUMNS
+from wsi_assets.cells.measurements import measure_labels
+from wsi_assets.cells.stain_vectors import estimate_stain_vectors
+from wsi_assets.models import SHIPPED_MODEL_FILE
+from wsi_assets.segmentation.registry import get_segmenter
+from wsi_assets.training.cell_classifier_training import _typed_labels, label_centroids, per_class_f1, read_types
+from wsi_assets.training.split import HELD_OUT_CONSEP_TILES, consep_tile
+from wsi_assets.training.train import load_trained_net
 
 MODEL_MPP = 0.5
 

@@ -8,9 +8,9 @@ so before and after come from one machine under the same load.
 
 Starts a real webserver on a fresh SQLite instance (no daemon, so submitted runs stay queued),
 uploads a small synthetic slide per submission, and times, as a user would see it:
-- `python -m wsi_assets.queue` asking the webserver (the default whenever run.sh is running);
+- `python -m wsi_assets.cli.queue` asking the webserver (the default whenever run.sh is running);
 - the same with no webserver answering: it reads the instance, importing Dagster;
-- `python -m wsi_assets.submit --help`, and a real submit through the webserver;
+- `python -m wsi_assets.cli.submit --help`, and a real submit through the webserver;
 - with --with-fallback-submit, a submit with no webserver (`dagster job launch`, about a minute).
 Each figure is the median wall time of the whole process, interpreter start included.
 """
@@ -22,15 +22,11 @@ import os
 import shutil
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from wsi_assets_tests.dagster_services import (  # noqa: E402
+from wsi_assets.testing.dagster_services import (
     BIN,
     free_port,
     running,
@@ -38,6 +34,8 @@ from wsi_assets_tests.dagster_services import (  # noqa: E402
     wait_for_http,
     webserver_command,
 )
+
+REPO = Path(__file__).resolve().parents[1]
 
 DEAD_URL = "http://127.0.0.1:9"  # nothing listens on the discard port: the CLIs fall back to the instance
 
@@ -87,18 +85,18 @@ def main() -> None:
     try:
         with running(webserver_command(port), env, home / "webserver.log"):
             wait_for_http(f"{url}/server_info", timeout=300)
-            timed(["wsi_assets.submit", "bench/main/s0"], fast)  # one queued run, so the queue table has a row
-            timed(["wsi_assets.queue"], fast)  # the webserver's first answers are slower: warm it up
+            timed(["wsi_assets.cli.submit", "bench/main/s0"], fast)  # one queued run, so the queue table has a row
+            timed(["wsi_assets.cli.queue"], fast)  # the webserver's first answers are slower: warm it up
             for label, tree in trees:
                 # `python -m` puts the working folder first on the path: run from the tree to time.
                 cwd = tree or REPO
                 first = len(rows) // 4 * args.repeat + 1  # each tree submits its own slides
-                rows.append((label + "queue, webserver answers", *median_of(args.repeat, lambda i: ["wsi_assets.queue"], fast, cwd)))
-                rows.append((label + "queue, no webserver (reads the instance)", *median_of(args.repeat, lambda i: ["wsi_assets.queue"], slow, cwd)))
-                rows.append((label + "submit --help", *median_of(args.repeat, lambda i: ["wsi_assets.submit", "--help"], fast, cwd)))
-                rows.append((label + "submit, webserver answers", *median_of(args.repeat, lambda i: ["wsi_assets.submit", f"bench/main/s{first + i}"], fast, cwd)))
+                rows.append((label + "queue, webserver answers", *median_of(args.repeat, lambda i: ["wsi_assets.cli.queue"], fast, cwd)))
+                rows.append((label + "queue, no webserver (reads the instance)", *median_of(args.repeat, lambda i: ["wsi_assets.cli.queue"], slow, cwd)))
+                rows.append((label + "submit --help", *median_of(args.repeat, lambda i: ["wsi_assets.cli.submit", "--help"], fast, cwd)))
+                rows.append((label + "submit, webserver answers", *median_of(args.repeat, lambda i: ["wsi_assets.cli.submit", f"bench/main/s{first + i}"], fast, cwd)))
             if args.with_fallback_submit:
-                rows.append(("submit, no webserver (dagster job launch)", *timed(["wsi_assets.submit", "bench/main/s0"], slow)))
+                rows.append(("submit, no webserver (dagster job launch)", *timed(["wsi_assets.cli.submit", "bench/main/s0"], slow)))
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print(f"{'command':55s} {'median wall s':>13s}  (load average {os.getloadavg()[0]:.1f}, {os.cpu_count()} CPUs)")

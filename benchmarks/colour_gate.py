@@ -9,17 +9,15 @@ green exceeds its mean red (ink and debris: 20-50 levels), and how many nuclei a
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import numpy as np
 from scipy import ndimage
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from wsi_assets.segmentation.colour_gate import GLASS_MIN_LEVEL, GREEN_OVER_RED_MAX
+from wsi_assets.training.evaluate import labelled_images
 
-from wsi_assets.segmentation.colour_gate import GLASS_MIN_LEVEL, GREEN_OVER_RED_MAX  # noqa: E402
-from wsi_assets.training.evaluate import labelled_images  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 
 def main() -> None:

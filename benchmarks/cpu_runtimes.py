@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import platform
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -22,14 +21,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from wsi_assets.models import SHIPPED_MODEL_FILE
+from wsi_assets.segmentation import cpu_runtimes
+from wsi_assets.segmentation.torchscript import TorchScriptSegmenter, read_embedded_file
+from wsi_assets.training.data import at_mpp
+from wsi_assets.training.evaluate import labelled_images
 
-from wsi_assets.models import SHIPPED_MODEL_FILE  # noqa: E402
-from wsi_assets.segmentation import cpu_runtimes  # noqa: E402
-from wsi_assets.segmentation.torchscript import TorchScriptSegmenter, read_embedded_file  # noqa: E402
-from wsi_assets.training.data import at_mpp  # noqa: E402
-from wsi_assets.training.evaluate import labelled_images  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 DATA = REPO.parent / "shared" / "data" / "nuclei_train"
 

@@ -14,21 +14,19 @@
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from wsi_assets.models import SHIPPED_MODEL_FILE
+from wsi_assets.segmentation.torchscript import TorchScriptSegmenter
+from wsi_assets.slides.reader import open_slide, read_level_rgb
+from wsi_assets.training.data import at_mpp
+from wsi_assets.training.evaluate import labelled_images
 
-from wsi_assets.models import SHIPPED_MODEL_FILE  # noqa: E402
-from wsi_assets.segmentation.torchscript import TorchScriptSegmenter  # noqa: E402
-from wsi_assets.slides.reader import open_slide, read_level_rgb  # noqa: E402
-from wsi_assets.training.data import at_mpp  # noqa: E402
-from wsi_assets.training.evaluate import labelled_images  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 DATA = REPO.parent / "shared" / "data"
 RUNTIMES = ("openvino", "onnxruntime", "torch")

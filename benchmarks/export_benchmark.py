@@ -21,7 +21,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # this checkout, not another install
 
 CACHE = Path("/tmp/wsi_export_benchmark")
 DEFAULT_FORMATS = ("cells_csv", "cells_zarr", "cells_geoparquet", "cells_geojson")
@@ -33,7 +32,7 @@ PROVENANCE = {
 
 
 def stored_table(tiles: int, per_tile_side: int) -> Path:
-    from wsi_assets_tests.synthetic_cells import write_grid_store
+    from wsi_assets.testing.synthetic_cells import write_grid_store
 
     path = CACHE / f"cells_{tiles}x{tiles}_{per_tile_side}.parquet"
     if not path.exists():

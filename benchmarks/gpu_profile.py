@@ -13,17 +13,15 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+import torch
+from slide_throughput import decode_only, synthetic_slide, tissue_of
+
+from wsi_assets.segmentation.slide import TilingSettings, segment_slide
+from wsi_assets.segmentation.torchscript import TorchScriptSegmenter, _relabel
+from wsi_assets.slides.mpp import read_slide_info
+
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "benchmarks"))
-
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from slide_throughput import decode_only, synthetic_slide, tissue_of  # noqa: E402
-
-from wsi_assets.segmentation.slide import TilingSettings, segment_slide  # noqa: E402
-from wsi_assets.segmentation.torchscript import TorchScriptSegmenter, _relabel  # noqa: E402
-from wsi_assets.slides.reader import read_slide_info  # noqa: E402
 
 
 def main() -> None:

@@ -33,22 +33,20 @@ import sys
 import time
 from pathlib import Path
 
+import cv2
+import numpy as np
+import pandas as pd
+import torch
+
+from wsi_assets.models import SHIPPED_MODEL_FILE
+from wsi_assets.segmentation.torchscript import read_model_card, resolve_device
+from wsi_assets.training import defaults, split
+from wsi_assets.training.data import at_mpp, list_labelled_folder, load_images, parse_dataset_shares
+from wsi_assets.training.accuracy_gate import gate_failures
+from wsi_assets.training.distill import narrowed, parse_widths
+from wsi_assets.training.train import export, load_trained_net, tune_postprocessing
+
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "benchmarks"))
-
-import cv2  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import torch  # noqa: E402
-
-from wsi_assets.models import SHIPPED_MODEL_FILE  # noqa: E402
-from wsi_assets.segmentation.torchscript import read_model_card, resolve_device  # noqa: E402
-from wsi_assets.training import defaults, split  # noqa: E402
-from wsi_assets.training.data import at_mpp, list_labelled_folder, load_images, parse_dataset_shares  # noqa: E402
-from wsi_assets.training.accuracy_gate import gate_failures  # noqa: E402
-from wsi_assets.training.distill import narrowed, parse_widths  # noqa: E402
-from wsi_assets.training.train import export, load_trained_net, tune_postprocessing  # noqa: E402
 
 # Time kept back from training for the stages after it, as measured on the H200 (scaled down on
 # a CPU smoke run by --max-steps, which ends training early anyway).
@@ -99,7 +97,7 @@ def whole_slide_speed(model_file: Path, device: str, size: str, work: Path, read
 
     from wsi_assets.segmentation.slide import TilingSettings
     from wsi_assets.segmentation.torchscript import TorchScriptSegmenter
-    from wsi_assets.slides.reader import read_slide_info
+    from wsi_assets.slides.mpp import read_slide_info
     from wsi_assets.slides.synthetic import count_synthetic_nuclei, read_synthetic_spec
 
     started = time.perf_counter()

@@ -11,23 +11,20 @@ alternated; wall time is only meaningful on an idle machine). Then the classifie
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from slide_throughput import synthetic_slide, tissue_of
 
-from slide_throughput import synthetic_slide, tissue_of  # noqa: E402
-
-from wsi_assets.cells.classification import DEFAULT_METHOD, classification_method, classify_stored_cells  # noqa: E402
-from wsi_assets.cells.store import stored_embedding  # noqa: E402
-from wsi_assets.cells.lymphocyte_rule import LymphocyteRule  # noqa: E402
-from wsi_assets.cells.measurements import NucleusMeasurer  # noqa: E402
-from wsi_assets.cells.stain_vectors import DEFAULT_STAINS  # noqa: E402
-from wsi_assets.segmentation.registry import get_segmenter  # noqa: E402
-from wsi_assets.segmentation.slide import TilingSettings, segment_slide  # noqa: E402
-from wsi_assets.slides.reader import read_slide_info  # noqa: E402
+from wsi_assets.cells.classification import DEFAULT_METHOD, classification_method, classify_stored_cells
+from wsi_assets.cells.store import stored_embedding
+from wsi_assets.cells.lymphocyte_rule import LymphocyteRule
+from wsi_assets.cells.measurements import NucleusMeasurer
+from wsi_assets.cells.stain_vectors import DEFAULT_STAINS
+from wsi_assets.segmentation.registry import get_segmenter
+from wsi_assets.segmentation.slide import TilingSettings, segment_slide
+from wsi_assets.slides.mpp import read_slide_info
 
 
 def per_tile(path: Path, mpp: float, tissue, segmenter, measurer: NucleusMeasurer, count: int) -> None:

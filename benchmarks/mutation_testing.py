@@ -79,7 +79,7 @@ STATUS = {
     37: "caught by type check",
     None: "not checked",
 }
-# What the repository's tests read beside the package (dagster_services.REPO is the copy's root).
+# What the repository's tests read beside the package (wsi_assets.testing.dagster_services.REPO is the copy's root).
 ALSO_COPY = ["wsi_assets_tests", "dagster.yaml"]
 
 

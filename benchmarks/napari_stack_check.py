@@ -30,9 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's package
-
-from wsi_assets.stacks.channel_colours import named_colour  # noqa: E402
+from wsi_assets.stacks.channel_colours import named_colour
 
 INSIDE_AT_LEAST = 0.9  # of a slice's pixels strictly between the window's start and end
 BEYOND_AT_MOST = 0.05  # of its pixels at or below start (black), and at or above end (saturated)

@@ -6,39 +6,37 @@ Label maps: the model (default: the shipped learned one, on the CPU) run on 1152
 of a synthetic slide, exactly as segment_slide reads them; cached in /tmp so later runs time
 only the post-processing. Then `_relabel` (on the model's raw output), `nuclei_from_labels` and
 `owned_nuclei` are timed on each tile, the old implementation (kept in
-wsi_assets_tests/test_postprocess_speed_parity.py) against the current one, in one thread:
+wsi_assets/testing/postprocess_reference.py) against the current one, in one thread:
 process CPU-seconds per tile, best of --repeat. The outputs are checked equal on the way.
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "benchmarks"))
+import cv2
+import numpy as np
+import torch
+from slide_throughput import synthetic_slide, tissue_of
 
-import cv2  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from slide_throughput import synthetic_slide, tissue_of  # noqa: E402
-
-from wsi_assets.cells.table import nuclei_from_labels  # noqa: E402
-from wsi_assets.segmentation.registry import get_segmenter  # noqa: E402
-from wsi_assets.segmentation.slide import TilingSettings, _read_tile, owned_nuclei  # noqa: E402
-from wsi_assets.segmentation.torchscript import _relabel  # noqa: E402
-from wsi_assets.slides.reader import open_slide, read_slide_info  # noqa: E402
-from wsi_assets.slides.tiling import make_tile_grid  # noqa: E402
-from wsi_assets_tests.test_postprocess_speed_parity import (  # noqa: E402
+from wsi_assets.cells.table import nuclei_from_labels
+from wsi_assets.segmentation.registry import get_segmenter
+from wsi_assets.segmentation.slide import TilingSettings, _read_tile, owned_nuclei
+from wsi_assets.segmentation.torchscript import _relabel
+from wsi_assets.slides.mpp import read_slide_info
+from wsi_assets.slides.reader import open_slide
+from wsi_assets.slides.tiling import make_tile_grid
+from wsi_assets.testing.postprocess_reference import (
     assert_same_table,
     reference_nuclei_from_labels,
     reference_owned_nuclei,
     reference_relabel,
 )
+
+REPO = Path(__file__).resolve().parents[1]
 
 SLIDE_SIZE = "8192x8192"
 

@@ -16,16 +16,12 @@ import json
 import os
 import shutil
 import statistics
-import sys
 import tempfile
 import time
 import uuid
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from wsi_assets_tests.dagster_services import (  # noqa: E402
+from wsi_assets.testing.dagster_services import (
     daemon_command,
     free_port,
     launch_over_graphql,
@@ -35,6 +31,8 @@ from wsi_assets_tests.dagster_services import (  # noqa: E402
     wait_until,
     webserver_command,
 )
+
+REPO = Path(__file__).resolve().parents[1]
 
 PROBE = REPO / "benchmarks" / "queue"
 def launch(port: int, key: str) -> tuple[str, float]:
@@ -90,7 +88,7 @@ def main() -> None:
 
     from dagster import DagsterInstance
 
-    from wsi_assets_tests.queue_audit import audit_queue, gpu_hold_spans, run_spans
+    from wsi_assets.testing.queue_audit import audit_queue, gpu_hold_spans, run_spans
 
     home, extra = make_instance_home(args.storage)
     env = service_env(home, home / "user_files", extra)

@@ -6,7 +6,7 @@ Runs process_slide on the slide (default: ../shared/data/slides/CMU-1-Small-Regi
 the code of commit REV (a temporary git worktree) and with this checkout, each in its own
 process with this virtual environment, then compares every output file: byte for byte, the
 stored cell table by content, the Zarr export array by array. Paths, export times and run
-times (EXPECTED_TO_DIFFER) may differ, and settings keys added since (unset); files and JSON keys only
+times (EXPECTED_TO_DIFFER, report.html's REPORT_ROWS_MAY_DIFFER) may differ, and settings keys added since (unset); files and JSON keys only
 the new side has are listed as additions; any change to what the old side wrote is reported
 DIFFERENT and exits 1.
 """
@@ -32,6 +32,9 @@ EXPECTED_TO_DIFFER = {
 
 # The GeoJSON's provenance block: the run's own id and times.
 GEOJSON_PROVENANCE_MAY_DIFFER = {"exported_at", "run_id", "slide_path"}
+
+# report.html's key-figure rows that carry the run's own times and id.
+REPORT_ROWS_MAY_DIFFER = ("Segmentation time", "Run time", "Result set")
 
 RUN = """
 import os, shutil, sys
@@ -70,6 +73,15 @@ def _differing(da: dict, db: dict) -> set:
     return {k for k in da.keys() if (_settings(da.get(k)) if k == "settings" else da.get(k)) != (_settings(db.get(k)) if k == "settings" else db.get(k))}
 
 
+def _report_without_run_rows(path: Path) -> str:
+    import re
+
+    html = path.read_text()
+    for label in REPORT_ROWS_MAY_DIFFER:
+        html = re.sub(rf"(<tr><th>{re.escape(label)}</th><td>)[^<]*(</td></tr>)", r"\1…\2", html)
+    return html
+
+
 def _added(da: dict, db: dict) -> str:
     added = sorted(db.keys() - da.keys())
     return f" (added {added})" if added else ""
@@ -103,6 +115,9 @@ def compare(old: Path, new: Path) -> dict:
             da, db = json.loads(a.read_text()), json.loads(b.read_text())
             keys = _differing(da, db)
             report[name] = "same" + _added(da, db) if keys <= EXPECTED_TO_DIFFER.get(Path(name).name, set()) else f"DIFFERENT ({sorted(keys)})"
+        elif name.endswith("report.html") and digest(a) != digest(b):
+            same = _report_without_run_rows(a) == _report_without_run_rows(b)
+            report[name] = "same (run times and id differ)" if same else "DIFFERENT"
         else:
             report[name] = "same" if digest(a) == digest(b) else "DIFFERENT"
     return report

@@ -13,12 +13,10 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's test helpers
-from wsi_assets_tests import hostile_files  # noqa: E402
+from wsi_assets.testing import hostile_files
 
 CASES = {
     "big_review": lambda root: hostile_files.big_review(root / "alice/reviews/main/mine.geojson", 700_000),

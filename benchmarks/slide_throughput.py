@@ -22,25 +22,24 @@ import os
 import platform
 import resource
 import shutil
-import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from wsi_assets.cells.classification import DEFAULT_METHOD, classification_method, classify_stored_cells
+from wsi_assets.cells.lymphocyte_rule import LymphocyteRule
+from wsi_assets.cells.measurements import NucleusMeasurer
+from wsi_assets.cells.stain_vectors import DEFAULT_STAINS
+from wsi_assets.cells.store import stored_embedding
+from wsi_assets.segmentation.registry import get_segmenter
+from wsi_assets.segmentation.slide import TilingSettings, _read_tile, segment_slide
+from wsi_assets.slides.mpp import read_slide_info
+from wsi_assets.slides.reader import open_slide, read_whole_slide_at_downsample
+from wsi_assets.slides.tiling import make_tile_grid
+from wsi_assets.slides.tissue import detect_tissue, tissue_mask_downsample
 
-from wsi_assets.cells.classification import DEFAULT_METHOD, classification_method, classify_stored_cells  # noqa: E402
-from wsi_assets.cells.lymphocyte_rule import LymphocyteRule  # noqa: E402
-from wsi_assets.cells.measurements import NucleusMeasurer  # noqa: E402
-from wsi_assets.cells.stain_vectors import DEFAULT_STAINS  # noqa: E402
-from wsi_assets.cells.store import stored_embedding  # noqa: E402
-from wsi_assets.segmentation.registry import get_segmenter  # noqa: E402
-from wsi_assets.segmentation.slide import TilingSettings, _read_tile, segment_slide  # noqa: E402
-from wsi_assets.slides.reader import open_slide, read_slide_info, read_whole_slide_at_downsample  # noqa: E402
-from wsi_assets.slides.tiling import make_tile_grid  # noqa: E402
-from wsi_assets.slides.tissue import detect_tissue, tissue_mask_downsample  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 
 def peak_rss_mb() -> float:

@@ -29,7 +29,6 @@ import time
 from pathlib import Path
 
 REPO = str(Path(__file__).resolve().parents[1])
-sys.path.insert(0, REPO)  # this checkout, not another install
 
 WRITE = (
     "import sys; from wsi_assets.stacks.synthetic import StackSpec, write_ome_tiff; "

@@ -31,7 +31,6 @@ import time
 from pathlib import Path
 
 REPO = str(Path(__file__).resolve().parents[1])
-sys.path.insert(0, REPO)  # this checkout, not another install
 
 WRITE = (
     "import sys, json; from pathlib import Path; from wsi_assets.stacks.synthetic_nuclei import NucleiStackSpec, write_nuclei_stack; "

@@ -1,15 +1,20 @@
-"""The layout's rules: Dagster only at the edge, its private APIs in one adapter, small modules."""
+"""The layout's rules that import-linter cannot state, and proof that its contracts can fail.
+
+The layers and "Dagster only at the edge" are import-linter contracts (pyproject.toml,
+[tool.importlinter]; scripts/test.sh runs `lint-imports`). Here: Dagster's private APIs in one
+adapter, the numeric core running without Dagster, small modules.
+"""
 
 from __future__ import annotations
 
 import ast
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "wsi_assets"
-# The orchestration layer: the definitions Dagster loads, and the commands that talk to an instance.
-MAY_IMPORT_DAGSTER = ("definitions.py", "defs/", "cli/", "queue/dagster_adapter.py")
+PYPROJECT = PACKAGE.parent / "pyproject.toml"
 MAY_IMPORT_DAGSTER_PRIVATE = ("queue/dagster_adapter.py",)
 MAX_MODULE_LINES = 400
 
@@ -25,10 +30,6 @@ def imported_modules(path: Path) -> list[str]:
     return names
 
 
-def is_dagster(module: str) -> bool:
-    return module == "dagster" or module.startswith(("dagster.", "dagster_"))
-
-
 def offending_imports(package: Path, allowed: tuple[str, ...], wanted) -> list[str]:
     found = []
     for path in sorted(package.rglob("*.py")):
@@ -39,25 +40,35 @@ def offending_imports(package: Path, allowed: tuple[str, ...], wanted) -> list[s
     return found
 
 
-def test_dagster_is_imported_only_in_the_orchestration_layer():
-    assert offending_imports(PACKAGE, MAY_IMPORT_DAGSTER, is_dagster) == []
-
-
 def test_private_dagster_apis_stay_behind_the_queue_adapter():
-    assert offending_imports(PACKAGE, MAY_IMPORT_DAGSTER_PRIVATE, lambda m: m.startswith("dagster._")) == []
+    assert offending_imports(PACKAGE, MAY_IMPORT_DAGSTER_PRIVATE, is_dagster_private) == []
 
 
-def test_the_import_check_catches_a_dagster_import(tmp_path):
+def is_dagster_private(module: str) -> bool:
+    return module.startswith("dagster._")
+
+
+def test_the_private_api_check_catches_an_import_inside_a_function(tmp_path):
+    (tmp_path / "queue").mkdir()
+    (tmp_path / "queue" / "dagster_adapter.py").write_text("from dagster._core.launcher import DefaultRunLauncher\n")
     (tmp_path / "defs").mkdir()
-    (tmp_path / "defs" / "assets.py").write_text("import dagster\n")
-    (tmp_path / "slides").mkdir()
-    (tmp_path / "slides" / "reader.py").write_text("def f():\n    from dagster import asset\n")
-    (tmp_path / "core.py").write_text("import dagster_postgres\nfrom dagster._core import x\n")
-    assert offending_imports(tmp_path, MAY_IMPORT_DAGSTER, is_dagster) == [
-        "core.py imports dagster_postgres",
-        "core.py imports dagster._core",
-        "slides/reader.py imports dagster",
-    ]
+    (tmp_path / "defs" / "assets.py").write_text("import dagster\ndef f():\n    from dagster._serdes import serialize_value\n")
+    assert offending_imports(tmp_path, MAY_IMPORT_DAGSTER_PRIVATE, is_dagster_private) == ["defs/assets.py imports dagster._serdes"]
+
+
+def test_the_import_contracts_catch_an_upward_import_and_dagster_below_the_edge(tmp_path):
+    """pyproject's contracts over a copy of the package with two bad modules: both contracts break, naming them."""
+    shutil.copytree(PACKAGE, tmp_path / "wsi_assets", ignore=shutil.ignore_patterns("__pycache__", "*.pt", "*.npz", "*.onnx", "*.json"))
+    # Inside a function, as the imports that once hid a cycle were.
+    (tmp_path / "wsi_assets" / "core" / "upward.py").write_text("def f():\n    from wsi_assets.cells.classes import CLASS_NAMES\n")
+    (tmp_path / "wsi_assets" / "slides" / "orchestrated.py").write_text("import dagster_postgres\n")
+    lint_imports = Path(sys.executable).with_name("lint-imports")
+    # The working directory comes first on lint-imports' path, so the copy is what it reads.
+    result = subprocess.run([str(lint_imports), "--config", str(PYPROJECT), "--no-cache"], cwd=tmp_path, capture_output=True, text=True)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "Contracts: 0 kept, 2 broken." in result.stdout
+    assert "wsi_assets.core.upward -> wsi_assets.cells.classes" in result.stdout
+    assert "wsi_assets.slides.orchestrated -> dagster_postgres" in result.stdout
 
 
 def test_numeric_core_runs_without_dagster():

@@ -23,7 +23,7 @@ from wsi_assets.cli.auth_files import ROLES_FILE, USERS_FILE, AuthFileError, add
 from wsi_assets.cli.auth_proxy import find_nginx, nginx_command, prepare, reload_running_nginx
 from wsi_assets.queue.launched_by import LAUNCHED_BY_TAG, InvalidProxyUser, launched_by_tags
 from wsi_assets_tests.conftest import fixture_env
-from wsi_assets_tests.dagster_services import BIN, REPO, free_port, running, service_env
+from wsi_assets.testing.dagster_services import BIN, REPO, free_port, running, service_env
 
 PASSWORDS = {"olga": "operator-pw", "victor": "viewer-pw", "nora": "no-role-pw"}
 SLIDE = "lab/main/slide1"

@@ -1,7 +1,7 @@
 """A batch's exports from the registry, read back with the readers users have; no Dagster, no segmentation.
 
 The cell table is built with pyarrow in the batch schema and the manifest by hand
-(wsi_assets_tests.synthetic_batch), so each test takes a second or less.
+(wsi_assets.testing.synthetic_batch), so each test takes a second or less.
 """
 
 from __future__ import annotations
@@ -21,8 +21,7 @@ import pytest
 import yaml
 
 from wsi_assets.batches.cells import CELL_SCHEMA
-from wsi_assets.cells.classes import CLASS_NAMES
-from wsi_assets.cells.exports import (
+from wsi_assets.batches.exports import (
     BATCH_EXPORT_FORMATS,
     BATCH_EXPORTS,
     BATCH_FORMAT_MODULES,
@@ -30,12 +29,13 @@ from wsi_assets.cells.exports import (
     export_files,
     write_batch_exports,
 )
-from wsi_assets.cells.exports.batch_table import CellsNotInManifest
-from wsi_assets.cells.exports.coco import write_batch_coco
-from wsi_assets.cells.exports.format import BatchExportFormat
-from wsi_assets.cells.exports.yolo import write_batch_yolo
+from wsi_assets.batches.exports.coco import write_batch_coco
+from wsi_assets.batches.exports.format import BatchExportFormat
+from wsi_assets.batches.exports.table import CellsNotInManifest
+from wsi_assets.batches.exports.yolo import write_batch_yolo
+from wsi_assets.cells.classes import CLASS_NAMES
 from wsi_assets.cells.store import UnreadableCellTable
-from wsi_assets_tests.synthetic_batch import image_rows, random_outlines, synthetic_manifest, write_batch_cells
+from wsi_assets.testing.synthetic_batch import image_rows, random_outlines, synthetic_manifest, write_batch_cells
 
 WIDTH, HEIGHT = 256, 192  # not square, so a swapped width and height shows
 NAMES = ["a.png", "b.jpg", "empty.png", "d.tif"]
@@ -200,7 +200,7 @@ def test_the_registry_and_the_published_files_agree(batch, monkeypatch):
         destination.write_text("\n".join(i.name for i in manifest.images))
         return len(manifest.images)
 
-    module = types.ModuleType("wsi_assets.cells.exports.names_list")
+    module = types.ModuleType("wsi_assets.batches.exports.names_list")
     module.BATCH_FORMAT = BatchExportFormat("names", "names.txt", ("text",), "the image names", write_names)
     monkeypatch.setitem(sys.modules, module.__name__, module)
     formats = declared("BATCH_FORMAT", (*BATCH_FORMAT_MODULES, "names_list"))

@@ -53,7 +53,7 @@ def test_every_key_is_read(branch_yaml):
         ("exports: [[csv]]\n", f"{FILE}, line 1: nests lists or mappings deeper than any setting: write 'key: value' or 'key: [a, b]'"),
         ("<<: {mpp: 0.5}\n", f"{FILE}, line 1: uses a YAML merge key (<<): write each key out in full"),
         ("model:\n  name: x.pt\n", f"{FILE}, line 2: model takes one value, not a mapping: write one value after 'model:'"),
-        ("classifier: ..\n", f"{FILE}: classifier = '..' is a path, not a name: give 'default', 'rule' or the file name of a classifier (.npz) "
+        ("classifier: ..\n", f"{FILE}: classifier = '..' is a path, not a name: give 'default', 'rule', 'cnn' or the file name of a classifier (.npz) "
          "in <user>/models/<branch>/ or the branch folder (no folders, no '..')"),
         ("model: ../../bob/models/main/m.pt\n", f"{FILE}: model = '../../bob/models/main/m.pt' is a path, not a name: "
          "give the file name of a model in <user>/models/<branch>/ (no folders, no '..')"),
@@ -114,3 +114,33 @@ def test_branch_exports_decide_what_a_run_writes(small_slide, user_files_root, d
         "unknown key 'exprots' in carol/inputs/exp/branch.yaml; known keys: mpp, exports, tile_size, cell_expansion_um, model, classifier, lymphocyte_rule, nuclear_channel, modality"
     }
     assert (folder / "yolo").is_dir(), "a failed run leaves the published set as it was"
+
+
+def test_core_export_names_are_the_registry_and_drift_is_refused():
+    from wsi_assets.core.branch_settings import known_exports
+    from wsi_assets.core.export_names import check_registry
+
+    assert known_exports() == tuple(f.setting_name for f in EXPORT_FORMATS)
+    declared = tuple((f.setting_name, f.default_on) for f in EXPORT_FORMATS)
+    check_registry(declared)
+    with pytest.raises(RuntimeError, match="core/export_names.py"):
+        check_registry((*declared, ("parquet2", True)))
+    with pytest.raises(RuntimeError, match="core/export_names.py"):
+        check_registry(tuple((name, not on) if name == "coco" else (name, on) for name, on in declared))
+
+
+def test_reading_branch_yaml_imports_no_domain_package(tmp_path):
+    import subprocess
+    import sys
+
+    branch = tmp_path / "alice" / "inputs" / "main"
+    branch.mkdir(parents=True)
+    (branch / "branch.yaml").write_text("exports: [csv, yolo]\nlymphocyte_rule: {max_area_um2: 30}\n")
+    code = (
+        "import sys\nfrom pathlib import Path\nfrom wsi_assets.core.branch_settings import read_branch_settings\n"
+        f"s = read_branch_settings(Path({str(branch / 'branch.yaml')!r}))\n"
+        "assert s.exports == ('csv', 'yolo') and s.lymphocyte_rule['max_area_um2'] == 30.0, s\n"
+        "print(sorted({m.split('.')[1] for m in sys.modules if m.startswith('wsi_assets.')}))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "['core']", result.stdout

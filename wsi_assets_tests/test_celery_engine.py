@@ -17,7 +17,7 @@ import sys
 import pytest
 
 from wsi_assets.queue.engines import EngineSettingError, celery_settings, chosen_engine
-from wsi_assets_tests.dagster_services import REPO
+from wsi_assets.testing.dagster_services import REPO
 
 SMOKE = REPO / "deploy" / "celery" / "smoke.sh"
 

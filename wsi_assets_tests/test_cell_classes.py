@@ -19,7 +19,7 @@ from wsi_assets.cells.cell_classifier import (
 from wsi_assets.cells.classes import CLASS_COLOURS, CLASS_NAMES, UnknownCellClass, checked_class_names
 from wsi_assets.cells.lymphocyte_rule import BadRuleSetting, LymphocyteRule, parse_rule
 from wsi_assets.core.branch_settings import parse_branch_settings
-from wsi_assets.segmentation.embeddings import EMBEDDING_COLUMN
+from wsi_assets.cells.embeddings import EMBEDDING_COLUMN
 from wsi_assets.slides.errors import SlideSettingsError
 from wsi_assets_tests.conftest import SHARED_DATA
 

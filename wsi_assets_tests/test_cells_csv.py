@@ -6,6 +6,8 @@ import json
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from wsi_assets.cells.exports.cells_csv import write_cells_csv
@@ -84,3 +86,26 @@ def test_a_missing_measurement_is_an_empty_field_not_nan(tmp_path):
     write_cells_csv(plain_cells, plain_csv, {"mpp": 0.5})
     plain = pd.read_csv(plain_csv, dtype=str, keep_default_na=False)
     pd.testing.assert_frame_equal(text.drop(columns="nucleus_solidity"), plain)
+
+
+def test_every_field_is_written_to_the_byte(tmp_path):
+    # Arrow formats the numbers: its decimals must round as Python's f"{x:.Nf}" (ties to even on the
+    # exact binary value), keep a minus on what rounds to zero, write inf as Python does, and leave
+    # the class unquoted (pyarrow.csv would quote every string).
+    table = NucleusTable(
+        np.array([3.0625, -0.0001]), np.array([2.0005, 7.5]), np.array([12.125, 0.375]),
+        np.array([0, 3, 4], np.int64), np.array([[0.125, 0.375], [2.675, -0.001], [1e6, 0.0], [1.0, 2.0]], np.float32),
+    )
+    table.columns["nucleus_solidity"] = np.array([-0.00004, np.inf], np.float32)
+    base = tmp_path / "base.parquet"
+    with CellStoreWriter(base, measurement_columns=("nucleus_solidity",)) as writer:
+        writer.append(table, 0, 0)
+    stored = pq.read_table(base)
+    cells = tmp_path / "cells.parquet"
+    pq.write_table(stored.append_column("class", pa.array([None, "inflammatory"])), cells)
+    csv = tmp_path / "cells.csv"
+    assert write_cells_csv(cells, csv, {"mpp": 0.5, "mpp_inferred": False}) == 2
+    assert csv.read_text().splitlines()[1:] == [
+        '1,3.062,2.001,"[[0.12,0.38],[2.67,-0.00],[1000000.00,0.00]]",3,12.12,3.031,0.5,false,-0.0000,',
+        '2,-0.000,7.500,"[[1.00,2.00]]",1,0.38,0.094,0.5,false,inf,inflammatory',
+    ]

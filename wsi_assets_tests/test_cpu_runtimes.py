@@ -177,8 +177,14 @@ def test_accuracy_gate_holds_for_every_cpu_variant_and_catches_a_worse_one(held_
     variants = {"default": default_segmenter()}
     for runtime in INSTALLED + ["torch"]:
         variants[runtime] = TorchScriptSegmenter(SHIPPED_MODEL_FILE, device="cpu", cpu_runtime=runtime)
+    # The default is OpenVINO where installed: built the same way, it gives the same labels, so
+    # each distinct set-up is scored once (a full held-out pass each).
+    scored = {}
     for name, segmenter in variants.items():
-        assert gate_failures(reference, held_out_summary(segmenter, held_out)) == [], name
+        setup = (segmenter.path, segmenter.device, segmenter.runtime, segmenter.colour_gate, segmenter.mpp, segmenter.input_range)
+        if setup not in scored:
+            scored[setup] = held_out_summary(segmenter, held_out)
+        assert gate_failures(reference, scored[setup]) == [], name
     # The gate can fail: the classical segmenter is far below the learned model.
     failures = gate_failures(reference, held_out_summary(ClassicalSegmenter(), held_out))
     assert any(line.startswith("monuseg2018_train F1@0.5") for line in failures), failures

@@ -17,7 +17,7 @@ from wsi_assets.cells.exports.qupath_features import CELL_ID_NAMESPACE
 from wsi_assets.cells.classes import CLASS_COLOURS
 from wsi_assets.cells.store import iter_cells
 from wsi_assets_tests.qupath_geojson_checks import iter_features, qupath_import_problems
-from wsi_assets_tests.synthetic_cells import TILE_PX, with_columns, write_grid_store
+from wsi_assets.testing.synthetic_cells import TILE_PX, with_columns, write_grid_store
 
 SLIDE = "lab/main/slide-1"
 MPP = 0.5

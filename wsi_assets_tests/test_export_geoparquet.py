@@ -13,7 +13,7 @@ import shapely
 
 from wsi_assets.cells.exports.cells_geoparquet import PROVENANCE_KEY, write_cells_geoparquet
 from wsi_assets.cells.store import CellStoreWriter, iter_cells
-from wsi_assets_tests.synthetic_cells import with_columns, write_grid_store
+from wsi_assets.testing.synthetic_cells import with_columns, write_grid_store
 
 MPP = 0.2631
 PROVENANCE = {"slide": "lab/main/slide-1", "mpp": MPP, "mpp_inferred": True, "segmenter": "test", "settings": {"tile_px": 1024}}

@@ -99,8 +99,8 @@ def test_workbook_has_a_sheet_of_slides_and_one_of_batches_without_nameless_rows
     pandas then read `µm/px inferred` as 0.0 for every slide."""
     import pandas as pd
 
-    from wsi_assets.cells.exports import write_batch_exports
-    from wsi_assets_tests.synthetic_batch import synthetic_manifest, write_batch_cells
+    from wsi_assets.batches.exports import write_batch_exports
+    from wsi_assets.testing.synthetic_batch import synthetic_manifest, write_batch_cells
 
     slide_dir = tmp_path / "cohort" / "s1"
     (slide_dir / "segmentation").mkdir(parents=True)

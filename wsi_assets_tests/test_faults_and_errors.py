@@ -23,8 +23,8 @@ from wsi_assets.slides.reader import (
     SlideReadError,
     open_slide,
     read_level_rgb,
-    read_slide_info,
 )
+from wsi_assets.slides.mpp import read_slide_info
 from wsi_assets.slides.synthetic import SyntheticSlideSpec, write_synthetic_slide
 from wsi_assets_tests.conftest import run_process_slide
 

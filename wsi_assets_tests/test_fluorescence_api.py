@@ -161,7 +161,7 @@ def fluorescence_batch(tmp_path_factory):
     from wsi_assets.batches.cells import segment_batch_images
     from wsi_assets.batches.manifest import build_manifest
     from wsi_assets.cells.cell_classifier import classifier_for
-    from wsi_assets.cells.exports import write_batch_exports
+    from wsi_assets.batches.exports import write_batch_exports
     from wsi_assets.core.keys import SlideKey
     from wsi_assets.segmentation.classical import ClassicalSegmenter
 

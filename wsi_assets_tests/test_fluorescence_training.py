@@ -12,10 +12,11 @@ import pandas as pd
 import pytest
 import torch
 
+from wsi_assets.cli.train_fluorescence import build_parser
 from wsi_assets.segmentation.torchscript import TorchScriptSegmenter
 from wsi_assets.training import checkpoints
 from wsi_assets.training.fluorescence_data import SPLIT_FILE, read_split, split_leaks
-from wsi_assets.training.fluorescence_train import build_parser, export, model_card, train
+from wsi_assets.training.fluorescence_train import export, model_card, train
 from wsi_assets.training.network import UNet
 
 TINY = ["--widths", "4,8", "--batch", "2", "--crop", "32", "--reference-diameter", "8",

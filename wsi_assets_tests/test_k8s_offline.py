@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from wsi_assets.queue.engine_tags import GpuStepSettingsError, gpu_step_tags, load_gpu_step_settings
-from wsi_assets_tests.dagster_services import REPO
+from wsi_assets.testing.dagster_services import REPO
 
 K8S = REPO / "deploy" / "k8s"
 FAKE_KUBECONFIG = {

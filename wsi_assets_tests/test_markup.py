@@ -232,7 +232,7 @@ def test_asset_pages_in_a_real_browser_show_user_text_and_link_nothing(tmp_path,
     from wsi_assets.definitions import defs
     from wsi_assets.defs.resources import UserFilesResource
     from wsi_assets.defs.sensors import upload_sensor
-    from wsi_assets_tests.dagster_services import free_port, running, service_env, wait_for_http, webserver_command
+    from wsi_assets.testing.dagster_services import free_port, running, service_env, wait_for_http, webserver_command
 
     chromium = _chromium()
     home, root = tmp_path / "dagster_home", tmp_path / "user_files"

@@ -11,9 +11,11 @@ import pytest
 import torch
 
 from wsi_assets.cells.classes import CLASS_NAMES
-from wsi_assets.cells.nucleus_cnn import CROP, BadNucleusCrops, load_nucleus_cnn, nucleus_cnn_from_bytes, nucleus_crops
+from wsi_assets.cells.nucleus_cnn import CROP, BadNucleusCrops, NucleusCNN, load_nucleus_cnn, nucleus_cnn_from_bytes, nucleus_crops
+from wsi_assets.cells.stain_normalisation import STAIN_NORMALISATION, normalise_stains
 from wsi_assets.training.checkpoints import latest_checkpoint
 from wsi_assets.training.nucleus_cnn import train
+from wsi_assets.training.nucleus_cnn_cache import ANNOTATED, centre, load_cache, read_crop
 from wsi_assets.training.nucleus_cnn_export import checkpoint_network, export_network
 from wsi_assets.training.nucleus_cnn_net import NucleusNet, network_onnx
 
@@ -151,3 +153,31 @@ def test_an_exported_file_loads_with_its_card(runs, tmp_path):
     (tmp_path / "cnn.model_card.json").unlink()
     with pytest.raises(FileNotFoundError, match="no model card"):
         load_nucleus_cnn(tmp_path / "cnn.onnx")
+
+
+def test_training_crops_are_cut_from_the_stain_normalised_image_as_inference_cuts_them(runs, typed_folder, network):
+    cache = load_cache(runs["root"] / "whole" / "crops.npz")
+    assert str(cache["normalisation"]) == STAIN_NORMALISATION
+    rgb, labels = read_crop(typed_folder, str(cache["stems"][0]))
+    rows = np.flatnonzero((cache["stem_index"] == 0) & (cache["outlines"] == ANNOTATED))
+    normalised = NucleusCNN(network.classes, {"normalisation": STAIN_NORMALISATION}, network.session)
+    ids, crops = normalised.crops(rgb, labels)
+    assert np.array_equal(centre(cache["crops"][rows], CROP), crops)  # training saw what inference shows
+    assert np.array_equal(crops[:, :3], nucleus_crops(normalise_stains(rgb), labels)[1][:, :3])  # the whole image normalised
+    assert not np.array_equal(network.crops(rgb, labels)[1], crops)  # a v1 card (no normalisation) keeps raw pixels
+
+
+def test_a_run_never_mixes_raw_and_normalised_crops(runs):
+    with pytest.raises(ValueError, match="stain normalisation hed-p99-v1, not none"):
+        train(runs["root"] / "whole", steps=5, batch=8, normalisation=None, log=_quiet)
+
+
+def test_a_new_run_starts_from_another_checkpoint_s_averaged_weights(runs, typed_folder, tmp_path):
+    start = latest_checkpoint(runs["root"] / "whole")
+    train(tmp_path / "next", typed_folder, steps=1, batch=8, checkpoint_minutes=1e9, eval_every=1000, segmenter=None, init=start, peak_lr=0.0, log=_quiet)
+    before, _ = checkpoint_network(start)
+    after, state = checkpoint_network(latest_checkpoint(tmp_path / "next"))
+    assert state["init"].startswith(start.name) and state["normalisation"] == STAIN_NORMALISATION
+    for (name, x), y in zip(before.state_dict().items(), after.state_dict().values()):
+        if x.dtype.is_floating_point and "running" not in name:
+            assert torch.allclose(x, y, atol=1e-6), name  # one step at learning rate 0 leaves the weights as they were

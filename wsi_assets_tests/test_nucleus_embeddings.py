@@ -26,14 +26,7 @@ from wsi_assets.cells.lymphocyte_rule import LymphocyteRule
 from wsi_assets.cells.measurements import MEASUREMENT_COLUMNS
 from wsi_assets.cells.store import CellStoreWriter, extra_columns, iter_record_batches, stored_embedding
 from wsi_assets.cells.table import NucleusTable
-from wsi_assets.segmentation.embeddings import (
-    EMBEDDING_COLUMN,
-    EMBEDDING_KEY,
-    EmbeddingMaps,
-    embedding_identity,
-    embeddings_at,
-    label_centroids_of,
-)
+from wsi_assets.cells.embeddings import EMBEDDING_COLUMN, EMBEDDING_KEY, EmbeddingMaps, embedding_identity, embeddings_at, label_centroids_of
 from wsi_assets.training.cell_classifier_training import TypedNuclei, fit_forest
 
 IDENTITY = embedding_identity("test_unet", "1", {"strides": [4], "channels": [3]})

@@ -186,7 +186,7 @@ def test_queue_command_says_in_one_line_when_there_is_no_instance(tmp_path):
     import sys
 
     env = {**os.environ, "DAGSTER_HOME": str(tmp_path / "missing")}
-    completed = subprocess.run([sys.executable, "-m", "wsi_assets.queue"], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    completed = subprocess.run([sys.executable, "-m", "wsi_assets.cli.queue"], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
     assert completed.returncode != 0
     message = completed.stderr.strip()
     assert message.startswith("error: cannot open the Dagster instance") and "\n" not in message, completed.stderr

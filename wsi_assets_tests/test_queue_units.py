@@ -10,7 +10,7 @@ import pytest
 
 from wsi_assets.queue.tags import UnqueueableRun, slide_queue_tags, tags_to_store
 from wsi_assets.queue.workers import worker_alive
-from wsi_assets_tests.queue_audit import RunSpan, audit_queue, max_overlap
+from wsi_assets.testing.queue_audit import RunSpan, audit_queue, max_overlap
 
 
 def test_tags_come_from_the_partition_whatever_the_launch_path():
@@ -83,7 +83,7 @@ def test_gpu_pool_gets_exactly_the_configured_slots(tmp_path):
     from dagster import DagsterInstance
 
     from wsi_assets.queue.dagster_adapter import ensure_pool_slots
-    from wsi_assets_tests.dagster_services import REPO
+    from wsi_assets.testing.dagster_services import REPO
 
     shutil.copyfile(REPO / "dagster.yaml", tmp_path / "dagster.yaml")
     with DagsterInstance.from_config(str(tmp_path)) as instance:
@@ -150,7 +150,7 @@ def test_gpu_slot_logs_when_the_gpu_is_held(tmp_path):
     from dagster import DagsterInstance
 
     from wsi_assets.queue.dagster_adapter import gpu_slot
-    from wsi_assets_tests.dagster_services import REPO
+    from wsi_assets.testing.dagster_services import REPO
 
     shutil.copyfile(REPO / "dagster.yaml", tmp_path / "dagster.yaml")
     lines = []

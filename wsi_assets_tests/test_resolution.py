@@ -15,7 +15,8 @@ from wsi_assets.cells.store import CellStoreWriter
 from wsi_assets.cells.table import nuclei_from_labels
 from wsi_assets.core.slide_outputs import SlideOutputs
 from wsi_assets.quality.checks import nuclei_density, resolution_fine_enough
-from wsi_assets.slides.reader import ESTIMATED, SlideReadError, read_slide_info
+from wsi_assets.slides.mpp import read_slide_info
+from wsi_assets.slides.reader import ESTIMATED, SlideReadError
 from wsi_assets.slides.stored import save_slide_info
 from wsi_assets.slides.synthetic import (
     SyntheticSlideSpec,

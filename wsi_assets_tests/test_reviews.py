@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import shapely
 
-from wsi_assets.reviews.agreement import cohen_kappa, confusion_matrix, fleiss_kappa
+from wsi_assets.reviews.agreement import cohen_kappa, fleiss_kappa
 from wsi_assets.reviews.audit_log import AuditLogTampered, read_log
 from wsi_assets.reviews.branch_labels import annotator_agreement, slide_table
 from wsi_assets.reviews.cell_review import compare_cells
@@ -120,12 +120,22 @@ def test_cohen_and_weighted_kappa_equal_scikit_learn():
     first = rng.integers(0, 4, 300)
     second = np.where(rng.random(300) < 0.6, first, rng.integers(0, 4, 300))
     labels = CLASSES
-    matrix = confusion_matrix([labels[i] for i in first], [labels[i] for i in second], labels)
     for weights in (None, "linear", "quadratic"):
-        assert cohen_kappa(matrix, weights) == pytest.approx(sklearn_metrics.cohen_kappa_score(first, second, weights=weights), abs=1e-12)
-    assert cohen_kappa(np.zeros((2, 2))) is None
+        kappa = cohen_kappa([labels[i] for i in first], [labels[i] for i in second], labels, weights)
+        assert kappa == pytest.approx(sklearn_metrics.cohen_kappa_score(first, second, weights=weights), abs=1e-12)
+    # Worked by hand: 50 items, observed agreement 0.7, chance 0.5.
+    assert cohen_kappa(["a"] * 25 + ["b"] * 25, ["a"] * 20 + ["b"] * 5 + ["a"] * 10 + ["b"] * 15, ["a", "b"]) == pytest.approx(0.4)
+    # Ordinal labels: the weights count how far apart the two ratings are, in the labels' order.
+    levels = ["low", "mid", "high"]
+    first_levels = ["low"] * 3 + ["mid"] * 4 + ["high"] * 3
+    second_levels = ["low", "low", "mid", "mid", "mid", "high", "low", "high", "high", "mid"]
+    expected = {None: 13 / 33, "linear": 11 / 21, "quadratic": 2 / 3}
+    assert {w: cohen_kappa(first_levels, second_levels, levels, w) for w in expected} == pytest.approx(expected)
+    assert cohen_kappa([], [], ["a", "b"]) is None
+    assert cohen_kappa(["a", "a"], ["a", "a"], ["a", "b"]) is None  # both always say "a": undefined, not 1
+    assert cohen_kappa(["a", "a"], ["a", "a"], ["a"]) is None
     with pytest.raises(ValueError):
-        cohen_kappa(matrix, "cubic")
+        cohen_kappa(first_levels, second_levels, levels, "cubic")
 
 
 def test_fleiss_kappa_equals_the_hand_computed_case():

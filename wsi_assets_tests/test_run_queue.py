@@ -21,7 +21,7 @@ import pytest
 
 from wsi_assets.cells.exports import EXPORT_FORMATS
 from wsi_assets_tests.conftest import fixture_env
-from wsi_assets_tests.dagster_services import (
+from wsi_assets.testing.dagster_services import (
     BIN,
     REPO,
     daemon_command,
@@ -171,7 +171,7 @@ def test_branches_run_serially_in_order_within_limits(queue_services, tiny_slide
     _keep_to_postgres_where_configured(queue_services)
     from dagster import RunsFilter
 
-    from wsi_assets_tests.queue_audit import audit_queue, gpu_hold_spans, run_spans
+    from wsi_assets.testing.queue_audit import audit_queue, gpu_hold_spans, run_spans
 
     services, instance = queue_services, queue_services["instance"]
     for user in USERS:
@@ -352,7 +352,7 @@ def _show_places_while_the_queue_stands_still(services, instance, tiny_slide, or
     order += wait_until(lambda: list(set(_all_run_ids(instance)) - before), timeout=60, what="upload sensor queued eve's slide")
     env = {**services["env"], "WSI_WEBSERVER_URL": f"http://127.0.0.1:{services['port']}/"}
     started = time.perf_counter()
-    submitted = _cli_without_dagster(["wsi_assets.submit", "eve/main/tiny"], env)
+    submitted = _cli_without_dagster(["wsi_assets.cli.submit", "eve/main/tiny"], env)
     print(f"submit through the webserver: {time.perf_counter() - started:.1f} s")
     run_line, url_line, queue_line = submitted.stdout.strip().splitlines()[-3:]
     submit_run = run_line.removeprefix("run ")
@@ -388,7 +388,7 @@ def _show_places_while_the_queue_stands_still(services, instance, tiny_slide, or
     assert refresh_queue_tags(instance) == (0, 0), "a tick over an unchanged queue writes nothing"
     print(f"queue tag refresh over {len(places)} queued runs: {time.perf_counter() - started:.3f} s")
     started = time.perf_counter()
-    table = _cli_without_dagster(["wsi_assets.queue", "--user", "ben"], env)
+    table = _cli_without_dagster(["wsi_assets.cli.queue", "--user", "ben"], env)
     print(f"queue table: {time.perf_counter() - started:.1f} s")
     print(submitted.stdout, table.stdout, sep="\n")
     lines = table.stdout.strip().splitlines()
@@ -450,7 +450,7 @@ def test_a_hostile_review_and_a_large_slides_csv_delay_no_other_upload(queue_ser
     _keep_to_postgres_where_configured(queue_services)
     from dagster import RunsFilter
 
-    from wsi_assets_tests import hostile_files
+    from wsi_assets.testing import hostile_files
 
     services, instance = queue_services, queue_services["instance"]
     started = time.time()

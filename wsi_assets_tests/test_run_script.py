@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from wsi_assets_tests.dagster_services import REPO, free_port, wait_for_http
+from wsi_assets.testing.dagster_services import REPO, free_port, wait_for_http
 
 pytestmark = pytest.mark.slow
 

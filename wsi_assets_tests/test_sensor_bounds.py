@@ -14,7 +14,7 @@ import pytest
 
 import wsi_assets.slides.synthetic  # noqa: F401 - imported before the env guard's baseline (cv2 sets LD_LIBRARY_PATH)
 from wsi_assets.uploads.scan import ScanCursor, scan_uploads
-from wsi_assets_tests import hostile_files
+from wsi_assets.testing import hostile_files
 
 
 @pytest.fixture(scope="module")

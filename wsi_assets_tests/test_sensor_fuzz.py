@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import wsi_assets.slides.synthetic  # noqa: F401 - imported before the env guard's baseline (cv2 sets LD_LIBRARY_PATH)
-from wsi_assets_tests import hostile_files
+from wsi_assets.testing import hostile_files
 from wsi_assets_tests.test_sensor_bounds import instance, tick  # noqa: F401 - the module's instance fixture
 
 TICK_BOUND_S = 20.0  # the tick's own deadline is 10 s; the rest is slack for a loaded CI machine

@@ -13,9 +13,9 @@ from wsi_assets.slides.reader import (
     SlideReadError,
     open_slide,
     read_level_rgb,
-    read_slide_info,
     read_whole_slide_at_downsample,
 )
+from wsi_assets.slides.mpp import read_slide_info
 from wsi_assets.slides.synthetic import SyntheticSlideSpec, write_synthetic_slide
 
 SECONDS_PER_FILE = 10.0

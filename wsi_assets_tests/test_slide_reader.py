@@ -5,7 +5,8 @@ from __future__ import annotations
 import openslide
 import pytest
 
-from wsi_assets.slides.reader import read_slide_info, resolve_mpp
+from wsi_assets.slides.mpp import read_slide_info
+from wsi_assets.slides.reader import resolve_mpp
 from wsi_assets.slides.synthetic import SyntheticSlideSpec, write_synthetic_slide
 
 

@@ -139,7 +139,7 @@ def test_process_stack_publishes_every_result(processed_stack):
 
 
 def test_stack_slice_job_and_cli_write_the_plane(processed_stack, dagster_instance, tmp_path, capsys):
-    from wsi_assets.stack import main
+    from wsi_assets.cli.stack import main
 
     _, folder, _ = processed_stack
     data = as_array(SMALL)
@@ -153,7 +153,7 @@ def test_stack_slice_job_and_cli_write_the_plane(processed_stack, dagster_instan
 
 
 def test_out_of_range_slice_fails_with_one_line(processed_stack, dagster_instance, tmp_path, capsys):
-    from wsi_assets.stack import main
+    from wsi_assets.cli.stack import main
 
     _, folder, _ = processed_stack
     config = {"ops": {"stack_slice_png": {"config": {"t": 0, "z": 9, "c": 0}}}}

@@ -5,8 +5,9 @@ import torch
 
 from wsi_assets.segmentation.torchscript import read_model_card
 from wsi_assets.training.network import UNet
+from wsi_assets.cli.average_weights import main
 from wsi_assets.training.train import export, load_trained_net
-from wsi_assets.training.weight_average import averaged_net, main, write_average
+from wsi_assets.training.weight_average import averaged_net, write_average
 
 
 def _model(path, widths, seed, fg=0.5, version="1"):

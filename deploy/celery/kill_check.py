@@ -21,13 +21,11 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from dagster import DagsterInstance, DagsterRunStatus
 
-from dagster import DagsterInstance, DagsterRunStatus  # noqa: E402
-
-from deploy.celery.smoke_audit import GPU_STEP, step_workers  # noqa: E402
-from wsi_assets.queue.dagster_adapter import celery_steps_in_flight  # noqa: E402
-from wsi_assets.slides.synthetic import SyntheticSlideSpec, write_synthetic_slide  # noqa: E402
+from smoke_audit import GPU_STEP, step_workers  # its sibling: a script's folder is on sys.path
+from wsi_assets.queue.dagster_adapter import celery_steps_in_flight
+from wsi_assets.slides.synthetic import SyntheticSlideSpec, write_synthetic_slide
 
 DONE = {DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED}
 

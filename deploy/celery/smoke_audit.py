@@ -16,14 +16,11 @@ import argparse
 import json
 import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the checkout: queue_audit lives with the tests
+from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus
 
-from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus  # noqa: E402
-
-from wsi_assets.queue.dagster_adapter import CELERY_STEP_MESSAGE, CELERY_WORKER_FIELD  # noqa: E402
-from wsi_assets_tests.queue_audit import audit_queue, gpu_hold_spans, max_overlap, run_spans  # noqa: E402
+from wsi_assets.queue.dagster_adapter import CELERY_STEP_MESSAGE, CELERY_WORKER_FIELD
+from wsi_assets.testing.queue_audit import audit_queue, gpu_hold_spans, max_overlap, run_spans
 
 GPU_STEP = "cell_segmentation"
 DONE = {DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED}

@@ -33,7 +33,7 @@ from wsi_assets.cells.classes import CLASS_COLUMN, UNCLASSIFIED
 from wsi_assets.cells.measurements import MEASUREMENT_COLUMNS, NucleusMeasurer
 from wsi_assets.cells.table import nuclei_from_labels
 from wsi_assets.core.progress import Progress
-from wsi_assets.segmentation.embeddings import EMBEDDING_COLUMN, EmbeddingMaps, embeddings_at
+from wsi_assets.cells.embeddings import EMBEDDING_COLUMN, EmbeddingMaps, embeddings_at
 from wsi_assets.segmentation.fluorescence import segment_fluorescence
 from wsi_assets.segmentation.image import segment_images_with_embeddings
 from wsi_assets.segmentation.modality import BRIGHTFIELD, FLUORESCENCE

@@ -5,7 +5,7 @@ forest votes with the class fractions of the leaves it reaches, as scikit-learn'
 lives in wsi_assets.training.cell_classifier_training; this module only loads and predicts.
 
 Two classifiers ship. The default also reads each nucleus's embedding (`embedding_000`…, the
-nucleus network's decoder activations at its centroid: see segmentation/embeddings.py), which
+nucleus network's decoder activations at its centroid: see cells/embeddings.py), which
 only the network it was trained on gives; nuclei from any other segmenter (the classical one, a
 bring-your-own model) are typed by the second, which reads the measurements alone.
 """
@@ -23,7 +23,7 @@ import numpy as np
 
 from wsi_assets.cells.classes import checked_class_names
 from wsi_assets.cells.measurements import MEASUREMENT_COLUMNS
-from wsi_assets.segmentation.embeddings import EMBEDDING_COLUMN, same_embedding
+from wsi_assets.cells.embeddings import EMBEDDING_COLUMN, same_embedding
 
 FEATURE_COLUMNS = ("area_um2", *MEASUREMENT_COLUMNS)
 EMBEDDING_FEATURE_PREFIX = "embedding_"  # feature embedding_007 is channel 7 of the nucleus embedding

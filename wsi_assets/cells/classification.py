@@ -21,7 +21,8 @@ from wsi_assets.cells.classes import CLASS_COLUMN, CLASS_NAMES
 from wsi_assets.cells.lymphocyte_rule import LymphocyteRule
 from wsi_assets.cells.measurements import MEASUREMENT_COLUMNS
 from wsi_assets.cells.store import ROW_GROUP_CELLS, UnreadableCellTable, embedding_matrix, iter_record_batches
-from wsi_assets.segmentation.embeddings import EMBEDDING_COLUMN
+from wsi_assets.cells.embeddings import EMBEDDING_COLUMN
+from wsi_assets.cells.nucleus_typer import CNN_COLUMNS, CNN_METHOD, cnn_classes
 
 DEFAULT_METHOD = "default"  # the shipped classifier
 RULE_METHOD = "rule"  # the lymphocyte rule alone: inflammatory or other
@@ -43,13 +44,22 @@ class ClassificationMethod:
 
 
 def classification_method(
-    method: str | None, rule: LymphocyteRule, classifier_path: Path | None = None, embedding: dict | None = None
+    method: str | None, rule: LymphocyteRule, classifier_path: Path | None = None, embedding: dict | None = None, cnn: dict | None = None
 ) -> ClassificationMethod:
     """The rule, the shipped classifier, or the classifier at `classifier_path` (already confined by the caller),
-    for nuclei carrying `embedding` (`store.stored_embedding`; None: none): see `classifier_for`."""
+    for nuclei carrying `embedding` (`store.stored_embedding`; None: none): see `classifier_for`.
+
+    "cnn" reads the network's probabilities stored at segmentation (`nucleus_typer.stored_cnn`, `cnn`);
+    nuclei segmented without them are typed by the shipped classifier, and the details say why.
+    """
     if method == RULE_METHOD:
         return ClassificationMethod(RULE_METHOD, rule.classify, {"lymphocyte_rule": rule.as_dict()})
+    if method == CNN_METHOD and cnn is not None:
+        return ClassificationMethod(CNN_METHOD, cnn_classes, {"classifier": cnn.get("model", "nucleus_classifier_cnn"), "cnn": cnn})
     classifier = classifier_for(embedding, classifier_path)
+    if method == CNN_METHOD:
+        fallback = "these nuclei were segmented without the classifier network's probabilities: typed by the shipped classifier; segment the slide again to use the network"
+        return ClassificationMethod(DEFAULT_METHOD, classifier.predict, {"classifier": classifier.name, "cnn_fallback": fallback})
     name = DEFAULT_METHOD if classifier_path is None else Path(classifier_path).name
     return ClassificationMethod(name, classifier.predict, {"classifier": classifier.name})
 
@@ -61,6 +71,9 @@ def measurement_columns(batch: pa.RecordBatch, mpp: float) -> dict[str, np.ndarr
     features = {name: columns[name] for name in FEATURE_COLUMNS}
     if EMBEDDING_COLUMN in batch.schema.names:
         features[EMBEDDING_COLUMN] = embedding_matrix(batch.column(EMBEDDING_COLUMN))
+    for name in CNN_COLUMNS:
+        if name in batch.schema.names:
+            features[name] = batch.column(name).to_numpy(zero_copy_only=False)
     return features
 
 

@@ -6,30 +6,24 @@ stored measurements with `classify_cells`, without segmenting again.
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from wsi_assets.core.quoting import short_repr
+# The thresholds' defaults, limits and check live in core, where branch.yaml is read; re-exported here.
+from wsi_assets.core.lymphocyte_thresholds import RULE_DEFAULTS, RULE_LIMITS, BadRuleSetting, checked_thresholds
 
 # What each threshold reads from the cell table.
 RULE_COLUMNS = {"max_area_um2": "area_um2", "min_circularity": "nucleus_circularity", "min_hematoxylin_od": "nucleus_hematoxylin_od_mean"}
-RULE_LIMITS = {"max_area_um2": (1.0, 500.0), "min_circularity": (0.0, 1.0), "min_hematoxylin_od": (0.0, 3.0)}
-
-
-class BadRuleSetting(ValueError):
-    """A lymphocyte rule setting that is unknown or out of range."""
+__all__ = ["RULE_COLUMNS", "RULE_LIMITS", "BadRuleSetting", "LymphocyteRule", "parse_rule"]
 
 
 @dataclass(frozen=True)
 class LymphocyteRule:
-    # Small, round and stained: the best of a grid search on CoNSeP's 22 training tiles
-    # (inflammatory F1 0.62 there, 0.45 on the 5 held-out tiles; README, "Cell classes").
-    # CoNSeP's annotated lymphocyte nuclei have a median area of 11.5 µm² at 0.5 µm/px.
-    max_area_um2: float = 20.0
-    min_circularity: float = 0.80
-    min_hematoxylin_od: float = 0.10
+    # Why these defaults: core.lymphocyte_thresholds.
+    max_area_um2: float = RULE_DEFAULTS["max_area_um2"]
+    min_circularity: float = RULE_DEFAULTS["min_circularity"]
+    min_hematoxylin_od: float = RULE_DEFAULTS["min_hematoxylin_od"]
 
     def matches(self, columns: dict[str, np.ndarray]) -> np.ndarray:
         """True for each cell the rule calls a lymphocyte; NaN measurements never match."""
@@ -49,16 +43,4 @@ class LymphocyteRule:
 
 def parse_rule(data, source: str) -> LymphocyteRule:
     """A rule from a mapping (branch.yaml or run config); the defaults for keys left out."""
-    if data is None:
-        return LymphocyteRule()
-    if not isinstance(data, dict):
-        raise BadRuleSetting(f"{source}: lymphocyte_rule must be a mapping, e.g. 'lymphocyte_rule: {{max_area_um2: 45}}'")
-    values = {}
-    for key, value in data.items():
-        if key not in RULE_LIMITS:
-            raise BadRuleSetting(f"{source}: unknown lymphocyte_rule key {short_repr(key)}; known: {', '.join(RULE_LIMITS)}")
-        low, high = RULE_LIMITS[key]
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or not low <= value <= high:
-            raise BadRuleSetting(f"{source}: lymphocyte_rule {key} = {short_repr(value)} must be a number from {low:g} to {high:g}")
-        values[key] = float(value)
-    return LymphocyteRule(**values)
+    return LymphocyteRule(**checked_thresholds(data, source))

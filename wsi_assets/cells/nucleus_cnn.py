@@ -4,7 +4,9 @@ Each nucleus is shown as a CROP×CROP window at the model's 0.5 µm/px centred o
 RGB plus a 4th channel that is 255 on that nucleus's own pixels (which of the nuclei in the
 window is meant), the image reflected where the window leaves it. The network file is ONNX
 (`nucleus_classifier_cnn_v*.onnx`, card beside it), run by ONNX Runtime over a tile's nuclei in
-batches; training lives in wsi_assets.training.nucleus_cnn.
+batches; training lives in wsi_assets.training.nucleus_cnn. A network trained on stain-normalised
+images (its card's `normalisation`) has each image normalised as a whole before it is cropped
+(`NucleusCNN.crops`), never crop by crop.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ import cv2
 import numpy as np
 
 from wsi_assets.cells.classes import checked_class_names
-from wsi_assets.segmentation.embeddings import label_centroids_of
+from wsi_assets.cells.stain_normalisation import normaliser
+from wsi_assets.cells.embeddings import label_centroids_of
 
 CROP = 64  # pixels at MPP: 32 µm, a nucleus and its neighbourhood
 MPP = 0.5
@@ -80,6 +83,16 @@ class NucleusCNN:
     crop: int = CROP
 
     @property
+    def normalisation(self) -> str | None:
+        """The stain normalisation its inputs need (None: raw pixels, as v1)."""
+        return self.info.get("normalisation") or None
+
+    def crops(self, rgb: np.ndarray, labels: np.ndarray, ids: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """`nucleus_crops` of the image as the network was trained to see it."""
+        normalise = normaliser(self.normalisation)
+        return nucleus_crops(normalise(rgb) if normalise else rgb, labels, ids, self.crop)
+
+    @property
     def name(self) -> str:
         return f"{self.info.get('name', 'nucleus_classifier_cnn')} v{self.info.get('version', '?')}"
 
@@ -98,7 +111,7 @@ class NucleusCNN:
 
     def classify(self, rgb: np.ndarray, labels: np.ndarray, ids: np.ndarray | None = None) -> dict[int, str]:
         """Each label's class, for an image and its labels at MPP."""
-        ids, crops = nucleus_crops(rgb, labels, ids, self.crop)
+        ids, crops = self.crops(rgb, labels, ids)
         return {int(i): str(name) for i, name in zip(ids.tolist(), self.predict_crops(crops).tolist())}
 
 
@@ -122,6 +135,7 @@ def load_nucleus_cnn(path: Path, threads: int = 1) -> NucleusCNN:
     classes = checked_class_names(info.get("classes", ()), card_path.name) if info else ()
     if not classes:
         raise FileNotFoundError(f"{path.name} has no model card {card_path.name} naming its classes")
+    normaliser(info.get("normalisation"))  # a recipe this version cannot apply is refused at load, not per tile
     return NucleusCNN(classes, info, _session(path, threads), int(info.get("crop", CROP)))
 
 

@@ -12,7 +12,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-MAX_INTENSITY = 255.0
+from wsi_assets.core.optical_density import WHITE
+from wsi_assets.core.optical_density import optical_density as core_optical_density
+
+MAX_INTENSITY = WHITE
 # Ruifrok & Johnston (2001), the H&E vectors QuPath's "H&E default" also uses.
 DEFAULT_HAEMATOXYLIN = (0.651, 0.701, 0.290)
 DEFAULT_EOSIN = (0.216, 0.801, 0.558)
@@ -52,9 +55,8 @@ DEFAULT_STAINS = StainVectors(DEFAULT_HAEMATOXYLIN, DEFAULT_EOSIN, "default")
 
 
 def optical_density(rgb: np.ndarray) -> np.ndarray:
-    """Per-pixel OD (float32, same shape), log10(255 / I) with I clipped to 1..255."""
-    intensity = np.clip(np.asarray(rgb, np.float32), 1.0, MAX_INTENSITY)
-    return np.log10(MAX_INTENSITY / intensity)
+    """Per-pixel OD (float32, same shape), log10(255 / I) with I clipped to 1..255 (core.optical_density's defaults)."""
+    return core_optical_density(rgb)
 
 
 def stain_amounts(rgb: np.ndarray, stains: StainVectors) -> np.ndarray:

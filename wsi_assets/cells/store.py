@@ -14,7 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from wsi_assets.cells.table import NucleusTable
-from wsi_assets.segmentation.embeddings import EMBEDDING_COLUMN, EMBEDDING_KEY
+from wsi_assets.cells.embeddings import EMBEDDING_COLUMN, EMBEDDING_KEY
 
 SCHEMA = pa.schema(
     [

@@ -12,6 +12,12 @@ from scipy import ndimage as ndi
 from wsi_assets.cells.outline_repair import valid_outlines
 
 
+def polygon_area(vertices: np.ndarray) -> float:
+    """Area of one outline ((n, 2) x, y; closed implicitly) by the shoelace formula, in its units squared."""
+    x, y = vertices[:, 0], vertices[:, 1]
+    return 0.5 * abs(float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))))
+
+
 @dataclass
 class NucleusTable:
     """Nuclei as columns; polygons ragged (`offsets` into `vertices`), all in level-0 px."""

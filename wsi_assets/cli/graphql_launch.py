@@ -7,8 +7,9 @@ loaded machine. The webserver's GraphQL launch goes through the same run coordin
 from __future__ import annotations
 
 import json
-import urllib.error
 import urllib.request
+
+from wsi_assets.queue.webserver_view import TRANSPORT_ERRORS, graphql_answer
 
 LOCATION = "wsi_assets.definitions"  # workspace.yaml's code location
 LAUNCH_RUN = """
@@ -35,7 +36,7 @@ def dagster_webserver_at(url: str) -> bool:
     try:
         with urllib.request.urlopen(f"{url.rstrip('/')}/server_info", timeout=ANSWER_TIMEOUT_S) as response:
             return "dagster_webserver_version" in json.load(response)
-    except (urllib.error.URLError, TimeoutError, ConnectionError, ValueError):
+    except TRANSPORT_ERRORS:
         # Not listening, not a Dagster webserver, or one behind a login: the caller launches another way.
         return False
 
@@ -50,16 +51,11 @@ def launch_through_webserver(url: str, job: str, tags: dict[str, str]) -> str | 
         "runConfigData": {},
         "executionMetadata": {"tags": [{"key": key, "value": value} for key, value in tags.items()]},
     }
-    request = urllib.request.Request(
-        f"{url.rstrip('/')}/graphql",
-        data=json.dumps({"query": LAUNCH_RUN, "variables": {"params": params}}).encode(),
-        headers={"Content-Type": "application/json"},
-    )
     try:
-        with urllib.request.urlopen(request, timeout=LAUNCH_TIMEOUT_S) as response:
-            body = json.load(response)
-    except (urllib.error.URLError, TimeoutError, ConnectionError, ValueError) as error:
+        answer = graphql_answer(url, LAUNCH_RUN, {"params": params}, LAUNCH_TIMEOUT_S)
+    except TRANSPORT_ERRORS as error:
         raise WebserverLaunchFailed(f"the webserver at {url} did not answer the launch of {job}: {error}") from error
+    body = answer if isinstance(answer, dict) else {}
     result = (body.get("data") or {}).get("launchPipelineExecution")
     if not result:
         raise WebserverLaunchFailed(f"the webserver at {url} did not launch {job}: {str(body.get('errors'))[:200]}")

@@ -1,7 +1,7 @@
 """Print the run queue: every queued run's place overall and in its branch, and what it waits for;
 then the started runs whose GPU step waits for a slot of the `gpu` pool, in the order they get one.
 
-    python -m wsi_assets.queue [--user U] [--branch B]
+    python -m wsi_assets.cli.queue [--user U] [--branch B]   (or: wsi-assets-queue)
 
 Asks the running webserver ($WSI_WEBSERVER_URL, else the address scripts/run.sh wrote beside the
 instance) over GraphQL, without importing Dagster: under a second. Only when no webserver answers
@@ -78,7 +78,7 @@ def print_queue(snapshot: QueueSnapshot, user: str | None = None, branch: str | 
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m wsi_assets.queue", description="Show where queued runs stand and what they wait for.")
+    parser = argparse.ArgumentParser(prog="python -m wsi_assets.cli.queue", description="Show where queued runs stand and what they wait for.")
     parser.add_argument("--user", help="only this user's runs")
     parser.add_argument("--branch", help="only this branch: <user>/<branch>, or a branch name for every user")
     args = parser.parse_args(argv)

@@ -187,7 +187,7 @@ def submit(partition_key: str, job: str = "process_slide") -> str:
     print(f"url {run_url(run_id)}")
     place = next((p for p in places if p.run.run_id == run_id), None)
     if snapshot is None:
-        print("queue: the webserver did not answer after the launch; see python -m wsi_assets.queue")
+        print("queue: the webserver did not answer after the launch; see python -m wsi_assets.cli.queue")
     elif place is None:
         print("queue: not queued any more (already starting, started or finished)")
     else:

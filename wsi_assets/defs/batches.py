@@ -16,7 +16,6 @@ from dagster import (
     SensorEvaluationContext,
     SensorResult,
     SkipReason,
-    asset,
     define_asset_job,
     sensor,
 )
@@ -30,18 +29,13 @@ from wsi_assets.batches.manifest import (
     load_manifest,
     without_changed,
 )
-from wsi_assets.batches.result_set import (
-    previous_manifest,
-    publish_batch_set,
-    published_batch_dir,
-    run_batch_set,
-)
+from wsi_assets.batches.result_set import previous_manifest, publish_batch_set
 from wsi_assets.batches.scan import BatchCursor, scan_batches
 from wsi_assets.batches.status import REJECTED_FILE, rejected_json
 from wsi_assets.batches.thumbnails import thumbnail_grid
 from wsi_assets.cells.cell_classifier import classifier_for
-from wsi_assets.cells.exports import BATCH_EXPORTS, write_batch_exports
-from wsi_assets.cells.exports.batch_summary import BATCH_FILE as SUMMARY_FILE
+from wsi_assets.batches.exports import BATCH_EXPORTS, write_batch_exports
+from wsi_assets.batches.exports.summary import BATCH_FILE as SUMMARY_FILE
 from wsi_assets.core.atomic import atomic_output, write_bytes_atomic, write_text_atomic
 from wsi_assets.core.branch_settings import branch_settings_for
 from wsi_assets.core.confinement import confined
@@ -49,8 +43,7 @@ from wsi_assets.core.images import markdown_image
 from wsi_assets.core.keys import SlideKey
 from wsi_assets.core.progress import ProgressReporter
 from wsi_assets.core.user_files import branch_inputs_dir, branch_outputs_dir
-from wsi_assets.defs.active_runs import refuse_if_another_run_is_active
-from wsi_assets.defs.errors import fails_clearly
+from wsi_assets.defs.asset_factories import key_to_stage, partition_asset
 from wsi_assets.defs.executors import slide_executor
 from wsi_assets.defs.metadata_tables import metadata_table
 from wsi_assets.defs.partitions import batches_partitions
@@ -60,8 +53,10 @@ from wsi_assets.queue.tags import GPU_POOL
 from wsi_assets.reports.batch_report import render_batch_report_html
 from wsi_assets.reports.report_html import REPORT_FILE
 from wsi_assets.results.branch_workbook import write_branch_workbook
+from wsi_assets.results.staged_sets import published_set_dir, stage_set
 
 BATCHES_GROUP = "batches"
+batch_asset = partition_asset(batches_partitions, BATCHES_GROUP)
 THUMBNAILS_FILE = "thumbnails.jpg"
 MAX_STATS_PER_TICK = 5000  # files stat-ed per tick, over all batches: a 10,000-image batch takes 2 ticks a pass
 MAX_REJECTED_SHOWN = 50
@@ -71,18 +66,14 @@ def _batch_folder(root, key: SlideKey):
     return confined(branch_inputs_dir(root, key.user, key.branch) / key.stem, root, key.user)
 
 
-def _batch_set(context: AssetExecutionContext, root, key: SlideKey):
-    refuse_if_another_run_is_active(context)  # before staging: making a set sweeps the other run's
-    return run_batch_set(root, key, context.run.run_id)
+def _batch_set(context: AssetExecutionContext, root):
+    return stage_set(root, key_to_stage(context), context.run.run_id)
 
 
-@asset(
-    partitions_def=batches_partitions,
-    group_name=BATCHES_GROUP,
+@batch_asset(
     kinds={"json"},
     description="The batch's images (size, dimensions, µm/px and its source, new/changed/unchanged) and its rejected files with why.",
 )
-@fails_clearly
 def batch_manifest(context: AssetExecutionContext, user_files: UserFilesResource, segmentation: SegmentationResource) -> MaterializeResult:
     root, key = user_files.root_path, SlideKey.parse(context.partition_key)
     settings = branch_settings_for(root, key.user, key.branch)
@@ -90,7 +81,7 @@ def batch_manifest(context: AssetExecutionContext, user_files: UserFilesResource
         _batch_folder(root, key), root, key, previous_manifest(root, key), settings.mpp, segmentation.default_mpp,
         modality=segmentation.batch_modality(settings.modality),
     )
-    folder = _batch_set(context, root, key)
+    folder = _batch_set(context, root)
     write_text_atomic(folder / MANIFEST_FILE, json.dumps(manifest.as_dict(), indent=1))
     write_text_atomic(folder / REJECTED_FILE, rejected_json(manifest.rejected))
     changes = {c: sum(i.change == c for i in manifest.images) for c in ("new", "changed", UNCHANGED)}
@@ -116,23 +107,20 @@ def batch_manifest(context: AssetExecutionContext, user_files: UserFilesResource
     )
 
 
-@asset(
-    partitions_def=batches_partitions,
-    group_name=BATCHES_GROUP,
+@batch_asset(
     deps=[batch_manifest],
     kinds={"pytorch", "parquet"},
     op_tags=gpu_step_tags(),
     pool=GPU_POOL,
     description="Every nucleus of every image of the batch (outline, measurements, class) in one table with an `image` column.",
 )
-@fails_clearly
 def batch_cells(context: AssetExecutionContext, user_files: UserFilesResource, segmentation: SegmentationResource) -> MaterializeResult:
     root, key = user_files.root_path, SlideKey.parse(context.partition_key)
-    folder = _batch_set(context, root, key)
+    folder = _batch_set(context, root)
     manifest = load_manifest(folder / MANIFEST_FILE)
     if manifest is None:
         raise FileNotFoundError(f"{key}: this run has no batch manifest: materialize batch_manifest first (run process_batch)")
-    published = published_batch_dir(root, key)
+    published = published_set_dir(root, key)
     inputs = _batch_folder(root, key)
     context.log.info(f"{key}: segmenting {len(manifest.to_segment)} new or changed images of {len(manifest.images)}")
     segmenter = segmentation.segmenter()
@@ -163,17 +151,14 @@ def batch_cells(context: AssetExecutionContext, user_files: UserFilesResource, s
     )
 
 
-@asset(
-    partitions_def=batches_partitions,
-    group_name=BATCHES_GROUP,
+@batch_asset(
     deps=[batch_cells],
     kinds={"json", "excel"},
     description="COCO, YOLO-seg, an Excel workbook (one row per image) and summary.json for the batch; publishes the batch's result set.",
 )
-@fails_clearly
 def batch_exports(context: AssetExecutionContext, user_files: UserFilesResource) -> MaterializeResult:
     root, key = user_files.root_path, SlideKey.parse(context.partition_key)
-    folder = _batch_set(context, root, key)
+    folder = _batch_set(context, root)
     manifest = load_manifest(folder / MANIFEST_FILE)
     if manifest is None or not (folder / CELLS_FILE).exists():
         raise FileNotFoundError(f"{key}: this run has no batch cells: run process_batch")

@@ -14,7 +14,6 @@ from dagster import (
     Config,
     MaterializeResult,
     MetadataValue,
-    asset,
     asset_check,
 )
 from pydantic import Field
@@ -27,29 +26,33 @@ from wsi_assets.cells.classification import (
 from wsi_assets.cells.classes import CLASS_COLUMN
 from wsi_assets.cells.lymphocyte_density import lymphocyte_density
 from wsi_assets.cells.lymphocyte_rule import parse_rule
+from wsi_assets.cells.nucleus_typer import stored_cnn
 from wsi_assets.cells.store import read_cell_columns, stored_embedding
 from wsi_assets.core.atomic import atomic_output, write_bytes_atomic, write_text_atomic
 from wsi_assets.core.branch_settings import branch_settings_for
 from wsi_assets.core.images import markdown_image
 from wsi_assets.core.keys import SlideKey
-from wsi_assets.defs.errors import TRANSIENT_RETRY, fails_clearly
+from wsi_assets.defs.asset_factories import partition_asset
+from wsi_assets.defs.errors import TRANSIENT_RETRY
 from wsi_assets.defs.partitions import slides_partitions
 from wsi_assets.defs.resources import UserFilesResource
 from wsi_assets.defs.results import run_set
 from wsi_assets.defs.segmentation import cell_segmentation
+from wsi_assets.finetuning.branch_files import NAMED_CLASSIFIERS
 from wsi_assets.finetuning.branch_model import resolve_branch_classifier
 from wsi_assets.quality.class_mix import class_mix, class_overlay
 from wsi_assets.quality.lymphocyte_heatmap import lymphocyte_heatmap
 from wsi_assets.slides.stored import load_slide_info, load_tissue_mask
 
 CLASSIFICATION_GROUP = "classification"
+classification_asset = partition_asset(slides_partitions, CLASSIFICATION_GROUP)
 CLASSES_JSON = "classes.json"
 CLASS_OVERLAY = "class_overlay.jpg"
 LYMPHOCYTE_HEATMAP = "lymphocyte_heatmap.jpg"
 
 
 class ClassificationConfig(Config):
-    classifier: str = Field(default="", description='"default" (shipped classifier), "rule" (lymphocyte rule), or a classifier file in the branch folder; empty = branch.yaml')
+    classifier: str = Field(default="", description='"default" (shipped classifier), "rule" (lymphocyte rule), "cnn" (the network\'s probabilities stored at segmentation), or a classifier file in the branch folder; empty = branch.yaml')
     max_area_um2: float = Field(default=0.0, description="Lymphocyte rule: largest nucleus area in µm² (0 = branch.yaml or the default)")
     min_circularity: float = Field(default=-1.0, description="Lymphocyte rule: smallest circularity, 0-1 (negative = branch.yaml or the default)")
     min_hematoxylin_od: float = Field(default=-1.0, description="Lymphocyte rule: smallest mean haematoxylin OD (negative = branch.yaml or the default)")
@@ -61,15 +64,12 @@ class ClassificationConfig(Config):
         return {key: value for key, value in chosen.items() if value is not None}
 
 
-@asset(
-    partitions_def=slides_partitions,
-    group_name=CLASSIFICATION_GROUP,
+@classification_asset(
     deps=[cell_segmentation],
     kinds={"scikitlearn", "parquet"},
     retry_policy=TRANSIENT_RETRY,
     description="A class (inflammatory, epithelial, spindle, other) for every nucleus, with counts and densities per mm² of tissue.",
 )
-@fails_clearly
 def cell_classification(context: AssetExecutionContext, config: ClassificationConfig, user_files: UserFilesResource) -> MaterializeResult:
     key = SlideKey.parse(context.partition_key)
     settings = branch_settings_for(user_files.root_path, key.user, key.branch)
@@ -79,10 +79,12 @@ def cell_classification(context: AssetExecutionContext, config: ClassificationCo
     rule = parse_rule({**(settings.lymphocyte_rule or {}), **config.rule_overrides()}, "run config")
     choice = config.classifier or settings.classifier
     classifier_path = None
-    if choice not in ("default", "rule"):
+    if choice not in NAMED_CLASSIFIERS:
         # A branch's own classifier: registered by finetune_from_reviews, or the user's in its upload folder; never outside the user's files.
         classifier_path = resolve_branch_classifier(user_files.root_path, key.user, key.branch, choice)
-    method = classification_method(choice, rule, classifier_path, stored_embedding(cells))
+    method = classification_method(choice, rule, classifier_path, stored_embedding(cells), stored_cnn(cells))
+    if "cnn_fallback" in method.details:
+        context.log.warning(f"{key}: classifier cnn: {method.details['cnn_fallback']}")
     with atomic_output(cells) as temporary:
         counts = classify_stored_cells(cells, temporary, method, info.mpp)
     columns = read_cell_columns(cells, ["centroid_x", "centroid_y", CLASS_COLUMN])

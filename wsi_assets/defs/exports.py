@@ -11,7 +11,6 @@ from dagster import (
     AssetsDefinition,
     MaterializeResult,
     MetadataValue,
-    asset,
 )
 
 from wsi_assets.cells.exports import EXPORT_FORMATS
@@ -19,7 +18,8 @@ from wsi_assets.cells.exports.format import ExportFormat
 from wsi_assets.cells.exports.provenance import export_provenance
 from wsi_assets.core.branch_settings import branch_settings_for
 from wsi_assets.core.keys import SlideKey
-from wsi_assets.defs.errors import TRANSIENT_RETRY, fails_clearly
+from wsi_assets.defs.asset_factories import partition_asset
+from wsi_assets.defs.errors import TRANSIENT_RETRY
 from wsi_assets.defs.partitions import slides_partitions
 from wsi_assets.defs.resources import UserFilesResource
 from wsi_assets.defs.results import published_location, run_set
@@ -28,6 +28,7 @@ from wsi_assets.defs.segmentation import cell_segmentation
 from wsi_assets.results.sweep import remove_entry
 
 EXPORTS_GROUP = "exports"
+slide_export_asset = partition_asset(slides_partitions, EXPORTS_GROUP)
 NOT_REQUESTED = "not requested in branch.yaml"
 
 
@@ -39,16 +40,13 @@ def _size_bytes(path):
 def export_asset(export: ExportFormat) -> AssetsDefinition:
     """The asset that writes `export`'s file for a slide from its stored segmentation."""
 
-    @asset(
+    @slide_export_asset(
         name=export.asset_name,
-        partitions_def=slides_partitions,
-        group_name=EXPORTS_GROUP,
         deps=[cell_classification],
         kinds=set(export.kinds),
         retry_policy=TRANSIENT_RETRY,
         description=export.description,
     )
-    @fails_clearly
     def write_export(context: AssetExecutionContext, user_files: UserFilesResource) -> MaterializeResult:
         key = SlideKey.parse(context.partition_key)
         settings = branch_settings_for(user_files.root_path, key.user, key.branch)

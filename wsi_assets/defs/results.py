@@ -15,7 +15,6 @@ from dagster import (
     Failure,
     MaterializeResult,
     MetadataValue,
-    asset,
 )
 
 from wsi_assets.cells.exports import EXPORT_FORMATS
@@ -23,8 +22,7 @@ from wsi_assets.core.branch_settings import branch_settings_for
 from wsi_assets.core.keys import SlideKey
 from wsi_assets.core.user_files import branch_outputs_dir, slide_output_dir
 from wsi_assets.core.slide_outputs import SlideOutputs
-from wsi_assets.defs.active_runs import refuse_if_another_run_is_active
-from wsi_assets.defs.errors import fails_clearly
+from wsi_assets.defs.asset_factories import key_to_stage, partition_asset
 from wsi_assets.defs.partitions import slides_partitions
 from wsi_assets.defs.resources import UserFilesResource
 from wsi_assets.reports.report_html import REPORT_FILE, write_report_html
@@ -32,9 +30,10 @@ from wsi_assets.reports.slide_report import slide_report
 from wsi_assets.results.served_outputs import output_link
 from wsi_assets.results.branch_workbook import write_branch_workbook
 from wsi_assets.results.dropped_cells import dropped_cells_warning
-from wsi_assets.results.result_sets import published_set_dir
+from wsi_assets.results.staged_sets import published_set_dir
 
 RESULTS_GROUP = "results"
+result_asset = partition_asset(slides_partitions, RESULTS_GROUP)
 RESULTS_ASSET = "slide_results"
 # By key rather than by definition: the per-slide asset modules import this one for `run_set`.
 PER_SLIDE_ASSETS = ("slide_metadata", "tissue_mask", "cell_segmentation", "cell_classification", *(export.asset_name for export in EXPORT_FORMATS))
@@ -51,8 +50,7 @@ def run_set(context: AssetExecutionContext, user_files: UserFilesResource, stage
             f"never be published: add {RESULTS_ASSET} to the selection, or launch process_slide, classify_cells, export_cells or tissue_mask_only",
             allow_retries=False,
         )
-    key = SlideKey.parse(context.partition_key)
-    refuse_if_another_run_is_active(context)  # before staging: making a set sweeps the other run's
+    key = key_to_stage(context)
     return user_files.staged_outputs(key, context.run.run_id, stage, context.run.parent_run_id)
 
 
@@ -67,14 +65,11 @@ def _job_shown(job_name: str) -> str:
     return "this run" if job_name.startswith("__") else job_name
 
 
-@asset(
-    partitions_def=slides_partitions,
-    group_name=RESULTS_GROUP,
+@result_asset(
     deps=[AssetKey(name) for name in PER_SLIDE_ASSETS],
     kinds={"folder"},
     description="The slide's published results (<user>/outputs/<branch>/<slide>/): switched to this run's whole set in one step; report.html in it shows the set in a browser.",
 )
-@fails_clearly
 def slide_results(context: AssetExecutionContext, user_files: UserFilesResource) -> MaterializeResult:
     key = SlideKey.parse(context.partition_key)
     # A whole set holds the exports the branch asks for; an export asset writes no other.

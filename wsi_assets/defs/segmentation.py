@@ -3,15 +3,17 @@
 
 import json
 
-from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
+from dagster import AssetExecutionContext, MaterializeResult, MetadataValue
 
 from wsi_assets.cells.measurements import NucleusMeasurer
+from wsi_assets.cells.nucleus_typer import CNN_METHOD, typing_measurer
 from wsi_assets.cells.stain_vectors import slide_stain_vectors
 from wsi_assets.core.atomic import atomic_output, write_bytes_atomic, write_text_atomic
 from wsi_assets.core.branch_settings import branch_settings_for
 from wsi_assets.core.images import markdown_image
 from wsi_assets.core.keys import SlideKey
-from wsi_assets.defs.errors import TRANSIENT_RETRY, fails_clearly
+from wsi_assets.defs.asset_factories import partition_asset
+from wsi_assets.defs.errors import TRANSIENT_RETRY
 from wsi_assets.defs.partitions import slides_partitions
 from wsi_assets.defs.resources import SegmentationResource, UserFilesResource
 from wsi_assets.defs.results import published_location, run_set
@@ -23,15 +25,14 @@ from wsi_assets.queue.engine_tags import gpu_step_tags
 from wsi_assets.queue.tags import GPU_POOL
 from wsi_assets.results.slide_identity import ensure_unchanged, load_identity
 from wsi_assets.core.progress import ProgressReporter
-from wsi_assets.segmentation.slide import segment_slide
+from wsi_assets.segmentation.slide import Measurer, segment_slide
 from wsi_assets.slides.stored import load_slide_info, load_tissue_mask
 
 SEGMENTATION_GROUP = "segmentation"
+segmentation_asset = partition_asset(slides_partitions, SEGMENTATION_GROUP)
 
 
-@asset(
-    partitions_def=slides_partitions,
-    group_name=SEGMENTATION_GROUP,
+@segmentation_asset(
     deps=[tissue_mask],
     kinds={"pytorch", "parquet"},
     pool=GPU_POOL,
@@ -39,7 +40,6 @@ SEGMENTATION_GROUP = "segmentation"
     retry_policy=TRANSIENT_RETRY,
     description="Every nucleus in the tissue, in level-0 pixel coordinates (segmentation/cells.parquet).",
 )
-@fails_clearly
 def cell_segmentation(
     context: AssetExecutionContext, user_files: UserFilesResource, segmentation: SegmentationResource
 ) -> MaterializeResult:
@@ -55,6 +55,13 @@ def cell_segmentation(
     context.log.info(f"{key}: segmenting with {segmenter.name} v{segmenter.version} on {segmenter.device} at {segmenter.mpp} µm/px")
     stains = slide_stain_vectors(outputs.thumbnail, tissue.mask if tissue is not None else None)
     context.log.info(f"{key}: stain vectors {stains.source}: haematoxylin {stains.haematoxylin}, eosin {stains.eosin}")
+    measurements = NucleusMeasurer(segmenter.mpp, stains)
+    measurer: Measurer = measurements
+    if settings.classifier == CNN_METHOD:
+        # The branch types its nuclei with the network: it sees each tile's pixels here, so classification needs none.
+        typing = typing_measurer(measurements)
+        context.log.info(f"{key}: classifier cnn: {typing.typer.model.name} types each nucleus while segmenting")
+        measurer = typing
     provenance = {"slide": key.partition_key, "mpp": info.mpp, "segmenter": segmenter.name, "segmenter_version": segmenter.version}
     outputs.cells_parquet.parent.mkdir(parents=True, exist_ok=True)
     with gpu_slot(context.instance, context.log.info), atomic_output(outputs.cells_parquet) as temporary:
@@ -67,7 +74,7 @@ def cell_segmentation(
             segmentation.tiling(),
             on_progress=ProgressReporter(context.log.info),
             store_metadata=provenance,
-            measurer=NucleusMeasurer(segmenter.mpp, stains),
+            measurer=measurer,
         )
     # Nuclei read from a file replaced mid-run could lie outside the slide's recorded size.
     ensure_unchanged(identity, slide_file, user_files.root_path)

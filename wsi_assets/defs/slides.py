@@ -5,13 +5,13 @@ Each asset writes its own files into its run's result set (published at
 """
 
 
-from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
+from dagster import AssetExecutionContext, MaterializeResult, MetadataValue
 
 from wsi_assets.core.atomic import write_bytes_atomic
 from wsi_assets.core.branch_settings import branch_settings_for
 from wsi_assets.core.images import markdown_image, small_jpeg
 from wsi_assets.core.keys import SlideKey
-from wsi_assets.defs.errors import fails_clearly
+from wsi_assets.defs.asset_factories import partition_asset
 from wsi_assets.defs.partitions import slides_partitions
 from wsi_assets.defs.resources import SegmentationResource, UserFilesResource
 from wsi_assets.defs.results import run_set
@@ -23,9 +23,9 @@ from wsi_assets.results.slide_identity import (
     save_identity,
     slide_identity,
 )
+from wsi_assets.slides.mpp import read_slide_info
 from wsi_assets.slides.reader import (
     open_slide,
-    read_slide_info,
     read_whole_slide_at_downsample,
 )
 from wsi_assets.slides.stored import load_slide_info, save_slide_info, save_tissue_mask
@@ -33,15 +33,13 @@ from wsi_assets.slides.tissue import detect_tissue, tissue_mask_downsample
 
 THUMBNAIL_MAX_SIDE = 512
 SLIDES_GROUP = "slides"
+slide_asset = partition_asset(slides_partitions, SLIDES_GROUP)
 
 
-@asset(
-    partitions_def=slides_partitions,
-    group_name=SLIDES_GROUP,
+@slide_asset(
     kinds={"openslide", "image"},
     description="What the slide is: size, pyramid levels, µm/px (and whether it was inferred), objective, vendor, thumbnail.",
 )
-@fails_clearly
 def slide_metadata(context: AssetExecutionContext, user_files: UserFilesResource, segmentation: SegmentationResource) -> MaterializeResult:
     key = SlideKey.parse(context.partition_key)
     # The run's first step: branch.yaml and the files it names fail here, not after segmentation.
@@ -79,14 +77,11 @@ def slide_metadata(context: AssetExecutionContext, user_files: UserFilesResource
     )
 
 
-@asset(
-    partitions_def=slides_partitions,
-    group_name=SLIDES_GROUP,
+@slide_asset(
     deps=[slide_metadata],
     kinds={"numpy", "image"},
     description="Where the tissue is: a low-resolution mask, its fraction of the slide and area in mm², shown over the thumbnail.",
 )
-@fails_clearly
 def tissue_mask(context: AssetExecutionContext, user_files: UserFilesResource) -> MaterializeResult:
     key = SlideKey.parse(context.partition_key)
     outputs = run_set(context, user_files, "tissue")

@@ -5,13 +5,12 @@ from dagster import (
     Config,
     MaterializeResult,
     MetadataValue,
-    asset,
 )
 from pydantic import Field
 
 from wsi_assets.core.images import markdown_image, small_jpeg
 from wsi_assets.core.keys import SlideKey
-from wsi_assets.defs.errors import fails_clearly
+from wsi_assets.defs.asset_factories import partition_asset
 from wsi_assets.defs.partitions import stacks_partitions
 from wsi_assets.defs.resources import UserFilesResource
 from wsi_assets.defs.stacks import stack_results
@@ -20,6 +19,7 @@ from wsi_assets.stacks.result_set import require_published
 from wsi_assets.stacks.slices import write_slice_png
 
 STACK_SLICES_GROUP = "stack_slices"
+stack_slice_asset = partition_asset(stacks_partitions, STACK_SLICES_GROUP)
 
 
 class StackSliceConfig(Config):
@@ -28,14 +28,11 @@ class StackSliceConfig(Config):
     c: int = Field(default=0, description="Channel, from 0")
 
 
-@asset(
-    partitions_def=stacks_partitions,
-    group_name=STACK_SLICES_GROUP,
+@stack_slice_asset(
     deps=[stack_results],
     kinds={"png"},
     description="One full-resolution (t, z, c) plane of the published stack as PNG (16-bit values kept), in <stack>/slices/.",
 )
-@fails_clearly
 def stack_slice_png(context: AssetExecutionContext, config: StackSliceConfig, user_files: UserFilesResource) -> MaterializeResult:
     key = SlideKey.parse(context.partition_key)
     outputs = require_published(user_files.root_path, key)

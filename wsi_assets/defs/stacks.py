@@ -16,7 +16,6 @@ from dagster import (
     Config,
     MaterializeResult,
     MetadataValue,
-    asset,
 )
 from pydantic import Field
 
@@ -24,8 +23,7 @@ from wsi_assets.core.atomic import write_bytes_atomic
 from wsi_assets.core.branch_settings import BRANCH_SETTINGS
 from wsi_assets.core.images import encode_png, markdown_image, small_jpeg
 from wsi_assets.core.keys import SlideKey
-from wsi_assets.defs.active_runs import refuse_if_another_run_is_active
-from wsi_assets.defs.errors import fails_clearly
+from wsi_assets.defs.asset_factories import key_to_stage, partition_asset
 from wsi_assets.defs.metadata_tables import metadata_table
 from wsi_assets.defs.partitions import stacks_partitions
 from wsi_assets.defs.resources import SegmentationResource, UserFilesResource
@@ -54,17 +52,17 @@ from wsi_assets.stacks.tables import (
     write_png_folder,
     write_stats_csv,
 )
-from wsi_assets.stacks.upload_file import find_stack_file
+from wsi_assets.uploads.stack_file import find_stack_file
 
 STACKS_GROUP = "stacks"
+stack_asset = partition_asset(stacks_partitions, STACKS_GROUP)
 PCA_IMAGE_MAX_SIDE = 1024
 AXES_CHECK = "stack_axes_named"
 NUCLEAR_CHANNEL_CHECK = "stack_nuclear_channel"
 
 
 def _key_and_set(context: AssetExecutionContext, user_files: UserFilesResource) -> tuple[SlideKey, StackOutputs]:
-    key = SlideKey.parse(context.partition_key)
-    refuse_if_another_run_is_active(context)
+    key = key_to_stage(context)
     return key, stage_stack_set(user_files.root_path, key, context.run.run_id, context.run.parent_run_id)
 
 
@@ -80,14 +78,11 @@ def _zarr(outputs: StackOutputs) -> Path:
     return outputs.zarr
 
 
-@asset(
-    partitions_def=stacks_partitions,
-    group_name=STACKS_GROUP,
+@stack_asset(
     kinds={"tiff"},
     check_specs=[AssetCheckSpec(AXES_CHECK, asset="stack_metadata", description="The stack's T, C and Z axes were named by the file (OME or ImageJ), not guessed.")],
     description="What the stack is: TCZYX shape, dtype, µm per voxel, time step, channel names, and where the axes came from (OME, ImageJ or guessed).",
 )
-@fails_clearly
 def stack_metadata(context: AssetExecutionContext, user_files: UserFilesResource) -> MaterializeResult:
     key, outputs = _key_and_set(context, user_files)
     path = find_stack_file(user_files.root_path, key)
@@ -125,14 +120,11 @@ def stack_metadata(context: AssetExecutionContext, user_files: UserFilesResource
     )
 
 
-@asset(
-    partitions_def=stacks_partitions,
-    group_name=STACKS_GROUP,
+@stack_asset(
     deps=[stack_metadata],
     kinds={"zarr"},
     description="The stack as OME-Zarr (NGFF 0.5, Zarr v3), chunks (1, 1, ≤16, 512, 512), with a Y/X pyramid: opens lazily in napari, dask and zarr.",
 )
-@fails_clearly
 def stack_zarr(context: AssetExecutionContext, user_files: UserFilesResource) -> MaterializeResult:
     key, outputs = _key_and_set(context, user_files)
     info = _info(outputs)
@@ -151,14 +143,11 @@ def stack_zarr(context: AssetExecutionContext, user_files: UserFilesResource) ->
     )
 
 
-@asset(
-    partitions_def=stacks_partitions,
-    group_name=STACKS_GROUP,
+@stack_asset(
     deps=[stack_zarr],
     kinds={"numpy", "csv"},
     description="Per channel, and per channel and time point: count, mean, std, min, max and percentiles, exact for 8- and 16-bit stacks, in one streaming pass.",
 )
-@fails_clearly
 def channel_stats(context: AssetExecutionContext, user_files: UserFilesResource) -> MaterializeResult:
     key, outputs = _key_and_set(context, user_files)
     info, folder = _info(outputs), _zarr(outputs)
@@ -180,14 +169,11 @@ class ChannelPcaConfig(Config):
     z: int | None = Field(default=None, description="Z plane of that slice; empty means the middle plane")
 
 
-@asset(
-    partitions_def=stacks_partitions,
-    group_name=STACKS_GROUP,
+@stack_asset(
     deps=[stack_zarr],
     kinds={"numpy"},
     description="PCA over channels (voxels as samples) from a streamed covariance: explained variance per component and component images of one slice.",
 )
-@fails_clearly
 def channel_pca(context: AssetExecutionContext, config: ChannelPcaConfig, user_files: UserFilesResource) -> MaterializeResult:
     key, outputs = _key_and_set(context, user_files)
     info, folder = _info(outputs), _zarr(outputs)
@@ -217,14 +203,11 @@ def channel_pca(context: AssetExecutionContext, config: ChannelPcaConfig, user_f
     )
 
 
-@asset(
-    partitions_def=stacks_partitions,
-    group_name=STACKS_GROUP,
+@stack_asset(
     deps=[stack_zarr],
     kinds={"image"},
     description="Previews at t=0: each channel's middle Z plane and maximum-intensity projection, and a colour composite.",
 )
-@fails_clearly
 def stack_previews(context: AssetExecutionContext, user_files: UserFilesResource) -> MaterializeResult:
     key, outputs = _key_and_set(context, user_files)
     info, folder = _info(outputs), _zarr(outputs)
@@ -240,16 +223,13 @@ def stack_previews(context: AssetExecutionContext, user_files: UserFilesResource
     )
 
 
-@asset(
-    partitions_def=stacks_partitions,
-    group_name=STACKS_GROUP,
+@stack_asset(
     deps=[stack_zarr],
     kinds={"zarr", "parquet"},
     check_specs=[AssetCheckSpec(NUCLEAR_CHANNEL_CHECK, asset="stack_nuclei", description="The nuclear channel was stated (nuclear_channel) or found by name (DAPI, Hoechst, ...), not guessed as channel 0.")],
     description="Nuclei in every (t, z) plane of the nuclear channel, linked in 3-D and over time: NGFF labels at stack.ome.zarr/labels/nuclei "
     "and nuclei.parquet (one row per nucleus per time point, with track_id and per-channel mean and sum).",
 )
-@fails_clearly
 def stack_nuclei(context: AssetExecutionContext, user_files: UserFilesResource, segmentation: SegmentationResource) -> MaterializeResult:
     key, outputs = _key_and_set(context, user_files)
     info, folder = _info(outputs), _zarr(outputs)
@@ -292,14 +272,11 @@ def stack_nuclei(context: AssetExecutionContext, user_files: UserFilesResource, 
     return MaterializeResult(metadata=metadata, check_results=[check])
 
 
-@asset(
-    partitions_def=stacks_partitions,
-    group_name=STACKS_GROUP,
+@stack_asset(
     deps=[stack_metadata, stack_zarr, channel_stats, channel_pca, stack_previews, stack_nuclei],
     kinds={"folder"},
     description="The stack's published results (<user>/outputs/<branch>/<stack>/): switched to this run's whole set in one step.",
 )
-@fails_clearly
 def stack_results(context: AssetExecutionContext, user_files: UserFilesResource) -> MaterializeResult:
     key = SlideKey.parse(context.partition_key)
     root = user_files.root_path

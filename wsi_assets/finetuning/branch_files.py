@@ -19,7 +19,8 @@ from wsi_assets.finetuning.branch_model import (
 )
 from wsi_assets.segmentation.model_files import CARD_SUFFIX, ModelLoadError, is_torchscript_archive, read_model_card
 
-NAMED_CLASSIFIERS = ("default", "rule")
+# Choices that name no file: the shipped classifier, the lymphocyte rule, the nucleus classifier network.
+NAMED_CLASSIFIERS = ("default", "rule", "cnn")
 
 
 def check_branch_files(root: Path, user: str, branch: str, settings: BranchSettings) -> None:

@@ -20,7 +20,8 @@ from wsi_assets.cells.measurements import measure_labels
 from wsi_assets.cells.stain_vectors import estimate_stain_vectors
 from wsi_assets.finetuning.review_tiles import ReviewedTile
 from wsi_assets.finetuning.slide_grid import reviewed_cell_features
-from wsi_assets.segmentation.embeddings import embeddings_at, label_centroids_of, segment_with_embeddings
+from wsi_assets.cells.embeddings import embeddings_at, label_centroids_of
+from wsi_assets.segmentation.embeddings import segment_with_embeddings
 from wsi_assets.segmentation.slide import TilingSettings
 from wsi_assets.training.cell_classifier_training import (
     TypedNuclei,

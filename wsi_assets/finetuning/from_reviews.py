@@ -44,6 +44,7 @@ from wsi_assets.finetuning.branch_model import (
     resolve_branch_model,
     set_branch_setting,
 )
+from wsi_assets.finetuning.branch_files import NAMED_CLASSIFIERS
 from wsi_assets.finetuning.classifier_finetune import (
     BASE_TILES,
     MIN_REVIEWED_CLASSES,
@@ -70,10 +71,11 @@ from wsi_assets.models import SHIPPED_MODEL_FILE
 from wsi_assets.reviews.review_files import read_version_cells
 from wsi_assets.reviews.scan import REVIEW_SUFFIXES
 from wsi_assets.reviews.version_store import current_version, history
-from wsi_assets.segmentation.embeddings import same_embedding
+from wsi_assets.cells.embeddings import same_embedding
 from wsi_assets.segmentation.model_files import CARD_SUFFIX, read_model_card
 from wsi_assets.segmentation.slide import TilingSettings
-from wsi_assets.slides.reader import open_slide, slide_mpp
+from wsi_assets.slides.mpp import slide_mpp
+from wsi_assets.slides.reader import open_slide
 
 
 PROGRESS_EVERY_S = 30.0  # a long phase (reading tiles, training, scoring) says how far it is at least this often
@@ -111,8 +113,8 @@ def base_model_of(root: Path, user: str, branch: str, log: Callable[[str], None]
 def current_classifier(root: Path, user: str, branch: str, embedding: dict | None = None):
     """What types the branch's nuclei now, for nuclei carrying `embedding` (None: none)."""
     choice = branch_settings_for(root, user, branch).classifier
-    # The lymphocyte rule alone is not a classifier to compare with: the shipped one stands in.
-    return classifier_for(embedding, None if choice in ("default", "rule") else resolve_branch_classifier(root, user, branch, choice))
+    # The lymphocyte rule alone, or the network, is no forest to compare a refit with: the shipped one stands in.
+    return classifier_for(embedding, None if choice in NAMED_CLASSIFIERS else resolve_branch_classifier(root, user, branch, choice))
 
 
 def classifier_otherwise(root: Path, user: str, branch: str, embedding: dict | None) -> tuple[CellClassifier, bool]:

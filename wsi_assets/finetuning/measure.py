@@ -1,6 +1,6 @@
 """Time finetune_from_reviews on a synthetic branch whose drawn truth is the review (a few hundred cells).
 
-    python -m wsi_assets.finetuning.measure [--steps 150] [--threads 1] [--width 1024 --height 768]
+    python -m wsi_assets.cli.measure_finetuning [--steps 150] [--threads 1] [--width 1024 --height 768]
 
 Starts from the shipped nucleus model and classifier, mixes in the base data where ../shared is
 present, and prints the seconds of each part and the before/after figures. Everything is written
@@ -9,11 +9,11 @@ to a temporary folder that is removed afterwards.
 
 from __future__ import annotations
 
-import argparse
 import json
 import tempfile
 import time
 from pathlib import Path
+from typing import Callable
 
 import shapely
 
@@ -30,16 +30,12 @@ from wsi_assets.slides.synthetic import (
 from wsi_assets.training.defaults import default_training_data
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=FineTuneSettings.steps)
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--width", type=int, default=1024)
-    parser.add_argument("--height", type=int, default=768)
-    args = parser.parse_args(argv)
+def time_finetuning(steps: int = FineTuneSettings.steps, threads: int = 1, width: int = 1024, height: int = 768,
+                    log: Callable[[str], None] = print) -> None:
+    """Fine-tune a fresh synthetic branch of `width` x `height` pixels, logging each part's seconds."""
     with tempfile.TemporaryDirectory() as folder:
         root = Path(folder) / "user_files"
-        spec = SyntheticSlideSpec(width=args.width, height=args.height, mpp=0.5, seed=3, tissue_fraction=0.9)
+        spec = SyntheticSlideSpec(width=width, height=height, mpp=0.5, seed=3, tissue_fraction=0.9)
         (root / "lab/inputs/ft").mkdir(parents=True)
         write_synthetic_slide(root / "lab/inputs/ft/s1.svs", spec)
         nuclei = synthetic_nuclei(spec, 0, 0, spec.width, spec.height)
@@ -55,11 +51,7 @@ def main(argv: list[str] | None = None) -> None:
         base = default_training_data()
         start = time.perf_counter()
         outcome = finetune_branch(
-            root, "lab", "ft", FineTuneSettings(steps=args.steps, threads=args.threads), base, 12, base_classes=base / "consep_train",
-            log=lambda line: print(f"{time.perf_counter() - start:6.1f} s  {line}", flush=True),
+            root, "lab", "ft", FineTuneSettings(steps=steps, threads=threads), base, 12, base_classes=base / "consep_train",
+            log=lambda line: log(f"{time.perf_counter() - start:6.1f} s  {line}"),
         )
-        print(f"{len(features)} reviewed cells; total {time.perf_counter() - start:.1f} s; nucleus model: {outcome.why}; {outcome.classifier['why']}")
-
-
-if __name__ == "__main__":
-    main()
+        log(f"{len(features)} reviewed cells; total {time.perf_counter() - start:.1f} s; nucleus model: {outcome.why}; {outcome.classifier['why']}")

@@ -22,7 +22,8 @@ from wsi_assets.cells.measurements import NucleusMeasurer
 from wsi_assets.cells.stain_vectors import StainVectors
 from wsi_assets.cells.table import nuclei_from_labels
 from wsi_assets.finetuning.review_tiles import ReviewedTile, rasterise
-from wsi_assets.segmentation.embeddings import compact, embeddings_at, segment_with_embeddings
+from wsi_assets.cells.embeddings import compact, embeddings_at
+from wsi_assets.segmentation.embeddings import segment_with_embeddings
 from wsi_assets.segmentation.slide import TilingSettings, owned_nuclei
 from wsi_assets.slides.reader import open_slide, read_region_at_downsample
 from wsi_assets.slides.tiling import Tile, TileGrid, make_tile_grid

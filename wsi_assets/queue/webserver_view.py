@@ -56,17 +56,26 @@ class QueueSnapshot:
         return next((run for run in (*self.in_progress, *self.queued) if run.run_id == run_id), None)
 
 
-def post_graphql(url: str, query: str, variables: dict, timeout: float = ANSWER_TIMEOUT_S) -> dict:
-    """The `data` of a GraphQL answer; NoWebserverAnswer when nothing (or not Dagster) answers."""
+# What a request raises when nothing, or not Dagster (a login page, not JSON), answers.
+TRANSPORT_ERRORS = (urllib.error.URLError, TimeoutError, ConnectionError, ValueError)
+
+
+def graphql_answer(url: str, query: str, variables: dict, timeout: float) -> object:
+    """The whole decoded answer to one GraphQL request (data and errors); TRANSPORT_ERRORS pass through."""
     request = urllib.request.Request(
         f"{url.rstrip('/')}/graphql",
         data=json.dumps({"query": query, "variables": variables}).encode(),
         headers={"Content-Type": "application/json"},
     )
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        return json.load(response)
+
+
+def post_graphql(url: str, query: str, variables: dict, timeout: float = ANSWER_TIMEOUT_S) -> dict:
+    """The `data` of a GraphQL answer; NoWebserverAnswer when nothing (or not Dagster) answers."""
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            body = json.load(response)
-    except (urllib.error.URLError, TimeoutError, ConnectionError, ValueError) as error:
+        body = graphql_answer(url, query, variables, timeout)
+    except TRANSPORT_ERRORS as error:
         # Not listening, not Dagster, or a login page in front of it (deploy/auth's proxy).
         raise NoWebserverAnswer(f"no Dagster webserver answered at {url} ({getattr(error, 'reason', error)})") from error
     if not isinstance(body, dict) or not body.get("data"):

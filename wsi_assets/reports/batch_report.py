@@ -6,7 +6,7 @@ from wsi_assets.reports.report_html import data_uri, page, text
 
 
 def render_batch_report_html(title: str, summary: dict, grid_jpeg: bytes | None) -> str:
-    """The page for a batch whose summary.json holds `summary` (cells.exports.batch_summary)."""
+    """The page for a batch whose summary.json holds `summary` (batches.exports.summary)."""
     classes = list(summary.get("class_counts", {}))
     totals = "".join(
         f"<tr><th>{text(label)}</th><td>{text(value)}</td></tr>"

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+import warnings
+
 import numpy as np
 
 
@@ -18,30 +21,25 @@ def confusion_matrix(first: list[str], second: list[str], labels: list[str]) -> 
     return counts
 
 
-def cohen_kappa(counts: np.ndarray, weights: str | None = None) -> float | None:
-    """Cohen's κ of a square confusion matrix; `weights` 'linear' or 'quadratic' for ordinal labels (in order).
+def cohen_kappa(first: list[str], second: list[str], labels: list[str], weights: str | None = None) -> float | None:
+    """Cohen's κ of two raters' labels of the same items; `weights` 'linear' or 'quadratic' for ordinal `labels` (in order).
 
-    None when it is undefined (no items, or both raters always give one and the same label).
+    None when it is undefined (no items, one label, or both raters always give one and the same label).
     """
-    counts = np.asarray(counts, np.float64)
-    total = counts.sum()
-    k = counts.shape[0]
-    if total == 0:
-        return None
-    i, j = np.indices((k, k))
-    if weights is None:
-        w = (i != j).astype(np.float64)
-    elif weights == "linear":
-        w = np.abs(i - j) / max(k - 1, 1)
-    elif weights == "quadratic":
-        w = ((i - j) / max(k - 1, 1)) ** 2
-    else:
+    if weights not in (None, "linear", "quadratic"):
         raise ValueError(f"weights must be None, 'linear' or 'quadratic', not {weights!r}")
-    expected = np.outer(counts.sum(1), counts.sum(0)) / total
-    disagreement_expected = (w * expected).sum()
-    if disagreement_expected == 0:
+    if len(first) == 0 or len(labels) < 2:
         return None
-    return float(1 - (w * counts).sum() / disagreement_expected)
+    # Imported here: scikit-learn's metrics take seconds to import, and only a review needs them.
+    from sklearn.exceptions import UndefinedMetricWarning
+    from sklearn.metrics import cohen_kappa_score
+
+    with warnings.catch_warnings():
+        # An undefined κ is a warning and NaN there (a division by zero before scikit-learn 1.6); None here.
+        warnings.simplefilter("ignore", RuntimeWarning)
+        warnings.simplefilter("ignore", UndefinedMetricWarning)
+        kappa = float(cohen_kappa_score(first, second, labels=labels, weights=weights))
+    return None if math.isnan(kappa) else kappa
 
 
 def fleiss_kappa(ratings: np.ndarray) -> float | None:

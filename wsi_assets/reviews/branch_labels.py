@@ -7,7 +7,7 @@ from collections import Counter, defaultdict
 
 import numpy as np
 
-from wsi_assets.reviews.agreement import cohen_kappa, confusion_matrix, fleiss_kappa
+from wsi_assets.reviews.agreement import cohen_kappa, fleiss_kappa
 from wsi_assets.reviews.slide_labels import ADEQUACY_LEVELS, SlideLabel
 
 # One row per slide and annotator: each annotator's codes and comment stay in their own cells
@@ -56,12 +56,12 @@ def annotator_agreement(labels: list[SlideLabel]) -> dict:
         shared = [s for s, group in by_slide.items() if a in group and b in group]
         if not shared:
             continue
-        matrix = confusion_matrix([by_slide[s][a].adequacy for s in shared], [by_slide[s][b].adequacy for s in shared], list(ADEQUACY_LEVELS))
+        first, second = [by_slide[s][a].adequacy for s in shared], [by_slide[s][b].adequacy for s in shared]
         pairs.append(
             {
                 "annotators": [a, b],
                 "slides": len(shared),
-                "adequacy_weighted_kappa": cohen_kappa(matrix, "quadratic"),
+                "adequacy_weighted_kappa": cohen_kappa(first, second, list(ADEQUACY_LEVELS), "quadratic"),
                 "diagnosis_exact_agreement": float(np.mean([by_slide[s][a].diagnosis_codes == by_slide[s][b].diagnosis_codes for s in shared])),
             }
         )

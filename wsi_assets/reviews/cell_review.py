@@ -77,7 +77,7 @@ def compare_cells(model: ModelCells, reviewer: ReviewedCells, radius_px: float, 
         used = [i for i in range(len(labels)) if matrix[i].sum() or matrix[:, i].sum()]
         figures["class_labels"] = [labels[i] for i in used]
         figures["confusion_matrix"] = matrix[np.ix_(used, used)].tolist()  # rows: model, columns: reviewer
-        figures["cohen_kappa"] = cohen_kappa(matrix)
+        figures["cohen_kappa"] = cohen_kappa([a for a, _ in both], [b for _, b in both], labels)
         figures["class_f1"] = per_class_f1(model.classes, r_classes, pairs.model, pairs.reviewer, figures["class_labels"])
     else:
         figures["classes_not_compared_because"] = "the model's cell table has no class column" if not model.has_classes else "the reviewer's cells have no classification"

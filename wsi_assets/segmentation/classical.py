@@ -24,10 +24,12 @@ from skimage.color import hed_from_rgb
 from skimage.filters import threshold_otsu
 from skimage.segmentation import watershed
 
+from wsi_assets.core.optical_density import optical_density
 from wsi_assets.segmentation.protocol import check_tile_batch
 
-# Optical density of each 8-bit intensity; +1 keeps log finite for black pixels.
-_OD_LUT = (-np.log10((np.arange(256, dtype=np.float64) + 1.0) / 256.0)).astype(np.float32)
+# Optical density of each 8-bit intensity, log10(256 / (I + 1)): +1 keeps log finite for black pixels.
+# (Equal, value for value, to the -log10((I + 1) / 256) this table was first built with.)
+_OD_LUT = optical_density(np.arange(256), offset=1.0, dtype=np.float64).astype(np.float32)
 # Per-channel contribution to hematoxylin density: OD_r*h_r + OD_g*h_g + OD_b*h_b.
 _HEMATOXYLIN_LUTS = [(_OD_LUT * np.float32(w)).astype(np.float32) for w in hed_from_rgb[:, 0]]
 _OTSU_BINS = np.linspace(0.0, 3.0, 301, dtype=np.float32)

@@ -22,6 +22,7 @@ from scipy import ndimage as ndi
 from wsi_assets.core.quoting import short_repr
 from wsi_assets.segmentation.classical_fluorescence import estimate_nucleus_diameter, segment_fluorescence_classical
 from wsi_assets.segmentation.protocol import Segmenter
+from wsi_assets.segmentation.scaling import check_mpp, resample_image, resize_labels
 from wsi_assets.slides.resolution import is_plausible_mpp
 from wsi_assets.slides.tiling import make_tile_grid
 
@@ -195,8 +196,6 @@ def estimate_fluorescence_mpp(gray: np.ndarray, reference_diameter_um: float = R
 def choose_mpp(gray: np.ndarray, mpp: float | None, model: FluorescenceModel, low: float, high: float) -> tuple[float, str, float | None]:
     """(µm/px, source, measured diameter) for the plane: as given, else from its nucleus size, else the model's."""
     if mpp is not None:
-        from wsi_assets.segmentation.image import check_mpp
-
         return check_mpp(mpp), MPP_GIVEN, None
     diameter = measure_nucleus_diameter(gray, low, high)
     if diameter:
@@ -297,8 +296,6 @@ def segment_fluorescence(
 
 def _segment_window(fluo: FluorescenceModel, window: np.ndarray, zoom: float) -> np.ndarray:
     """Labels of a uint8 window at its own size, segmented at the model's scale."""
-    from wsi_assets.segmentation.image import resample_image, resize_labels
-
     model_input = resample_image(window, zoom)
     labels = fluo.segment(np.ascontiguousarray(model_input))
     if labels.shape != window.shape:

@@ -16,18 +16,22 @@ import numpy as np
 import openslide
 
 from wsi_assets.cells.measurements import MEASUREMENT_COLUMNS, NucleusMeasurer
+from wsi_assets.cells.nucleus_typer import TypingMeasurer
 from wsi_assets.cells.store import CellStoreWriter
 from wsi_assets.cells.table import NucleusTable, nuclei_from_labels
 from wsi_assets.core.memory import return_large_buffers_to_the_system
 from wsi_assets.core.progress import Progress
 from wsi_assets.segmentation.border_dedup import BorderDeduplicator
-from wsi_assets.segmentation.embeddings import EMBEDDING_COLUMN, EMBEDDING_KEY, EmbeddingMaps, compact, embeddings_at, segment_with_embeddings
+from wsi_assets.cells.embeddings import EMBEDDING_COLUMN, EMBEDDING_KEY, EmbeddingMaps, compact, embeddings_at
+from wsi_assets.segmentation.embeddings import segment_with_embeddings
 from wsi_assets.segmentation.protocol import Segmenter
 from wsi_assets.slides.reader import open_slide, read_region_at_downsample
 from wsi_assets.slides.tiling import Tile, TileGrid, make_tile_grid
 from wsi_assets.slides.tissue import TissueMask
 
 OPENSLIDE_CACHE_BYTES = 64 * 1024 * 1024  # bounded so many read threads do not grow memory
+# What measures each tile's owned nuclei: the measurements, plus the classifier network's probabilities for a `classifier: cnn` branch.
+Measurer = NucleusMeasurer | TypingMeasurer
 
 
 @dataclass(frozen=True)
@@ -63,7 +67,7 @@ def owned_nuclei(
     tile: Tile,
     grid: TileGrid,
     rgb: np.ndarray | None = None,
-    measurer: NucleusMeasurer | None = None,
+    measurer: Measurer | None = None,
     embedding_maps: EmbeddingMaps | None = None,
 ) -> NucleusTable:
     """Nuclei of one tile's label map that this tile owns: centroid in its core, not cut by its edge.
@@ -92,7 +96,7 @@ def owned_nuclei(
     return nuclei
 
 
-def _finished_and_owned(finish: Callable, tile: Tile, grid: TileGrid, rgb: np.ndarray, measurer: NucleusMeasurer | None) -> NucleusTable:
+def _finished_and_owned(finish: Callable, tile: Tile, grid: TileGrid, rgb: np.ndarray, measurer: Measurer | None) -> NucleusTable:
     """A tile the segmenter left unfinished (`segment_batch_deferred`): its labels, then its owned nuclei."""
     labels, maps = finish()
     return owned_nuclei(labels, tile, grid, rgb, measurer, compact(maps) if maps is not None else None)
@@ -120,7 +124,7 @@ def segment_slide(
     settings: TilingSettings = TilingSettings(),
     on_progress: Callable[[Progress], None] | None = None,
     store_metadata: dict[str, str] | None = None,
-    measurer: NucleusMeasurer | None = None,
+    measurer: Measurer | None = None,
 ) -> SegmentationSummary:
     """Segment the tissue of a slide and write every owned nucleus to `cells_path` (Parquet).
 
@@ -137,10 +141,13 @@ def segment_slide(
         batches = list(_batches(tiles, settings.batch_size))
         embedding = getattr(segmenter, "embedding", None)
         metadata = {**(store_metadata or {}), **({EMBEDDING_KEY: json.dumps(embedding)} if embedding else {})}
+        columns: tuple[str, ...] = () if measurer is None else MEASUREMENT_COLUMNS
+        if isinstance(measurer, TypingMeasurer):
+            columns, metadata = measurer.columns, {**metadata, **measurer.store_metadata()}
         with ThreadPoolExecutor(settings.read_threads, thread_name_prefix="read") as readers, ThreadPoolExecutor(
             settings.postprocess_threads, thread_name_prefix="post"
         ) as postprocessors, CellStoreWriter(
-            cells_path, metadata, MEASUREMENT_COLUMNS if measurer is not None else (), embedding["width"] if embedding else 0
+            cells_path, metadata, columns, embedding["width"] if embedding else 0
         ) as writer:
             # Reads run ahead by a bounded number of batches so memory stays flat.
             read_ahead: deque = deque()

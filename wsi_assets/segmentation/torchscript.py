@@ -12,7 +12,7 @@ Card keys used: `name`, `version`, `mpp`, and `input.range`: "0..255" (default),
 how InstanSeg normalises images before its models).
 
 This project's models also give each tile's decoder levels, which nucleus embeddings are read
-from (`segmentation/embeddings.py`): the card's `embedding` names them, the module's exported
+from (`cells/embeddings.py`): the card's `embedding` names them, the module's exported
 `labels_and_embedding_maps` gives them in torch, and `network.onnx`'s extra outputs in the CPU
 runtimes. `segment_batch_with_embeddings` returns them; `segment_batch` never computes or copies them.
 """
@@ -30,7 +30,7 @@ import torch
 
 from wsi_assets.segmentation import cpu_runtimes
 from wsi_assets.segmentation.colour_gate import without_non_nuclear
-from wsi_assets.segmentation.embeddings import EmbeddingMaps, embedding_identity
+from wsi_assets.cells.embeddings import EmbeddingMaps, embedding_identity
 from wsi_assets.segmentation.maps_to_instances import instances_from_maps
 from wsi_assets.segmentation.model_files import (  # noqa: F401 (re-exported: where callers that load models find them)
     CARD_NAME,

@@ -1,11 +1,10 @@
-"""The one error type for a slide file that cannot be used, with a one-line message naming the file."""
+"""The one error type for a slide file that cannot be used, with a one-line message naming the file.
+
+Defined in core (core.errors), where branch.yaml is read; re-exported here for the slide code and its callers.
+"""
 
 from __future__ import annotations
 
+from wsi_assets.core.errors import SlideReadError, SlideSettingsError
 
-class SlideReadError(RuntimeError):
-    """The file cannot be read as a slide (or its stated settings cannot be used)."""
-
-
-class SlideSettingsError(SlideReadError):
-    """A sidecar or branch.yaml that states a slide's settings is malformed."""
+__all__ = ["SlideReadError", "SlideSettingsError"]

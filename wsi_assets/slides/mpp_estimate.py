@@ -1,5 +1,7 @@
 """µm/px estimated from the nuclei, for a slide or a batch of fields that states none.
 
+This module measures in-memory fields; slides.mpp picks and reads a slide's tissue regions for it.
+
 Haematoxylin (colour deconvolution) is thresholded in tissue, halfway between the typical
 nuclear and non-nuclear levels of Otsu's two classes (a real nucleus's edge is a slope, and
 Otsu's own cut sits up it, shrinking real nuclei but not the synthetic slides' sharp ones). The
@@ -28,7 +30,6 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
-import openslide
 from skimage.color import rgb2hed
 
 TYPICAL_NUCLEUS_UM = 7.6  # H&E nuclei: lymphocytes ~6 µm, epithelial 8-10 µm; see the module doc
@@ -131,53 +132,6 @@ def pooled(fields: list[NucleusSizes]) -> NucleusSizes:
     if not fields:
         return NO_NUCLEI
     return NucleusSizes(np.concatenate([f.diameters for f in fields]), np.concatenate([f.weights for f in fields]))
-
-
-def _tissue_points(slide: openslide.OpenSlide) -> list[tuple[int, int]]:
-    """Level-0 centres of up to MAX_REGIONS tissue regions, spread over the tissue of the coarsest level."""
-    from wsi_assets.slides.reader import read_level_rgb
-
-    level = slide.level_count - 1
-    width, height = slide.level_dimensions[level]
-    downsample = slide.level_downsamples[level]
-    rgb = read_level_rgb(slide, 0, 0, level, width, height)
-    saturation = cv2.cvtColor(rgb, cv2.COLOR_RGB2HSV)[..., 1]
-    rows, cols = np.nonzero(saturation > MIN_SATURATION)
-    if len(rows) == 0:
-        return []
-    picks = np.linspace(0, len(rows) - 1, MAX_REGIONS + 2)[1:-1].astype(int)
-    return [(int(cols[i] * downsample), int(rows[i] * downsample)) for i in picks]
-
-
-def _measure_at(slide: openslide.OpenSlide, points, scale: float) -> tuple[NucleusSizes, int]:
-    """Blobs of regions of REGION_PX output px at `scale` level-0 px per px, diameters in output px."""
-    from wsi_assets.slides.reader import read_region_at_downsample
-
-    width, height = slide.dimensions
-    side = int(REGION_PX * scale)
-    found = []
-    for cx, cy in points:
-        x0 = int(min(max(0, cx - side // 2), max(0, width - side)))
-        y0 = int(min(max(0, cy - side // 2), max(0, height - side)))
-        found.append(nucleus_sizes(read_region_at_downsample(slide, x0, y0, min(side, width), min(side, height), scale)))
-    return pooled(found), sum(1 for f in found if len(f))
-
-
-def estimate_mpp_from_nuclei(slide: openslide.OpenSlide) -> MppEstimate | None:
-    """Level-0 µm/px from the typical nucleus size, or None when too few nuclei are seen."""
-    points = _tissue_points(slide)
-    if not points:
-        return None
-    scale = 1.0
-    for _ in range(4):
-        sizes, regions = _measure_at(slide, points, scale)
-        if len(sizes) < MIN_NUCLEI:
-            return None
-        typical = typical_diameter(sizes.diameters, sizes.weights) * scale
-        if typical / scale <= FINE_BLOB_PX or scale * REGION_PX * 4 > max(slide.dimensions):
-            break
-        scale *= 4  # large nuclei: few fit a region, so look at a wider field
-    return MppEstimate(mpp=TYPICAL_NUCLEUS_UM / typical, nuclei=len(sizes), diameter_px=typical, regions=regions)
 
 
 def estimate_mpp_from_fields(fields: list[NucleusSizes]) -> MppEstimate | None:

@@ -1,15 +1,8 @@
-"""Opening a slide with OpenSlide: its metadata, its pixel size, and regions at a chosen µm/px.
+"""Opening a slide with OpenSlide: its metadata and regions at a chosen µm/px.
 
 Every failure to use a file is a SlideReadError whose one line names the file and what to do;
 implausible files (see slides.plausibility) are refused before any pixel is decoded.
-
-Level-0 µm/px, first found wins (the `mpp_source` stored with the slide):
-1. stated by the user: "<stem>.yaml" beside the slide, then the branch's "branch.yaml" (slides.resolution);
-2. "slide": the file's own µm/px metadata (when plausible);
-3. "objective power": 0.25 µm/px at 40x, scaled;
-4. "nucleus-size estimate": from the typical nucleus diameter (slides.mpp_estimate);
-5. "default": the configured default_mpp, when no nuclei could be measured.
-3-5 are inferred (`mpp_inferred`), and exports say so.
+`read_slide_info` (what a slide is, with its level-0 µm/px) is in slides.mpp, which reads through this module.
 """
 
 from __future__ import annotations
@@ -22,14 +15,11 @@ import cv2
 import numpy as np
 import openslide
 
-from wsi_assets.core.quoting import short_repr
 from wsi_assets.slides.errors import SlideReadError, SlideSettingsError
-from wsi_assets.slides.mpp_estimate import estimate_mpp_from_nuclei
 from wsi_assets.slides.plausibility import check_declared_size, check_whole_slide_read
-from wsi_assets.slides.resolution import PLAUSIBLE_MPP, is_plausible_mpp, stated_mpp
-from wsi_assets.slides.tissue import tissue_mask_downsample
+from wsi_assets.slides.resolution import is_plausible_mpp
 
-__all__ = ["SlideInfo", "SlideReadError", "SlideSettingsError", "open_slide", "read_slide_info", "resolve_mpp"]
+__all__ = ["SlideInfo", "SlideReadError", "SlideSettingsError", "open_slide", "resolve_mpp"]
 
 # µm/px at level 0 for a given objective power, as scanners commonly report it.
 MPP_AT_40X = 0.25
@@ -68,7 +58,7 @@ class SlideInfo:
         return data
 
 
-def _first_line(error: BaseException) -> str:
+def first_line(error: BaseException) -> str:
     text = str(error).strip()
     return text.splitlines()[0] if text else type(error).__name__
 
@@ -79,7 +69,7 @@ def open_slide(path: Path) -> openslide.OpenSlide:
     try:
         slide = openslide.OpenSlide(str(path))
     except (openslide.OpenSlideError, openslide.OpenSlideUnsupportedFormatError, OSError, ValueError) as error:
-        raise SlideReadError(f"{path.name}: OpenSlide cannot read this file ({_first_line(error)})") from error
+        raise SlideReadError(f"{path.name}: OpenSlide cannot read this file ({first_line(error)})") from error
     try:
         width, height = slide.dimensions
         check_declared_size(path, width, height, path.stat().st_size if path.is_file() else 0)
@@ -89,7 +79,7 @@ def open_slide(path: Path) -> openslide.OpenSlide:
     return slide
 
 
-def _float_property(slide: openslide.OpenSlide, name: str) -> float | None:
+def float_property(slide: openslide.OpenSlide, name: str) -> float | None:
     value = slide.properties.get(name)
     try:
         number = float(value) if value is not None else None
@@ -100,64 +90,15 @@ def _float_property(slide: openslide.OpenSlide, name: str) -> float | None:
 
 def resolve_mpp(slide: openslide.OpenSlide, default_mpp: float = FALLBACK_MPP) -> tuple[float, str]:
     """Level-0 µm/px and where it came from: the slide, its objective power, or the default."""
-    mpp_x = _float_property(slide, openslide.PROPERTY_NAME_MPP_X)
-    mpp_y = _float_property(slide, openslide.PROPERTY_NAME_MPP_Y)
+    mpp_x = float_property(slide, openslide.PROPERTY_NAME_MPP_X)
+    mpp_y = float_property(slide, openslide.PROPERTY_NAME_MPP_Y)
     stated = [value for value in (mpp_x, mpp_y) if value and is_plausible_mpp(value)]
     if stated:
         return sum(stated) / len(stated), "slide"
-    objective = _float_property(slide, openslide.PROPERTY_NAME_OBJECTIVE_POWER)
+    objective = float_property(slide, openslide.PROPERTY_NAME_OBJECTIVE_POWER)
     if objective:
         return MPP_AT_40X * 40.0 / objective, "objective power"
     return default_mpp, "default"
-
-
-def slide_mpp(path: Path, slide: openslide.OpenSlide, default_mpp: float = FALLBACK_MPP) -> tuple[float, str, str]:
-    """(level-0 µm/px, source, detail) in the order of the module docstring."""
-    stated = stated_mpp(path)
-    if stated is not None:
-        return stated.mpp, stated.source, f"stated by the user in {stated.source.split()[-1]}"
-    mpp, source = resolve_mpp(slide, default_mpp)
-    if source != "default":
-        return mpp, source, ""
-    estimate = estimate_mpp_from_nuclei(slide)
-    if estimate is not None:
-        return estimate.mpp, ESTIMATED, estimate.detail
-    return default_mpp, "default", "no µm/px in the file, no objective power, and too few nuclei to measure"
-
-
-def read_slide_info(path: Path, default_mpp: float = FALLBACK_MPP) -> SlideInfo:
-    """What the slide is and its level-0 µm/px; SlideReadError (one line) for a file that cannot be used."""
-    path = Path(path)
-    if not is_plausible_mpp(default_mpp):
-        low, high = PLAUSIBLE_MPP
-        raise SlideSettingsError(f"segmentation setting default_mpp = {short_repr(default_mpp)}: µm/px must be a number from {low} to {high}")
-    with open_slide(path) as slide:
-        try:
-            dimensions = [tuple(d) for d in slide.level_dimensions]
-            downsamples = [float(d) for d in slide.level_downsamples]
-            width, height = slide.dimensions
-            # The thumbnail's level is at least as coarse as any the µm/px estimate decodes whole.
-            thumbnail = max(width, height) / THUMBNAIL_LONG_SIDE
-            check_whole_slide_read(path.name, dimensions, level_for_downsample(downsamples, thumbnail), thumbnail)
-            mpp, source, detail = slide_mpp(path, slide, default_mpp)
-            mask = tissue_mask_downsample(width, height, mpp)
-            check_whole_slide_read(path.name, dimensions, level_for_downsample(downsamples, mask), mask)
-            return SlideInfo(
-                path=str(path),
-                vendor=slide.properties.get(openslide.PROPERTY_NAME_VENDOR, "unknown"),
-                width=width,
-                height=height,
-                level_count=slide.level_count,
-                level_dimensions=dimensions,
-                level_downsamples=downsamples,
-                mpp=mpp,
-                mpp_source=source,
-                objective_power=_float_property(slide, openslide.PROPERTY_NAME_OBJECTIVE_POWER),
-                file_size_bytes=path.stat().st_size,
-                mpp_detail=detail,
-            )
-        except openslide.OpenSlideError as error:
-            raise SlideReadError(f"{path.name}: the file is damaged ({_first_line(error)}); re-export or re-upload the slide") from error
 
 
 def level_for_downsample(level_downsamples: list[float], downsample: float) -> int:
@@ -184,7 +125,7 @@ def read_level_rgb(slide: openslide.OpenSlide, x: int, y: int, level: int, width
         box = f"x {int(x)}-{int(x + width * downsample)}, y {int(y)}-{int(y + height * downsample)}"
         raise SlideReadError(
             f"{_slide_name(slide)}: cannot decode the region at level-0 {box} (level {level}): the file is damaged there "
-            f"({_first_line(error)}); re-export or re-upload the slide"
+            f"({first_line(error)}); re-export or re-upload the slide"
         ) from error
     rgb = rgba[..., :3].copy()
     rgb[rgba[..., 3] == 0] = 255

@@ -20,11 +20,10 @@ from pathlib import Path
 from wsi_assets.core.branch_settings import (
     BRANCH_SETTINGS,
     PLAUSIBLE_MPP,
-    checked_mpp,
     is_plausible_mpp,
     read_branch_settings,
     read_settings_file,
-    shown_path,
+    sidecar_setting,
 )
 
 __all__ = ["BRANCH_SETTINGS", "PLAUSIBLE_MPP", "StatedMpp", "is_plausible_mpp", "read_settings_file", "stated_mpp"]
@@ -50,10 +49,8 @@ def branch_settings_path(slide_path: Path) -> Path:
 def _stated_in_sidecar(path: Path) -> StatedMpp | None:
     if not path.is_file() and not path.is_symlink():
         return None
-    settings = read_settings_file(path)
-    if MPP_KEY not in settings:
-        return None
-    return StatedMpp(checked_mpp(settings[MPP_KEY], shown_path(path)), f"sidecar {path.name}")
+    mpp = sidecar_setting(path, MPP_KEY)
+    return StatedMpp(mpp, f"sidecar {path.name}") if mpp is not None else None
 
 
 def stated_mpp(slide_path: Path) -> StatedMpp | None:

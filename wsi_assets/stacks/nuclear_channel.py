@@ -17,10 +17,9 @@ from pathlib import Path
 
 from wsi_assets.core.branch_settings import (
     BRANCH_SETTINGS,
-    checked_nuclear_channel,
     read_branch_settings,
-    read_settings_file,
     shown_path,
+    sidecar_setting,
 )
 from wsi_assets.core.quoting import short_repr
 from wsi_assets.slides.errors import SlideSettingsError
@@ -50,8 +49,7 @@ def _stated(path: Path) -> int | str | None:
         return None
     if path.name == BRANCH_SETTINGS:
         return read_branch_settings(path).nuclear_channel
-    settings = read_settings_file(path)
-    return checked_nuclear_channel(settings[KEY], shown_path(path)) if KEY in settings else None
+    return sidecar_setting(path, KEY)
 
 
 def _resolve(value: int | str, names: tuple[str, ...], shown: str) -> int:

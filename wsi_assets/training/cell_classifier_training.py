@@ -6,13 +6,12 @@ A folder in the layout: `images/<stem>.png` (RGB), `labels/<stem>.png` (instance
 at the model's 0.5 µm/px, with stain vectors estimated per image, by default on the learned
 segmenter's outlines (what a slide's nuclei have), each typed by the annotated nucleus it pairs with.
 
-    python -m wsi_assets.training.cell_classifier_training --data ../shared/data/nuclei_train/consep_train \
+    python -m wsi_assets.cli.train_cell_classifier --data ../shared/data/nuclei_train/consep_train \
         --out wsi_assets/models/cell_classifier_v3.npz [--outlines learned|classical|annotated] [--measurements-only]
 """
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import time
@@ -27,7 +26,8 @@ from wsi_assets.cells.cell_classifier import FEATURE_COLUMNS, CellClassifier, em
 from wsi_assets.cells.classes import CLASS_NAMES, CONSEP_TYPE_CLASSES, checked_class_names
 from wsi_assets.cells.measurements import measure_labels
 from wsi_assets.cells.stain_vectors import estimate_stain_vectors
-from wsi_assets.segmentation.embeddings import EmbeddingMaps, embeddings_at, label_centroids_of, segment_with_embeddings
+from wsi_assets.cells.embeddings import EmbeddingMaps, embeddings_at, label_centroids_of
+from wsi_assets.segmentation.embeddings import segment_with_embeddings
 from wsi_assets.training.split import HELD_OUT_CONSEP_TILES, consep_tile
 
 CONSEP_MPP = 0.25  # CoNSeP is 40x (0.25-0.275 µm/px)
@@ -255,19 +255,3 @@ def train_cell_classifier(
     save_classifier(classifier, out)
     Path(out).with_suffix(".model_card.json").write_text(json.dumps(card, indent=2, ensure_ascii=False), encoding="utf-8")
     return card
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, required=True)
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--trees", type=int, default=60)
-    parser.add_argument("--outlines", default="learned", help='a segmenter name ("learned", "classical") or "annotated"')
-    parser.add_argument("--measurements-only", action="store_true", help="leave the segmenter's nucleus embedding out (a classifier for any segmenter)")
-    args = parser.parse_args(argv)
-    card = train_cell_classifier(args.data, args.out, trees=args.trees, outlines=args.outlines, with_embedding=not args.measurements_only)
-    print(json.dumps(card, indent=2, ensure_ascii=False))
-
-
-if __name__ == "__main__":
-    main()

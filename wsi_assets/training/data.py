@@ -18,6 +18,7 @@ import pandas as pd
 from scipy import ndimage
 
 from wsi_assets.core.images import read_image_file_rgb
+from wsi_assets.core.optical_density import optical_density
 from wsi_assets.segmentation.image import resample_image, resize_labels
 from wsi_assets.training.defaults import BASE_STAIN_JITTER, SCALE_JITTER, STAIN_JITTER
 
@@ -259,7 +260,7 @@ class CropSampler:
     def _colour(self, rgb: np.ndarray) -> np.ndarray:
         rng = self.rng
         jitter = self.stain_jitter
-        od = -np.log((rgb.astype(np.float32) + 1.0) / 256.0)
+        od = optical_density(rgb, offset=1.0, log=np.log)  # ln(256 / (I + 1)), float32
         if jitter > BASE_STAIN_JITTER:
             spread = (jitter - BASE_STAIN_JITTER) / 2
             mixing = np.eye(3, dtype=np.float32) + rng.normal(0.0, spread, (3, 3)).astype(np.float32)

@@ -112,7 +112,7 @@ def write_split(folder: Path, out: Path = SPLIT_FILE) -> pd.DataFrame:
 
 def read_split(path: Path = SPLIT_FILE) -> pd.DataFrame:
     if not Path(path).exists():
-        raise ValueError(f"fluorescence split {path} is missing: write it with python -m wsi_assets.training.fluorescence_data")
+        raise ValueError(f"fluorescence split {path} is missing: write it with python -m wsi_assets.cli.fluorescence_split")
     return pd.read_csv(path)
 
 
@@ -240,9 +240,3 @@ class FluoCropSampler:
         if rng.random() < 0.3:  # a tile of a large field: normalised by its own percentiles
             image = normalised(image)
         return np.clip(image, -1.0, 2.0).astype(np.float32)
-
-
-if __name__ == "__main__":
-    written = write_split(default_fluorescence_data())
-    print(written.groupby(["experiment", "held_out"]).size().to_string())
-    print(describe_split())

@@ -5,7 +5,7 @@ boundary normalised per nucleus (0 at the edge, 1 at the centre). `NucleiModel` 
 scaling and the pure-torch post-processing of `postprocess.py`, so one TorchScript file takes
 RGB in and gives instance labels out, on CPU or GPU alike. Its exported method
 `labels_and_embedding_maps` also gives the decoder's 1/4 and 1/8 resolution levels, which each
-nucleus's embedding is read from (`segmentation/embeddings.py`).
+nucleus's embedding is read from (`cells/embeddings.py`).
 """
 
 from __future__ import annotations

@@ -3,23 +3,26 @@
 The crops are cut once into `<run>/crops.npz` (nucleus_cnn_cache). Each step draws a batch with
 classes balanced by the square root of their counts (full balance would show CoNSeP's ~300
 "other" nuclei a quarter of the time), and within a class its tiles by the square root of theirs,
-augments it (any rotation, flips, ±10% scale, ±3 px shift, H&E optical density ±20%, brightness
+augments it (any rotation, flips, ±10% scale, ±3 px shift, H&E optical density ±30% (`--stain-jitter`), brightness
 and contrast: strong, since CoNSeP's classes are lopsided by tile and so by stain) and takes an AdamW step on a
 cosine schedule. An exponential moving average of the weights is what is scored and exported;
 nothing is chosen on the held-out tiles: the model is the average at the last step.
+
+Crops are cut from stain-normalised images (cells.stain_normalisation, per image, as inference
+does); the recipe is recorded in the cache and every checkpoint, and a run never mixes two.
+`--init CKPT` starts a new run from another checkpoint's averaged weights (a fresh optimiser and
+schedule), e.g. to carry a network trained on raw pixels over to normalised ones.
 
 Every `--checkpoint-minutes` the whole state (weights, average, optimiser, random states, step,
 CPU seconds) goes to `<run>/stepNNNNNNNN.ckpt`; started again, it resumes from the newest.
 `<run>/log.jsonl` has a line per `--log-every` steps (loss, learning rate, speed) and per-class F1
 on the held-out tiles every `--eval-every` steps, on annotated and on found outlines.
 
-    python -m wsi_assets.training.nucleus_cnn --data ../shared/data/nuclei_train/consep_train --run .train_cellcnn [--steps 8000]
-    python -m wsi_assets.training.nucleus_cnn --run .train_cellcnn --export wsi_assets/models/nucleus_classifier_cnn_v1.onnx
+The command line (training and export): wsi_assets.cli.train_nucleus_cnn.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import time
@@ -32,8 +35,9 @@ from torch import nn
 
 from wsi_assets.cells.classes import CLASS_NAMES
 from wsi_assets.cells.nucleus_cnn import CROP, MPP
+from wsi_assets.cells.stain_normalisation import STAIN_NORMALISATION
 from wsi_assets.training.checkpoints import load_latest, save_checkpoint
-from wsi_assets.training.nucleus_cnn_cache import CACHE, build_cache, load_cache
+from wsi_assets.training.nucleus_cnn_cache import CACHE, build_cache, cache_normalisation, load_cache
 from wsi_assets.training.nucleus_cnn_net import NucleusNet
 from wsi_assets.training.nucleus_cnn_scores import held_out_scores
 from wsi_assets.training.split import HELD_OUT_CONSEP_TILES
@@ -89,7 +93,7 @@ def stain_jitter(rgb: np.ndarray, rng: np.random.Generator, strength: float = 0.
     return np.clip((out - mean) * contrast + mean + brightness, 0, 255)
 
 
-def augment(windows: np.ndarray, rng: np.random.Generator, crop: int = CROP) -> np.ndarray:
+def augment(windows: np.ndarray, rng: np.random.Generator, crop: int = CROP, stain_strength: float = 0.2) -> np.ndarray:
     """(N,4,CACHE,CACHE) uint8 windows -> (N,4,crop,crop) float32: turned, flipped, scaled, shifted, stain-jittered."""
     n, size = len(windows), windows.shape[-1]
     out = np.empty((n, crop, crop, 4), np.float32)
@@ -105,7 +109,7 @@ def augment(windows: np.ndarray, rng: np.random.Generator, crop: int = CROP) -> 
         mask = cv2.warpAffine(np.ascontiguousarray(hwc[..., 3]), matrix, (crop, crop), flags=cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT)
         out[k, ..., :3] = rgb
         out[k, ..., 3] = mask
-    out[..., :3] = stain_jitter(out[..., :3], rng)
+    out[..., :3] = stain_jitter(out[..., :3], rng, stain_strength)
     return np.ascontiguousarray(out.transpose(0, 3, 1, 2))
 
 
@@ -141,7 +145,8 @@ def _write_log(path: Path, record: dict) -> None:
 def train(
     run: Path, data: Path | None = None, steps: int = 8000, batch: int = 64, peak_lr: float = 2e-3, minutes: float | None = None,
     checkpoint_minutes: float = 5.0, eval_every: int = 500, log_every: int = 50, seed: int = 0, limit: int | None = None,
-    segmenter: str | None = "learned", log=print,
+    segmenter: str | None = "learned", normalisation: str | None = STAIN_NORMALISATION, init: Path | None = None,
+    stain_strength: float = 0.3, log=print,
 ) -> dict:
     """Train (or resume) until `steps` or `minutes` of wall time; the final state's summary."""
     torch.set_num_threads(1)
@@ -152,8 +157,11 @@ def train(
             raise FileNotFoundError(f"{run} has no {CACHE_NAME} yet: give --data, the typed folder (CoNSeP's layout) to cut it from")
         from wsi_assets.segmentation.registry import get_segmenter
 
-        build_cache(Path(data), cache_path, get_segmenter(segmenter, device="cpu") if segmenter else None, limit=limit, log=log)
+        build_cache(Path(data), cache_path, get_segmenter(segmenter, device="cpu") if segmenter else None, limit=limit, normalisation=normalisation, log=log)
     cache = load_cache(cache_path)
+    if cache_normalisation(cache) != normalisation:
+        raise ValueError(f"{cache_path} was cut with stain normalisation {cache_normalisation(cache) or 'none'}, not {normalisation or 'none'}: "
+                         "train in a new --run folder (or give the normalisation it was cut with)")
     held = np.isin(cache["tiles"], list(HELD_OUT_CONSEP_TILES))
     if held.all():
         raise ValueError(f"{cache_path.name}: every crop is from the held-out tiles {', '.join(HELD_OUT_CONSEP_TILES)}: nothing to train on")
@@ -166,13 +174,21 @@ def train(
     state = new_state(seed)
     optimiser = torch.optim.AdamW(state["net"].parameters(), lr=peak_lr, weight_decay=1e-4)
     saved = load_latest(run)
+    if saved is not None and saved.get("normalisation") != normalisation:
+        raise ValueError(f"{run}'s checkpoints were trained with stain normalisation {saved.get('normalisation') or 'none'}, not {normalisation or 'none'}: train in a new --run folder")
+    if saved is None and init is not None:
+        start = torch.load(init, map_location="cpu", weights_only=False)
+        state["net"].load_state_dict(start["ema"])
+        state["ema"].load_state_dict(start["ema"])
+        state["init"] = f"{Path(init).name} (step {start['step']}, stain normalisation {start.get('normalisation') or 'none'})"
+        log(f"started from {state['init']}'s averaged weights")
     if saved is not None:
         state["net"].load_state_dict(saved["net"])
         state["ema"].load_state_dict(saved["ema"])
         optimiser.load_state_dict(saved["optimiser"])
         state["rng"].bit_generator.state = saved["rng"]
         torch.set_rng_state(saved["torch_rng"])
-        state.update(step=saved["step"], cpu_seconds=saved["cpu_seconds"])
+        state.update(step=saved["step"], cpu_seconds=saved["cpu_seconds"], init=saved.get("init"))
         if saved.get("steps", steps) != steps:
             log(f"the schedule was {saved['steps']} steps, now {steps}: the learning rate follows the new length from here")
         log(f"resumed at step {state['step']} of {steps}")
@@ -188,7 +204,8 @@ def train(
         return save_checkpoint(run, state["step"], {
             "net": net.state_dict(), "ema": ema.state_dict(), "optimiser": optimiser.state_dict(), "rng": rng.bit_generator.state,
             "torch_rng": torch.get_rng_state(), "step": state["step"], "steps": steps, "cpu_seconds": cpu, "seed": seed,
-            "widths": list(net.widths), "crop": CROP, "mpp": MPP, "cache": CACHE,
+            "widths": list(net.widths), "crop": CROP, "mpp": MPP, "cache": CACHE, "normalisation": normalisation,
+            "stain_strength": stain_strength, "init": state.get("init"),
         })
 
     while state["step"] < steps:
@@ -196,7 +213,7 @@ def train(
             break
         net.train()
         rows = draw_batch(rng, groups, probabilities, batch)
-        inputs = torch.from_numpy(augment(cache["crops"][rows], rng))
+        inputs = torch.from_numpy(augment(cache["crops"][rows], rng, stain_strength=stain_strength))
         targets = torch.from_numpy(cache["classes"][rows].astype(np.int64))
         for group in optimiser.param_groups:
             group["lr"] = learning_rate(state["step"], steps, peak_lr)
@@ -223,31 +240,3 @@ def train(
     path = checkpoint()
     log(f"checkpoint {path} at step {state['step']} of {steps}")
     return {"step": state["step"], "steps": steps, "checkpoint": str(path), "cpu_seconds": round(state["cpu_seconds"] + time.process_time() - cpu_started, 1)}
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--run", type=Path, required=True, help="the folder for the crop cache, checkpoints and log")
-    parser.add_argument("--data", type=Path, help="a typed folder in CoNSeP's layout (needed once, to cut the crops)")
-    parser.add_argument("--steps", type=int, default=8000, help="total steps of the schedule (give the same on resume, or more to extend it)")
-    parser.add_argument("--batch", type=int, default=64)
-    parser.add_argument("--lr", type=float, default=2e-3)
-    parser.add_argument("--minutes", type=float, help="stop (with a checkpoint) after this much wall time")
-    parser.add_argument("--checkpoint-minutes", type=float, default=5.0)
-    parser.add_argument("--eval-every", type=int, default=500)
-    parser.add_argument("--limit", type=int, help="cut crops from only the first LIMIT images (a smoke run)")
-    parser.add_argument("--export", type=Path, help="write the newest checkpoint's network as this ONNX file instead of training")
-    parser.add_argument("--scores", type=Path, help="with --export: end-to-end scores (benchmarks/cell_classes_diagnosis.py --json) for the card")
-    parser.add_argument("--history", help="with --export: how the run went (resumes, recipe changes), for the card")
-    args = parser.parse_args(argv)
-    if args.export:
-        from wsi_assets.training.nucleus_cnn_export import export_network
-
-        print(json.dumps(export_network(args.run, args.export, args.scores, history=args.history), indent=2, ensure_ascii=False))
-        return
-    summary = train(args.run, args.data, args.steps, args.batch, args.lr, args.minutes, args.checkpoint_minutes, args.eval_every, limit=args.limit)
-    print(json.dumps(summary))
-
-
-if __name__ == "__main__":
-    main()

@@ -5,6 +5,8 @@ mask channel, once with the learned segmenter's outline that pairs with it (cent
 PAIR_UM), which is what a slide's nuclei carry. Windows are cut a little larger than the network's
 input (CACHE) so that training can shift and rescale them; the centre CROP of a window is exactly
 what `cells.nucleus_cnn.nucleus_crops` gives. Held-out tiles are cut too (for scoring), marked.
+The segmenter reads the crop as it is; the windows are cut from the crop after its stain
+normalisation (`normalisation`, recorded in the cache), as the network's inference does.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import numpy as np
 
 from wsi_assets.cells.classes import CLASS_NAMES
 from wsi_assets.cells.nucleus_cnn import MPP, nucleus_crops
+from wsi_assets.cells.stain_normalisation import normaliser
 from wsi_assets.segmentation.image import resample_image, resize_labels
 from wsi_assets.training.cell_classifier_training import CONSEP_MPP, PAIR_UM, label_centroids, pair_by_centroid, read_types
 from wsi_assets.training.split import consep_tile
@@ -51,11 +54,12 @@ def typed_found(found: np.ndarray, truth: np.ndarray, typed: dict[int, str]) -> 
     return out
 
 
-def build_cache(folder: Path, out: Path, segmenter=None, limit: int | None = None, log=print) -> Path:
+def build_cache(folder: Path, out: Path, segmenter=None, limit: int | None = None, normalisation: str | None = None, log=print) -> Path:
     """Write every typed nucleus's window (annotated outline; and the segmenter's, when given) to `out` (.npz)."""
     folder = Path(folder)
     types = read_types(folder)
     stems = sorted({stem for stem, _ in types})[:limit]
+    normalise = normaliser(normalisation)
     crops, classes, tiles, outlines, stem_index = [], [], [], [], []
     started = time.perf_counter()
     for k, stem in enumerate(stems):
@@ -67,9 +71,10 @@ def build_cache(folder: Path, out: Path, segmenter=None, limit: int | None = Non
         if segmenter is not None:
             found = found_labels(segmenter, rgb)
             sources.append((FOUND, found, typed_found(found, truth, typed)))
+        shown = normalise(rgb) if normalise else rgb
         for outline, labels, names in sources:
             ids = np.asarray(sorted(names), np.int64)
-            ids, windows = nucleus_crops(rgb, labels, ids, CACHE)
+            ids, windows = nucleus_crops(shown, labels, ids, CACHE)
             crops.append(windows)
             classes += [CLASS_NAMES.index(names[int(i)]) for i in ids]
             tiles += [consep_tile(stem)] * len(ids)
@@ -83,10 +88,15 @@ def build_cache(folder: Path, out: Path, segmenter=None, limit: int | None = Non
     np.savez(
         temporary, crops=np.concatenate(crops), classes=np.asarray(classes, np.int8), tiles=np.asarray(tiles),
         outlines=np.asarray(outlines, np.int8), stems=np.asarray(stems), stem_index=np.asarray(stem_index, np.int32),
-        class_names=np.asarray(CLASS_NAMES),
+        class_names=np.asarray(CLASS_NAMES), normalisation=np.asarray(normalisation or ""),
     )
     temporary.replace(out)
     return out
+
+
+def cache_normalisation(cache: dict) -> str | None:
+    """The stain normalisation a cache's windows were cut with (None: raw pixels, as before it was recorded)."""
+    return str(cache["normalisation"]) if "normalisation" in cache and str(cache["normalisation"]) else None
 
 
 def load_cache(path: Path) -> dict[str, np.ndarray]:

@@ -22,7 +22,7 @@ from wsi_assets.training.checkpoints import latest_checkpoint
 from wsi_assets.training.nucleus_cnn_net import NucleusNet, network_onnx
 from wsi_assets.training.split import HELD_OUT_CONSEP_TILES
 
-VERSION = 1
+VERSION = 2  # v2: stain-normalised inputs (v1 read raw pixels)
 
 
 def checkpoint_network(path: Path) -> tuple[NucleusNet, dict]:
@@ -64,9 +64,12 @@ def export_network(run: Path, out: Path, scores: Path | None = None, timing_crop
         "kind": f"CNN, widths {list(net.widths)}, {sum(p.numel() for p in net.parameters()):,} weights; ONNX opset 17, softmax output",
         "classes": list(CLASS_NAMES),
         "input": {"name": "crops", "shape": ["N", CHANNELS, CROP, CROP], "dtype": "float32 valued 0..255",
-                  "channels": "R, G, B, then 255 on the nucleus's own pixels", "mpp": MPP, "window": "centred on the nucleus centroid, image reflected at its edges"},
+                  "channels": "R, G, B, then 255 on the nucleus's own pixels", "mpp": MPP, "window": "centred on the nucleus centroid, image reflected at its edges",
+                  "normalisation": (f"{state['normalisation']}: each image (tile) stain-normalised as a whole before cropping (wsi_assets.cells.stain_normalisation)"
+                                    if state.get("normalisation") else "none: raw pixels")},
         "crop": CROP,
         "mpp": MPP,
+        "normalisation": state.get("normalisation"),
         "data": {
             "folder": "consep_train (CoNSeP train split, 27 tiles as 256² crops at 0.25 µm/px, resampled to 0.5)",
             "training_tiles": sorted(set(cache["tiles"][~held].tolist())),
@@ -78,11 +81,12 @@ def export_network(run: Path, out: Path, scores: Path | None = None, timing_crop
         "training": {
             "checkpoint": path.name, "step": int(state["step"]), "steps": int(state["steps"]), "batch": 64, "seed": int(state["seed"]),
             "sampling": "a class in proportion to the square root of its count, then one of its tiles by the square root of theirs",
-            "augmentation": "any rotation, flips, ±10% scale, ±3 px shift, H&E optical density ×(1±20%) ±0.03, brightness ±20, contrast ±20%",
+            "augmentation": f"any rotation, flips, ±10% scale, ±3 px shift, H&E optical density ×(1±{round(100 * state.get('stain_strength', 0.2))}%) ±0.03, brightness ±20, contrast ±20%",
             "optimiser": "AdamW, cosine schedule, label smoothing 0.05; exported weights: exponential moving average (0.998)",
             "cpu_hours": round(float(state["cpu_seconds"]) / 3600, 3),
             "cpu_seconds": round(float(state["cpu_seconds"]), 1),
             "machine": f"{os.cpu_count()}-core CPU VM, one torch thread",
+            **({"initialised_from": state["init"]} if state.get("init") else {}),
             **({"history": history} if history else {}),
         },
         "validation": {

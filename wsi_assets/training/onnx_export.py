@@ -7,12 +7,11 @@ Its outputs: `maps` (foreground probability, distance), then, for U-Nets deep en
 the decoder's 1/4 and 1/8 levels `embedding_s4` and `embedding_s8` (uncropped: the input is
 already a multiple of the U-Net's), which each nucleus's embedding is read from.
 
-    python -m wsi_assets.training.onnx_export MODEL.pt   # adds network.onnx to an existing file
+    python -m wsi_assets.cli.export_onnx MODEL.pt   # adds network.onnx to an existing file
 """
 
 from __future__ import annotations
 
-import argparse
 import io
 import json
 import warnings
@@ -91,15 +90,3 @@ def embed_network_onnx(model_file: Path) -> Path:
     if sidecar.exists():
         sidecar.write_text(files[CARD_NAME])
     return model_file
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("model", type=Path, help="a model file exported by wsi_assets.training.train")
-    args = parser.parse_args()
-    path = embed_network_onnx(args.model)
-    print(f"{path}: network.onnx embedded ({path.stat().st_size / 1e6:.1f} MB)")
-
-
-if __name__ == "__main__":
-    main()

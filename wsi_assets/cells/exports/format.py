@@ -1,4 +1,4 @@
-"""What an export format declares: for a slide its asset, its file, and the function that writes it; for a batch its file and writer."""
+"""What a slide's export format declares: its asset, its file, and the function that writes it (a batch's: wsi_assets.batches.exports.format)."""
 
 from __future__ import annotations
 
@@ -26,20 +26,3 @@ class ExportFormat:
     @property
     def setting_name(self) -> str:
         return self.name or self.asset_name.removeprefix("cells_")
-
-
-# (the batch's cells.parquet, its manifest, destination file or folder) -> entries written.
-# A writer reads the cell table a row group at a time and writes `destination` atomically. A
-# format with `takes_images` gets the batch's input folder (or None) as a fourth argument: it
-# only reads it, for the images a training set carries.
-BatchExportWriter = Callable[..., int]
-
-
-@dataclass(frozen=True)
-class BatchExportFormat:
-    name: str  # its key in the batch_exports asset's metadata
-    file_name: str  # written to <user>/outputs/<branch>/<batch>/<file_name> and published with the batch
-    kinds: tuple[str, ...]
-    description: str
-    write: BatchExportWriter
-    takes_images: bool = False

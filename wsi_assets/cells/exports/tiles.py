@@ -31,6 +31,7 @@ from shapely.geometry.polygon import orient
 
 from wsi_assets.cells.classes import CLASS_COLUMN, CLASS_NAMES
 from wsi_assets.cells.store import iter_cells, read_cell_columns, read_cells_where
+from wsi_assets.cells.table import polygon_area
 from wsi_assets.core.branch_settings import DEFAULT_TILE_SIZE
 from wsi_assets.slides.reader import open_slide, read_level_rgb
 
@@ -124,11 +125,6 @@ def iter_tiles(
                 yield tile
 
 
-def _shoelace(vertices: np.ndarray) -> float:
-    x, y = vertices[:, 0], vertices[:, 1]
-    return 0.5 * abs(float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))))
-
-
 def _tile(x0, y0, tile_size, slide_width, y1, cells, downsample, classes) -> Tile:
     x1 = min(x0 + tile_size, slide_width)
     clip = box(x0, y0, x1, y1)
@@ -136,7 +132,7 @@ def _tile(x0, y0, tile_size, slide_width, y1, cells, downsample, classes) -> Til
     for cell_id, vertices in cells:
         if vertices[:, 0].min() >= x0 and vertices[:, 0].max() <= x1 and vertices[:, 1].min() >= y0 and vertices[:, 1].max() <= y1:
             # Wholly inside (most nuclei): the stored outline as it is, without a geometry library call.
-            points, area = vertices, _shoelace(vertices)
+            points, area = vertices, polygon_area(vertices)
         else:
             part = clipped_part(vertices, clip)
             if part is None:

@@ -1,4 +1,4 @@
-"""Real Dagster services for integration tests: an instance folder, the daemon, the webserver."""
+"""Real Dagster services for integration tests and benchmarks: an instance folder, the daemon, the webserver."""
 
 from __future__ import annotations
 
@@ -13,8 +13,10 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from wsi_assets.cli.graphql_launch import LAUNCH_RUN  # the launch `submit` sends, as the UI does
+from wsi_assets.queue.webserver_view import graphql_answer
 
-REPO = Path(__file__).resolve().parents[1]
+# The checkout this package is installed from (editable): the services run there, on its workspace.yaml.
+REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 
 
@@ -83,8 +85,6 @@ def wait_until(predicate, timeout: float, interval: float = 1.0, what: str = "co
 
 def launch_over_graphql(port: int, location: str, job: str, partition_key: str, asset_names: list[str] | None = None) -> str:
     """Launch a run for one partition the way the UI does; returns the run id."""
-    import json
-
     selector = {"repositoryLocationName": location, "repositoryName": "__repository__", "pipelineName": job}
     if asset_names is not None:
         selector.update({"assetSelection": [{"path": [name]} for name in asset_names], "assetCheckSelection": []})
@@ -94,13 +94,8 @@ def launch_over_graphql(port: int, location: str, job: str, partition_key: str, 
         "runConfigData": {},
         "executionMetadata": {"tags": [{"key": "dagster/partition", "value": partition_key}]},
     }
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{port}/graphql",
-        data=json.dumps({"query": LAUNCH_RUN, "variables": {"params": params}}).encode(),
-        headers={"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=120) as response:
-        result = json.load(response)["data"]["launchPipelineExecution"]
+    answer = graphql_answer(f"http://127.0.0.1:{port}", LAUNCH_RUN, {"params": params}, timeout=120)
+    result = answer["data"]["launchPipelineExecution"]  # type: ignore[index]
     if result["__typename"] != "LaunchRunSuccess":
         raise RuntimeError(f"launch of {job} for {partition_key} failed: {result}")
     return result["run"]["runId"]

@@ -6,11 +6,13 @@ import numpy as np
 from skimage.segmentation import relabel_sequential
 
 from wsi_assets.cells.cell_classifier import CellClassifier, classifier_for
+from wsi_assets.cells.embeddings import EMBEDDING_COLUMN, embeddings_at, label_centroids_of
 from wsi_assets.cells.measurements import measure_labels
 from wsi_assets.cells.stain_vectors import estimate_stain_vectors
-from wsi_assets.segmentation.embeddings import EMBEDDING_COLUMN, embeddings_at, label_centroids_of, segment_with_embeddings
-from wsi_assets.segmentation.image import as_uint8_rgb, check_mpp, resample_image, resize_labels
+from wsi_assets.segmentation.embeddings import segment_with_embeddings
+from wsi_assets.segmentation.image import as_uint8_rgb
 from wsi_assets.segmentation.registry import get_segmenter
+from wsi_assets.segmentation.scaling import check_mpp, resample_image, resize_labels
 
 
 def segment_and_classify(rgb: np.ndarray, mpp: float, model=None, classifier: CellClassifier | None = None) -> tuple[np.ndarray, dict[int, str]]:

@@ -1,4 +1,4 @@
-"""Stacks on the command line: `python -m wsi_assets.stack slice <user>/<branch>/<stack> --t 0 --z 5 --c 1 -o slice.png`.
+"""Stacks on the command line: `python -m wsi_assets.cli.stack slice <user>/<branch>/<stack> --t 0 --z 5 --c 1 -o slice.png`.
 
 Reads the stack's published OME-Zarr copy under $WSI_USER_FILES (or --root), so process_stack
 must have run for it. Errors are one line on stderr, with exit status 2.
@@ -18,7 +18,7 @@ from wsi_assets.stacks.slices import write_slice_png
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m wsi_assets.stack", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m wsi_assets.cli.stack", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     slice_ = commands.add_parser("slice", help="write one (t, z, c) plane of a processed stack as PNG (16-bit values kept)")
     slice_.add_argument("key", help="<user>/<branch>/<stack>, e.g. alice/main/cells01")

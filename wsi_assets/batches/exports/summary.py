@@ -1,6 +1,6 @@
 """summary.json for a batch: one row per image (counts, density, classes), the batch's totals and its rejected files.
 
-The per-image rows are also the Excel summary's (wsi_assets.cells.exports.batch_workbook); they
+The per-image rows are also the Excel summary's (wsi_assets.batches.exports.workbook); they
 come from each image's class counts, a few numbers per image, never from the nuclei themselves.
 """
 
@@ -9,14 +9,11 @@ from __future__ import annotations
 import json
 from collections import Counter
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from wsi_assets.cells.exports.batch_table import batch_class_names, image_class_counts
-from wsi_assets.cells.exports.format import BatchExportFormat
+from wsi_assets.batches.exports.format import BatchExportFormat
+from wsi_assets.batches.exports.table import batch_class_names, image_class_counts
+from wsi_assets.batches.manifest import BatchManifest
 from wsi_assets.core.atomic import write_text_atomic
-
-if TYPE_CHECKING:
-    from wsi_assets.batches.manifest import BatchManifest
 
 BATCH_FILE = "summary.json"
 

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from openpyxl import Workbook
 
-from wsi_assets.cells.exports.batch_summary import image_rows
-from wsi_assets.cells.exports.format import BatchExportFormat
+from wsi_assets.batches.exports.format import BatchExportFormat
+from wsi_assets.batches.exports.summary import image_rows
+from wsi_assets.batches.manifest import BatchManifest
 from wsi_assets.core.atomic import atomic_output
-
-if TYPE_CHECKING:
-    from wsi_assets.batches.manifest import BatchManifest
 
 BATCH_FILE = "summary.xlsx"
 SHEET = "images"

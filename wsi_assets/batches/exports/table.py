@@ -10,18 +10,15 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from wsi_assets.batches.manifest import BatchManifest
 from wsi_assets.cells.classes import CLASS_COLUMN, CLASS_NAMES, UNCLASSIFIED
 from wsi_assets.cells.store import UnreadableCellTable
-
-if TYPE_CHECKING:
-    from wsi_assets.batches.manifest import BatchManifest
 
 # A class outside the vocabulary is exported as "other": COCO categories and YOLO indices are fixed.
 FALLBACK_CLASS = "other"
