@@ -96,7 +96,9 @@ def main() -> None:
     parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     parser.add_argument("--images", type=int, default=2000)
     parser.add_argument("--cells", type=int, default=300, help="nuclei per image")
-    parser.add_argument("--formats", default="", help=f"format names, comma-separated, '{ALL}' for write_batch_exports; default: each, then {ALL}")
+    parser.add_argument(
+        "--formats", default="", help=f"format names, comma-separated, '{ALL}' for write_batch_exports; default: each, then {ALL}"
+    )
     args = parser.parse_args()
     if args.child:
         child(args.child[0], *map(Path, args.child[1:]))
@@ -117,7 +119,9 @@ def main() -> None:
         else:
             written = row["written"]  # all: the entries of each format
             written = ", ".join(f"{k} {v:,}" for k, v in written.items()) if isinstance(written, dict) else f"{written:,}"
-            print(f"| {row['format']} | {written} | {row['seconds']} | {row['size_mb']} | {row['peak_mb']} | {row['peak_extra_mb']} |")
+            print(
+                f"| {row['format']} | {written} | {row['seconds']} | {row['size_mb']} | {row['peak_mb']} | {row['peak_extra_mb']} |"
+            )
     print(json.dumps(rows))
 
 

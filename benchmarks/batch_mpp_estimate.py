@@ -99,7 +99,10 @@ def measure(name: str, fields: list[tuple[str, np.ndarray]], true_mpp: float) ->
     median = f"{result['median_error']:+.1%}" if errors else "-"
     spread = f"[{min(errors):+.0%}, {max(errors):+.0%}]" if errors else ""
     batch_text = f"{batch:.3f} ({result['batch_error']:+.1%})" if batch else "none"
-    print(f"  => {len(errors)}/{len(fields)} fields estimated, median error {median} {spread}; batch {batch_text} vs {true_mpp}\n", flush=True)
+    print(
+        f"  => {len(errors)}/{len(fields)} fields estimated, median error {median} {spread}; batch {batch_text} vs {true_mpp}\n",
+        flush=True,
+    )
     return result
 
 

@@ -67,7 +67,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", type=int, default=500)
     parser.add_argument("--side", type=int, default=512)
-    parser.add_argument("--distinct", type=int, default=0, help="fields drawn; the others are their flips and turns (default: all drawn)")
+    parser.add_argument(
+        "--distinct", type=int, default=0, help="fields drawn; the others are their flips and turns (default: all drawn)"
+    )
     parser.add_argument("--loop-images", type=int, default=0, help="images timed in the plain loops (default: all)")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
@@ -92,19 +94,33 @@ def main() -> None:
         while not requests:
             ticks += 1
             started = time.monotonic()
-            result = batch_sensor(build_sensor_context(instance=instance, resources={"user_files": UserFilesResource(root=str(root))}, cursor=cursor))
+            result = batch_sensor(
+                build_sensor_context(
+                    instance=instance, resources={"user_files": UserFilesResource(root=str(root))}, cursor=cursor
+                )
+            )
             tick_seconds.append(time.monotonic() - started)
             for request in result.dynamic_partitions_requests:
                 instance.add_dynamic_partitions("batches", list(request.partition_keys))
             cursor, requests = result.cursor, result.run_requests
-        figures.update(sensor_ticks=ticks, sensor_s=round(sum(tick_seconds), 2), longest_tick_s=round(max(tick_seconds), 2),
-                       stats_per_tick=MAX_STATS_PER_TICK, runs=len(requests))
+        figures.update(
+            sensor_ticks=ticks,
+            sensor_s=round(sum(tick_seconds), 2),
+            longest_tick_s=round(max(tick_seconds), 2),
+            stats_per_tick=MAX_STATS_PER_TICK,
+            runs=len(requests),
+        )
         started = time.monotonic()
-        run = defs.resolve_job_def("process_batch").execute_in_process(instance=instance, partition_key=requests[0].partition_key, raise_on_error=False)
+        run = defs.resolve_job_def("process_batch").execute_in_process(
+            instance=instance, partition_key=requests[0].partition_key, raise_on_error=False
+        )
         job_s = time.monotonic() - started
         assert run.success, "process_batch failed"
-    figures.update(job_s=round(job_s, 1), job_images_per_s=round(args.images / job_s, 2),
-                   job_peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))
+    figures.update(
+        job_s=round(job_s, 1),
+        job_images_per_s=round(args.images / job_s, 2),
+        job_peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+    )
 
     from wsi_assets.batches.cells import images_per_network_call
     from wsi_assets.batches.images import read_batch_image
@@ -121,9 +137,13 @@ def main() -> None:
     for image in looped:
         segment_image(read_batch_image(folder / image.name).rgb, image.mpp, segmenter)
     loop_s = time.monotonic() - started
-    figures.update(loop_images=len(looped), loop_s=round(loop_s, 1), loop_images_per_s=round(len(looped) / loop_s, 2),
-                   overhead_ms_per_image=round(1000 * (job_per_image - loop_s / len(looped)), 1),
-                   job_vs_loop=round(loop_s / len(looped) / job_per_image, 3))
+    figures.update(
+        loop_images=len(looped),
+        loop_s=round(loop_s, 1),
+        loop_images_per_s=round(len(looped) / loop_s, 2),
+        overhead_ms_per_image=round(1000 * (job_per_image - loop_s / len(looped)), 1),
+        job_vs_loop=round(loop_s / len(looped) / job_per_image, 3),
+    )
 
     segmenter = TorchScriptSegmenter(SHIPPED_MODEL_FILE)
     stack = images_per_network_call(segmenter)
@@ -132,9 +152,12 @@ def main() -> None:
         group = looped[first : first + stack]
         segment_images([read_batch_image(folder / image.name).rgb for image in group], [image.mpp for image in group], segmenter)
     grouped_s = time.monotonic() - started
-    figures.update(grouped_loop_images_per_call=stack, grouped_loop_s=round(grouped_s, 1),
-                   grouped_loop_images_per_s=round(len(looped) / grouped_s, 2),
-                   job_vs_grouped_loop=round(grouped_s / len(looped) / job_per_image, 3))
+    figures.update(
+        grouped_loop_images_per_call=stack,
+        grouped_loop_s=round(grouped_s, 1),
+        grouped_loop_images_per_s=round(len(looped) / grouped_s, 2),
+        job_vs_grouped_loop=round(grouped_s / len(looped) / job_per_image, 3),
+    )
     shutil.rmtree(work, ignore_errors=True)
     print(json.dumps(figures, indent=1))
     if args.json:

@@ -32,7 +32,9 @@ def measure(engine: str, runs: int, slide: Path, work: Path) -> list[float]:
 
     pg = {n: os.environ[n] for n in ("WSI_PG_HOST", "WSI_PG_PORT", "WSI_PG_USER", "WSI_PG_PASSWORD")}
     database = f"wsi_bench_{uuid.uuid4().hex[:8]}"
-    admin = psycopg2.connect(host=pg["WSI_PG_HOST"], port=pg["WSI_PG_PORT"], user=pg["WSI_PG_USER"], password=pg["WSI_PG_PASSWORD"], dbname="postgres")
+    admin = psycopg2.connect(
+        host=pg["WSI_PG_HOST"], port=pg["WSI_PG_PORT"], user=pg["WSI_PG_USER"], password=pg["WSI_PG_PASSWORD"], dbname="postgres"
+    )
     admin.autocommit = True
     admin.cursor().execute(f"CREATE DATABASE {database}")
     home, user_files = work / engine / "home", work / engine / "user_files"
@@ -48,7 +50,11 @@ def measure(engine: str, runs: int, slide: Path, work: Path) -> list[float]:
     if engine == "celery":
         services += [
             running([python, "-m", "wsi_assets.cli.celery_worker", "--queue", "gpu", "--name", "gpu1"], env, home / "gpu.log"),
-            running([python, "-m", "wsi_assets.cli.celery_worker", "--queue", "dagster", "--name", "cpu1", "--concurrency", "2"], env, home / "cpu.log"),
+            running(
+                [python, "-m", "wsi_assets.cli.celery_worker", "--queue", "dagster", "--name", "cpu1", "--concurrency", "2"],
+                env,
+                home / "cpu.log",
+            ),
         ]
     try:
         for service in services:
@@ -60,8 +66,14 @@ def measure(engine: str, runs: int, slide: Path, work: Path) -> list[float]:
             shutil.copyfile(slide, folder / f".s{i}.part")
             (folder / f".s{i}.part").rename(folder / f"s{i}.svs")
         done = {DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE}
-        wait_until(lambda: len(instance.get_run_records()) == runs and all(r.dagster_run.status in done for r in instance.get_run_records()),
-                   timeout=900, interval=2, what=f"{runs} {engine} runs")
+        wait_until(
+            lambda: (
+                len(instance.get_run_records()) == runs and all(r.dagster_run.status in done for r in instance.get_run_records())
+            ),
+            timeout=900,
+            interval=2,
+            what=f"{runs} {engine} runs",
+        )
         records = instance.get_run_records()
         assert all(r.dagster_run.status == DagsterRunStatus.SUCCESS for r in records), f"{engine}: a run failed"
         return sorted(r.end_time - r.start_time for r in records)

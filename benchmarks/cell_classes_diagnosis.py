@@ -56,7 +56,9 @@ def load_cnn(args):
 
         path = latest_checkpoint(args.cnn_run)
         net, state = checkpoint_network(path)
-        print(f"network: {path} (step {state['step']} of {state['steps']}, stain normalisation {state.get('normalisation') or 'none'})")
+        print(
+            f"network: {path} (step {state['step']} of {state['steps']}, stain normalisation {state.get('normalisation') or 'none'})"
+        )
         info = {"name": f"nucleus_classifier_cnn@{path.name}", "normalisation": state.get("normalisation")}
         return nucleus_cnn_from_bytes(network_onnx(net), CLASS_NAMES, info)
     return None
@@ -79,7 +81,11 @@ class Classifiers:
         if len(ids):
             columns[EMBEDDING_COLUMN] = embeddings_at(maps, *label_centroids_of(labels, ids))
         names = np.asarray(CLASS_NAMES, object)
-        forest = self.forest.probabilities(columns)[:, [self.forest.classes.index(c) for c in CLASS_NAMES]] if len(ids) else np.zeros((0, len(names)))
+        forest = (
+            self.forest.probabilities(columns)[:, [self.forest.classes.index(c) for c in CLASS_NAMES]]
+            if len(ids)
+            else np.zeros((0, len(names)))
+        )
         out = {"forest": names[forest.argmax(1)]}
         self.seconds["forest"] += time.process_time() - started
         self.nuclei["forest"] += len(ids)
@@ -109,8 +115,13 @@ def add_given(tally: Counter, predicted: np.ndarray, truth: np.ndarray, missed: 
 
 
 def scores(tally: Counter) -> dict:
-    return {name: {"f1": round(f1(tally[(name, "tp")], tally[(name, "fp")], tally[(name, "fn")]), 4),
-                   "f1_hovernet": round(hovernet_f1(tally, name), 4)} for name in CLASS_NAMES}
+    return {
+        name: {
+            "f1": round(f1(tally[(name, "tp")], tally[(name, "fp")], tally[(name, "fn")]), 4),
+            "f1_hovernet": round(hovernet_f1(tally, name), 4),
+        }
+        for name in CLASS_NAMES
+    }
 
 
 def main() -> None:
@@ -159,16 +170,32 @@ def main() -> None:
             matched[name][0].extend(true_class[[j for _, j in pairs]].tolist())
             matched[name][1].extend(predicted[name][[i for i, _ in pairs]].tolist())
 
-    result = {"crops": len(stems), "held_out_tiles": list(HELD_OUT_CONSEP_TILES), "segmenter": f"{segmenter.name} v{segmenter.version}",
-              "annotated_nuclei": {name: truth_per_class[name] for name in CLASS_NAMES}, "recall": {}, "detection_f1": {}, "classifiers": {}}
-    print(f"{len(stems)} held-out crops of tiles {', '.join(HELD_OUT_CONSEP_TILES)}, {result['segmenter']}, {time.perf_counter() - started:.0f} s")
+    result = {
+        "crops": len(stems),
+        "held_out_tiles": list(HELD_OUT_CONSEP_TILES),
+        "segmenter": f"{segmenter.name} v{segmenter.version}",
+        "annotated_nuclei": {name: truth_per_class[name] for name in CLASS_NAMES},
+        "recall": {},
+        "detection_f1": {},
+        "classifiers": {},
+    }
+    print(
+        f"{len(stems)} held-out crops of tiles {', '.join(HELD_OUT_CONSEP_TILES)}, {result['segmenter']}, {time.perf_counter() - started:.0f} s"
+    )
     print("\nsegmenter recall per class (annotated nuclei found within 3 µm):")
     for res in ("0.5", "0.25"):
-        recall = {name: round(found_per_class[res][name] / truth_per_class[name], 4) if truth_per_class[name] else float("nan") for name in CLASS_NAMES}
+        recall = {
+            name: round(found_per_class[res][name] / truth_per_class[name], 4) if truth_per_class[name] else float("nan")
+            for name in CLASS_NAMES
+        }
         d = detection[res]
         result["recall"][res] = recall
         result["detection_f1"][res] = round(f1(d["tp"], d["fp"], d["fn"]), 4)
-        print(f"  at {res} µm/px: " + "  ".join(f"{n} {r:.3f}" for n, r in recall.items()) + f"  (detection F1 {result['detection_f1'][res]:.3f})")
+        print(
+            f"  at {res} µm/px: "
+            + "  ".join(f"{n} {r:.3f}" for n, r in recall.items())
+            + f"  (detection F1 {result['detection_f1'][res]:.3f})"
+        )
     from wsi_assets.training.cell_classifier_training import per_class_f1
 
     for name in classifiers.names():
@@ -176,14 +203,22 @@ def main() -> None:
         matched_f1 = per_class_f1(np.array(matched[name][0], object), np.array(matched[name][1], object))
         parts = ["forest", "cnn"] if name == "forest+cnn" else [name]
         cost = sum(classifiers.seconds[part] * 1000 / max(1, classifiers.nuclei[part]) for part in parts)
-        result["classifiers"][name] = {"true_outlines": true_scores, "found_matched_f1": matched_f1, "found_end_to_end": found_scores,
-                                       "cpu_seconds_per_1000_nuclei": round(cost, 3)}
-        label = {"forest": classifiers.forest.name, "cnn": classifiers.cnn and classifiers.cnn.name}.get(name, "mean of the two's probabilities")
+        result["classifiers"][name] = {
+            "true_outlines": true_scores,
+            "found_matched_f1": matched_f1,
+            "found_end_to_end": found_scores,
+            "cpu_seconds_per_1000_nuclei": round(cost, 3),
+        }
+        label = {"forest": classifiers.forest.name, "cnn": classifiers.cnn and classifiers.cnn.name}.get(
+            name, "mean of the two's probabilities"
+        )
         print(f"\n{label} ({cost:.2f} CPU-s per 1,000 nuclei, measurements/crops included):")
         print(f"  {'class':13s} {'true outlines':>22s} {'found, matched':>15s} {'found, end to end':>22s}")
         for c in CLASS_NAMES:
             t, f = true_scores[c], found_scores[c]
-            print(f"  {c:13s} {t['f1']:8.3f} (HN {t['f1_hovernet']:.3f}) {matched_f1[c]:15.3f} {f['f1']:8.3f} (HN {f['f1_hovernet']:.3f})")
+            print(
+                f"  {c:13s} {t['f1']:8.3f} (HN {t['f1_hovernet']:.3f}) {matched_f1[c]:15.3f} {f['f1']:8.3f} (HN {f['f1_hovernet']:.3f})"
+            )
     if args.json:
         args.json.write_text(json.dumps(result, indent=2), encoding="utf-8")
 

@@ -8,8 +8,17 @@ counts pairs; a class's F1 counts a pair as a true positive when both sides have
 Beside it, the same counts weighted as HoVer-Net's evaluation code does (a misclassified pair
 counts twice), the definition behind the published per-class figures.
 The annotated outlines scored directly by the classifier are the model card's figures.
+Each figure is printed beside the issue's target (TARGETS), met or not.
 
-    python benchmarks/cell_classes_validation.py [--model learned|classical|default|PATH] [--classifier FILE.npz]
+`--classifier` picks the branch.yaml choice to score: "forest" (the default: the classifier
+segment_and_classify picks for the model), a forest file (FILE.npz), "cnn" or "forest+cnn". The last
+two cannot go through segment_and_classify (it has no network): each crop goes through the same
+steps (the crop at the model's µm/px, segmenter + embedding, measure_labels with the crop's stain
+vectors), then the product's own `NucleusTyper` (what segmentation runs for such a branch, the newest
+shipped network) and `classification_method(choice, ...)` (what classification runs on the stored
+columns). Only the slide's tiling, the cell table and its row groups are skipped.
+
+    python benchmarks/cell_classes_validation.py [--model learned|classical|default|PATH] [--classifier forest|cnn|forest+cnn|FILE.npz]
 """
 
 from __future__ import annotations
@@ -23,15 +32,28 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from skimage.segmentation import relabel_sequential
+
 import wsi_assets
 from wsi_assets.cells.cell_classifier import classifier_for
+from wsi_assets.cells.classification import classification_method
+from wsi_assets.cells.embeddings import EMBEDDING_COLUMN, embeddings_at, label_centroids_of
+from wsi_assets.cells.lymphocyte_rule import LymphocyteRule
+from wsi_assets.cells.measurements import measure_labels
+from wsi_assets.cells.nucleus_cnn import load_nucleus_cnn
+from wsi_assets.cells.nucleus_typer import CNN_METHODS, NucleusTyper, newest_shipped_cnn
+from wsi_assets.cells.stain_vectors import estimate_stain_vectors
+from wsi_assets.segmentation.embeddings import segment_with_embeddings
 from wsi_assets.segmentation.registry import get_segmenter
+from wsi_assets.segmentation.scaling import resample_image, resize_labels
 from wsi_assets.cells.classes import CLASS_NAMES, CONSEP_TYPE_CLASSES
 from wsi_assets.training.cell_classifier_training import PAIR_UM, label_centroids, pair_by_centroid
 from wsi_assets.training.split import HELD_OUT_CONSEP_TILES, consep_tile
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "nuclei_train" / "consep_train"
 MPP = 0.25
+# Issue 33's targets: detection F1, and each class's F1 with HoVer-Net's weighting.
+TARGETS = {"detection": 0.78, "inflammatory": 0.70, "epithelial": 0.70, "spindle": 0.60}
 
 
 def add_crop(tally: Counter, pred_xy: np.ndarray, pred_class: list[str], true_xy: np.ndarray, true_class: list[str]) -> None:
@@ -70,18 +92,53 @@ def f1(tp: int, fp: int, fn: int) -> float:
     return 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else float("nan")
 
 
+def _against_target(name: str, value: float) -> str:
+    if name not in TARGETS:
+        return ""
+    return f"  target >= {TARGETS[name]:.2f}: {'met' if value >= TARGETS[name] else 'not met'}"
+
+
 def print_scores(tally: Counter) -> None:
-    print(f"detection F1 (centroids within {PAIR_UM} µm): {f1(tally['tp'], tally['fp'], tally['fn']):.3f}")
+    detection = f1(tally["tp"], tally["fp"], tally["fn"])
+    print(f"detection F1 (centroids within {PAIR_UM} µm): {detection:.3f}{_against_target('detection', detection)}")
     for name in CLASS_NAMES:
-        plain = f1(tally[(name, "tp")], tally[(name, "fp")], tally[(name, "fn")])
-        print(f"  {name:13s} F1 {plain:.3f}  (HoVer-Net's weighting: {hovernet_f1(tally, name):.3f})")
+        plain, weighted = f1(tally[(name, "tp")], tally[(name, "fp")], tally[(name, "fn")]), hovernet_f1(tally, name)
+        print(f"  {name:13s} F1 {plain:.3f}  (HoVer-Net's weighting: {weighted:.3f}){_against_target(name, weighted)}")
+
+
+def typed_by_network(rgb: np.ndarray, segmenter, typer: NucleusTyper, choice: str) -> tuple[np.ndarray, dict[int, str]]:
+    """segment_and_classify's steps, with the product's NucleusTyper and `classification_method(choice)` (see the docstring)."""
+    resampled = resample_image(rgb, MPP / float(segmenter.mpp))
+    labels_batch, maps = segment_with_embeddings(segmenter, resampled[np.newaxis])
+    model_labels = np.asarray(labels_batch)[0].astype(np.int32)
+    if resampled.shape[:2] != model_labels.shape:
+        resampled = resample_image(resampled, model_labels.shape[0] / resampled.shape[0])
+    ids, columns, area_um2 = measure_labels(model_labels, resampled, float(segmenter.mpp), estimate_stain_vectors(resampled))
+    columns["area_um2"] = area_um2
+    embedding = getattr(segmenter, "embedding", None)
+    if maps is not None and len(ids):
+        columns[EMBEDDING_COLUMN] = embeddings_at(maps[0], *label_centroids_of(model_labels, ids))
+    columns.update(typer(model_labels, resampled, ids))
+    method = classification_method(choice, LymphocyteRule(), None, embedding, typer.identity())
+    predicted = method.classify(columns) if len(ids) else np.zeros(0, object)
+    labels = model_labels if model_labels.shape == rgb.shape[:2] else resize_labels(model_labels, rgb.shape[:2])
+    relabelled, forward, _ = relabel_sequential(labels)
+    present = set(np.unique(relabelled).tolist()) - {0}
+    classes = {
+        int(forward[old]): str(name) for old, name in zip(ids.tolist(), predicted.tolist()) if int(forward[old]) in present
+    }
+    return relabelled, classes
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="learned")
     parser.add_argument("--data", type=Path, default=DATA)
-    parser.add_argument("--classifier", type=Path, help="a classifier file (default: the one segment_and_classify picks for the model)")
+    parser.add_argument(
+        "--classifier",
+        default="forest",
+        help="forest (the one segment_and_classify picks for the model), cnn, forest+cnn, or a classifier file",
+    )
     args = parser.parse_args()
     types: dict[tuple[str, int], str] = {}
     with open(args.data / "types.csv", newline="") as handle:
@@ -89,20 +146,32 @@ def main() -> None:
             types[(row["stem"], int(row["label"]))] = CONSEP_TYPE_CLASSES[int(row["type_id"])]
     stems = sorted({s for s, _ in types if consep_tile(s) in HELD_OUT_CONSEP_TILES})
     # The classifier segment_and_classify picks for this model's nuclei (with or without its embedding).
-    classifier = classifier_for(getattr(get_segmenter(args.model), "embedding", None), args.classifier)
+    segmenter = get_segmenter(args.model)
+    forest_file = None if args.classifier in ("forest", *CNN_METHODS) else Path(args.classifier)
+    classifier = classifier_for(getattr(segmenter, "embedding", None), forest_file)
+    typer, label = None, classifier.name
+    if args.classifier in CNN_METHODS:
+        network = newest_shipped_cnn()
+        typer = NucleusTyper(load_nucleus_cnn(network), float(segmenter.mpp), network.name)
+        label = f"{args.classifier} ({network.name}" + (f" + {classifier.name})" if args.classifier != "cnn" else ")")
     tally = Counter()
     started = time.perf_counter()
     for stem in stems:
         rgb = cv2.cvtColor(cv2.imread(str(args.data / "images" / f"{stem}.png")), cv2.COLOR_BGR2RGB)
         truth_labels = cv2.imread(str(args.data / "labels" / f"{stem}.png"), cv2.IMREAD_UNCHANGED).astype(np.int64)
-        labels, classes = wsi_assets.segment_and_classify(rgb, MPP, model=args.model, classifier=classifier)
+        if typer is None:
+            labels, classes = wsi_assets.segment_and_classify(rgb, MPP, model=args.model, classifier=classifier)
+        else:
+            labels, classes = typed_by_network(rgb, segmenter, typer, args.classifier)
         pred_ids, pred_xy = label_centroids(labels.astype(np.int64))
         true_ids, true_xy = label_centroids(truth_labels)
         pred_class = [classes.get(int(i), "other") for i in pred_ids]
         true_class = [types.get((stem, int(i)), "other") for i in true_ids]
         add_crop(tally, pred_xy, pred_class, true_xy, true_class)
 
-    print(f"{len(stems)} held-out crops of tiles {', '.join(HELD_OUT_CONSEP_TILES)}, model {args.model}, classifier {classifier.name}, {time.perf_counter() - started:.1f} s")
+    print(
+        f"{len(stems)} held-out crops of tiles {', '.join(HELD_OUT_CONSEP_TILES)}, model {args.model}, classifier {label}, {time.perf_counter() - started:.1f} s"
+    )
     print_scores(tally)
 
 

@@ -72,6 +72,7 @@ def score_image(row: pd.Series, root: Path, segmenter: ClassicalSegmenter) -> Im
 
 def summarise(scores: pd.DataFrame) -> pd.DataFrame:
     """Per dataset: pooled detection F1 (all nuclei together), and per-image means of AJI and PQ."""
+
     def one(group: pd.DataFrame) -> pd.Series:
         tp, fp, fn = group["tp"].sum(), group["fp"].sum(), group["fn"].sum()
         return pd.Series(
@@ -85,8 +86,7 @@ def summarise(scores: pd.DataFrame) -> pd.DataFrame:
                 "mean F1": group["f1"].mean(),
                 "AJI": group["aji"].mean(),
                 "PQ": group["pq"].mean(),
-                "mpp": f"{group['mpp'].min():.2f}-{group['mpp'].max():.2f}"
-                + (" (est.)" if group["mpp_estimated"].any() else ""),
+                "mpp": f"{group['mpp'].min():.2f}-{group['mpp'].max():.2f}" + (" (est.)" if group["mpp_estimated"].any() else ""),
             }
         )
 

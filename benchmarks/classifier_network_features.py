@@ -107,18 +107,30 @@ def main() -> None:
     net = load_trained_net(SHIPPED_MODEL_FILE).eval()
     segmenter = get_segmenter("learned", device="cpu")
     crops = [crop_nuclei(net, segmenter, args.data, stem, types) for stem in sorted({s for s, _ in types})]
-    print(f"{len(crops)} crops segmented and pooled in {time.perf_counter() - started:.0f} s ({segmenter.name} v{segmenter.version})")
+    print(
+        f"{len(crops)} crops segmented and pooled in {time.perf_counter() - started:.0f} s ({segmenter.name} v{segmenter.version})"
+    )
 
     def features(crop, kind):
         return crop["hand"] if kind == "hand" else np.concatenate([crop["hand"], crop["network"]], 1)
 
     models = {
-        "12 measurements, forest (shipped kind)": ("hand", lambda: RandomForestClassifier(
-            n_estimators=60, max_depth=14, min_samples_leaf=8, class_weight="balanced_subsample", random_state=0, n_jobs=1)),
-        "measurements + network, forest": ("both", lambda: RandomForestClassifier(
-            n_estimators=60, max_depth=14, min_samples_leaf=8, class_weight="balanced_subsample", random_state=0, n_jobs=1)),
-        "measurements + network, logistic": ("both", lambda: make_pipeline(
-            StandardScaler(), LogisticRegression(max_iter=2000, class_weight="balanced", C=0.1))),
+        "12 measurements, forest (shipped kind)": (
+            "hand",
+            lambda: RandomForestClassifier(
+                n_estimators=60, max_depth=14, min_samples_leaf=8, class_weight="balanced_subsample", random_state=0, n_jobs=1
+            ),
+        ),
+        "measurements + network, forest": (
+            "both",
+            lambda: RandomForestClassifier(
+                n_estimators=60, max_depth=14, min_samples_leaf=8, class_weight="balanced_subsample", random_state=0, n_jobs=1
+            ),
+        ),
+        "measurements + network, logistic": (
+            "both",
+            lambda: make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, class_weight="balanced", C=0.1)),
+        ),
     }
     train = [c for c in crops if c["tile"] not in HELD_OUT_CONSEP_TILES]
     held = [c for c in crops if c["tile"] in HELD_OUT_CONSEP_TILES]

@@ -42,7 +42,9 @@ DEAD_URL = "http://127.0.0.1:9"  # nothing listens on the discard port: the CLIs
 
 def timed(argv: list[str], env: dict, cwd: Path = REPO) -> tuple[float, str]:
     started = time.perf_counter()
-    done = subprocess.run([str(BIN / "python"), "-m", *argv], cwd=cwd, env=env, capture_output=True, text=True, timeout=600, check=False)
+    done = subprocess.run(
+        [str(BIN / "python"), "-m", *argv], cwd=cwd, env=env, capture_output=True, text=True, timeout=600, check=False
+    )
     elapsed = time.perf_counter() - started
     if done.returncode != 0:
         raise SystemExit(f"{' '.join(argv)} failed: {done.stderr.strip().splitlines()[-1:]}")
@@ -61,7 +63,9 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--before", type=Path, help="a folder holding an older wsi_assets package to time as well")
-    parser.add_argument("--with-fallback-submit", action="store_true", help="also time a submit with no webserver (about a minute)")
+    parser.add_argument(
+        "--with-fallback-submit", action="store_true", help="also time a submit with no webserver (about a minute)"
+    )
     args = parser.parse_args()
     from wsi_assets.slides.synthetic import SyntheticSlideSpec, write_synthetic_slide
 
@@ -91,12 +95,28 @@ def main() -> None:
                 # `python -m` puts the working folder first on the path: run from the tree to time.
                 cwd = tree or REPO
                 first = len(rows) // 4 * args.repeat + 1  # each tree submits its own slides
-                rows.append((label + "queue, webserver answers", *median_of(args.repeat, lambda i: ["wsi_assets.cli.queue"], fast, cwd)))
-                rows.append((label + "queue, no webserver (reads the instance)", *median_of(args.repeat, lambda i: ["wsi_assets.cli.queue"], slow, cwd)))
-                rows.append((label + "submit --help", *median_of(args.repeat, lambda i: ["wsi_assets.cli.submit", "--help"], fast, cwd)))
-                rows.append((label + "submit, webserver answers", *median_of(args.repeat, lambda i: ["wsi_assets.cli.submit", f"bench/main/s{first + i}"], fast, cwd)))
+                rows.append(
+                    (label + "queue, webserver answers", *median_of(args.repeat, lambda i: ["wsi_assets.cli.queue"], fast, cwd))
+                )
+                rows.append(
+                    (
+                        label + "queue, no webserver (reads the instance)",
+                        *median_of(args.repeat, lambda i: ["wsi_assets.cli.queue"], slow, cwd),
+                    )
+                )
+                rows.append(
+                    (label + "submit --help", *median_of(args.repeat, lambda i: ["wsi_assets.cli.submit", "--help"], fast, cwd))
+                )
+                rows.append(
+                    (
+                        label + "submit, webserver answers",
+                        *median_of(args.repeat, lambda i: ["wsi_assets.cli.submit", f"bench/main/s{first + i}"], fast, cwd),
+                    )
+                )
             if args.with_fallback_submit:
-                rows.append(("submit, no webserver (dagster job launch)", *timed(["wsi_assets.cli.submit", "bench/main/s0"], slow)))
+                rows.append(
+                    ("submit, no webserver (dagster job launch)", *timed(["wsi_assets.cli.submit", "bench/main/s0"], slow))
+                )
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print(f"{'command':55s} {'median wall s':>13s}  (load average {os.getloadavg()[0]:.1f}, {os.cpu_count()} CPUs)")

@@ -33,14 +33,18 @@ def main() -> None:
         present = ndimage.sum(np.ones(item.labels.shape), item.labels, index) > 0
         means = np.stack([ndimage.mean(item.rgb[..., c].astype(float), item.labels, index) for c in range(3)], 1)
         by_dataset.setdefault(item.dataset, []).append(means[present])
-    print(f"| dataset | nuclei | G − R median / 99.9th pct / max | G − R > {GREEN_OVER_RED_MAX:g} | all channels > {GLASS_MIN_LEVEL:g} |")
+    print(
+        f"| dataset | nuclei | G − R median / 99.9th pct / max | G − R > {GREEN_OVER_RED_MAX:g} | all channels > {GLASS_MIN_LEVEL:g} |"
+    )
     print("| --- | --- | --- | --- | --- |")
     for dataset, parts in sorted(by_dataset.items()):
         means = np.concatenate(parts)
         excess = means[:, 1] - means[:, 0]
         median, high, top = np.percentile(excess, [50, 99.9, 100])
-        print(f"| {dataset} | {len(means):,} | {median:.1f} / {high:.1f} / {top:.1f} | "
-              f"{int((excess > GREEN_OVER_RED_MAX).sum())} | {int((means.min(1) > GLASS_MIN_LEVEL).sum())} |")
+        print(
+            f"| {dataset} | {len(means):,} | {median:.1f} / {high:.1f} / {top:.1f} | "
+            f"{int((excess > GREEN_OVER_RED_MAX).sum())} | {int((means.min(1) > GLASS_MIN_LEVEL).sum())} |"
+        )
 
 
 if __name__ == "__main__":

@@ -76,8 +76,15 @@ def int8_network(onnx: bytes, data: Path) -> bytes:
         plain, prepared, quantized = (Path(folder) / n for n in ("f32.onnx", "pre.onnx", "int8.onnx"))
         plain.write_bytes(onnx)
         quant_pre_process(str(plain), str(prepared), skip_symbolic_shape=True)
-        quantize_static(str(prepared), str(quantized), Calibration(), quant_format=QuantFormat.QDQ,
-                        per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+        quantize_static(
+            str(prepared),
+            str(quantized),
+            Calibration(),
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+        )
         return quantized.read_bytes()
 
 
@@ -89,7 +96,9 @@ def main() -> None:
     torch.set_num_threads(1)
     tile = test_tile(args.data)
     x = np.ascontiguousarray(tile.transpose(2, 0, 1)[None], np.float32)
-    print(f"{platform.machine()}, {platform.processor() or 'cpu'}, torch {torch.__version__}; one {tile.shape[0]}² tile, 1 thread")
+    print(
+        f"{platform.machine()}, {platform.processor() or 'cpu'}, torch {torch.__version__}; one {tile.shape[0]}² tile, 1 thread"
+    )
     print("| runtime | network CPU-s | segment_batch CPU-s | nuclei | labels equal to torch's |")
     print("| --- | --- | --- | --- | --- |")
     reference = None

@@ -77,7 +77,9 @@ def compare_labels(old: Path, new: Path, batches: dict[str, np.ndarray]) -> None
                 for a, b in zip(tile.levels, torch_tile.levels)
             )
             same = np.array_equal(after.segment_batch(tiles), expected)
-            print(f"| {after.runtime} | {name} | {int(expected.max())} | {same} | {np.array_equal(labels, expected)} | {gap:.2e} |")
+            print(
+                f"| {after.runtime} | {name} | {int(expected.max())} | {same} | {np.array_equal(labels, expected)} | {gap:.2e} |"
+            )
 
 
 def network_candidates(before: TorchScriptSegmenter, after: TorchScriptSegmenter, x: np.ndarray) -> dict:
@@ -90,7 +92,9 @@ def network_candidates(before: TorchScriptSegmenter, after: TorchScriptSegmenter
         }
     t = torch.from_numpy(x).contiguous(memory_format=torch.channels_last) / 255.0
     old_net = torch.jit.freeze(torch.jit.load(str(before.path), map_location="cpu").net.eval())
-    new_net = torch.jit.freeze(torch.jit.load(str(after.path), map_location="cpu").net.eval(), preserved_attrs=["forward_with_levels"])
+    new_net = torch.jit.freeze(
+        torch.jit.load(str(after.path), map_location="cpu").net.eval(), preserved_attrs=["forward_with_levels"]
+    )
     return {
         "network old": lambda: old_net(t),
         "network new, maps": lambda: new_net(t),
@@ -109,12 +113,15 @@ def compare_cost(old: Path, new: Path, tile: np.ndarray, rounds: int) -> None:
         if after.runtime.split()[0] != runtime:
             continue
         with torch.inference_mode():
-            seconds = cpu_seconds({
-                **network_candidates(before, after, x),
-                "segment_batch old": lambda: before.segment_batch(tile),
-                "segment_batch new": lambda: after.segment_batch(tile),
-                "with embeddings new": lambda: after.segment_batch_with_embeddings(tile),
-            }, rounds)
+            seconds = cpu_seconds(
+                {
+                    **network_candidates(before, after, x),
+                    "segment_batch old": lambda: before.segment_batch(tile),
+                    "segment_batch new": lambda: after.segment_batch(tile),
+                    "with embeddings new": lambda: after.segment_batch_with_embeddings(tile),
+                },
+                rounds,
+            )
         if header is None:
             header = list(seconds)
             print("| runtime | " + " | ".join(header) + " |")

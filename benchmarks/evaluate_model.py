@@ -34,8 +34,10 @@ def held_out_table(model: str, data: Path, device: str) -> pd.DataFrame:
     scores, _ = score(segmenter, images)
     table = summarise(scores[~scores["dataset"].str.endswith("@20x")])
     table.loc["monuseg2018_train@20x"] = summarise(scores[scores["dataset"].str.endswith("@20x")]).loc["all"]
-    print(f"\n{segmenter.name} v{segmenter.version} at {segmenter.mpp} µm/px on {segmenter.device}: "
-          f"{scores['seconds'].sum():.1f} s for {len(scores)} images")
+    print(
+        f"\n{segmenter.name} v{segmenter.version} at {segmenter.mpp} µm/px on {segmenter.device}: "
+        f"{scores['seconds'].sum():.1f} s for {len(scores)} images"
+    )
     print(table.to_string(float_format=lambda v: f"{v:.3f}"))
     return table
 
@@ -71,8 +73,9 @@ def timing(model: str, data: Path) -> None:
             runs = []
             for _ in range(3):
                 start = time.perf_counter()
-                post(maps[:, :1], maps[:, 1:2], module.fg_threshold, module.seed_threshold,
-                     module.grow_iterations, module.min_area)
+                post(
+                    maps[:, :1], maps[:, 1:2], module.fg_threshold, module.seed_threshold, module.grow_iterations, module.min_area
+                )
                 runs.append(time.perf_counter() - start)
         print(f"post-processing alone (maps -> labels), 1024² tile, 1 CPU thread: {min(runs):.3f} s")
 
@@ -94,8 +97,10 @@ def main() -> None:
         from wsi_assets.training.accuracy_gate import TOLERANCE, gate_failures
 
         failures = gate_failures(held_out_table(args.gate_against, args.data, args.device), table)
-        print(f"\naccuracy gate of {args.model} against {args.gate_against} (tolerance {TOLERANCE}): "
-              + ("passed" if not failures else f"failed on {len(failures)}:\n  " + "\n  ".join(failures)))
+        print(
+            f"\naccuracy gate of {args.model} against {args.gate_against} (tolerance {TOLERANCE}): "
+            + ("passed" if not failures else f"failed on {len(failures)}:\n  " + "\n  ".join(failures))
+        )
     if not args.no_classical:
         held_out_table("classical", args.data, "cpu")
     if args.timing:

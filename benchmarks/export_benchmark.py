@@ -26,8 +26,15 @@ CACHE = Path("/tmp/wsi_export_benchmark")
 DEFAULT_FORMATS = ("cells_csv", "cells_zarr", "cells_geoparquet", "cells_geojson")
 MEMORY_LIMIT_MB = 1024
 PROVENANCE = {
-    "slide": "bench/main/synthetic", "slide_file": "synthetic.svs", "mpp": 0.25, "mpp_source": "slide", "mpp_inferred": False,
-    "segmenter": "synthetic", "segmenter_version": "0", "wsi_assets_version": "bench", "settings": {"cell_expansion_um": 0},
+    "slide": "bench/main/synthetic",
+    "slide_file": "synthetic.svs",
+    "mpp": 0.25,
+    "mpp_source": "slide",
+    "mpp_inferred": False,
+    "segmenter": "synthetic",
+    "segmenter_version": "0",
+    "wsi_assets_version": "bench",
+    "settings": {"cell_expansion_um": 0},
 }
 
 
@@ -112,7 +119,9 @@ def main() -> None:
         if "error" in row:
             print(f"| {row['format']} | failed: {row['error']} | | | | | |")
         else:
-            print(f"| {row['format']} | {row['file']} | {row['cells']:,} | {row['seconds']} | {row['s_per_million']} | {row['size_mb']} | {row['peak_extra_mb']} |")
+            print(
+                f"| {row['format']} | {row['file']} | {row['cells']:,} | {row['seconds']} | {row['s_per_million']} | {row['size_mb']} | {row['peak_extra_mb']} |"
+            )
     print(json.dumps(rows))
 
 

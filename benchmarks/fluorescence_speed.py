@@ -63,7 +63,11 @@ def main(argv: list[str] | None = None) -> dict:
     load_s = time.perf_counter() - start
     rss_loaded = peak_rss_mb()
     segment_image_with_info(images[0])  # warm-up: first-call allocations and torch's kernel selection
-    results = {"torch_threads": torch.get_num_threads(), "model_load_s": round(load_s, 2), "peak_rss_after_load_mb": round(rss_loaded)}
+    results = {
+        "torch_threads": torch.get_num_threads(),
+        "model_load_s": round(load_s, 2),
+        "peak_rss_after_load_mb": round(rss_loaded),
+    }
     for label, given in (("mpp unknown (estimated)", False), ("mpp given", True)):
         start, cpu, nuclei, pixels = time.perf_counter(), time.process_time(), 0, 0
         for image in images:
@@ -72,9 +76,13 @@ def main(argv: list[str] | None = None) -> dict:
             pixels += image.size
         seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
         results[label] = {
-            "images": len(images), "megapixels": round(pixels / 1e6, 2), "nuclei": nuclei, "seconds": round(seconds, 2),
+            "images": len(images),
+            "megapixels": round(pixels / 1e6, 2),
+            "nuclei": nuclei,
+            "seconds": round(seconds, 2),
             "cpu_seconds_per_image": round(cpu / len(images), 2),
-            "images_per_s": round(len(images) / seconds, 2), "peak_rss_mb": round(peak_rss_mb()),
+            "images_per_s": round(len(images) / seconds, 2),
+            "peak_rss_mb": round(peak_rss_mb()),
         }
         print(label, results[label], flush=True)
     if args.plane_side:
@@ -83,8 +91,14 @@ def main(argv: list[str] | None = None) -> dict:
         result = segment_fluorescence(plane, mpp=0.5)
         seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
         results["plane"] = {
-            "side": args.plane_side, "megapixels": round(plane.size / 1e6, 1), "tiles": result.tiles, "nuclei": result.count,
-            "seconds": round(seconds, 1), "cpu_seconds": round(cpu, 1), "megapixels_per_s": round(plane.size / 1e6 / seconds, 3), "peak_rss_mb": round(peak_rss_mb()),
+            "side": args.plane_side,
+            "megapixels": round(plane.size / 1e6, 1),
+            "tiles": result.tiles,
+            "nuclei": result.count,
+            "seconds": round(seconds, 1),
+            "cpu_seconds": round(cpu, 1),
+            "megapixels_per_s": round(plane.size / 1e6 / seconds, 3),
+            "peak_rss_mb": round(peak_rss_mb()),
         }
         print("plane", results["plane"], flush=True)
     if args.json:

@@ -31,8 +31,10 @@ DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "wsi_assets" / "models" / 
 
 
 def row(name: str, result: dict) -> str:
-    return (f"{name:<34} {result['images']:>4} {result['true']:>6} {result['pred']:>6} {result['precision']:.3f} "
-            f"{result['recall']:.3f} {result['f1']:.3f} {result['aji']:.3f} {result['pq']:.3f} {result['seconds']:7.1f}")
+    return (
+        f"{name:<34} {result['images']:>4} {result['true']:>6} {result['pred']:>6} {result['precision']:.3f} "
+        f"{result['recall']:.3f} {result['f1']:.3f} {result['aji']:.3f} {result['pq']:.3f} {result['seconds']:7.1f}"
+    )
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -41,7 +43,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--data", type=Path, default=None)
     parser.add_argument("--json", type=Path, help="also write the figures here")
     parser.add_argument("--no-classical", action="store_true")
-    parser.add_argument("--scales", default="true,estimated,two-pass,none", help="comma-separated nucleus-size sources for the model")
+    parser.add_argument(
+        "--scales", default="true,estimated,two-pass,none", help="comma-separated nucleus-size sources for the model"
+    )
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--record", action="store_true", help="write the figures into the model's card (held_out_scores)")
     args = parser.parse_args(argv)
@@ -78,13 +82,22 @@ def main(argv: list[str] | None = None) -> dict:
         from wsi_assets.training.fluorescence_train import update_card
 
         keep = ("images", "true", "pred", "precision", "recall", "f1", "aji", "pq")
-        scores = {name: {k: round(v, 4) if isinstance(v, float) else v for k, v in result.items() if k in keep}
-                  for name, result in results["rows"].items()}
+        scores = {
+            name: {k: round(v, 4) if isinstance(v, float) else v for k, v in result.items() if k in keep}
+            for name, result in results["rows"].items()
+        }
         scores["by_experiment (model, scale true)"] = {
             experiment: {k: round(v, 4) if isinstance(v, float) else v for k, v in result.items() if k in keep}
-            for experiment, result in results["by_experiment"].get("model (scale true)", {}).items()}
-        update_card(args.model, {"held_out_scores": scores, "metrics_note": "F1@0.5 pooled over nuclei; AJI and PQ "
-                                 "per-image means; each image scored at its own size (python benchmarks/fluorescence_validation.py --record)"})
+            for experiment, result in results["by_experiment"].get("model (scale true)", {}).items()
+        }
+        update_card(
+            args.model,
+            {
+                "held_out_scores": scores,
+                "metrics_note": "F1@0.5 pooled over nuclei; AJI and PQ "
+                "per-image means; each image scored at its own size (python benchmarks/fluorescence_validation.py --record)",
+            },
+        )
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(results, indent=2))

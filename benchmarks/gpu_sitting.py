@@ -65,7 +65,12 @@ class Log:
 
 
 def machine() -> dict:
-    info = {"python": platform.python_version(), "torch": torch.__version__, "cpus": os.cpu_count(), "cuda": torch.cuda.is_available()}
+    info = {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "cpus": os.cpu_count(),
+        "cuda": torch.cuda.is_available(),
+    }
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)
     return info
@@ -121,12 +126,21 @@ def whole_slide_speed(model_file: Path, device: str, size: str, work: Path, read
     decode_rate = tissue.area_mm2 / decode["seconds"]
     e2e_rate = e2e["tissue_mm2"] / e2e["seconds"]
     return {
-        "slide": path.name, "mpix": round(info.width * info.height / 1e6, 1), "tissue_mm2": round(tissue.area_mm2, 2),
-        "tiles": decode["tiles"], "read_threads": read_threads, "batch": batch, "exports_included": exports,
-        "decode_s": round(decode["seconds"], 2), "decode_mm2_per_s": round(decode_rate, 3),
-        "end_to_end_s": round(e2e["seconds"], 2), "end_to_end_mm2_per_s": round(e2e_rate, 3),
-        "speed_ratio": round(e2e_rate / decode_rate, 3), "nuclei_found": e2e["nuclei"],
-        "nuclei_drawn": count_synthetic_nuclei(spec) if spec else None, "device": e2e["device"],
+        "slide": path.name,
+        "mpix": round(info.width * info.height / 1e6, 1),
+        "tissue_mm2": round(tissue.area_mm2, 2),
+        "tiles": decode["tiles"],
+        "read_threads": read_threads,
+        "batch": batch,
+        "exports_included": exports,
+        "decode_s": round(decode["seconds"], 2),
+        "decode_mm2_per_s": round(decode_rate, 3),
+        "end_to_end_s": round(e2e["seconds"], 2),
+        "end_to_end_mm2_per_s": round(e2e_rate, 3),
+        "speed_ratio": round(e2e_rate / decode_rate, 3),
+        "nuclei_found": e2e["nuclei"],
+        "nuclei_drawn": count_synthetic_nuclei(spec) if spec else None,
+        "device": e2e["device"],
     }
 
 
@@ -157,14 +171,35 @@ def sitting(args) -> dict:
     train_seconds = max(5.0, deadline - time.perf_counter() - args.reserve_s)
     log(f"training for {train_seconds:.0f} s on {device} with {workers} crop workers")
     trained = train_for(
-        net, train_items, mpp, train_seconds, device, args.batch, args.crop, args.lr, workers, args.seed,
-        defaults.STAIN_JITTER, defaults.SCALE_JITTER, max_steps=args.max_steps, log=log, dataset_shares=args.dataset_shares,
-        teacher=teacher, distill_weight=args.distill_weight,
+        net,
+        train_items,
+        mpp,
+        train_seconds,
+        device,
+        args.batch,
+        args.crop,
+        args.lr,
+        workers,
+        args.seed,
+        defaults.STAIN_JITTER,
+        defaults.SCALE_JITTER,
+        max_steps=args.max_steps,
+        log=log,
+        dataset_shares=args.dataset_shares,
+        teacher=teacher,
+        distill_weight=args.distill_weight,
     )
     result["training"] = {
-        "steps": trained.steps, "seconds": round(trained.seconds, 1), "crops_per_s": round(trained.crops_per_s, 1),
-        "waited_for_data_s": round(trained.waiting_for_data_s, 1), "final_loss": round(trained.final_loss, 4),
-        "batch": args.batch, "crop": args.crop, "lr": args.lr, "workers": workers, "dataset_shares": args.dataset_shares,
+        "steps": trained.steps,
+        "seconds": round(trained.seconds, 1),
+        "crops_per_s": round(trained.crops_per_s, 1),
+        "waited_for_data_s": round(trained.waiting_for_data_s, 1),
+        "final_loss": round(trained.final_loss, 4),
+        "batch": args.batch,
+        "crop": args.crop,
+        "lr": args.lr,
+        "workers": workers,
+        "dataset_shares": args.dataset_shares,
         "widths": list(trained.net.widths),
         "teacher": f"version {init_card.get('version')}" if teacher is not None else None,
         "distill_weight": args.distill_weight if teacher is not None else None,
@@ -181,14 +216,24 @@ def sitting(args) -> dict:
         widths = list(trained.net.widths)
         card["widths"] = widths
         card["parameters"] = sum(p.numel() for p in trained.net.parameters())
-        card["architecture"] = (f"U-Net widths {widths}, foreground + normalised distance heads, distilled from "
-                                f"version {init_card.get('version')} (widths {list(teacher.widths)})")
+        card["architecture"] = (
+            f"U-Net widths {widths}, foreground + normalised distance heads, distilled from "
+            f"version {init_card.get('version')} (widths {list(teacher.widths)})"
+        )
     card["training"] = {
-        "data": str(args.data), "images": len(train_items), "datasets": datasets.to_dict(),
-        "init": f"version {init_card.get('version')}", "device": str(device), "machine": result["machine"],
-        **result["training"], "stain_jitter": defaults.STAIN_JITTER, "scale_jitter": defaults.SCALE_JITTER,
-        "seed": args.seed, "mixed_precision": "bf16 autocast" if device.type == "cuda" else "fp32",
-        "history": (init_card.get("training") or {}).get("history", []) + [
+        "data": str(args.data),
+        "images": len(train_items),
+        "datasets": datasets.to_dict(),
+        "init": f"version {init_card.get('version')}",
+        "device": str(device),
+        "machine": result["machine"],
+        **result["training"],
+        "stain_jitter": defaults.STAIN_JITTER,
+        "scale_jitter": defaults.SCALE_JITTER,
+        "seed": args.seed,
+        "mixed_precision": "bf16 autocast" if device.type == "cuda" else "fp32",
+        "history": (init_card.get("training") or {}).get("history", [])
+        + [
             {k: (init_card.get("training") or {}).get(k) for k in ("steps", "batch", "crop", "lr", "seed", "device", "seconds")}
             | {"version": init_card.get("version")}
         ],
@@ -220,7 +265,9 @@ def sitting(args) -> dict:
         work = args.out / "slide_work" if args.keep_slide else Path(args.work)
         work.mkdir(parents=True, exist_ok=True)
         try:
-            result["whole_slide"] = whole_slide_speed(model_file, str(device), args.slide_size, work, args.read_threads, args.slide_batch, log)
+            result["whole_slide"] = whole_slide_speed(
+                model_file, str(device), args.slide_size, work, args.read_threads, args.slide_batch, log
+            )
             log(f"whole slide: {result['whole_slide']}")
         finally:
             if not args.keep_slide:
@@ -243,8 +290,16 @@ def pack(data: Path, out: Path, mpp: float, quality: int) -> None:
         (out / label).parent.mkdir(parents=True, exist_ok=True)
         cv2.imwrite(str(out / image), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
         cv2.imwrite(str(out / label), labels.astype(np.uint16))
-        rows.append({**row.drop(labels=["stem"]).to_dict(), "image": image.as_posix(), "label": label.as_posix(),
-                     "width": rgb.shape[1], "height": rgb.shape[0], "microns_per_pixel": str(mpp)})
+        rows.append(
+            {
+                **row.drop(labels=["stem"]).to_dict(),
+                "image": image.as_posix(),
+                "label": label.as_posix(),
+                "width": rgb.shape[1],
+                "height": rgb.shape[0],
+                "microns_per_pixel": str(mpp),
+            }
+        )
     pd.DataFrame(rows).to_csv(out / "manifest.csv", index=False)
     size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
     print(f"packed {len(rows)} images at {mpp} µm/px into {out} ({size / 1e6:.1f} MB)")
@@ -271,11 +326,22 @@ def main() -> None:
     parser.add_argument("--crop", type=int, default=128, help="crop side at the model µm/px (CoNSeP crops are 128 px there)")
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--seed", type=int, default=4)
-    parser.add_argument("--workers", type=int, default=-1, help="crop worker processes (-1: CPUs - 2; 0: in the training process)")
-    parser.add_argument("--dataset-share", action="append", default=[], metavar="DATASET=FRACTION",
-                        help="draw this fraction of the crops from one dataset (repeatable), e.g. consep_train=0.25; the rest by area")
-    parser.add_argument("--widths", default="", help="train a narrower student of --init with these channels per level, "
-                        "e.g. 8,16,32,64,96 (default: fine-tune --init as it is)")
+    parser.add_argument(
+        "--workers", type=int, default=-1, help="crop worker processes (-1: CPUs - 2; 0: in the training process)"
+    )
+    parser.add_argument(
+        "--dataset-share",
+        action="append",
+        default=[],
+        metavar="DATASET=FRACTION",
+        help="draw this fraction of the crops from one dataset (repeatable), e.g. consep_train=0.25; the rest by area",
+    )
+    parser.add_argument(
+        "--widths",
+        default="",
+        help="train a narrower student of --init with these channels per level, "
+        "e.g. 8,16,32,64,96 (default: fine-tune --init as it is)",
+    )
     parser.add_argument("--distill-weight", type=float, default=1.0, help="weight of the teacher's maps in a student's loss")
     parser.add_argument("--max-steps", type=int, default=0, help="stop training after N steps (smoke tests)")
     parser.add_argument("--reserve-s", type=float, default=RESERVE_S, help="seconds kept for the stages after training")

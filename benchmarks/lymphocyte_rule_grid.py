@@ -33,10 +33,14 @@ def main() -> None:
 
     grid = itertools.product([15, 20, 25, 30, 35, 45], [0.5, 0.6, 0.7, 0.75, 0.8, 0.85], [0.0, 0.1, 0.2, 0.3, 0.4])
     scored = sorted(((f1(LymphocyteRule(*values), ~held), values) for values in grid), reverse=True)
-    print(f"inflammatory in training tiles: median area {np.median(columns(~held)['area_um2'][nuclei.classes[~held] == 'inflammatory']):.1f} µm²")
+    print(
+        f"inflammatory in training tiles: median area {np.median(columns(~held)['area_um2'][nuclei.classes[~held] == 'inflammatory']):.1f} µm²"
+    )
     for score, values in scored[:5]:
-        print(f"max_area_um2 {values[0]}, min_circularity {values[1]}, min_hematoxylin_od {values[2]}: "
-              f"training F1 {score:.3f}, held-out F1 {f1(LymphocyteRule(*values), held):.3f}")
+        print(
+            f"max_area_um2 {values[0]}, min_circularity {values[1]}, min_hematoxylin_od {values[2]}: "
+            f"training F1 {score:.3f}, held-out F1 {f1(LymphocyteRule(*values), held):.3f}"
+        )
     default = LymphocyteRule()
     print(f"defaults {default.as_dict()}: training F1 {f1(default, ~held):.3f}, held-out F1 {f1(default, held):.3f}")
 

@@ -54,7 +54,9 @@ def per_tile(path: Path, mpp: float, tissue, segmenter, measurer: NucleusMeasure
     print(f"{len(tiles)} tiles, {nuclei} owned nuclei, {segmenter.name} (CPU s per tile, all threads of the process):")
     for name, seconds in spent.items():
         print(f"  {name}: {seconds / len(tiles):.3f}")
-    print(f"  measuring alone: {measuring / len(tiles):.3f} = {100 * measuring / (spent['segment'] + spent['outlines']):.0f}% of segment + outlines")
+    print(
+        f"  measuring alone: {measuring / len(tiles):.3f} = {100 * measuring / (spent['segment'] + spent['outlines']):.0f}% of segment + outlines"
+    )
 
 
 def main() -> None:
@@ -92,11 +94,15 @@ def main() -> None:
         classify_s = time.perf_counter() - started
     without, with_ = min(times["without"]), min(times["with"])
     print(f"{path.name}: {summary.cells} nuclei, {summary.tiles} tiles, {segmenter.name} on {segmenter.device}")
-    print(f"segment_slide without measurements {without:.1f} s, with {with_:.1f} s (+{100 * (with_ / without - 1):.0f}%), best of {args.repeats} (wall)")
+    print(
+        f"segment_slide without measurements {without:.1f} s, with {with_:.1f} s (+{100 * (with_ / without - 1):.0f}%), best of {args.repeats} (wall)"
+    )
     # CPU seconds of all threads: steadier than wall time on a shared machine.
     cpu_without, cpu_with = min(cpu["without"]), min(cpu["with"])
     print(f"CPU seconds without {cpu_without:.1f}, with {cpu_with:.1f} (+{100 * (cpu_with / cpu_without - 1):.0f}%)")
-    print(f"classifier ({method.details['classifier']}) over the stored table {classify_s:.2f} s ({summary.cells / classify_s:,.0f} cells/s): {dict(counts)}")
+    print(
+        f"classifier ({method.details['classifier']}) over the stored table {classify_s:.2f} s ({summary.cells / classify_s:,.0f} cells/s): {dict(counts)}"
+    )
     print(f"measure + classify cost {100 * ((with_ + classify_s) / without - 1):.0f}% of segment_slide")
 
 

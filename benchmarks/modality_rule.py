@@ -32,8 +32,17 @@ def main(argv: list[str] | None = None) -> dict:
 
     results = {}
     for truth, paths in SETS.items():
-        wrong = [str(p.relative_to(DATA)) for p in paths if decide_modality(cv2.imread(str(p), cv2.IMREAD_COLOR)[..., ::-1])[0] != truth]
-        results[truth] = {"images": len(paths), "right": len(paths) - len(wrong), "accuracy": round(1 - len(wrong) / max(1, len(paths)), 4), "wrong": wrong}
+        wrong = [
+            str(p.relative_to(DATA))
+            for p in paths
+            if decide_modality(cv2.imread(str(p), cv2.IMREAD_COLOR)[..., ::-1])[0] != truth
+        ]
+        results[truth] = {
+            "images": len(paths),
+            "right": len(paths) - len(wrong),
+            "accuracy": round(1 - len(wrong) / max(1, len(paths)), 4),
+            "wrong": wrong,
+        }
         print(f"{truth}: {len(paths) - len(wrong)}/{len(paths)} right", *wrong, sep="\n  ")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -144,14 +144,18 @@ def check(zarr_folder: Path, out: Path) -> list[str]:
         brightness = float(np.percentile(shot[..., components], 99))
         at_top = float((shot[..., components] >= 254).all(axis=-1).mean())
         dark = float(np.percentile(shot[..., ~components], 99)) if (~components).any() else 0.0
-        print(f"{layer.name}: window {start:g}..{end:g}, colormap {layer.colormap.name}, plane {shown}: {inside:.1%} inside, "
-              f"{black:.1%} at/below start, {saturated:.1%} at/above end, p1..p99 span {fills:.0%} of it; screenshot in {colour}: p99 {brightness:.0f}, "
-              f"{at_top:.1%} saturated, other components p99 {dark:.0f}")
+        print(
+            f"{layer.name}: window {start:g}..{end:g}, colormap {layer.colormap.name}, plane {shown}: {inside:.1%} inside, "
+            f"{black:.1%} at/below start, {saturated:.1%} at/above end, p1..p99 span {fills:.0%} of it; screenshot in {colour}: p99 {brightness:.0f}, "
+            f"{at_top:.1%} saturated, other components p99 {dark:.0f}"
+        )
         if fills < FILLS_AT_LEAST:
             failures.append(f"{layer.name}: the slice's values span {fills:.1%} of its window {start:g}..{end:g}: shown dim")
         if inside < INSIDE_AT_LEAST or black > BEYOND_AT_MOST or saturated > BEYOND_AT_MOST:
-            failures.append(f"{layer.name}: {inside:.1%} of the slice inside its window {start:g}..{end:g} "
-                            f"({black:.1%} black, {saturated:.1%} saturated)")
+            failures.append(
+                f"{layer.name}: {inside:.1%} of the slice inside its window {start:g}..{end:g} "
+                f"({black:.1%} black, {saturated:.1%} saturated)"
+            )
         if brightness < BRIGHT_ENOUGH:
             failures.append(f"{layer.name}: looks black in napari (99th percentile {brightness:.0f} of 255 in its colour)")
         if at_top > SATURATED_AT_MOST:
@@ -180,8 +184,10 @@ def check(zarr_folder: Path, out: Path) -> list[str]:
         if labels_layer.ndim != images[0].ndim:
             # napari lines layers up by their trailing axes: a 5-D label image under 4-D channel layers puts the
             # image's t on the labels' c, and the labels show nothing at the slice on screen.
-            failures.append(f"{labels_layer.name}: {labels_layer.ndim}-D {labels_layer.axis_labels} under {images[0].ndim}-D images "
-                            f"{images[0].axis_labels}: napari does not align them (write labels without the c axis)")
+            failures.append(
+                f"{labels_layer.name}: {labels_layer.ndim}-D {labels_layer.axis_labels} under {images[0].ndim}-D images "
+                f"{images[0].axis_labels}: napari does not align them (write labels without the c axis)"
+            )
     if labels:
         settle(viewer)
         labelled = out.with_name(out.stem + "_labels.png")

@@ -64,20 +64,26 @@ def main() -> None:
     try:
         import openvino as ov
 
-        compiled = ov.Core().compile_model(ov.Core().read_model(model=onnx, weights=b""), "CPU", {
-            "INFERENCE_NUM_THREADS": 1, "PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"})
+        compiled = ov.Core().compile_model(
+            ov.Core().read_model(model=onnx, weights=b""),
+            "CPU",
+            {"INFERENCE_NUM_THREADS": 1, "PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"},
+        )
         runners["openvino"] = lambda x: compiled(x)[0]
     except ImportError:
         print("openvino: not installed")
     reference = None
     for name, runner in runners.items():
+
         def run_all():
             return np.concatenate([runner(floats[i : i + BATCH]) for i in range(0, len(floats), BATCH)])
 
         out = run_all()
         reference = out if reference is None else reference
         seconds = best_of(run_all)
-        print(f"{name}: {seconds * 1000 / len(floats):.3f} CPU-s per 1,000 nuclei (batch {BATCH}); max |Δp| vs onnxruntime {np.abs(out - reference).max():.1e}")
+        print(
+            f"{name}: {seconds * 1000 / len(floats):.3f} CPU-s per 1,000 nuclei (batch {BATCH}); max |Δp| vs onnxruntime {np.abs(out - reference).max():.1e}"
+        )
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Peak resident memory of `process_slide` on one slide, run in this process (for the memory test).
 
-    python benchmarks/peak_memory.py SLIDE      -> prints {"peak_rss_mb": ..., "nuclei": ...}
+python benchmarks/peak_memory.py SLIDE      -> prints {"peak_rss_mb": ..., "nuclei": ...}
 """
 
 from __future__ import annotations

@@ -64,7 +64,9 @@ def label_maps(model: str, count: int, cache: Path):
         raw = np.concatenate([segmenter._forward(images[i : i + 1]) for i in range(len(images))])
     else:
         raw = segmenter.segment_batch(images)
-    print(f"segmented {len(tiles)} tiles of {grid.tile_pixels}² with {model} in {time.perf_counter() - started:.0f} s", flush=True)
+    print(
+        f"segmented {len(tiles)} tiles of {grid.tile_pixels}² with {model} in {time.perf_counter() - started:.0f} s", flush=True
+    )
     np.savez_compressed(cache, raw=raw)
     return raw, tiles, grid
 

@@ -49,9 +49,9 @@ def main() -> None:
         for event in result.all_events:
             if event.event_type_value == "STEP_SUCCESS":
                 durations[event.step_key] = event.event_specific_data.duration_ms / 1000
-    segmentation = {
-        e.asset_key.to_user_string(): e.materialization.metadata for e in result.get_asset_materialization_events()
-    }["cell_segmentation"]
+    segmentation = {e.asset_key.to_user_string(): e.materialization.metadata for e in result.get_asset_materialization_events()}[
+        "cell_segmentation"
+    ]
     print(f"machine: {platform.node()} {os.cpu_count()} cores, {platform.processor() or platform.machine()}")
     print(f"slide: {source.name}")
     print(f"nuclei: {segmentation['nuclei'].value}, tiles: {segmentation['tiles'].value}, device: {segmentation['device'].value}")

@@ -35,6 +35,8 @@ from wsi_assets.testing.dagster_services import (
 REPO = Path(__file__).resolve().parents[1]
 
 PROBE = REPO / "benchmarks" / "queue"
+
+
 def launch(port: int, key: str) -> tuple[str, float]:
     submitted = time.time()
     return launch_over_graphql(port, "queue_probe", "probe_job", key), submitted
@@ -51,7 +53,10 @@ def finished(instance, run_ids: list[str]) -> bool:
     from dagster import DagsterRunStatus, RunsFilter
 
     in_flight = instance.get_runs_count(
-        RunsFilter(run_ids=run_ids, statuses=[DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING, DagsterRunStatus.STARTED])
+        RunsFilter(
+            run_ids=run_ids,
+            statuses=[DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING, DagsterRunStatus.STARTED],
+        )
     )
     return in_flight == 0
 
@@ -67,7 +72,13 @@ def make_instance_home(storage: str) -> tuple[Path, dict]:
         names = ("WSI_PG_HOST", "WSI_PG_PORT", "WSI_PG_USER", "WSI_PG_PASSWORD")
         settings = {n: os.environ[n] for n in names}
         database = f"wsi_bench_{uuid.uuid4().hex[:8]}"
-        admin = psycopg2.connect(host=settings["WSI_PG_HOST"], port=settings["WSI_PG_PORT"], user=settings["WSI_PG_USER"], password=settings["WSI_PG_PASSWORD"], dbname="postgres")
+        admin = psycopg2.connect(
+            host=settings["WSI_PG_HOST"],
+            port=settings["WSI_PG_PORT"],
+            user=settings["WSI_PG_USER"],
+            password=settings["WSI_PG_PASSWORD"],
+            dbname="postgres",
+        )
         admin.autocommit = True
         admin.cursor().execute(f"CREATE DATABASE {database}")
         admin.close()

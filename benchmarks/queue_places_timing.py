@@ -1,6 +1,6 @@
 """How long the queue view's replay takes over a long queue (no instance: constructed run records).
 
-    python benchmarks/queue_places_timing.py [--queued 10000]
+python benchmarks/queue_places_timing.py [--queued 10000]
 """
 
 from __future__ import annotations

@@ -26,7 +26,9 @@ DEFAULT_SLIDE = REPO.parent / "shared" / "data" / "slides" / "CMU-1-Small-Region
 # Paths of the two runs, export times and run times.
 # slide_file.json records the input copy each side ran on (its path, inode and modification time).
 EXPECTED_TO_DIFFER = {
-    "slide_metadata.json": {"path"}, "cells.zarr.zip": {"exported_at", "run_id", "slide_path"}, "summary.json": {"seconds", "mm2_per_s", "exported_at", "run_id"},
+    "slide_metadata.json": {"path"},
+    "cells.zarr.zip": {"exported_at", "run_id", "slide_path"},
+    "summary.json": {"seconds", "mm2_per_s", "exported_at", "run_id"},
     "slide_file.json": {"path", "inode", "mtime_ns"},
 }
 
@@ -55,7 +57,14 @@ with DagsterInstance.ephemeral() as instance:
 
 def run_process_slide(code_dir: Path, root: Path, slide: Path) -> Path:
     env = {"PATH": str(Path(sys.executable).parent), "PYTHONPATH": str(code_dir), "HOME": str(root)}
-    subprocess.run([sys.executable, "-c", RUN, str(root), str(slide)], cwd=code_dir, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(
+        [sys.executable, "-c", RUN, str(root), str(slide)],
+        cwd=code_dir,
+        env=env,
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     return root / "lab" / "outputs" / "main" / slide.stem
 
 
@@ -70,7 +79,11 @@ def _settings(value):
 
 def _differing(da: dict, db: dict) -> set:
     """Keys the old side has whose values differ (`settings` compared without keys left unset); keys only the new side has are additions."""
-    return {k for k in da.keys() if (_settings(da.get(k)) if k == "settings" else da.get(k)) != (_settings(db.get(k)) if k == "settings" else db.get(k))}
+    return {
+        k
+        for k in da.keys()
+        if (_settings(da.get(k)) if k == "settings" else da.get(k)) != (_settings(db.get(k)) if k == "settings" else db.get(k))
+    }
 
 
 def _report_without_run_rows(path: Path) -> str:
@@ -93,7 +106,10 @@ def compare(old: Path, new: Path) -> dict:
     import zarr
 
     report = {}
-    names = sorted({p.relative_to(old).as_posix() for p in old.rglob("*") if p.is_file()} | {p.relative_to(new).as_posix() for p in new.rglob("*") if p.is_file()})
+    names = sorted(
+        {p.relative_to(old).as_posix() for p in old.rglob("*") if p.is_file()}
+        | {p.relative_to(new).as_posix() for p in new.rglob("*") if p.is_file()}
+    )
     for name in names:
         a, b = old / name, new / name
         if not (a.exists() and b.exists()):
@@ -109,12 +125,21 @@ def compare(old: Path, new: Path) -> dict:
             da, db = json.loads(a.read_text()), json.loads(b.read_text())
             features = da.pop("features") == db.pop("features")
             keys = _differing(da.get("provenance", {}), db.get("provenance", {})) | _differing(
-                {k: v for k, v in da.items() if k != "provenance"}, {k: v for k, v in db.items() if k != "provenance"})
-            report[name] = "same" if features and keys <= GEOJSON_PROVENANCE_MAY_DIFFER else f"DIFFERENT (features {'same' if features else 'differ'}, {sorted(keys)})"
+                {k: v for k, v in da.items() if k != "provenance"}, {k: v for k, v in db.items() if k != "provenance"}
+            )
+            report[name] = (
+                "same"
+                if features and keys <= GEOJSON_PROVENANCE_MAY_DIFFER
+                else f"DIFFERENT (features {'same' if features else 'differ'}, {sorted(keys)})"
+            )
         elif name.endswith(".json") and digest(a) != digest(b):
             da, db = json.loads(a.read_text()), json.loads(b.read_text())
             keys = _differing(da, db)
-            report[name] = "same" + _added(da, db) if keys <= EXPECTED_TO_DIFFER.get(Path(name).name, set()) else f"DIFFERENT ({sorted(keys)})"
+            report[name] = (
+                "same" + _added(da, db)
+                if keys <= EXPECTED_TO_DIFFER.get(Path(name).name, set())
+                else f"DIFFERENT ({sorted(keys)})"
+            )
         elif name.endswith("report.html") and digest(a) != digest(b):
             same = _report_without_run_rows(a) == _report_without_run_rows(b)
             report[name] = "same (run times and id differ)" if same else "DIFFERENT"
@@ -130,7 +155,9 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="wsi_same_") as work:
         work = Path(work)
-        subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", "-q", str(work / "old_code"), args.rev], check=True)
+        subprocess.run(
+            ["git", "-C", str(REPO), "worktree", "add", "--detach", "-q", str(work / "old_code"), args.rev], check=True
+        )
         try:
             old = run_process_slide(work / "old_code", work / "old", args.slide.resolve())
             new = run_process_slide(REPO, work / "new", args.slide.resolve())

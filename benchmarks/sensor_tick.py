@@ -81,8 +81,10 @@ def main() -> None:
                         requested = number
                 shown = ", ".join(f"{s:.2f}" for s in times)
                 bob = "" if sensor is review_sensor else f"; bob's slide requested at tick {requested}"
-                print(f"{case:12s} {hostile.stat().st_size / 1e6:7.1f} MB (made in {made:.0f} s)  {sensor.name}: ticks {shown} s{bob}"
-                      + (f"; FAILED: {errors[0]}" if errors else ""))
+                print(
+                    f"{case:12s} {hostile.stat().st_size / 1e6:7.1f} MB (made in {made:.0f} s)  {sensor.name}: ticks {shown} s{bob}"
+                    + (f"; FAILED: {errors[0]}" if errors else "")
+                )
 
 
 if __name__ == "__main__":

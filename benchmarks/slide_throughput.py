@@ -68,7 +68,13 @@ def decode_only(path: Path, mpp: float, tissue, model_mpp: float, settings: Tili
 
 
 def end_to_end(
-    path: Path, work: Path, default_mpp: float, settings: TilingSettings, segmenter, exports: bool = True, all_exports: bool = False
+    path: Path,
+    work: Path,
+    default_mpp: float,
+    settings: TilingSettings,
+    segmenter,
+    exports: bool = True,
+    all_exports: bool = False,
 ) -> dict:
     """Open → metadata → tissue → cells.parquet with measurements → classes (→ the default exports,
     or every one with `all_exports`, unless `exports` is False: then segmentation alone, as the GPU sitting measures)."""
@@ -96,13 +102,24 @@ def end_to_end(
     figures = {"slide": path.name, "mpp": info.mpp, "segmenter": segmenter.name, "segmenter_version": segmenter.version}
     (cells.parent / "summary.json").write_text(json.dumps({**figures, **summary.__dict__, "mm2_per_s": summary.mm2_per_s}))
     for export in formats:
-        provenance = {**export_provenance(cells.parent / "summary.json", path.stem, path.name, slide_path=path),
-                      "slide_width": info.width, "slide_height": info.height}
+        provenance = {
+            **export_provenance(cells.parent / "summary.json", path.stem, path.name, slide_path=path),
+            "slide_width": info.width,
+            "slide_height": info.height,
+        }
         export.write(cells, work / export.file_name, provenance)
     ended = time.perf_counter()
-    return {"seconds": ended - started, "nuclei": summary.cells, "tissue_mm2": tissue.area_mm2,
-            "segmentation_seconds": summary.seconds, "classification_seconds": exported - classified, "export_seconds": ended - exported,
-            "exports": [export.file_name for export in formats], "segmenter": f"{segmenter.name} v{segmenter.version}", "device": segmenter.device}
+    return {
+        "seconds": ended - started,
+        "nuclei": summary.cells,
+        "tissue_mm2": tissue.area_mm2,
+        "segmentation_seconds": summary.seconds,
+        "classification_seconds": exported - classified,
+        "export_seconds": ended - exported,
+        "exports": [export.file_name for export in formats],
+        "segmenter": f"{segmenter.name} v{segmenter.version}",
+        "device": segmenter.device,
+    }
 
 
 def synthetic_slide(size: str, seed: int, folder: Path) -> Path:

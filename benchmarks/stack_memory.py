@@ -59,8 +59,15 @@ def one_strip_planes(path: Path, side: int) -> Path:
     with tifffile.TiffFile(small) as tif:
         xml = tif.pages.first.description.replace('SizeX="64"', f'SizeX="{side}"').replace('SizeY="64"', f'SizeY="{side}"')
     small.unlink()
-    tifffile.imwrite(path, np.zeros((2, 64, 64), np.uint8), description=xml, metadata=None, photometric="minisblack",
-                     compression="zlib", rowsperstrip=64)
+    tifffile.imwrite(
+        path,
+        np.zeros((2, 64, 64), np.uint8),
+        description=xml,
+        metadata=None,
+        photometric="minisblack",
+        compression="zlib",
+        rowsperstrip=64,
+    )
     formats = {3: "H", 4: "I", 16: "Q"}
     patches = []
     with tifffile.TiffFile(path) as tif:
@@ -99,7 +106,10 @@ def run_process_stack(work: Path, upload: Path) -> dict:
             if event is not None and event.event_type_value in ("STEP_START", "STEP_SUCCESS", "STEP_FAILURE"):
                 steps.setdefault(event.step_key, []).append(entry.timestamp)
             if event is not None and event.event_type_value == "STEP_FAILURE":
-                failed = {"failed_step": event.step_key, "message": event.step_failure_data.error.message.strip().splitlines()[-1]}
+                failed = {
+                    "failed_step": event.step_key,
+                    "message": event.step_failure_data.error.message.strip().splitlines()[-1],
+                }
     zarr_folder = work / "bench" / "outputs" / "main" / upload.name.split(".")[0] / "stack.ome.zarr"
     zarr_bytes = sum(f.stat().st_size for f in zarr_folder.rglob("*") if f.is_file()) if zarr_folder.is_dir() else 0
     return {
@@ -140,10 +150,25 @@ def main() -> None:
         found = run_process_stack(work, upload)
         zarr_folder = Path(found.pop("zarr_folder"))
         if args.large_plane and found["success"]:
-            done = subprocess.run([sys.executable, "-c", SLICE, str(zarr_folder), str(work / "slice.png")],
-                                  check=True, env=env, capture_output=True, text=True)
+            done = subprocess.run(
+                [sys.executable, "-c", SLICE, str(zarr_folder), str(work / "slice.png")],
+                check=True,
+                env=env,
+                capture_output=True,
+                text=True,
+            )
             found["slice"] = json.loads(done.stdout.strip().splitlines()[-1])
-        print(json.dumps({**what, "stack_gb": round(upload.stat().st_size / 1e9, 2), "stack_file_mb": round(upload.stat().st_size / 1e6, 2), "write_s": round(write_s, 1), **found}))
+        print(
+            json.dumps(
+                {
+                    **what,
+                    "stack_gb": round(upload.stat().st_size / 1e9, 2),
+                    "stack_file_mb": round(upload.stat().st_size / 1e6, 2),
+                    "write_s": round(write_s, 1),
+                    **found,
+                }
+            )
+        )
     finally:
         if args.work is None:
             shutil.rmtree(work, ignore_errors=True)

@@ -61,7 +61,11 @@ def run(spec_args: dict, segmenter_name: str, work: Path, reuse: bool = False) -
     upload, folder = work / "moving.ome.tif", work / "stack.ome.zarr"
     started = time.perf_counter()
     if not (reuse and upload.is_file() and folder.is_dir()):
-        subprocess.run([sys.executable, "-c", WRITE, json.dumps(spec_args), str(upload), str(folder)], check=True, env={**os.environ, "PYTHONPATH": REPO})
+        subprocess.run(
+            [sys.executable, "-c", WRITE, json.dumps(spec_args), str(upload), str(folder)],
+            check=True,
+            env={**os.environ, "PYTHONPATH": REPO},
+        )
     write_s = time.perf_counter() - started
     spec = NucleiStackSpec(**spec_args)
     info = read_stack_info(upload)
@@ -73,10 +77,17 @@ def run(spec_args: dict, segmenter_name: str, work: Path, reuse: bool = False) -
     table = pd.read_parquet(work / "nuclei.parquet")
     score = correct_link_fraction(table, truth_table(spec), info.physical_size_um, max_distance_um=spec.radius_um / 2)
     return {
-        "shape_tczyx": list(info.shape), "stack_gb": round(info.nbytes / 1e9, 2), "segmenter": segmenter_name,
-        "write_and_copy_s": round(write_s, 1), "planes": summary.planes, "nuclei_s": round(nuclei_s, 1),
-        "planes_per_s": round(summary.planes / nuclei_s, 2), "cpu_s": round(cpu_s, 1), "nuclei_rows": summary.nuclei_rows,
-        "true_nuclei_rows": spec.n_nuclei * spec.t, "peak_rss_mb": round(after.ru_maxrss / 1024),
+        "shape_tczyx": list(info.shape),
+        "stack_gb": round(info.nbytes / 1e9, 2),
+        "segmenter": segmenter_name,
+        "write_and_copy_s": round(write_s, 1),
+        "planes": summary.planes,
+        "nuclei_s": round(nuclei_s, 1),
+        "planes_per_s": round(summary.planes / nuclei_s, 2),
+        "cpu_s": round(cpu_s, 1),
+        "nuclei_rows": summary.nuclei_rows,
+        "true_nuclei_rows": spec.n_nuclei * spec.t,
+        "peak_rss_mb": round(after.ru_maxrss / 1024),
         "tracking": {**score, "tracks": summary.tracks.get("tracks"), "gate_um": summary.tracks.get("gate_um")},
     }
 
@@ -89,7 +100,9 @@ def main() -> None:
     parser.add_argument("--segmenter", default="classical", choices=["threshold", "classical", "default"])
     parser.add_argument("--tracking-sweep", action="store_true", help="tracking score for steps of 1-6 µm on 8 small stacks each")
     parser.add_argument("--work", type=Path, default=None, help="folder for the stack (default: a temporary one, removed)")
-    parser.add_argument("--reuse", action="store_true", help="segment the stack already in --work (same --shape, --nuclei, --step-um)")
+    parser.add_argument(
+        "--reuse", action="store_true", help="segment the stack already in --work (same --shape, --nuclei, --step-um)"
+    )
     args = parser.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="wsi_nuclei_"))
     work.mkdir(parents=True, exist_ok=True)
@@ -103,8 +116,19 @@ def main() -> None:
                     (work / "sweep").mkdir(parents=True)
                     found = run(spec, args.segmenter, work / "sweep")["tracking"]
                     pairs, correct = pairs + found["pairs"], correct + found["correct"]
-                print(json.dumps({"step_um": step, "radius_um": 4.0, "segmenter": args.segmenter, "pairs": pairs, "correct": correct,
-                                  "fraction": round(correct / pairs, 4)}), flush=True)
+                print(
+                    json.dumps(
+                        {
+                            "step_um": step,
+                            "radius_um": 4.0,
+                            "segmenter": args.segmenter,
+                            "pairs": pairs,
+                            "correct": correct,
+                            "fraction": round(correct / pairs, 4),
+                        }
+                    ),
+                    flush=True,
+                )
             return
         t, z, y, x = map(int, args.shape.split(","))
         spec = {"t": t, "z": z, "y": y, "x": x, "n_nuclei": args.nuclei, "step_um": args.step_um, "seed": 1}

@@ -10,8 +10,9 @@ if [ "${WSI_SKIP_SETUP:-0}" != 1 ]; then
   scripts/setup.sh
 fi
 # The checks that need no services run first: a lint error or a broken docs link fails in seconds.
-echo "test: ruff"
+echo "test: ruff (lint and format)"
 "$venv/bin/ruff" check .
+"$venv/bin/ruff" format --check .
 echo "test: import contracts"
 "$venv/bin/lint-imports"
 echo "test: type check (mypy: core, results, queue, uploads)"

@@ -24,8 +24,18 @@ from wsi_assets.defs.upload_status import upload_status
 
 defs = Definitions(
     assets=[
-        *slide_assets, *segmentation_assets, *classification_assets, *export_assets, *result_assets, *model_assets,
-        *cell_classifier_assets, *review_assets, *finetune_assets, *stack_assets, *stack_slice_assets, *batch_assets,
+        *slide_assets,
+        *segmentation_assets,
+        *classification_assets,
+        *export_assets,
+        *result_assets,
+        *model_assets,
+        *cell_classifier_assets,
+        *review_assets,
+        *finetune_assets,
+        *stack_assets,
+        *stack_slice_assets,
+        *batch_assets,
         upload_status,
     ],
     asset_checks=[*slide_checks, *classification_checks],

@@ -12,7 +12,10 @@ def read_cells_zarr_zip(zip_path: Path) -> dict:
     store = zarr.storage.ZipStore(str(zip_path), mode="r")
     try:
         root = zarr.open_group(store=store, mode="r")
-        data = {name: root[name][:] for name in ("cell_ids", "centroids", "area_pixels", "polygon_point_counts", "polygon_offsets", "polygon_vertices")}
+        data = {
+            name: root[name][:]
+            for name in ("cell_ids", "centroids", "area_pixels", "polygon_point_counts", "polygon_offsets", "polygon_vertices")
+        }
         data["attrs"] = dict(root.attrs)
     finally:
         store.close()

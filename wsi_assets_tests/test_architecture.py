@@ -53,18 +53,26 @@ def test_the_private_api_check_catches_an_import_inside_a_function(tmp_path):
     (tmp_path / "queue" / "dagster_adapter.py").write_text("from dagster._core.launcher import DefaultRunLauncher\n")
     (tmp_path / "defs").mkdir()
     (tmp_path / "defs" / "assets.py").write_text("import dagster\ndef f():\n    from dagster._serdes import serialize_value\n")
-    assert offending_imports(tmp_path, MAY_IMPORT_DAGSTER_PRIVATE, is_dagster_private) == ["defs/assets.py imports dagster._serdes"]
+    assert offending_imports(tmp_path, MAY_IMPORT_DAGSTER_PRIVATE, is_dagster_private) == [
+        "defs/assets.py imports dagster._serdes"
+    ]
 
 
 def test_the_import_contracts_catch_an_upward_import_and_dagster_below_the_edge(tmp_path):
     """pyproject's contracts over a copy of the package with two bad modules: both contracts break, naming them."""
-    shutil.copytree(PACKAGE, tmp_path / "wsi_assets", ignore=shutil.ignore_patterns("__pycache__", "*.pt", "*.npz", "*.onnx", "*.json"))
+    shutil.copytree(
+        PACKAGE, tmp_path / "wsi_assets", ignore=shutil.ignore_patterns("__pycache__", "*.pt", "*.npz", "*.onnx", "*.json")
+    )
     # Inside a function, as the imports that once hid a cycle were.
-    (tmp_path / "wsi_assets" / "core" / "upward.py").write_text("def f():\n    from wsi_assets.cells.classes import CLASS_NAMES\n")
+    (tmp_path / "wsi_assets" / "core" / "upward.py").write_text(
+        "def f():\n    from wsi_assets.cells.classes import CLASS_NAMES\n"
+    )
     (tmp_path / "wsi_assets" / "slides" / "orchestrated.py").write_text("import dagster_postgres\n")
     lint_imports = Path(sys.executable).with_name("lint-imports")
     # The working directory comes first on lint-imports' path, so the copy is what it reads.
-    result = subprocess.run([str(lint_imports), "--config", str(PYPROJECT), "--no-cache"], cwd=tmp_path, capture_output=True, text=True)
+    result = subprocess.run(
+        [str(lint_imports), "--config", str(PYPROJECT), "--no-cache"], cwd=tmp_path, capture_output=True, text=True
+    )
     assert result.returncode == 1, result.stdout + result.stderr
     assert "Contracts: 0 kept, 2 broken." in result.stdout
     assert "wsi_assets.core.upward -> wsi_assets.cells.classes" in result.stdout

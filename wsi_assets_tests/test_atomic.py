@@ -126,6 +126,7 @@ def test_replacing_a_folder_leaves_a_complete_copy_under_its_name_at_every_step(
             if final.exists() or seen:  # from the first write on, the name never goes missing
                 seen.append(_complete_copy(final))
             return result
+
         return run
 
     monkeypatch.setattr(os, "replace", checked(real_replace))

@@ -59,14 +59,18 @@ def nginx_binary() -> str:
     pytest.skip("nginx is not installed (apt-get install nginx; .ci/run does)")
 
 
-def request(port: int, path: str, user: str | None = None, body: dict | None = None, headers: dict | None = None) -> tuple[int, str]:
+def request(
+    port: int, path: str, user: str | None = None, body: dict | None = None, headers: dict | None = None
+) -> tuple[int, str]:
     """(status, body) of one request through the proxy, as `user` with the right password."""
     sent = {"Content-Type": "application/json", **(headers or {})}
     if user is not None:
         sent["Authorization"] = "Basic " + base64.b64encode(f"{user}:{PASSWORDS.get(user, 'wrong')}".encode()).decode()
     data = json.dumps(body).encode() if body is not None else None
     try:
-        with urllib.request.urlopen(urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=data, headers=sent), timeout=120) as response:
+        with urllib.request.urlopen(
+            urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=data, headers=sent), timeout=120
+        ) as response:
             return response.status, response.read().decode()
     except urllib.error.HTTPError as error:
         return error.code, error.read().decode(errors="replace")
@@ -80,8 +84,13 @@ def websocket_status(port: int, user: str, origin: str | None = None) -> int:
 
     key = base64.b64encode(os.urandom(16)).decode()
     lines = [
-        "GET /graphql HTTP/1.1", f"Host: 127.0.0.1:{port}", "Upgrade: websocket", "Connection: Upgrade",
-        f"Sec-WebSocket-Key: {key}", "Sec-WebSocket-Version: 13", "Sec-WebSocket-Protocol: graphql-ws",
+        "GET /graphql HTTP/1.1",
+        f"Host: 127.0.0.1:{port}",
+        "Upgrade: websocket",
+        "Connection: Upgrade",
+        f"Sec-WebSocket-Key: {key}",
+        "Sec-WebSocket-Version: 13",
+        "Sec-WebSocket-Protocol: graphql-ws",
         "Authorization: Basic " + base64.b64encode(f"{user}:{PASSWORDS[user]}".encode()).decode(),
     ] + ([f"Origin: {origin}"] if origin else [])
     with socket.create_connection(("127.0.0.1", port), timeout=60) as connection:
@@ -89,14 +98,22 @@ def websocket_status(port: int, user: str, origin: str | None = None) -> int:
         return int(connection.recv(4096).split(b" ", 2)[1])
 
 
-def launch(port: int, user: str, tags: dict | None = None, headers: dict | None = None, mutation: str = "launchRun") -> tuple[int, dict | str]:
+def launch(
+    port: int, user: str, tags: dict | None = None, headers: dict | None = None, mutation: str = "launchRun"
+) -> tuple[int, dict | str]:
     params = {
-        "selector": {"repositoryLocationName": "wsi_assets.definitions", "repositoryName": "__repository__", "pipelineName": "tissue_mask_only"},
+        "selector": {
+            "repositoryLocationName": "wsi_assets.definitions",
+            "repositoryName": "__repository__",
+            "pipelineName": "tissue_mask_only",
+        },
         "mode": "default",
         "runConfigData": {},
         "executionMetadata": {"tags": [{"key": k, "value": v} for k, v in {"dagster/partition": SLIDE, **(tags or {})}.items()]},
     }
-    status, text = request(port, "/graphql", user, {"query": LAUNCH.replace("MUTATION", mutation), "variables": {"params": params}}, headers)
+    status, text = request(
+        port, "/graphql", user, {"query": LAUNCH.replace("MUTATION", mutation), "variables": {"params": params}}, headers
+    )
     return status, (json.loads(text)["data"][mutation] if status == 200 else text)
 
 
@@ -108,10 +125,14 @@ def wait_for_backends(port: int, process, log, timeout: float = 240) -> None:
             raise AssertionError(f"deploy/auth/start.sh exited ({process.returncode}):\n{log.read_text()[-3000:]}")
         waiting = {user for user in waiting if request(port, "/server_info", user)[0] != 200}
         time.sleep(1)
-    assert not waiting, f"webservers for {waiting} did not answer through the proxy within {timeout} s:\n{log.read_text()[-3000:]}"
+    assert not waiting, (
+        f"webservers for {waiting} did not answer through the proxy within {timeout} s:\n{log.read_text()[-3000:]}"
+    )
     query = "{ workspaceOrError { ... on Workspace { locationEntries { locationOrLoadError { __typename ... on PythonError { message } } } } } }"
     entries = json.loads(request(port, "/graphql", "olga", {"query": query})[1])["data"]["workspaceOrError"]["locationEntries"]
-    broken = [entry["locationOrLoadError"] for entry in entries if entry["locationOrLoadError"]["__typename"] != "RepositoryLocation"]
+    broken = [
+        entry["locationOrLoadError"] for entry in entries if entry["locationOrLoadError"]["__typename"] != "RepositoryLocation"
+    ]
     assert entries and not broken, f"the code location did not load: {broken}"
 
 
@@ -124,10 +145,26 @@ def proxy(tmp_path_factory):
     add_user(auth, "olga", "operator", PASSWORDS["olga"])
     add_user(auth, "victor", "viewer", PASSWORDS["victor"])
     add_user(auth, "nora", "viewer", PASSWORDS["nora"])
-    (auth / ROLES_FILE).write_text("".join(line + "\n" for line in (auth / ROLES_FILE).read_text().splitlines() if not line.startswith("nora")))
+    (auth / ROLES_FILE).write_text(
+        "".join(line + "\n" for line in (auth / ROLES_FILE).read_text().splitlines() if not line.startswith("nora"))
+    )
     port = free_port()
-    env = service_env(home, tmp_path_factory.mktemp("auth_user_files"), {"WSI_NGINX": nginx, "WSI_AUTH_DIR": str(auth), "WSI_VENV": str(BIN.parent)})
-    command = ["bash", "deploy/auth/start.sh", "--listen", f"127.0.0.1:{port}", "--viewer-port", str(free_port()), "--operator-port", str(free_port()), "--no-daemon"]
+    env = service_env(
+        home,
+        tmp_path_factory.mktemp("auth_user_files"),
+        {"WSI_NGINX": nginx, "WSI_AUTH_DIR": str(auth), "WSI_VENV": str(BIN.parent)},
+    )
+    command = [
+        "bash",
+        "deploy/auth/start.sh",
+        "--listen",
+        f"127.0.0.1:{port}",
+        "--viewer-port",
+        str(free_port()),
+        "--operator-port",
+        str(free_port()),
+        "--no-daemon",
+    ]
     from dagster import DagsterInstance
 
     with fixture_env(DAGSTER_HOME=str(home)):
@@ -184,7 +221,11 @@ def test_an_operator_launch_is_tagged_with_the_operator(proxy):
 
 @pytest.mark.slow
 def test_an_operator_backfill_is_tagged_with_the_operator(proxy):
-    params = {"assetSelection": [{"path": ["slide_metadata"]}], "partitionNames": [SLIDE], "tags": [{"key": LAUNCHED_BY_TAG, "value": "victor"}]}
+    params = {
+        "assetSelection": [{"path": ["slide_metadata"]}],
+        "partitionNames": [SLIDE],
+        "tags": [{"key": LAUNCHED_BY_TAG, "value": "victor"}],
+    }
     status, text = request(proxy["port"], "/graphql", "olga", {"query": BACKFILL, "variables": {"params": params}})
     result = json.loads(text)["data"]["launchPartitionBackfill"]
     assert result["__typename"] == "LaunchBackfillSuccess", result
@@ -203,7 +244,16 @@ def test_a_foreign_page_cannot_use_a_saved_password(proxy):
 
 @pytest.mark.slow
 def test_a_second_proxy_on_the_same_files_is_refused(proxy):
-    args = Namespace(auth_dir=str(proxy["home"] / "auth"), listen="127.0.0.1:1", viewer_port=1, operator_port=2, tls_cert=None, tls_key=None, insecure_http=False, daemon=False)
+    args = Namespace(
+        auth_dir=str(proxy["home"] / "auth"),
+        listen="127.0.0.1:1",
+        viewer_port=1,
+        operator_port=2,
+        tls_cert=None,
+        tls_key=None,
+        insecure_http=False,
+        daemon=False,
+    )
     with fixture_env(DAGSTER_HOME=str(proxy["home"])), pytest.raises(AuthFileError, match="a proxy already runs from"):
         prepare(args)
 
@@ -234,8 +284,38 @@ def test_rendered_config_with_tls_passes_nginx_check(tmp_path):
     nginx = nginx_binary()
     add_user(tmp_path / "auth", "olga", "operator", "pw")
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-subj", "/CN=localhost", "-days", "1", "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
-    args = Namespace(auth_dir=str(tmp_path / "auth"), listen="0.0.0.0:8443", viewer_port=3001, operator_port=3002, tls_cert=str(cert), tls_key=str(key), insecure_http=False, daemon=False)
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-subj",
+            "/CN=localhost",
+            "-days",
+            "1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    args = Namespace(
+        auth_dir=str(tmp_path / "auth"),
+        listen="0.0.0.0:8443",
+        viewer_port=3001,
+        operator_port=3002,
+        tls_cert=str(cert),
+        tls_key=str(key),
+        insecure_http=False,
+        daemon=False,
+    )
     with fixture_env(DAGSTER_HOME=str(tmp_path), WSI_NGINX=nginx):
         settings, _ = prepare(args)
         runtime = settings.runtime_dir

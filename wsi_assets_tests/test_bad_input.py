@@ -61,8 +61,12 @@ def test_slide_without_pixel_size_is_inferred_and_flagged(user_files_root, dagst
     dagster_instance.add_dynamic_partitions("slides", ["erin/main/nompp"])
     (user_files_root / "erin/inputs/main").mkdir(parents=True, exist_ok=True)
     (user_files_root / "erin/inputs/main/nompp.svs").write_bytes(source.read_bytes())
-    result = defs.resolve_job_def("tissue_mask_only").execute_in_process(instance=dagster_instance, partition_key="erin/main/nompp")
-    metadata = {e.asset_key.to_user_string(): e.materialization.metadata for e in result.get_asset_materialization_events()}["slide_metadata"]
+    result = defs.resolve_job_def("tissue_mask_only").execute_in_process(
+        instance=dagster_instance, partition_key="erin/main/nompp"
+    )
+    metadata = {e.asset_key.to_user_string(): e.materialization.metadata for e in result.get_asset_materialization_events()}[
+        "slide_metadata"
+    ]
     assert metadata["mpp_inferred"].value is True
     assert metadata["mpp_source"].value == "objective power"
     assert metadata["mpp"].value == 0.25

@@ -51,7 +51,9 @@ def test_an_image_rewritten_after_its_manifest_is_left_out_with_why(tmp_path):
     rewrite(folder / "b.tif")
     (folder / "c.tif").unlink()
 
-    segmented = segment_batch_images(manifest, folder, tmp_path / "cells.parquet", ClassicalSegmenter(threads=1), classifier_for(None), workers=1)
+    segmented = segment_batch_images(
+        manifest, folder, tmp_path / "cells.parquet", ClassicalSegmenter(threads=1), classifier_for(None), workers=1
+    )
 
     assert segmented.changed == [
         ("b.tif", CHANGED),
@@ -96,16 +98,31 @@ def run_with_a_rewrite(tmp_path_factory):
     job = defs.resolve_job_def("process_batch")
     with DagsterInstance.ephemeral() as instance:
         instance.add_dynamic_partitions("batches", [key])
-        first = job.execute_in_process(instance=instance, partition_key=key, raise_on_error=False,
-                                       resources={"user_files": user_files, "segmentation": RewriteBeforeSegmenting(model="classical")})
+        first = job.execute_in_process(
+            instance=instance,
+            partition_key=key,
+            raise_on_error=False,
+            resources={"user_files": user_files, "segmentation": RewriteBeforeSegmenting(model="classical")},
+        )
         logs = [entry.user_message for entry in instance.all_logs(first.run_id)]
         published = load_manifest(outputs / "manifest.json")
         rejected = json.loads((outputs / "rejected.json").read_text())
         cells = set(pq.read_table(outputs / "cells.parquet", columns=["image"]).column("image").to_pylist())
-        second = job.execute_in_process(instance=instance, partition_key=key, raise_on_error=False,
-                                        resources={"user_files": user_files, "segmentation": SegmentationResource(model="classical")})
-    return {"first": first, "logs": logs, "manifest": published, "rejected": rejected, "cells": cells,
-            "second": second, "next_manifest": load_manifest(outputs / "manifest.json")}
+        second = job.execute_in_process(
+            instance=instance,
+            partition_key=key,
+            raise_on_error=False,
+            resources={"user_files": user_files, "segmentation": SegmentationResource(model="classical")},
+        )
+    return {
+        "first": first,
+        "logs": logs,
+        "manifest": published,
+        "rejected": rejected,
+        "cells": cells,
+        "second": second,
+        "next_manifest": load_manifest(outputs / "manifest.json"),
+    }
 
 
 def test_a_run_publishes_a_manifest_of_the_bytes_it_segmented(run_with_a_rewrite):

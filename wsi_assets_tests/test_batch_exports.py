@@ -54,7 +54,9 @@ def batch(tmp_path):
     """A four-image batch: a.png with a known square and random nuclei, empty.png without nuclei; one row group per image."""
     rng = np.random.default_rng(7)
     contents = {name: f"image {name}".encode() for name in NAMES}
-    manifest = synthetic_manifest("alice/main/plate1", NAMES, WIDTH, HEIGHT, mpp=0.5, rejected=[("notes.txt", "not an image")], contents=contents)
+    manifest = synthetic_manifest(
+        "alice/main/plate1", NAMES, WIDTH, HEIGHT, mpp=0.5, rejected=[("notes.txt", "not an image")], contents=contents
+    )
     tables = []
     for index, name in enumerate(NAMES):
         count = {"a.png": 6, "empty.png": 0}.get(name, 4 + index)
@@ -69,7 +71,13 @@ def batch(tmp_path):
     inputs.mkdir()
     for name in NAMES:
         (inputs / name).write_bytes(contents[name])
-    return {"cells": cells, "manifest": manifest, "table": pq.read_table(str(cells)), "folder": tmp_path / "out", "inputs": inputs}
+    return {
+        "cells": cells,
+        "manifest": manifest,
+        "table": pq.read_table(str(cells)),
+        "folder": tmp_path / "out",
+        "inputs": inputs,
+    }
 
 
 def _rows_of(table: pa.Table, name: str) -> dict:
@@ -83,8 +91,13 @@ def test_coco_reads_back_with_pycocotools(batch):
     coco = COCO(str(batch["folder"] / "coco.json"))
     images = coco.loadImgs(coco.getImgIds())
     # file_name is the image's copy inside the result set, never the input it came from.
-    assert [(i["id"], i["file_name"], i["width"], i["height"]) for i in images] == [(n + 1, f"yolo/images/{name}", WIDTH, HEIGHT) for n, name in enumerate(NAMES)]
-    assert all((batch["folder"] / i["file_name"]).read_bytes() == (batch["inputs"] / Path(i["file_name"]).name).read_bytes() for i in images)
+    assert [(i["id"], i["file_name"], i["width"], i["height"]) for i in images] == [
+        (n + 1, f"yolo/images/{name}", WIDTH, HEIGHT) for n, name in enumerate(NAMES)
+    ]
+    assert all(
+        (batch["folder"] / i["file_name"]).read_bytes() == (batch["inputs"] / Path(i["file_name"]).name).read_bytes()
+        for i in images
+    )
     assert [c["name"] for c in coco.loadCats(coco.getCatIds())] == list(CLASS_NAMES)
     assert written["coco"] == len(coco.getAnnIds()) == batch["table"].num_rows
     for image in images:
@@ -182,7 +195,12 @@ def test_cells_of_an_image_not_in_the_manifest_stop_every_export_in_one_line(bat
         with pytest.raises(CellsNotInManifest) as raised:
             export.write(batch["cells"], manifest, folder / export.file_name)
         message = str(raised.value)
-        assert "\n" not in message and "'d.tif'" in message and "alice/main/plate1" in message and "run process_batch again" in message
+        assert (
+            "\n" not in message
+            and "'d.tif'" in message
+            and "alice/main/plate1" in message
+            and "run process_batch again" in message
+        )
     # A subclass of the permanent cell-table error: the asset shows the line and does not retry.
     assert issubclass(CellsNotInManifest, UnreadableCellTable)
     assert not folder.exists() or list(folder.iterdir()) == [], "neither an export nor a temporary is left behind"

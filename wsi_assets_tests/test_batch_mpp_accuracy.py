@@ -34,7 +34,10 @@ def _synthetic_fields(mpp: float, count: int = 4) -> list[np.ndarray]:
     spec = SyntheticSlideSpec(width=extent, height=extent, mpp=mpp, seed=3)
     rows, cols = np.nonzero(synthetic_tissue_mask(spec, 16))
     picks = np.random.default_rng(0).choice(len(rows), count, replace=False)
-    origins = [(min(max(0, cols[i] * 16 - FIELD // 2), extent - FIELD), min(max(0, rows[i] * 16 - FIELD // 2), extent - FIELD)) for i in picks]
+    origins = [
+        (min(max(0, cols[i] * 16 - FIELD // 2), extent - FIELD), min(max(0, rows[i] * 16 - FIELD // 2), extent - FIELD))
+        for i in picks
+    ]
     return [render_region(spec, 1, int(x), int(y), FIELD, FIELD) for x, y in origins]
 
 
@@ -53,7 +56,11 @@ def test_crops_of_cmu1_from_several_tissue_regions_are_estimated_within_10_perce
     # Every field of a grid over the section that is at least a quarter tissue: epidermis, dermis, stroma.
     width, height = slide.dimensions
     step = side // 2 if side >= 1024 else side
-    grid = [np.asarray(slide.read_region((x, y), 0, (side, side)).convert("RGB")) for y in range(0, height - side + 1, step) for x in range(0, width - side + 1, step)]
+    grid = [
+        np.asarray(slide.read_region((x, y), 0, (side, side)).convert("RGB"))
+        for y in range(0, height - side + 1, step)
+        for x in range(0, width - side + 1, step)
+    ]
     fields = [rgb for rgb in grid if (cv2.cvtColor(rgb, cv2.COLOR_RGB2HSV)[..., 1] > 20).mean() >= 0.25]
     assert len(fields) >= 8
     assert _batch_mpp(fields) == pytest.approx(true_mpp, rel=0.10)

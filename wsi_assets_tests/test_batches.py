@@ -58,7 +58,11 @@ def _save(folder: Path, index: int, seed: int = 3) -> str:
 
 
 def _hashes(folder: Path) -> dict[str, str]:
-    return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def _tick(instance, root: Path, cursor: str | None):
@@ -116,8 +120,18 @@ def first_run(user_files_root, dagster_instance, small_slide):
     requests, cursor, ticks, added = _ticks_until_run(dagster_instance, user_files_root, None)
     result = _run(dagster_instance, requests[0].partition_key)
     outputs = user_files_root / USER / "outputs" / BRANCH / BATCH
-    return {"folder": folder, "names": names, "requests": requests, "cursor": cursor, "ticks": ticks, "added": added,
-                "result": result, "outputs": outputs, "inputs_before": inputs_before, "cells": pq.read_table(outputs / "cells.parquet")}
+    return {
+        "folder": folder,
+        "names": names,
+        "requests": requests,
+        "cursor": cursor,
+        "ticks": ticks,
+        "added": added,
+        "result": result,
+        "outputs": outputs,
+        "inputs_before": inputs_before,
+        "cells": pq.read_table(outputs / "cells.parquet"),
+    }
 
 
 def test_sensor_registers_the_batch_and_requests_one_run(first_run):
@@ -199,7 +213,10 @@ def test_exports_read_back_with_real_readers(first_run):
     for name in first_run["names"][:10]:
         row = by_image[name]
         assert row[header.index("cells")] == counts.get(name, 0)
-        assert sum(row[header.index(f"{c}_count")] for c in ("inflammatory", "epithelial", "spindle", "other")) == row[header.index("cells")]
+        assert (
+            sum(row[header.index(f"{c}_count")] for c in ("inflammatory", "epithelial", "spindle", "other"))
+            == row[header.index("cells")]
+        )
 
     labels = sorted((outputs / "yolo" / "labels").glob("*.txt"))
     assert len(labels) == IMAGES

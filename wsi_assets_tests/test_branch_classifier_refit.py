@@ -38,7 +38,9 @@ def branch_model(tmp_path_factory) -> Path:
     from wsi_assets.models import SHIPPED_MODEL_FILE
     from wsi_assets.training.train import rebuild
 
-    return rebuild(SHIPPED_MODEL_FILE, tmp_path_factory.mktemp("model") / "nuclei-ft.pt", {"name": "lab-ft-finetuned", "version": "ft-1"})
+    return rebuild(
+        SHIPPED_MODEL_FILE, tmp_path_factory.mktemp("model") / "nuclei-ft.pt", {"name": "lab-ft-finetuned", "version": "ft-1"}
+    )
 
 
 @pytest.fixture(scope="module")

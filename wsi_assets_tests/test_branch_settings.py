@@ -32,31 +32,53 @@ def test_no_file_means_every_default(branch_yaml):
 def test_every_key_is_read(branch_yaml):
     branch_yaml.write_text("mpp: 0.4\nexports: [csv, coco]\ntile_size: 512\ncell_expansion_um: 2.5\nmodel: learned\n")
     settings = read_branch_settings(branch_yaml)
-    assert settings == BranchSettings(mpp=0.4, exports=("csv", "coco"), tile_size=512, cell_expansion_um=2.5, model="learned", source=FILE)
+    assert settings == BranchSettings(
+        mpp=0.4, exports=("csv", "coco"), tile_size=512, cell_expansion_um=2.5, model="learned", source=FILE
+    )
 
 
 @pytest.mark.parametrize(
     "text, message",
     [
         ("exports: [csv\n", f"{FILE} is not valid YAML (line 2): write 'key: value' lines, e.g. 'mpp: 0.5'"),
-        ("exprots: [csv]\n", f"unknown key 'exprots' in {FILE}; known keys: mpp, exports, tile_size, cell_expansion_um, model, classifier, lymphocyte_rule, nuclear_channel, modality"),
-        ("exports: [csv, pdf]\n", f"{FILE}: exports names unknown format 'pdf'; known formats: "
-         + ", ".join(f.setting_name for f in EXPORT_FORMATS)),
-        ("exports: {csv: true}\n", f"{FILE}: exports = {{'csv': True}} must be a list of format names, e.g. 'exports: [csv, coco]'; known: "
-         + ", ".join(f.setting_name for f in EXPORT_FORMATS)),
+        (
+            "exprots: [csv]\n",
+            f"unknown key 'exprots' in {FILE}; known keys: mpp, exports, tile_size, cell_expansion_um, model, classifier, lymphocyte_rule, nuclear_channel, modality",
+        ),
+        (
+            "exports: [csv, pdf]\n",
+            f"{FILE}: exports names unknown format 'pdf'; known formats: " + ", ".join(f.setting_name for f in EXPORT_FORMATS),
+        ),
+        (
+            "exports: {csv: true}\n",
+            f"{FILE}: exports = {{'csv': True}} must be a list of format names, e.g. 'exports: [csv, coco]'; known: "
+            + ", ".join(f.setting_name for f in EXPORT_FORMATS),
+        ),
         ("tile_size: 64\n", f"{FILE}: tile_size = 64 must be a whole number of level-0 pixels from 128 to 8192"),
         ("tile_size: big\n", f"{FILE}: tile_size = 'big' must be a whole number of level-0 pixels from 128 to 8192"),
         ("cell_expansion_um: 25\n", f"{FILE}: cell_expansion_um = 25 must be a number of µm from 0 to 20"),
-        ("cell_expansion_um: [1]\n", f"{FILE}, line 1: cell_expansion_um takes one value, not a list: write one value after 'cell_expansion_um:'"),
+        (
+            "cell_expansion_um: [1]\n",
+            f"{FILE}, line 1: cell_expansion_um takes one value, not a list: write one value after 'cell_expansion_um:'",
+        ),
         ("mpp: 0.5\nexports: [csv]\nmpp: 7\n", f"{FILE}, line 3: key 'mpp' is given twice (first on line 1): keep one"),
         ("mpp: &m 0.5\n", f"{FILE}, line 1: uses a YAML anchor or alias (&name, *name): write each value out in full"),
-        ("exports: [[csv]]\n", f"{FILE}, line 1: nests lists or mappings deeper than any setting: write 'key: value' or 'key: [a, b]'"),
+        (
+            "exports: [[csv]]\n",
+            f"{FILE}, line 1: nests lists or mappings deeper than any setting: write 'key: value' or 'key: [a, b]'",
+        ),
         ("<<: {mpp: 0.5}\n", f"{FILE}, line 1: uses a YAML merge key (<<): write each key out in full"),
         ("model:\n  name: x.pt\n", f"{FILE}, line 2: model takes one value, not a mapping: write one value after 'model:'"),
-        ("classifier: ..\n", f"{FILE}: classifier = '..' is a path, not a name: give 'default', 'rule', 'cnn' or the file name of a classifier (.npz) "
-         "in <user>/models/<branch>/ or the branch folder (no folders, no '..')"),
-        ("model: ../../bob/models/main/m.pt\n", f"{FILE}: model = '../../bob/models/main/m.pt' is a path, not a name: "
-         "give the file name of a model in <user>/models/<branch>/ (no folders, no '..')"),
+        (
+            "classifier: ..\n",
+            f"{FILE}: classifier = '..' is a path, not a name: give 'default', 'rule', 'cnn', 'forest+cnn' or the file name of a classifier (.npz) "
+            "in <user>/models/<branch>/ or the branch folder (no folders, no '..')",
+        ),
+        (
+            "model: ../../bob/models/main/m.pt\n",
+            f"{FILE}: model = '../../bob/models/main/m.pt' is a path, not a name: "
+            "give the file name of a model in <user>/models/<branch>/ (no folders, no '..')",
+        ),
         ("mpp: 0\n", f"{FILE}: mpp = 0 is not a µm/px value; write a number from 0.05 to 20.0, e.g. 'mpp: 0.5'"),
         ("model: 3\n", f"{FILE}: model = 3 must be a segmenter name ('default', 'classical', 'learned') or a model file name"),
         ("- csv\n", f"{FILE} must hold 'key: value' lines (e.g. 'mpp: 0.5'), not a list"),
@@ -106,10 +128,15 @@ def test_branch_exports_decide_what_a_run_writes(small_slide, user_files_root, d
     assert _materialized(rerun)["cells_csv"]["written"].value is False
 
     settings.write_text("exprots: [csv]\n")
-    failed = defs.resolve_job_def("export_cells").execute_in_process(instance=dagster_instance, partition_key=key, raise_on_error=False)
+    failed = defs.resolve_job_def("export_cells").execute_in_process(
+        instance=dagster_instance, partition_key=key, raise_on_error=False
+    )
     assert not failed.success
-    messages = [e.step_failure_data.user_failure_data.description for e in failed.all_events
-                if e.event_type_value == "STEP_FAILURE" and e.step_failure_data.user_failure_data is not None]
+    messages = [
+        e.step_failure_data.user_failure_data.description
+        for e in failed.all_events
+        if e.event_type_value == "STEP_FAILURE" and e.step_failure_data.user_failure_data is not None
+    ]
     assert messages and set(messages) == {
         "unknown key 'exprots' in carol/inputs/exp/branch.yaml; known keys: mpp, exports, tile_size, cell_expansion_um, model, classifier, lymphocyte_rule, nuclear_channel, modality"
     }

@@ -44,7 +44,11 @@ def test_worker_command_refuses_a_missing_broker_in_one_line():
     env = {k: v for k, v in os.environ.items() if k not in ("WSI_CELERY_BROKER", "WSI_CELERY_BACKEND")}
     completed = subprocess.run(
         [sys.executable, "-m", "wsi_assets.cli.celery_worker", "--queue", "gpu", "--name", "gpu1"],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=120,
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert completed.returncode == 2
     assert completed.stderr.strip() == "error: WSI_EXECUTOR=celery needs WSI_CELERY_BROKER, e.g. redis://127.0.0.1:6379/0"
@@ -65,7 +69,9 @@ def test_celery_smoke_script_with_a_gpu_worker_killed(tmp_path):
     figures = [json.loads(line) for line in lines if line.startswith("{")]
     routing, kill = figures
     assert routing["max_gpu_steps_at_once"] == 1 and len(routing["branches"]) == 2
-    assert all(w.startswith("gpu") for w in routing["gpu_workers"]) and all(w.startswith("cpu") for w in routing["default_workers"])
+    assert all(w.startswith("gpu") for w in routing["gpu_workers"]) and all(
+        w.startswith("cpu") for w in routing["default_workers"]
+    )
     assert kill["failed_after_s"] <= 60 and kill["next_run_on"].split("@")[0] != kill["killed"].split("@")[0]
     # stdout only: bash reports the killed worker's job on stderr after the script's last line.
     assert "stopped everything it started (exit 0)" in completed.stdout.splitlines()[-1]

@@ -25,13 +25,19 @@ from wsi_assets_tests.conftest import SHARED_DATA
 
 
 def _cells(area, circularity, stain) -> dict[str, np.ndarray]:
-    return {"area_um2": np.asarray(area, float), "nucleus_circularity": np.asarray(circularity, float), "nucleus_hematoxylin_od_mean": np.asarray(stain, float)}
+    return {
+        "area_um2": np.asarray(area, float),
+        "nucleus_circularity": np.asarray(circularity, float),
+        "nucleus_hematoxylin_od_mean": np.asarray(stain, float),
+    }
 
 
 def test_four_classes_with_fixed_distinct_colours():
     assert CLASS_NAMES == ("inflammatory", "epithelial", "spindle", "other")
     assert len(set(CLASS_COLOURS.values())) == 4
-    with pytest.raises(UnknownCellClass, match="unknown cell class 'tumour'; the classes are inflammatory, epithelial, spindle, other"):
+    with pytest.raises(
+        UnknownCellClass, match="unknown cell class 'tumour'; the classes are inflammatory, epithelial, spindle, other"
+    ):
         checked_class_names(["epithelial", "tumour"], "my.csv")
 
 
@@ -50,11 +56,15 @@ def test_each_rule_threshold_decides_at_its_value():
 
 def test_rule_settings_are_checked_key_by_key():
     assert parse_rule({"max_area_um2": 30}, "x") == LymphocyteRule(max_area_um2=30.0)
-    with pytest.raises(BadRuleSetting, match="unknown lymphocyte_rule key 'max_area'; known: max_area_um2, min_circularity, min_hematoxylin_od"):
+    with pytest.raises(
+        BadRuleSetting, match="unknown lymphocyte_rule key 'max_area'; known: max_area_um2, min_circularity, min_hematoxylin_od"
+    ):
         parse_rule({"max_area": 30}, "x")
     with pytest.raises(BadRuleSetting, match=r"min_circularity = 1.5 must be a number from 0 to 1"):
         parse_rule({"min_circularity": 1.5}, "x")
-    settings = parse_branch_settings({"classifier": "rule", "lymphocyte_rule": {"min_hematoxylin_od": 0.3}}, "alice/inputs/main/branch.yaml")
+    settings = parse_branch_settings(
+        {"classifier": "rule", "lymphocyte_rule": {"min_hematoxylin_od": 0.3}}, "alice/inputs/main/branch.yaml"
+    )
     assert settings.classifier == "rule" and settings.lymphocyte_rule["min_hematoxylin_od"] == 0.3
     with pytest.raises(SlideSettingsError, match="alice/inputs/main/branch.yaml: lymphocyte_rule max_area_um2 = 'big'"):
         parse_branch_settings({"lymphocyte_rule": {"max_area_um2": "big"}}, "alice/inputs/main/branch.yaml")
@@ -84,7 +94,12 @@ def test_shipped_classifier_contract_and_determinism(shipped):
     assert probabilities.shape == (3_000, 4) and np.allclose(probabilities.sum(axis=1), 1, atol=1e-4)
     # Predicting in one batch or cell by cell gives the same classes.
     assert [classifier.predict({k: v[i : i + 1] for k, v in cells.items()})[0] for i in range(50)] == first[:50].tolist()
-    assert classifier.predict({**{name: np.zeros(0, np.float32) for name in FEATURE_COLUMNS}, EMBEDDING_COLUMN: np.zeros((0, 192))}).tolist() == []
+    assert (
+        classifier.predict(
+            {**{name: np.zeros(0, np.float32) for name in FEATURE_COLUMNS}, EMBEDDING_COLUMN: np.zeros((0, 192))}
+        ).tolist()
+        == []
+    )
 
 
 def test_the_default_classifier_reads_the_shipped_models_embedding_and_the_other_measurements_alone():

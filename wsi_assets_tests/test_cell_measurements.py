@@ -77,7 +77,9 @@ def test_optical_density_of_known_stains_is_recovered():
 
 
 def test_optical_density_is_log10_of_255_over_intensity():
-    assert optical_density(np.array([[[255, 25, 1]]], np.uint8))[0, 0].tolist() == pytest.approx([0.0, math.log10(255 / 25), math.log10(255)])
+    assert optical_density(np.array([[[255, 25, 1]]], np.uint8))[0, 0].tolist() == pytest.approx(
+        [0.0, math.log10(255 / 25), math.log10(255)]
+    )
     pure = stain_amounts(_stained(0.5, 0.0)[None, None], DEFAULT_STAINS)[0, 0]
     assert pure[0] == pytest.approx(0.5, abs=0.01) and abs(pure[1]) < 0.01
 
@@ -120,7 +122,9 @@ def test_measuring_some_labels_of_a_tile_matches_measuring_each_alone():
     rgb[labels == 3] = _stained(0.5, 0.0)
     measurer = NucleusMeasurer(UM_PER_PX)
     every = nuclei_from_labels(labels, measure=lambda ids, outlines: measurer(labels, rgb, ids, outlines))
-    some = nuclei_from_labels(labels, keep=lambda ids, x, y: ids != 2, measure=lambda ids, outlines: measurer(labels, rgb, ids, outlines))
+    some = nuclei_from_labels(
+        labels, keep=lambda ids, x, y: ids != 2, measure=lambda ids, outlines: measurer(labels, rgb, ids, outlines)
+    )
     assert len(some) == 2
     for name in MEASUREMENT_COLUMNS:
         assert np.allclose(some.columns[name], every.columns[name][[0, 2]], equal_nan=True), name

@@ -30,8 +30,11 @@ def _squares(sides_px: list[float]) -> NucleusTable:
         x0 += side + 10
     centres = np.array(centres)
     return NucleusTable(
-        centres[:, 0], centres[:, 1], np.array(sides_px, np.float64) ** 2,
-        np.arange(0, 4 * len(sides_px) + 1, 4, dtype=np.int64), np.array(vertices, np.float32),
+        centres[:, 0],
+        centres[:, 1],
+        np.array(sides_px, np.float64) ** 2,
+        np.arange(0, 4 * len(sides_px) + 1, 4, dtype=np.int64),
+        np.array(vertices, np.float32),
     )
 
 
@@ -61,7 +64,14 @@ def test_every_row_says_whether_the_mpp_was_inferred(tmp_path, inferred):
     csv = tmp_path / "cells.csv"
     write_cells_csv(cells, csv, {"mpp": 0.31, "mpp_inferred": inferred, "mpp_source": "nucleus-size estimate"})
     found = pd.read_csv(csv)
-    assert list(found.columns[:6]) == ["cell_id", "centroid_x", "centroid_y", "polygon_coords", "polygon_point_count", "area_pixels"]
+    assert list(found.columns[:6]) == [
+        "cell_id",
+        "centroid_x",
+        "centroid_y",
+        "polygon_coords",
+        "polygon_point_count",
+        "area_pixels",
+    ]
     assert found["mpp_inferred"].tolist() == [inferred] * 2
 
 
@@ -93,8 +103,11 @@ def test_every_field_is_written_to_the_byte(tmp_path):
     # exact binary value), keep a minus on what rounds to zero, write inf as Python does, and leave
     # the class unquoted (pyarrow.csv would quote every string).
     table = NucleusTable(
-        np.array([3.0625, -0.0001]), np.array([2.0005, 7.5]), np.array([12.125, 0.375]),
-        np.array([0, 3, 4], np.int64), np.array([[0.125, 0.375], [2.675, -0.001], [1e6, 0.0], [1.0, 2.0]], np.float32),
+        np.array([3.0625, -0.0001]),
+        np.array([2.0005, 7.5]),
+        np.array([12.125, 0.375]),
+        np.array([0, 3, 4], np.int64),
+        np.array([[0.125, 0.375], [2.675, -0.001], [1e6, 0.0], [1.0, 2.0]], np.float32),
     )
     table.columns["nucleus_solidity"] = np.array([-0.00004, np.inf], np.float32)
     base = tmp_path / "base.parquet"

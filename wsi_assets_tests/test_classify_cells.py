@@ -44,13 +44,25 @@ def test_every_export_carries_measurements_and_classes(typed_slide):
     assert len(stored) > 100
     assert set(stored["class"]) <= set(CLASS_NAMES) and stored["class"].notna().all()
     # Measurements belong to their own nucleus: the max caliper is the widest span of its stored outline.
-    span = np.array([np.max(np.hypot(np.subtract.outer(x, x), np.subtract.outer(y, y))) for x, y in zip(stored["polygon_x"], stored["polygon_y"])])
+    span = np.array(
+        [
+            np.max(np.hypot(np.subtract.outer(x, x), np.subtract.outer(y, y)))
+            for x, y in zip(stored["polygon_x"], stored["polygon_y"])
+        ]
+    )
     mpp = 0.25
     assert np.allclose(stored["nucleus_max_caliper_um"], span * mpp, atol=1.5)
     assert stored["nucleus_hematoxylin_od_mean"].between(0.05, 3).mean() > 0.95
 
     csv = pd.read_csv(folder / "cells.csv")
-    assert list(csv.columns[:6]) == ["cell_id", "centroid_x", "centroid_y", "polygon_coords", "polygon_point_count", "area_pixels"]
+    assert list(csv.columns[:6]) == [
+        "cell_id",
+        "centroid_x",
+        "centroid_y",
+        "polygon_coords",
+        "polygon_point_count",
+        "area_pixels",
+    ]
     assert [c for c in csv.columns if c in MEASUREMENT_COLUMNS] == list(MEASUREMENT_COLUMNS) and csv.columns[-1] == "class"
     assert np.allclose(csv["nucleus_circularity"], stored["nucleus_circularity"], atol=1e-4, equal_nan=True)
     assert (csv["class"] == stored["class"]).all()
@@ -83,7 +95,9 @@ def test_every_export_carries_measurements_and_classes(typed_slide):
     figures = json.loads((folder / "segmentation" / "classes.json").read_text())
     summary = json.loads((folder / "summary.json").read_text())
     assert figures["class_counts"] == stored["class"].value_counts().reindex(CLASS_NAMES, fill_value=0).to_dict()
-    assert summary["lymphocytes_per_mm2"] == pytest.approx(figures["class_counts"]["inflammatory"] / figures["tissue_mm2"], rel=0.01)
+    assert summary["lymphocytes_per_mm2"] == pytest.approx(
+        figures["class_counts"]["inflammatory"] / figures["tissue_mm2"], rel=0.01
+    )
     assert (folder / "segmentation" / "class_overlay.jpg").stat().st_size > 1000
 
 
@@ -92,7 +106,9 @@ def test_classify_cells_reapplies_a_tuned_rule_without_segmenting(typed_slide, d
     slide_hash = hashlib.sha256((inputs / f"{STEM}.svs").read_bytes()).hexdigest()
     before = _stored(folder)
     rule = LymphocyteRule(max_area_um2=30.0, min_circularity=0.7, min_hematoxylin_od=0.2)
-    (inputs / "branch.yaml").write_text("classifier: rule\nlymphocyte_rule: {max_area_um2: 30, min_circularity: 0.7, min_hematoxylin_od: 0.2}\n")
+    (inputs / "branch.yaml").write_text(
+        "classifier: rule\nlymphocyte_rule: {max_area_um2: 30, min_circularity: 0.7, min_hematoxylin_od: 0.2}\n"
+    )
     try:
         result = run_job(dagster_instance, "classify_cells", KEY)
         assert result.success
@@ -105,7 +121,9 @@ def test_classify_cells_reapplies_a_tuned_rule_without_segmenting(typed_slide, d
         # The rule, applied independently to the exported measurements.
         csv = pd.read_csv(folder / "cells.csv")
         expected = np.where(
-            (csv["area_um2"] <= 30.0) & (csv["nucleus_circularity"] >= 0.7) & (csv["nucleus_hematoxylin_od_mean"] >= 0.2), "inflammatory", "other"
+            (csv["area_um2"] <= 30.0) & (csv["nucleus_circularity"] >= 0.7) & (csv["nucleus_hematoxylin_od_mean"] >= 0.2),
+            "inflammatory",
+            "other",
         )
         assert csv["class"].tolist() == expected.tolist() == after["class"].tolist()
         assert 0 < (expected == "inflammatory").sum() < len(expected)
@@ -129,7 +147,9 @@ def test_classify_cells_reapplies_a_tuned_rule_without_segmenting(typed_slide, d
         ("classifier: absent.npz\n", None, "classifier file absent.npz does not exist"),
     ],
 )
-def test_bad_classification_settings_fail_in_one_line_and_keep_the_published_set(typed_slide, dagster_instance, settings, extra, message):
+def test_bad_classification_settings_fail_in_one_line_and_keep_the_published_set(
+    typed_slide, dagster_instance, settings, extra, message
+):
     import re
 
     folder, inputs = typed_slide

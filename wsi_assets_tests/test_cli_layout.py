@@ -48,7 +48,7 @@ def test_each_console_script_is_a_cli_module_that_also_runs_with_python_m(name, 
     assert module_name.startswith("wsi_assets.cli.") and function == "main"
     module = importlib.import_module(module_name)
     assert any("line" in part and "__name__" in part for part in command_line_parts(Path(module.__file__))), (
-        f"{module_name} has no `if __name__ == \"__main__\"` block: `python -m {module_name}` would do nothing"
+        f'{module_name} has no `if __name__ == "__main__"` block: `python -m {module_name}` would do nothing'
     )
     monkeypatch.setattr(sys, "argv", [name, "--help"])
     with pytest.raises(SystemExit) as exit_:

@@ -126,7 +126,10 @@ def test_slide_tiles_finished_in_other_threads_equal_the_labels_and_embeddings_o
     for (tile_labels, tile_maps), expected_labels, expected_maps in zip(finished, labels, maps):
         assert np.array_equal(tile_labels, expected_labels)
         assert all(np.array_equal(a, b) for a, b in zip(tile_maps.levels, expected_maps.levels))
-    assert [tile_maps is None for _, tile_maps in (finish() for finish in segmenter.segment_batch_deferred(tiles))] == [True, True]
+    assert [tile_maps is None for _, tile_maps in (finish() for finish in segmenter.segment_batch_deferred(tiles))] == [
+        True,
+        True,
+    ]
 
 
 def test_missing_runtime_packages_fall_back_to_torch():
@@ -181,7 +184,10 @@ def test_accuracy_gate_holds_for_every_cpu_variant_and_catches_a_worse_one(held_
     # each distinct set-up is scored once (a full held-out pass each).
     scored = {}
     for name, segmenter in variants.items():
-        setup = (segmenter.path, segmenter.device, segmenter.runtime, segmenter.colour_gate, segmenter.mpp, segmenter.input_range)
+        setup = (
+            type(segmenter),
+            *(getattr(segmenter, a, None) for a in ("path", "device", "runtime", "colour_gate", "mpp", "input_range")),
+        )
         if setup not in scored:
             scored[setup] = held_out_summary(segmenter, held_out)
         assert gate_failures(reference, scored[setup]) == [], name

@@ -52,8 +52,15 @@ def test_loading_the_definitions_does_not_import_torch():
     """The daemon, webserver, code servers and every `dagster` command load the definitions;
     torch costs ~3.5 CPU-s of a ~10 s load, and only runs that load a model need it."""
     completed = subprocess.run(
-        [sys.executable, "-c", "import sys, wsi_assets.definitions; print(sorted(m for m in ('torch', 'torchvision') if m in sys.modules))"],
-        cwd=REPO, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-c",
+            "import sys, wsi_assets.definitions; print(sorted(m for m in ('torch', 'torchvision') if m in sys.modules))",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert completed.returncode == 0, completed.stderr
     assert completed.stdout.strip() == "[]", f"imported by the definitions: {completed.stdout.strip()}"

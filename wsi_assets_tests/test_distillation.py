@@ -89,10 +89,24 @@ def test_the_distillation_loss_is_lowest_at_the_teachers_own_output():
 
 def test_training_a_student_starts_from_the_teachers_strongest_channels(tmp_path):
     folder = labelled_folder(tmp_path / "labelled")
-    teacher_file = export(teacher_with_idle_channels(), {"name": "teacher", "version": "0", "mpp": 0.5, "widths": TEACHER_WIDTHS}, tmp_path / "teacher.pt")
+    teacher_file = export(
+        teacher_with_idle_channels(),
+        {"name": "teacher", "version": "0", "mpp": 0.5, "widths": TEACHER_WIDTHS},
+        tmp_path / "teacher.pt",
+    )
     out = tmp_path / "student.pt"
-    config = TrainConfig(data=folder, out=out, steps=1, batch=2, crop=64, widths=STUDENT_WIDTHS, lr=1e-12, tune=False,
-                         init=teacher_file, teacher=teacher_file)
+    config = TrainConfig(
+        data=folder,
+        out=out,
+        steps=1,
+        batch=2,
+        crop=64,
+        widths=STUDENT_WIDTHS,
+        lr=1e-12,
+        tune=False,
+        init=teacher_file,
+        teacher=teacher_file,
+    )
     messages: list[str] = []
     card = train(config, log=messages.append)
     assert card["widths"] == STUDENT_WIDTHS

@@ -55,7 +55,13 @@ def test_the_shipped_card_names_the_levels():
 def test_each_path_gives_the_segment_batch_labels_and_the_torch_maps(runtime, fields, torch_method_maps):
     segmenter = TorchScriptSegmenter(SHIPPED_MODEL_FILE, device="cpu", cpu_runtime=runtime)
     assert segmenter.runtime.split()[0] == runtime
-    assert segmenter.embedding == {"model": "wsi-nuclei-unet", "version": "4", "strides": [4, 8], "channels": [64, 128], "width": 192}
+    assert segmenter.embedding == {
+        "model": "wsi-nuclei-unet",
+        "version": "4",
+        "strides": [4, 8],
+        "channels": [64, 128],
+        "width": 192,
+    }
     expected = segmenter.segment_batch(fields)
     assert expected.max() > 5
     # three fields at once (side by side on OpenVINO with two cores), then one at a time

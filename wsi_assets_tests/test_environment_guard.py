@@ -14,7 +14,7 @@ from pathlib import Path
 
 CONFTEST = Path(__file__).with_name("conftest.py")
 
-LEAKY_TESTS = '''
+LEAKY_TESTS = """
 import os
 import pytest
 from conftest import fixture_env
@@ -51,7 +51,7 @@ def test_uses_a_leaky_module_fixture(leaky_module_fixture):
 
 def test_later_test_is_not_blamed(restored_session_env):
     assert os.environ["WSI_GUARD_TEST_LEAK"] == "1"  # still leaked, but already reported once
-'''
+"""
 
 
 def test_leaked_environment_variables_fail_the_test_that_leaked_them(tmp_path):
@@ -60,7 +60,11 @@ def test_leaked_environment_variables_fail_the_test_that_leaked_them(tmp_path):
     env = {**os.environ, "WSI_GUARD_PRESET": "present before the session"}
     completed = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-rE", "-p", "no:cacheprovider", str(tmp_path)],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     out = completed.stdout + completed.stderr
     assert completed.returncode == 1, out

@@ -56,8 +56,15 @@ def stored(tmp_path_factory):
 
 
 def provenance(slide: Path, tile_size: int = TILE) -> dict:
-    return {"slide": "alice/main/slide07", "slide_file": slide.name, "slide_path": str(slide), "mpp": 0.25,
-            "segmenter": "test", "segmenter_version": "1", "settings": {"tile_size": tile_size}}
+    return {
+        "slide": "alice/main/slide07",
+        "slide_file": slide.name,
+        "slide_path": str(slide),
+        "mpp": 0.25,
+        "segmenter": "test",
+        "segmenter_version": "1",
+        "settings": {"tile_size": tile_size},
+    }
 
 
 def tiles_of(outline: np.ndarray) -> dict[tuple[int, int], Polygon]:
@@ -127,11 +134,18 @@ def mask_ious(api, outlines: dict[int, np.ndarray]) -> list[dict]:
         if pieces > 2:
             want = labels == max(range(1, pieces), key=lambda k: int((got & (labels == k)).sum()))
         union = (got | want).sum()
-        rows.append({
-            "cell_id": annotation["cell_id"], "origin": (x0, y0), "iou": (got & want).sum() / union if union else 1.0,
-            "whole": bool(want.sum() == whole), "split": pieces > 2, "sliver": annotation["area"] < SLIVER_AREA,
-            "got": got, "outline": outline,
-        })
+        rows.append(
+            {
+                "cell_id": annotation["cell_id"],
+                "origin": (x0, y0),
+                "iou": (got & want).sum() / union if union else 1.0,
+                "whole": bool(want.sum() == whole),
+                "split": pieces > 2,
+                "sliver": annotation["area"] < SLIVER_AREA,
+                "got": got,
+                "outline": outline,
+            }
+        )
     return rows
 
 
@@ -233,7 +247,9 @@ def test_coco_and_yolo_number_classes_in_the_vocabulary_order(stored, tmp_path):
         assert category[annotation["category_id"]] == ("epithelial" if annotation["cell_id"] % 3 else "inflammatory")
     yolo.write_yolo(classed, tmp_path / "yolo", provenance(slide))
     assert yaml.safe_load((tmp_path / "yolo" / "data.yaml").read_text())["names"] == dict(enumerate(CLASS_NAMES))
-    used = {int(line.split()[0]) for label in (tmp_path / "yolo" / "labels").glob("*.txt") for line in label.read_text().splitlines()}
+    used = {
+        int(line.split()[0]) for label in (tmp_path / "yolo" / "labels").glob("*.txt") for line in label.read_text().splitlines()
+    }
     assert used == {CLASS_NAMES.index("epithelial"), CLASS_NAMES.index("inflammatory")}
 
 

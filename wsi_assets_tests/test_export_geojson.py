@@ -40,7 +40,12 @@ def stored_cells(path) -> dict[int, tuple[shapely.Polygon, float, float, float]]
     cells = {}
     for ids, nuclei, _ in iter_cells(path):
         for i, cell_id in enumerate(ids.tolist()):
-            cells[cell_id] = (shapely.Polygon(nuclei.polygon(i)), nuclei.area_pixels[i], nuclei.centroid_x[i], nuclei.centroid_y[i])
+            cells[cell_id] = (
+                shapely.Polygon(nuclei.polygon(i)),
+                nuclei.area_pixels[i],
+                nuclei.centroid_x[i],
+                nuclei.centroid_y[i],
+            )
     return cells
 
 
@@ -80,7 +85,9 @@ def test_classes_carry_a_colour_and_measurement_columns_pass_through(store, tmp_
     count = len(stored_cells(store))
     names = ["epithelial", "inflammatory", None, "mitotic figure"]
     classes = [names[i % 4] for i in range(count)]
-    classified = with_columns(store, tmp_path / "classified.parquet", {"class": classes, "eccentricity": np.linspace(0, 1, count)})
+    classified = with_columns(
+        store, tmp_path / "classified.parquet", {"class": classes, "eccentricity": np.linspace(0, 1, count)}
+    )
     out = tmp_path / "cells.geojson"
     write_cells_geojson(classified, out, provenance())
     assert qupath_import_problems(out, SIZE) == []
@@ -92,15 +99,22 @@ def test_classes_carry_a_colour_and_measurement_columns_pass_through(store, tmp_
             assert "classification" not in properties
         else:
             assert properties["classification"]["name"] == name
-            assert tuple(properties["classification"]["color"]) == CLASS_COLOURS.get(name, tuple(properties["classification"]["color"]))
+            assert tuple(properties["classification"]["color"]) == CLASS_COLOURS.get(
+                name, tuple(properties["classification"]["color"])
+            )
         assert properties["measurements"]["eccentricity"] == pytest.approx((cell_id - 1) / (count - 1), abs=1e-4)
 
 
 def test_the_checker_rejects_what_qupath_would_refuse(tmp_path):
     good = {
-        "type": "Feature", "id": str(uuid.uuid4()),
+        "type": "Feature",
+        "id": str(uuid.uuid4()),
         "geometry": {"type": "Polygon", "coordinates": [[[1, 1], [5, 1], [5, 5], [1, 1]]]},
-        "properties": {"objectType": "detection", "classification": {"name": "epithelial", "color": [1, 2, 3]}, "measurements": {"a": 1.0}},
+        "properties": {
+            "objectType": "detection",
+            "classification": {"name": "epithelial", "color": [1, 2, 3]},
+            "measurements": {"a": 1.0},
+        },
     }
     no_colour = json.loads(json.dumps(good)) | {"id": str(uuid.uuid4())}
     del no_colour["properties"]["classification"]["color"]

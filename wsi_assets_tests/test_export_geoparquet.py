@@ -49,7 +49,11 @@ def stored_table(path) -> dict[str, np.ndarray]:
 def mismatched_ids(frame: gpd.GeoDataFrame, stored: dict) -> list[int]:
     """Cells whose geometry is not exactly the stored outline."""
     by_id = dict(zip(stored["ids"].tolist(), stored["outlines"]))
-    return [int(i) for i, g in zip(frame["cell_id"], frame.geometry) if not shapely.equals_exact(g.normalize(), by_id[int(i)].normalize())]
+    return [
+        int(i)
+        for i, g in zip(frame["cell_id"], frame.geometry)
+        if not shapely.equals_exact(g.normalize(), by_id[int(i)].normalize())
+    ]
 
 
 def ids_in_box(stored: dict, box: tuple[float, float, float, float]) -> set[int]:
@@ -62,7 +66,16 @@ def test_geopandas_reads_every_cell_with_its_exact_outline_and_areas(store, expo
     stored = stored_table(store)
     frame = gpd.read_parquet(exported)
     assert frame.crs is None and frame.geometry.name == "geometry"
-    assert list(frame.columns) == ["cell_id", "centroid_x", "centroid_y", "area_pixels", "area_um2", "tile_row", "tile_col", "geometry"]
+    assert list(frame.columns) == [
+        "cell_id",
+        "centroid_x",
+        "centroid_y",
+        "area_pixels",
+        "area_um2",
+        "tile_row",
+        "tile_col",
+        "geometry",
+    ]
     # geopandas hides the covering column; other readers see it.
     assert pq.read_schema(exported).names[-2:] == ["bbox", "geometry"]
     assert frame["cell_id"].tolist() == stored["ids"].tolist()

@@ -48,7 +48,13 @@ def invalid_reasons(rings: list[np.ndarray], closed: bool) -> list[str]:
         for k in np.flatnonzero(~valid | ~ccw).tolist():
             n = usable[k]
             distinct = len(np.unique(opened[n], axis=0))
-            reasons[n] = "fewer than 3 distinct vertices" if distinct < 3 else shapely.is_valid_reason(shapes[k]) if not valid[k] else "clockwise"
+            reasons[n] = (
+                "fewer than 3 distinct vertices"
+                if distinct < 3
+                else shapely.is_valid_reason(shapes[k])
+                if not valid[k]
+                else "clockwise"
+            )
     return [f"{n}: {why}" for n, why in sorted(reasons.items())]
 
 
@@ -80,14 +86,23 @@ def check_slide_exports(folder: Path, tmp_path: Path) -> int:
     provenance = json.loads((folder / "summary.json").read_text())
     stored = folder / "segmentation" / "cells.parquet"
     slide_file = next(p for p in folder.parents[2].glob(f"inputs/{folder.parent.name}/{folder.name}.*"))
-    settings = {"slide": provenance["slide"], "slide_file": slide_file.name, "slide_path": str(slide_file), "mpp": provenance["mpp"],
-                "segmenter": "test", "segmenter_version": "1", "settings": {"tile_size": 1024}}
+    settings = {
+        "slide": provenance["slide"],
+        "slide_file": slide_file.name,
+        "slide_path": str(slide_file),
+        "mpp": provenance["mpp"],
+        "segmenter": "test",
+        "segmenter_version": "1",
+        "settings": {"tile_size": 1024},
+    }
     coco.write_coco(stored, tmp_path / "coco", settings)
     annotations = json.loads((tmp_path / "coco" / "annotations.json").read_text())["annotations"]
     assert_valid([a["segmentation"][0] for a in annotations], False, "COCO")
     yolo.write_yolo(stored, tmp_path / "yolo", settings)
     assert yaml.safe_load((tmp_path / "yolo" / "data.yaml").read_text())["names"]
-    lines = [line.split()[1:] for label in (tmp_path / "yolo" / "labels").glob("*.txt") for line in label.read_text().splitlines()]
+    lines = [
+        line.split()[1:] for label in (tmp_path / "yolo" / "labels").glob("*.txt") for line in label.read_text().splitlines()
+    ]
     assert_valid([np.asarray(values, np.float64) for values in lines], False, "YOLO")
     return len(features)
 

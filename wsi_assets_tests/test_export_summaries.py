@@ -16,8 +16,20 @@ from wsi_assets.cells.table import nuclei_from_labels
 from wsi_assets.results.branch_workbook import write_branch_workbook
 from wsi_assets_tests.conftest import run_process_slide
 
-HEADER = ["slide", "nuclei", "nuclei per mm²", "tissue area mm²", "µm/px", "µm/px inferred", "model", "model version", "run id",
-          "lymphocytes per mm²", "lymphocytes per mm² in epithelium", "lymphocytes per mm² in stroma"]
+HEADER = [
+    "slide",
+    "nuclei",
+    "nuclei per mm²",
+    "tissue area mm²",
+    "µm/px",
+    "µm/px inferred",
+    "model",
+    "model version",
+    "run id",
+    "lymphocytes per mm²",
+    "lymphocytes per mm² in epithelium",
+    "lymphocytes per mm² in stroma",
+]
 
 
 def _rows(path) -> list[list]:
@@ -26,10 +38,21 @@ def _rows(path) -> list[list]:
 
 
 def _expected_row(summary: dict, classes: list[str]) -> list:
-    return [summary["slide"], summary["nuclei"], summary["nuclei_per_mm2"], summary["tissue_area_mm2"], summary["mpp"],
-            summary["mpp_inferred"], summary["model"], summary["model_version"], summary["run_id"],
-            summary["lymphocytes_per_mm2"], summary["lymphocytes_per_mm2_epithelium"], summary["lymphocytes_per_mm2_stroma"],
-            *(summary["class_counts"].get(name, 0) for name in classes)]
+    return [
+        summary["slide"],
+        summary["nuclei"],
+        summary["nuclei_per_mm2"],
+        summary["tissue_area_mm2"],
+        summary["mpp"],
+        summary["mpp_inferred"],
+        summary["model"],
+        summary["model_version"],
+        summary["run_id"],
+        summary["lymphocytes_per_mm2"],
+        summary["lymphocytes_per_mm2_epithelium"],
+        summary["lymphocytes_per_mm2_stroma"],
+        *(summary["class_counts"].get(name, 0) for name in classes),
+    ]
 
 
 def _expected(*summaries: dict) -> list[list]:
@@ -60,7 +83,10 @@ def test_workbook_has_one_row_per_slide_and_is_rewritten_when_a_slide_finishes(s
     assert two["nuclei"] == shown["cell_segmentation"]["nuclei"].value > 0
     assert two["nuclei_per_mm2"] == shown["cell_segmentation"]["nuclei_per_mm2"].value
     assert two["tissue_area_mm2"] == pytest.approx(shown["tissue_mask"]["tissue_area_mm2"].value, rel=1e-3)
-    assert (two["mpp"], two["mpp_inferred"]) == (shown["slide_metadata"]["mpp"].value, shown["slide_metadata"]["mpp_inferred"].value)
+    assert (two["mpp"], two["mpp_inferred"]) == (
+        shown["slide_metadata"]["mpp"].value,
+        shown["slide_metadata"]["mpp_inferred"].value,
+    )
     assert shown["slide_results"]["branch_summary_slides"].value == 2
 
 
@@ -76,8 +102,16 @@ def test_class_counts_reach_summary_and_workbook(tmp_path):
     classes = ["epithelial"] * 5 + ["inflammatory"] * 3 + ["spindle"]
     pq.write_table(pq.read_table(cells).append_column("class", pa.array(classes)), cells)
     (slide_dir / "segmentation" / "summary.json").write_text(json.dumps({"tissue_mm2": 0.5}))
-    provenance = {"slide": "u/cohort/s1", "slide_file": "s1.svs", "mpp": 0.5, "mpp_inferred": False,
-                  "segmenter": "classical", "segmenter_version": "2", "run_id": "r1", "settings": {"exports": ["summary"]}}
+    provenance = {
+        "slide": "u/cohort/s1",
+        "slide_file": "s1.svs",
+        "mpp": 0.5,
+        "mpp_inferred": False,
+        "segmenter": "classical",
+        "segmenter_version": "2",
+        "run_id": "r1",
+        "settings": {"exports": ["summary"]},
+    }
     assert write_slide_summary(cells, slide_dir / "summary.json", provenance) == 9
     summary = json.loads((slide_dir / "summary.json").read_text())
     assert summary["class_counts"] == {"epithelial": 5, "inflammatory": 3, "spindle": 1}
@@ -108,8 +142,16 @@ def test_workbook_has_a_sheet_of_slides_and_one_of_batches_without_nameless_rows
     with CellStoreWriter(cells) as writer:
         writer.append(nuclei_from_labels(np.kron(np.arange(1, 5, dtype=np.int32).reshape(2, 2), np.ones((9, 9), np.int32))), 0, 0)
     (slide_dir / "segmentation" / "summary.json").write_text(json.dumps({"tissue_mm2": 0.5}))
-    provenance = {"slide": "u/cohort/s1", "slide_file": "s1.svs", "mpp": 0.5, "mpp_inferred": True,
-                  "segmenter": "classical", "segmenter_version": "2", "run_id": "r1", "settings": {}}
+    provenance = {
+        "slide": "u/cohort/s1",
+        "slide_file": "s1.svs",
+        "mpp": 0.5,
+        "mpp_inferred": True,
+        "segmenter": "classical",
+        "segmenter_version": "2",
+        "run_id": "r1",
+        "settings": {},
+    }
     write_slide_summary(cells, slide_dir / "summary.json", provenance)
     batch_dir = tmp_path / "cohort" / "fov1"
     batch_dir.mkdir()

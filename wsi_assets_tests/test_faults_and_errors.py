@@ -61,8 +61,19 @@ def declared_pixels_file(path: Path, width: int, height: int, tile: int = 1024, 
     offsets_offset = bps_offset + 6
     counts_offset = offsets_offset + 4 * n
     ifd_offset = counts_offset + 4 * n
-    tags = [(256, 4, 1, width), (257, 4, 1, height), (258, 3, 3, bps_offset), (259, 3, 1, 7), (262, 3, 1, 2), (277, 3, 1, 3),
-            (284, 3, 1, 1), (322, 3, 1, tile), (323, 3, 1, tile), (324, 4, n, offsets_offset), (325, 4, n, counts_offset)]
+    tags = [
+        (256, 4, 1, width),
+        (257, 4, 1, height),
+        (258, 3, 3, bps_offset),
+        (259, 3, 1, 7),
+        (262, 3, 1, 2),
+        (277, 3, 1, 3),
+        (284, 3, 1, 1),
+        (322, 3, 1, tile),
+        (323, 3, 1, tile),
+        (324, 4, n, offsets_offset),
+        (325, 4, n, counts_offset),
+    ]
     out = bytearray(b"II*\x00" + struct.pack("<I", ifd_offset)) + data + struct.pack("<3H", 8, 8, 8)
     out += struct.pack(f"<{n}I", *([data_offset] * n)) + struct.pack(f"<{n}I", *([len(data)] * n))
     out += struct.pack("<H", len(tags))
@@ -102,7 +113,9 @@ def test_corrupt_jpeg_tile_names_the_file_and_the_region(tmp_path, tiled_slide):
     with open_slide(path) as slide, pytest.raises(SlideReadError) as caught:
         read_level_rgb(slide, 512, 256, 0, 256, 256)
     message = str(caught.value)
-    assert message.startswith("damaged.svs: cannot decode the region at level-0 x 512-768, y 256-512 (level 0): the file is damaged there (")
+    assert message.startswith(
+        "damaged.svs: cannot decode the region at level-0 x 512-768, y 256-512 (level 0): the file is damaged there ("
+    )
     assert message.endswith("); re-export or re-upload the slide") and len(message.splitlines()) == 1
     assert _digest(path) == before
 
@@ -164,15 +177,39 @@ def test_slide_without_a_coarse_level_is_refused_with_a_budget(tmp_path):
 @pytest.mark.parametrize(
     "settings, message",
     [
-        ({"tile_core_px": -512}, "segmentation setting tile_core_px = -512: must be a whole number from 64 to 8192 (model pixels each tile owns)"),
-        ({"batch_size": 0}, "segmentation setting batch_size = 0: must be a whole number from 1 to 256 (tiles per segmenter call)"),
-        ({"tile_margin_px": -1}, "segmentation setting tile_margin_px = -1: must be a whole number from 0 to 1024 (overlap on each tile side, wider than a nucleus)"),
-        ({"read_threads": 0}, "segmentation setting read_threads = 0: must be a whole number from 1 to 64 (threads reading tiles ahead)"),
-        ({"default_mpp": 0}, "segmentation setting default_mpp = 0: µm/px must be a number from 0.05 to 20.0 (e.g. 0.25 for 40x, 0.5 for 20x)"),
-        ({"default_mpp": -0.5}, "segmentation setting default_mpp = -0.5: µm/px must be a number from 0.05 to 20.0 (e.g. 0.25 for 40x, 0.5 for 20x)"),
-        ({"default_mpp": float("nan")}, "segmentation setting default_mpp = nan: µm/px must be a number from 0.05 to 20.0 (e.g. 0.25 for 40x, 0.5 for 20x)"),
+        (
+            {"tile_core_px": -512},
+            "segmentation setting tile_core_px = -512: must be a whole number from 64 to 8192 (model pixels each tile owns)",
+        ),
+        (
+            {"batch_size": 0},
+            "segmentation setting batch_size = 0: must be a whole number from 1 to 256 (tiles per segmenter call)",
+        ),
+        (
+            {"tile_margin_px": -1},
+            "segmentation setting tile_margin_px = -1: must be a whole number from 0 to 1024 (overlap on each tile side, wider than a nucleus)",
+        ),
+        (
+            {"read_threads": 0},
+            "segmentation setting read_threads = 0: must be a whole number from 1 to 64 (threads reading tiles ahead)",
+        ),
+        (
+            {"default_mpp": 0},
+            "segmentation setting default_mpp = 0: µm/px must be a number from 0.05 to 20.0 (e.g. 0.25 for 40x, 0.5 for 20x)",
+        ),
+        (
+            {"default_mpp": -0.5},
+            "segmentation setting default_mpp = -0.5: µm/px must be a number from 0.05 to 20.0 (e.g. 0.25 for 40x, 0.5 for 20x)",
+        ),
+        (
+            {"default_mpp": float("nan")},
+            "segmentation setting default_mpp = nan: µm/px must be a number from 0.05 to 20.0 (e.g. 0.25 for 40x, 0.5 for 20x)",
+        ),
         ({"device": "gpu"}, "segmentation setting device = 'gpu': use auto, cpu, cuda or cuda:N (N = GPU number)"),
-        ({"model": "/nonexistent/model.pt"}, "segmentation setting model = '/nonexistent/model.pt': no such file; give a TorchScript file path, or default, classical or learned"),
+        (
+            {"model": "/nonexistent/model.pt"},
+            "segmentation setting model = '/nonexistent/model.pt': no such file; give a TorchScript file path, or default, classical or learned",
+        ),
     ],
 )
 def test_bad_setting_is_one_line_naming_it(settings, message):
@@ -188,7 +225,10 @@ def test_cuda_device_without_a_gpu_says_so():
         pytest.skip("this machine has a GPU: cuda is a valid device here")
     with pytest.raises(ConfigError) as caught:
         validate_segmentation_settings(device="cuda")
-    assert str(caught.value) == "segmentation setting device = 'cuda', but torch sees no CUDA GPU here: use auto or cpu, or run on a GPU worker"
+    assert (
+        str(caught.value)
+        == "segmentation setting device = 'cuda', but torch sees no CUDA GPU here: use auto or cpu, or run on a GPU worker"
+    )
 
 
 def test_non_torchscript_model_is_named_as_such_not_as_missing_mpp(tmp_path):
@@ -248,7 +288,10 @@ def test_disk_full_is_one_line_and_not_retried():
 
     with pytest.raises(Failure) as caught:
         write_to_full_disk()
-    assert caught.value.description == "no space left on the disk holding /dev/full: free space there (or move the user-files folder), then run again"
+    assert (
+        caught.value.description
+        == "no space left on the disk holding /dev/full: free space there (or move the user-files folder), then run again"
+    )
     assert caught.value.allow_retries is False
 
 
@@ -342,7 +385,9 @@ def test_read_only_output_folder_fails_clearly_and_is_not_retried(user_files_roo
 
 
 # --------------------------------------------------------------- through Dagster: one line, no retry, results kept
-def test_corrupt_tile_run_fails_in_one_line_without_retry_and_keeps_results(tmp_path, user_files_root, dagster_instance, tiled_slide):
+def test_corrupt_tile_run_fails_in_one_line_without_retry_and_keeps_results(
+    tmp_path, user_files_root, dagster_instance, tiled_slide
+):
     _, good = run_process_slide(dagster_instance, user_files_root, "gil", "main", tiled_slide, "slide")
     assert good.success
     csv = user_files_root / "gil/outputs/main/slide/cells.csv"
@@ -360,7 +405,9 @@ def test_corrupt_tile_run_fails_in_one_line_without_retry_and_keeps_results(tmp_
     )
     assert not rerun.success
     [message] = _step_failures(rerun)
-    assert message.startswith("slide.svs: cannot decode the region at level-0 x ") and message.endswith("; re-export or re-upload the slide")
+    assert message.startswith("slide.svs: cannot decode the region at level-0 x ") and message.endswith(
+        "; re-export or re-upload the slide"
+    )
     assert _retries(rerun) == 0  # cell_segmentation has TRANSIENT_RETRY; a damaged tile is not transient
     assert _digest(uploaded) == before
     assert _digest(csv) == kept
@@ -379,9 +426,17 @@ def test_bad_run_config_fails_before_any_work_naming_the_field(user_files_root, 
     )
     assert not rerun.success
     logs = "\n".join(r.user_message for r in dagster_instance.all_logs(rerun.run_id))
-    assert "segmentation setting batch_size = 0: must be a whole number from 1 to 256 (tiles per segmenter call)" in str(
-        [e.event_specific_data for e in rerun.all_events if e.event_type_value in ("RESOURCE_INIT_FAILURE", "STEP_FAILURE", "RUN_FAILURE")]
-    ) or "batch_size = 0" in logs
+    assert (
+        "segmentation setting batch_size = 0: must be a whole number from 1 to 256 (tiles per segmenter call)"
+        in str(
+            [
+                e.event_specific_data
+                for e in rerun.all_events
+                if e.event_type_value in ("RESOURCE_INIT_FAILURE", "STEP_FAILURE", "RUN_FAILURE")
+            ]
+        )
+        or "batch_size = 0" in logs
+    )
     assert not [e for e in rerun.all_events if e.event_type_value == "STEP_SUCCESS"]  # nothing ran
     assert _retries(rerun) == 0
     assert _digest(csv) == kept

@@ -50,10 +50,17 @@ def truth(spec):
 def review_bytes(polygons, large, regions) -> bytes:
     """The truth as a QuPath export; its classes follow size (large ones epithelial), which the reviewer's classifier must learn."""
     features = [
-        {"type": "Feature", "geometry": json.loads(shapely.to_geojson(p)), "properties": {"objectType": "detection", "classification": "epithelial" if big else "inflammatory"}}
+        {
+            "type": "Feature",
+            "geometry": json.loads(shapely.to_geojson(p)),
+            "properties": {"objectType": "detection", "classification": "epithelial" if big else "inflammatory"},
+        }
         for p, big in zip(polygons, large)
     ]
-    features += [{"type": "Feature", "geometry": json.loads(shapely.to_geojson(r)), "properties": {"objectType": "annotation"}} for r in regions]
+    features += [
+        {"type": "Feature", "geometry": json.loads(shapely.to_geojson(r)), "properties": {"objectType": "annotation"}}
+        for r in regions
+    ]
     return json.dumps(features).encode()
 
 
@@ -73,8 +80,14 @@ def weak_model(tmp_path_factory):
     with open_slide(folder / "teacher.svs") as slide:
         tiles = reviewed_tiles(slide, "teacher", small, MPP, MPP)
     torch.manual_seed(0)
-    start = export(UNet([8, 16, 32]).eval(), {"name": "untrained", "version": "0", "mpp": MPP, "widths": [8, 16, 32]}, folder / "untrained.pt")
-    fine_tune_nuclei(start, tiles, [], folder / "weak.pt", {"name": "weak", "version": "small-only"}, WEAK_SETTINGS, log=lambda _: None)
+    start = export(
+        UNet([8, 16, 32]).eval(),
+        {"name": "untrained", "version": "0", "mpp": MPP, "widths": [8, 16, 32]},
+        folder / "untrained.pt",
+    )
+    fine_tune_nuclei(
+        start, tiles, [], folder / "weak.pt", {"name": "weak", "version": "small-only"}, WEAK_SETTINGS, log=lambda _: None
+    )
     return folder / "weak.pt"
 
 
@@ -113,7 +126,12 @@ def large_recall(model_file, root, polygons, large) -> float:
     found = total = 0
     with open_slide(root / "alice/inputs/ft/s1.svs") as slide:
         for tile in held:
-            big = [t for t in reviewed_tiles(slide, "s1", ReviewedCells(polygons=large_cells.polygons, regions=[shapely.box(*tile.box)]), MPP, MPP)][0]
+            big = [
+                t
+                for t in reviewed_tiles(
+                    slide, "s1", ReviewedCells(polygons=large_cells.polygons, regions=[shapely.box(*tile.box)]), MPP, MPP
+                )
+            ][0]
             predicted = np.asarray(segmenter.segment_batch(tile.rgb[None]))[0].astype(np.int32)
             matches = match_instances(predicted, big.labels)
             found, total = found + matches.tp, total + big.cells
@@ -134,7 +152,12 @@ def assert_each_phase_is_announced_and_reports_while_it_runs(lines: list[str]) -
     assert first(f"^reading s1.geojson: {count}/{count}") < first("tiles to learn from") < first(r"^fine-tuning \d+ steps")
     steps = FINE_TUNE.steps
     assert first(rf"^fine-tuning step 1/{steps} steps") < first(rf"^fine-tuning step {steps}/{steps} steps.*loss")
-    assert first("^scoring the branch model") < first(r"^scoring before: 1/\d+ slide tiles") < first("^scoring the fine-tuned model") < first(r"^scoring after: 1/")
+    assert (
+        first("^scoring the branch model")
+        < first(r"^scoring before: 1/\d+ slide tiles")
+        < first("^scoring the fine-tuned model")
+        < first(r"^scoring after: 1/")
+    )
     assert first("^measuring the reviewer's classified cells") < first(r"^measuring reviewed cells: 1/\d+ slide tiles")
     assert lines[-1].startswith("done: better")
 
@@ -162,7 +185,11 @@ def test_a_model_that_misses_large_nuclei_learns_them_from_the_review_and_is_reg
     new_model = resolve_branch_model(root, "alice", "ft", outcome.model_file.rsplit("/", 1)[1])
     assert new_model.parent == (root / "alice/models/ft").resolve()
     settings_text = (root / "alice/inputs/ft/branch.yaml").read_text()
-    assert f"model: {new_model.name}" in settings_text and "# alice's fine-tuning branch" in settings_text and "mpp: 0.5" in settings_text
+    assert (
+        f"model: {new_model.name}" in settings_text
+        and "# alice's fine-tuning branch" in settings_text
+        and "mpp: 0.5" in settings_text
+    )
     assert list((root / "alice/models/ft").glob("branch.yaml.*.before-model"))[0].read_text() == settings_before
 
     # It learned the kind it missed: large nuclei on the held-out tiles.
@@ -176,7 +203,9 @@ def test_a_model_that_misses_large_nuclei_learns_them_from_the_review_and_is_reg
     assert [r["sha256"] for r in card["reviews"]] == [version.sha256]
     assert card["fine_tuning"]["base_model"]["file"] == "weak.pt" and card["cpu_runtimes"]["network"]
     assert read_embedded_file(new_model, card["cpu_runtimes"]["network"])
-    assert json.loads(new_model.with_name(new_model.stem + ".model_card.json").read_text())["evaluation"]["after"] == outcome.after
+    assert (
+        json.loads(new_model.with_name(new_model.stem + ".model_card.json").read_text())["evaluation"]["after"] == outcome.after
+    )
     assert hashlib.sha256((root / "alice/reviews/ft/s1.geojson").read_bytes()).hexdigest() == upload_hash
 
     # The classifier learned the reviewer's classes: registered as branch.yaml's classifier, read by the classification step.
@@ -227,7 +256,9 @@ def test_the_branch_runs_its_own_model_and_the_job_reports_its_verdict(user_file
     assert metadata["registered"].value is False and metadata["verdict"].value.startswith("not better")
     assert (root / "ftuser/inputs/ft/branch.yaml").read_text() == settings_before
 
-    failed = job.execute_in_process(instance=dagster_instance, partition_key="ftuser/none", run_config=config, raise_on_error=False)
+    failed = job.execute_in_process(
+        instance=dagster_instance, partition_key="ftuser/none", run_config=config, raise_on_error=False
+    )
     assert not failed.success
     failure = [e for e in failed.all_events if e.event_type_value == "STEP_FAILURE"][0]
     message = failure.step_failure_data.user_failure_data.description

@@ -34,8 +34,14 @@ def own_export_edited(folder) -> bytes:
     """The slide's cells.geojson as a reviewer returns it: 5 cells of the region deleted, 1 class changed, the region drawn."""
     document = json.loads((folder / "cells.geojson").read_text())
     features = document["features"]
-    inside = [n for n, f in enumerate(features) if REGION.contains(shapely.Point(f["properties"]["measurements"]["Centroid X px"], f["properties"]["measurements"]["Centroid Y px"]))]
-    gone = set(inside[::max(1, len(inside) // 5)][:5])
+    inside = [
+        n
+        for n, f in enumerate(features)
+        if REGION.contains(
+            shapely.Point(f["properties"]["measurements"]["Centroid X px"], f["properties"]["measurements"]["Centroid Y px"])
+        )
+    ]
+    gone = set(inside[:: max(1, len(inside) // 5)][:5])
     kept = [f for n, f in enumerate(features) if n not in gone]
     changed = next(f for n, f in enumerate(features) if n in inside and n not in gone)["properties"]["classification"]
     changed["name"] = next(name for name in CLASS_NAMES if name != changed["name"])
@@ -68,5 +74,7 @@ def test_the_models_own_export_scores_near_one_before_fine_tuning(processed_synt
     agreement = class_agreement(classifier_for(segmenter.embedding), measured)
     assert agreement["macro_f1"] >= 0.95 and agreement["cells"] > 100, agreement
     # Measured on each tile alone (its own stain estimate, the network's maps of that tile): 0.47 here, 0.61-0.66 on CMU-1.
-    per_tile = class_agreement(classifier_for(segmenter.embedding), reviewed_nuclei([replace(t, source=None) for t in held], 0.5, segmenter))
+    per_tile = class_agreement(
+        classifier_for(segmenter.embedding), reviewed_nuclei([replace(t, source=None) for t in held], 0.5, segmenter)
+    )
     assert per_tile["macro_f1"] < agreement["macro_f1"] - 0.2, (per_tile, agreement)

@@ -59,7 +59,11 @@ def test_a_2d_channel_is_segmented_as_fluorescence_with_mpp_estimated(dense, den
     assert dense_result.labels.shape == gray.shape and dense_result.labels.dtype == np.int32
     assert _f1(dense_result.labels, truth) > F1_FLOOR
     info = dense_result.info
-    assert (info["modality"], info["modality_source"], info["mpp_source"]) == ("fluorescence", "auto: 2-D image", "estimated from nucleus size")
+    assert (info["modality"], info["modality_source"], info["mpp_source"]) == (
+        "fluorescence",
+        "auto: 2-D image",
+        "estimated from nucleus size",
+    )
     assert 0.2 < info["mpp"] < 1.0 and info["model"].startswith("wsi-nuclei-fluo-unet")
 
 
@@ -116,8 +120,10 @@ def test_auto_tells_fluorescence_from_h_and_e():
     from wsi_assets.segmentation.modality import decide_modality
 
     # The darkest H&E tiles of the shared set (a dark purple fold) stay bright-field.
-    he = [HE / "consep_train" / "images" / f"train_2_00{n}.png" for n in (1, 3, 4)] + sorted((HE / "monuseg2018_train" / "images").glob("*.png"))[:2]
-    fluo = sorted((FLUO / "images").glob("*.png"))[:: 100]
+    he = [HE / "consep_train" / "images" / f"train_2_00{n}.png" for n in (1, 3, 4)] + sorted(
+        (HE / "monuseg2018_train" / "images").glob("*.png")
+    )[:2]
+    fluo = sorted((FLUO / "images").glob("*.png"))[::100]
     assert [_looks(p) for p in he] == ["brightfield"] * len(he)
     assert [_looks(p) for p in fluo] == ["fluorescence"] * len(fluo)
     gray = cv2.imread(str(fluo[0]), cv2.IMREAD_GRAYSCALE)
@@ -183,7 +189,9 @@ def fluorescence_batch(tmp_path_factory):
     out = root / "out"
     out.mkdir()
     # The bright-field segmenter is the classical one: fluorescence images must never reach it.
-    segmented = segment_batch_images(manifest, folder, out / "cells.parquet", ClassicalSegmenter(threads=1), classifier_for(None), workers=1)
+    segmented = segment_batch_images(
+        manifest, folder, out / "cells.parquet", ClassicalSegmenter(threads=1), classifier_for(None), workers=1
+    )
     written = write_batch_exports(out / "cells.parquet", manifest, out, images_dir=folder)
     return {"manifest": manifest, "out": out, "segmented": segmented, "written": written, "truths": truths, "folder": folder}
 

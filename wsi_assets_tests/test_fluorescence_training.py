@@ -19,8 +19,24 @@ from wsi_assets.training.fluorescence_data import SPLIT_FILE, read_split, split_
 from wsi_assets.training.fluorescence_train import export, model_card, train
 from wsi_assets.training.network import UNet
 
-TINY = ["--widths", "4,8", "--batch", "2", "--crop", "32", "--reference-diameter", "8",
-        "--checkpoint-minutes", "0", "--validate-minutes", "0", "--log-every", "1", "--lr", "1e-2"]
+TINY = [
+    "--widths",
+    "4,8",
+    "--batch",
+    "2",
+    "--crop",
+    "32",
+    "--reference-diameter",
+    "8",
+    "--checkpoint-minutes",
+    "0",
+    "--validate-minutes",
+    "0",
+    "--log-every",
+    "1",
+    "--lr",
+    "1e-2",
+]
 
 
 def test_the_shipped_split_holds_out_whole_experiments():

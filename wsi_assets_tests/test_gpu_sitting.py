@@ -32,7 +32,9 @@ def packed(tmp_path_factory):
     out = tmp_path_factory.mktemp("packed") / "nuclei_train"
     done = subprocess.run(
         [sys.executable, str(SITTING), "pack", "--data", str(SHARED_DATA / "nuclei_train"), "--out", str(out)],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert done.returncode == 0, done.stderr[-2000:]
     return out
@@ -42,9 +44,34 @@ def packed(tmp_path_factory):
 def sitting(tmp_path_factory, packed):
     out = tmp_path_factory.mktemp("sitting")
     command = [
-        sys.executable, str(SITTING), "--minutes", "5", "--max-steps", "2", "--batch", "4", "--crop", "128",
-        "--workers", "0", "--tune-images", "1", "--slide-size", "2048x2048", "--read-threads", "2",
-        "--slide-batch", "2", "--dataset-share", "consep_train=0.25", "--data", str(packed), "--out", str(out), "--work", str(out / "work"),
+        sys.executable,
+        str(SITTING),
+        "--minutes",
+        "5",
+        "--max-steps",
+        "2",
+        "--batch",
+        "4",
+        "--crop",
+        "128",
+        "--workers",
+        "0",
+        "--tune-images",
+        "1",
+        "--slide-size",
+        "2048x2048",
+        "--read-threads",
+        "2",
+        "--slide-batch",
+        "2",
+        "--dataset-share",
+        "consep_train=0.25",
+        "--data",
+        str(packed),
+        "--out",
+        str(out),
+        "--work",
+        str(out / "work"),
     ]
     done = subprocess.run(command, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
@@ -87,7 +114,9 @@ def test_sitting_trains_scores_and_measures_on_the_cpu(sitting, packed):
 def test_sitting_refuses_a_missing_data_folder(tmp_path):
     done = subprocess.run(
         [sys.executable, str(SITTING), "--minutes", "1", "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "out")],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert done.returncode != 0
     assert "no labelled images" in done.stderr
@@ -97,9 +126,30 @@ def test_sitting_refuses_a_missing_data_folder(tmp_path):
 def student_sitting(tmp_path_factory, packed):
     out = tmp_path_factory.mktemp("student")
     command = [
-        sys.executable, str(SITTING), "--minutes", "5", "--max-steps", "2", "--batch", "4", "--crop", "128",
-        "--workers", "0", "--tune-images", "1", "--slide-size", "", "--widths", "8,16,32,64,96", "--version", "5-half",
-        "--data", str(packed), "--out", str(out),
+        sys.executable,
+        str(SITTING),
+        "--minutes",
+        "5",
+        "--max-steps",
+        "2",
+        "--batch",
+        "4",
+        "--crop",
+        "128",
+        "--workers",
+        "0",
+        "--tune-images",
+        "1",
+        "--slide-size",
+        "",
+        "--widths",
+        "8,16,32,64,96",
+        "--version",
+        "5-half",
+        "--data",
+        str(packed),
+        "--out",
+        str(out),
     ]
     done = subprocess.run(command, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]

@@ -45,7 +45,10 @@ def test_waiters_are_placed_in_the_order_dagster_hands_out_slots():
 
 def test_only_changed_wait_tags_are_written():
     waits = gpu_waits([PendingStep("a", "s", 1.0), PendingStep("b", "s", 2.0)])
-    current = {"a": {"wsi/waiting_for": "gpu slot", GPU_POSITION_TAG: "1"}, "b": {"wsi/waiting_for": "next", "wsi/queue_position": "3"}}
+    current = {
+        "a": {"wsi/waiting_for": "gpu slot", GPU_POSITION_TAG: "1"},
+        "b": {"wsi/waiting_for": "next", "wsi/queue_position": "3"},
+    }
     assert changed_gpu_wait_tags(waits, current) == {"b": {"wsi/waiting_for": "gpu slot", GPU_POSITION_TAG: "2"}}
 
 
@@ -77,7 +80,13 @@ def _started_run(instance, partition: str) -> str:
 
     user, branch, _ = partition.split("/")
     run_id = str(uuid.uuid4())
-    tags = {"dagster/partition": partition, "wsi/user": user, "wsi/branch": f"{user}/{branch}", "wsi/waiting_for": "next", "wsi/queue_position": "1"}
+    tags = {
+        "dagster/partition": partition,
+        "wsi/user": user,
+        "wsi/branch": f"{user}/{branch}",
+        "wsi/waiting_for": "next",
+        "wsi/queue_position": "1",
+    }
     instance.add_run(DagsterRun(job_name="process_slide", run_id=run_id, status=DagsterRunStatus.STARTED, tags=tags))
     return run_id
 
@@ -133,7 +142,19 @@ def test_queue_command_lists_runs_waiting_for_the_gpu(instance, capsys):
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[0].startswith("0 runs queued, 2 in progress")
     assert lines[1] == "1 started runs waiting for a gpu slot; showing 1"
-    assert lines[3].split() == [waiter, "ben", "ben/b", "ben/b/s1", "process_slide", "cell_segmentation", "1", "of", "1", "gpu", "slot"]
+    assert lines[3].split() == [
+        waiter,
+        "ben",
+        "ben/b",
+        "ben/b/s1",
+        "process_slide",
+        "cell_segmentation",
+        "1",
+        "of",
+        "1",
+        "gpu",
+        "slot",
+    ]
 
 
 def _queued_run(instance, partition: str) -> str:
@@ -142,10 +163,14 @@ def _queued_run(instance, partition: str) -> str:
     from dagster._core.remote_origin import RegisteredCodeLocationOrigin, RemoteJobOrigin, RemoteRepositoryOrigin
 
     user, branch, _ = partition.split("/")
-    origin = RemoteJobOrigin(RemoteRepositoryOrigin(RegisteredCodeLocationOrigin("wsi_assets.definitions"), "__repository__"), "process_slide")
+    origin = RemoteJobOrigin(
+        RemoteRepositoryOrigin(RegisteredCodeLocationOrigin("wsi_assets.definitions"), "__repository__"), "process_slide"
+    )
     run_id = str(uuid.uuid4())
     tags = {"dagster/partition": partition, "wsi/user": user, "wsi/branch": f"{user}/{branch}"}
-    instance.add_run(DagsterRun(job_name="process_slide", run_id=run_id, status=DagsterRunStatus.QUEUED, tags=tags, remote_job_origin=origin))
+    instance.add_run(
+        DagsterRun(job_name="process_slide", run_id=run_id, status=DagsterRunStatus.QUEUED, tags=tags, remote_job_origin=origin)
+    )
     return run_id
 
 

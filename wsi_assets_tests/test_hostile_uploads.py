@@ -197,10 +197,27 @@ def badly_named_batch_folder(root, tmp_path, slide):
 
 
 CASES = [
-    symlink_to_other_user, symlink_outside_root, symlinked_user_folder, symlinked_branch_to_other_user, hard_link,
-    file_symlink_loop, branch_symlink_loop, user_symlink_loop, dangling_symlink, fifo, unix_socket, unreadable_folder,
-    name_with_spaces, unicode_name, leading_dash, too_long_name, newline_in_name, undecodable_name,
-    hidden_user_folder, hidden_branch, badly_named_batch_folder,
+    symlink_to_other_user,
+    symlink_outside_root,
+    symlinked_user_folder,
+    symlinked_branch_to_other_user,
+    hard_link,
+    file_symlink_loop,
+    branch_symlink_loop,
+    user_symlink_loop,
+    dangling_symlink,
+    fifo,
+    unix_socket,
+    unreadable_folder,
+    name_with_spaces,
+    unicode_name,
+    leading_dash,
+    too_long_name,
+    newline_in_name,
+    undecodable_name,
+    hidden_user_folder,
+    hidden_branch,
+    badly_named_batch_folder,
 ]
 
 

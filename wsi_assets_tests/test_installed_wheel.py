@@ -78,7 +78,9 @@ def inside(path: str | Path, folder: Path) -> bool:
 def _site_packages(python: Path | str) -> Path:
     out = subprocess.run(
         [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     return Path(out.stdout.strip())
 
@@ -112,7 +114,8 @@ def installed(tmp_path_factory) -> Installed:
     python = venv / "bin" / "python"
     subprocess.run(
         [str(python), "-m", "pip", "install", "--disable-pip-version-check", "-q", "--no-deps", "--no-index", str(wheel)],
-        check=True, timeout=300,
+        check=True,
+        timeout=300,
     )
     site_packages = _site_packages(python)
     dependencies = dict.fromkeys(sysconfig.get_paths()[key] for key in ("purelib", "platlib"))
@@ -149,15 +152,11 @@ def test_the_package_comes_from_the_new_environment(installed):
     assert not found["tests"], "the checkout is importable from the new environment"
 
 
-def test_definitions_validate(installed):
+def test_definitions_validate(installed, demo_run):
     result = installed.run([installed.python, "-m", "dagster", "definitions", "validate", "-m", "wsi_assets.definitions"], 600)
     assert "Validation successful" in result.stdout + result.stderr, result.stdout + result.stderr
-    jobs = installed.python_json(
-        "import json, wsi_assets; from wsi_assets.definitions import defs; "
-        "print(json.dumps({'file': wsi_assets.__file__, 'jobs': sorted(j.name for j in defs.resolve_all_job_defs())}))"
-    )
-    assert inside(jobs["file"], installed.site_packages), jobs["file"]
-    assert {"process_slide", "tissue_mask_only", "export_cells"} <= set(jobs["jobs"])
+    assert inside(demo_run["file"], installed.site_packages), demo_run["file"]
+    assert {"process_slide", "tissue_mask_only", "export_cells"} <= set(demo_run["jobs"])
 
 
 @pytest.fixture(scope="module")
@@ -172,7 +171,8 @@ def test_demo_command_writes_the_demo_slide(installed, demo_slide):
     assert demo_slide.stat().st_size > 1_000_000
 
 
-PROCESS_DEMO = """
+PROCESS_DEMO = (
+    """
 import json, os
 from dagster import DagsterInstance
 import wsi_assets
@@ -182,14 +182,25 @@ with DagsterInstance.ephemeral() as instance:
     instance.add_dynamic_partitions("slides", [key])
     result = defs.resolve_job_def("process_slide").execute_in_process(instance=instance, partition_key=key, raise_on_error=False)
     failures = [str(e.event_specific_data.error.message) for e in result.all_events if e.is_failure and e.event_specific_data and getattr(e.event_specific_data, "error", None)]
-print(json.dumps({"success": result.success, "failures": failures, "file": wsi_assets.__file__}))
-""" % DEMO_KEY
+jobs = sorted(j.name for j in defs.resolve_all_job_defs())
+print(json.dumps({"success": result.success, "failures": failures, "file": wsi_assets.__file__, "jobs": jobs}))
+"""
+    % DEMO_KEY
+)
 
 
-def test_process_slide_runs_on_the_demo_slide(installed, demo_slide):
+@pytest.fixture(scope="module")
+def demo_run(installed, demo_slide) -> dict:
+    """process_slide on the demo slide in the new environment; the same process lists the jobs
+    test_definitions_validate checks (a second fresh import of the definitions cost ~10 s)."""
     started = time.time()
     result = installed.python_json(PROCESS_DEMO, timeout=1800)
     print(f"process_slide on the demo slide: {time.time() - started:.0f} s")
+    return result
+
+
+def test_process_slide_runs_on_the_demo_slide(installed, demo_run):
+    result = demo_run
     assert result["success"], result["failures"]
     assert inside(result["file"], installed.site_packages), result["file"]
     outputs = installed.user_files / "demo" / "outputs" / "main" / "synthetic_demo"

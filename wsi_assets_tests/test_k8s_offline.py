@@ -26,17 +26,27 @@ def step_job(op_tags: dict):
     """The V1Job dagster-k8s's k8s_job_executor would create for a step with these tags."""
     from dagster_k8s.job import DagsterK8sJobConfig, construct_dagster_k8s_job, get_user_defined_k8s_config
 
-    config = DagsterK8sJobConfig(job_image="registry.example.org/wsi-assets:0.1.0", dagster_home="/opt/dagster/dagster_home",
-                                 instance_config_map="wsi-dagster-instance")
-    return construct_dagster_k8s_job(config, ["dagster", "api", "execute_step"], "dagster-step-test",
-                                     user_defined_k8s_config=get_user_defined_k8s_config(op_tags))
+    config = DagsterK8sJobConfig(
+        job_image="registry.example.org/wsi-assets:0.1.0",
+        dagster_home="/opt/dagster/dagster_home",
+        instance_config_map="wsi-dagster-instance",
+    )
+    return construct_dagster_k8s_job(
+        config,
+        ["dagster", "api", "execute_step"],
+        "dagster-step-test",
+        user_defined_k8s_config=get_user_defined_k8s_config(op_tags),
+    )
 
 
 def test_segmentation_step_job_asks_for_a_gpu_on_a_gpu_node():
     from wsi_assets.definitions import defs
 
     # The deployed setting file, as the user-code image sets it.
-    tags = {**defs.resolve_assets_def("cell_segmentation").op.tags, **gpu_step_tags(load_gpu_step_settings(K8S / "gpu_step.yaml"))}
+    tags = {
+        **defs.resolve_assets_def("cell_segmentation").op.tags,
+        **gpu_step_tags(load_gpu_step_settings(K8S / "gpu_step.yaml")),
+    }
     pod = step_job(tags).spec.template.spec
     container = pod.containers[0]
     assert container.resources.limits == {"nvidia.com/gpu": "1"}
@@ -110,8 +120,11 @@ def _helm_instance_yaml(kubeconfig) -> dict:
                 "env_vars": values["runLauncher"]["config"]["k8sRunLauncher"]["envVars"],
             },
         },
-        "run_monitoring": {"enabled": monitoring["enabled"], "poll_interval_seconds": monitoring["pollIntervalSeconds"],
-                           "max_resume_run_attempts": monitoring["maxResumeRunAttempts"]},
+        "run_monitoring": {
+            "enabled": monitoring["enabled"],
+            "poll_interval_seconds": monitoring["pollIntervalSeconds"],
+            "max_resume_run_attempts": monitoring["maxResumeRunAttempts"],
+        },
     }
 
 

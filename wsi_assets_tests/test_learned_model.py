@@ -153,6 +153,7 @@ def test_clear_one_line_error_for_bad_model_files(kind, tmp_path, tiny_model):
     elif kind == "half_size":
         save_scripted(HalfSize(), path, card)
     elif kind == "not_labels":
+
         class Fractional(nn.Module):
             def forward(self, x: torch.Tensor) -> torch.Tensor:
                 return x[:, :1] / 7.0
@@ -238,6 +239,7 @@ def test_training_continues_from_an_exported_model(tmp_path):
     config = TrainConfig(data=folder, out=out, steps=1, batch=2, crop=64, widths=[4, 8], lr=1e-12, tune=False, init=start)
     card = train(config, log=lambda _: None)
     assert card["training"]["init"] == str(start)
+
     def weights(path: Path) -> dict:
         # parameters only: batch-norm running statistics move in any training step
         return {k: v.detach() for k, v in load_trained_net(path).named_parameters()}
@@ -263,10 +265,16 @@ def test_train_and_evaluate_assets_on_a_labelled_folder(tmp_path, dagster_instan
         instance=dagster_instance,
         run_config={
             "ops": {
-                "nuclei_model": {"config": {
-                    "data_folder": str(folder), "steps": 1, "output_path": str(out), "version": "t",
-                    "stain_jitter": 0.3, "scale_jitter": 1.4,
-                }},
+                "nuclei_model": {
+                    "config": {
+                        "data_folder": str(folder),
+                        "steps": 1,
+                        "output_path": str(out),
+                        "version": "t",
+                        "stain_jitter": 0.3,
+                        "scale_jitter": 1.4,
+                    }
+                },
                 "nuclei_model_evaluation": {"config": {"data_folder": str(folder), "data_mpp": 0.5, "device": "cpu"}},
             }
         },

@@ -112,7 +112,10 @@ def test_upload_status_shows_file_names_and_reasons_as_plain_cells():
 
     hostile = f"mallory/inputs/main/{HOSTILE_NAME}"
     why = f"slide name '{HOSTILE_NAME[:-4]}' may only use letters, digits, '.', '_' and '-'"
-    statuses = [FileStatus("mallory/inputs/main/ok.svs", "processed", "run requested", 10, 1), FileStatus(hostile, "skipped", why, 10, 1)]
+    statuses = [
+        FileStatus("mallory/inputs/main/ok.svs", "processed", "run requested", 10, 1),
+        FileStatus(hostile, "skipped", why, 10, 1),
+    ]
     metadata = status_materialization("mallory", statuses, None).metadata
     _no_markdown_anywhere(metadata)
     table = metadata["files_table"]
@@ -121,7 +124,9 @@ def test_upload_status_shows_file_names_and_reasons_as_plain_cells():
         {"file": hostile, "state": "skipped", "why": why},
         {"file": "mallory/inputs/main/ok.svs", "state": "processed", "why": "run requested"},
     ]
-    many = [FileStatus(f"mallory/inputs/main/s{i:04d}.svs", "processed", "run requested", 1, 1) for i in range(MAX_SHOWN_FILES + 5)]
+    many = [
+        FileStatus(f"mallory/inputs/main/s{i:04d}.svs", "processed", "run requested", 1, 1) for i in range(MAX_SHOWN_FILES + 5)
+    ]
     capped = status_materialization("mallory", many, None).metadata
     assert len(capped["files_table"].records) == MAX_SHOWN_FILES
     assert capped["files_not_shown"].value == "5 more files: see mallory/outputs/upload_status.json"
@@ -139,7 +144,13 @@ def _slides_csv(rows: list[list[str]]) -> bytes:
 
 
 HOSTILE_REVIEW = [
-    ["s1", "ann", "adequate", "C50.9;[c](http://evil.example/code)", "[click](http://evil.example/c) ![p](http://evil.example/p.png)"],
+    [
+        "s1",
+        "ann",
+        "adequate",
+        "C50.9;[c](http://evil.example/code)",
+        "[click](http://evil.example/c) ![p](http://evil.example/p.png)",
+    ],
     ["s1", "bob", "limited", "C50.9", "ann: is wrong | see <img src=http://evil.example/h.png>"],
     ["s2", "ann", "adequate", "", ""],
 ]
@@ -173,7 +184,9 @@ def test_slide_reviews_preview_is_a_table_of_those_rows(user_files_root, dagster
     _no_markdown_anywhere(metadata)
     preview = metadata["preview"]
     assert isinstance(preview, TableMetadataValue)
-    assert [(r.data["slide"], r.data["annotator"], r.data["comment"]) for r in preview.records] == [(s, a, c) for s, a, _, _, c in HOSTILE_REVIEW]
+    assert [(r.data["slide"], r.data["annotator"], r.data["comment"]) for r in preview.records] == [
+        (s, a, c) for s, a, _, _, c in HOSTILE_REVIEW
+    ]
     assert metadata["slides"].value == 2 and metadata["labels"].value == 3
     with open(user_files_root / "mk-reviews" / "outputs" / "main" / "slide_reviews.csv", newline="") as table:
         written = list(csv.DictReader(table))
@@ -183,7 +196,10 @@ def test_slide_reviews_preview_is_a_table_of_those_rows(user_files_root, dagster
 def test_channel_names_are_plain_cells():
     from wsi_assets.stacks.stats import shown_rows
 
-    stats = {"percentiles": [50.0], "rows": [{"channel": HOSTILE_NAME, "c": 0, "t": "all", "mean": 1.23456, "std": 0.5, "min": 0, "max": 3, "p50": 1.0}]}
+    stats = {
+        "percentiles": [50.0],
+        "rows": [{"channel": HOSTILE_NAME, "c": 0, "t": "all", "mean": 1.23456, "std": 0.5, "min": 0, "max": 3, "p50": 1.0}],
+    }
     columns, rows = shown_rows(stats)
     assert columns == ["channel", "t", "mean", "std", "min", "max", "p50"]
     assert rows == [{"channel": HOSTILE_NAME, "t": "all", "mean": 1.235, "std": 0.5, "min": 0, "max": 3, "p50": 1.0}]
@@ -201,7 +217,9 @@ class _Links(HTMLParser):
         self.text: list[str] = []
 
     def handle_starttag(self, tag, attrs):
-        self.urls += [value or "" for name, value in attrs if name in ("href", "src", "srcset", "action", "formaction", "poster", "data")]
+        self.urls += [
+            value or "" for name, value in attrs if name in ("href", "src", "srcset", "action", "formaction", "poster", "data")
+        ]
 
     def handle_data(self, data):
         self.text.append(data)
@@ -217,10 +235,19 @@ def _chromium() -> str:
 def _render(chromium: str, url: str, profile: Path) -> subprocess.Popen:
     """Headless Chromium loading `url`, running its scripts, and printing the DOM it ends with."""
     command = [
-        chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={profile}",
+        chromium,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        f"--user-data-dir={profile}",
         # Virtual time runs ahead while the page is idle: the UI's GraphQL answers come in, then the DOM is dumped.
-        "--virtual-time-budget=20000", "--dump-dom", url,
+        "--virtual-time-budget=20000",
+        "--dump-dom",
+        url,
     ]
     return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
 
@@ -258,7 +285,9 @@ def test_asset_pages_in_a_real_browser_show_user_text_and_link_nothing(tmp_path,
                 for event in tick.asset_events:
                     instance.report_runless_asset_event(event)
             instance.add_dynamic_partitions("branches", ["mallory/main"])
-            assert defs.resolve_job_def("review_branch").execute_in_process(instance=instance, partition_key="mallory/main").success
+            assert (
+                defs.resolve_job_def("review_branch").execute_in_process(instance=instance, partition_key="mallory/main").success
+            )
         wait_for_http(f"{base}/server_info", timeout=120)
         pages = {
             "upload_status": f"{base}/assets/upload_status?view=partitions&partition=mallory",
@@ -276,6 +305,8 @@ def test_asset_pages_in_a_real_browser_show_user_text_and_link_nothing(tmp_path,
         page = _Links()
         page.feed(dom)
         text = "".join(page.text)
-        problems += [f"{name} does not show {shown!r}: did the metadata render?" for shown in expected_text[name] if shown not in text]
+        problems += [
+            f"{name} does not show {shown!r}: did the metadata render?" for shown in expected_text[name] if shown not in text
+        ]
         problems += [f"{name} links or loads {url!r} from user text" for url in page.urls if "evil.example" in url]
     assert problems == []

@@ -28,7 +28,11 @@ SMALL = dict(width=4_096, height=3_072, seed=21)
 def peak_of_process_slide(path: Path) -> dict:
     completed = subprocess.run(
         [sys.executable, str(REPO / "benchmarks" / "peak_memory.py"), str(path)],
-        cwd=REPO, capture_output=True, text=True, timeout=3000, check=True,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=3000,
+        check=True,
     )
     return json.loads(completed.stdout.strip().splitlines()[-1])
 

@@ -143,8 +143,7 @@ def test_matching_below_half_iou_pairs_for_the_best_total_not_greedily():
 
     m = match_instances(pred, true, thr=0.25)
     pairs = {
-        int(m.overlaps.true_ids[t]): (int(m.overlaps.pred_ids[p]), iou)
-        for t, p, iou in zip(m.true_index, m.pred_index, m.iou)
+        int(m.overlaps.true_ids[t]): (int(m.overlaps.pred_ids[p]), iou) for t, p, iou in zip(m.true_index, m.pred_index, m.iou)
     }
     assert pairs.keys() == {A, B}
     assert pairs[A][0] == Y and pairs[A][1] == pytest.approx(8 / 20)

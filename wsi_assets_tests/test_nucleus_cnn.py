@@ -11,7 +11,14 @@ import pytest
 import torch
 
 from wsi_assets.cells.classes import CLASS_NAMES
-from wsi_assets.cells.nucleus_cnn import CROP, BadNucleusCrops, NucleusCNN, load_nucleus_cnn, nucleus_cnn_from_bytes, nucleus_crops
+from wsi_assets.cells.nucleus_cnn import (
+    CROP,
+    BadNucleusCrops,
+    NucleusCNN,
+    load_nucleus_cnn,
+    nucleus_cnn_from_bytes,
+    nucleus_crops,
+)
 from wsi_assets.cells.stain_normalisation import STAIN_NORMALISATION, normalise_stains
 from wsi_assets.training.checkpoints import latest_checkpoint
 from wsi_assets.training.nucleus_cnn import train
@@ -60,7 +67,9 @@ def _quiet(*_):
 
 
 def _train(run, folder, steps):
-    return train(run, folder, steps=steps, batch=8, checkpoint_minutes=1e9, eval_every=1000, log_every=1, segmenter=None, log=_quiet)
+    return train(
+        run, folder, steps=steps, batch=8, checkpoint_minutes=1e9, eval_every=1000, log_every=1, segmenter=None, log=_quiet
+    )
 
 
 def test_each_crop_carries_its_own_nucleus_mask_and_the_image_around_it():
@@ -138,7 +147,10 @@ def test_the_exported_network_gives_one_class_per_nucleus(network, torch_net):
     assert set(network.classify(rgb, labels)) == {4, 11}
 
 
-@pytest.mark.parametrize("shape,dtype", [((5, 3, CROP, CROP), np.uint8), ((5, 4, 32, 32), np.uint8), ((4, CROP, CROP), np.uint8), ((5, 4, CROP, CROP), np.float32)])
+@pytest.mark.parametrize(
+    "shape,dtype",
+    [((5, 3, CROP, CROP), np.uint8), ((5, 4, 32, 32), np.uint8), ((4, CROP, CROP), np.uint8), ((5, 4, CROP, CROP), np.float32)],
+)
 def test_the_network_refuses_crops_of_the_wrong_shape(network, shape, dtype):
     with pytest.raises(BadNucleusCrops, match="nucleus crops must be"):
         network.predict_crops(np.zeros(shape, dtype))
@@ -174,7 +186,18 @@ def test_a_run_never_mixes_raw_and_normalised_crops(runs):
 
 def test_a_new_run_starts_from_another_checkpoint_s_averaged_weights(runs, typed_folder, tmp_path):
     start = latest_checkpoint(runs["root"] / "whole")
-    train(tmp_path / "next", typed_folder, steps=1, batch=8, checkpoint_minutes=1e9, eval_every=1000, segmenter=None, init=start, peak_lr=0.0, log=_quiet)
+    train(
+        tmp_path / "next",
+        typed_folder,
+        steps=1,
+        batch=8,
+        checkpoint_minutes=1e9,
+        eval_every=1000,
+        segmenter=None,
+        init=start,
+        peak_lr=0.0,
+        log=_quiet,
+    )
     before, _ = checkpoint_network(start)
     after, state = checkpoint_network(latest_checkpoint(tmp_path / "next"))
     assert state["init"].startswith(start.name) and state["normalisation"] == STAIN_NORMALISATION

@@ -26,7 +26,14 @@ from wsi_assets.cells.lymphocyte_rule import LymphocyteRule
 from wsi_assets.cells.measurements import MEASUREMENT_COLUMNS
 from wsi_assets.cells.store import CellStoreWriter, extra_columns, iter_record_batches, stored_embedding
 from wsi_assets.cells.table import NucleusTable
-from wsi_assets.cells.embeddings import EMBEDDING_COLUMN, EMBEDDING_KEY, EmbeddingMaps, embedding_identity, embeddings_at, label_centroids_of
+from wsi_assets.cells.embeddings import (
+    EMBEDDING_COLUMN,
+    EMBEDDING_KEY,
+    EmbeddingMaps,
+    embedding_identity,
+    embeddings_at,
+    label_centroids_of,
+)
 from wsi_assets.training.cell_classifier_training import TypedNuclei, fit_forest
 
 IDENTITY = embedding_identity("test_unet", "1", {"strides": [4], "channels": [3]})
@@ -44,7 +51,11 @@ def test_embedding_is_the_maps_read_bilinearly_at_each_centroid():
     # torch's grid_sample (align_corners=False, edges clamped) is the independent reference.
     grid = torch.from_numpy(np.stack([x / width * 2 - 1, y / height * 2 - 1], 1)).float()[None, None]
     expected = np.concatenate(
-        [F.grid_sample(torch.from_numpy(level)[None], grid, align_corners=False, padding_mode="border")[0, :, 0].T.numpy() for level in (quarter, eighth)], 1
+        [
+            F.grid_sample(torch.from_numpy(level)[None], grid, align_corners=False, padding_mode="border")[0, :, 0].T.numpy()
+            for level in (quarter, eighth)
+        ],
+        1,
     )
     assert np.abs(found.astype(np.float32) - expected).max() < 4e-3
     # A centroid in the middle of a cell reads that cell exactly; a shifted read does not.
@@ -96,7 +107,9 @@ def _classifier_on_channel_zero(identity: dict | None = IDENTITY) -> CellClassif
     classes = np.where(embedding[:, 0] > 0, "inflammatory", "epithelial").astype(object)
     names = FEATURE_COLUMNS + embedding_feature_names(3)
     forest = fit_forest(TypedNuclei(np.concatenate([measurements, embedding], 1), classes, np.zeros(400, object), names), trees=5)
-    return CellClassifier(**{**forest.__dict__, "info": {"name": "probe", "version": 1, **({"embedding": identity} if identity else {})}})
+    return CellClassifier(
+        **{**forest.__dict__, "info": {"name": "probe", "version": 1, **({"embedding": identity} if identity else {})}}
+    )
 
 
 def test_a_classifier_reading_the_embedding_types_stored_cells_by_it(tmp_path):
@@ -111,7 +124,9 @@ def test_a_classifier_reading_the_embedding_types_stored_cells_by_it(tmp_path):
     assert table.column("class").to_pylist() == ["inflammatory", "epithelial"] * 3
     assert counts["inflammatory"] == 3 and EMBEDDING_COLUMN in table.column_names
     # The rule ignores the embedding, and still runs on such a table.
-    classify_stored_cells(cells, tmp_path / "ruled.parquet", classification_method(RULE_METHOD, LymphocyteRule(), None, IDENTITY), mpp=0.25)
+    classify_stored_cells(
+        cells, tmp_path / "ruled.parquet", classification_method(RULE_METHOD, LymphocyteRule(), None, IDENTITY), mpp=0.25
+    )
 
 
 def test_an_embedding_classifier_refuses_nuclei_from_another_network_in_one_line(tmp_path):
@@ -168,5 +183,7 @@ def test_reviewed_cells_carry_the_branch_models_embedding_for_a_refitted_classif
     edge = set(np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])).tolist())
     kept = np.array([i for i in ids if i not in edge])
     expected = embeddings_at(maps[0], *label_centroids_of(labels, kept)).astype(np.float32)
-    assert np.array_equal(embedded.features[:, len(FEATURE_COLUMNS):], expected)
-    assert refit_classifier(embedded, None, trees=5).needs_embedding and not refit_classifier(plain, None, trees=5).needs_embedding
+    assert np.array_equal(embedded.features[:, len(FEATURE_COLUMNS) :], expected)
+    assert (
+        refit_classifier(embedded, None, trees=5).needs_embedding and not refit_classifier(plain, None, trees=5).needs_embedding
+    )

@@ -1,5 +1,6 @@
 """`classifier: cnn`: the nucleus classifier network types each nucleus while the slide is segmented,
-and classification takes the argmax of what it stored; other branches' tables are unchanged."""
+and classification takes the argmax of what it stored (`forest+cnn`: of its mean with the forest's
+probabilities); other branches' tables are unchanged."""
 
 from __future__ import annotations
 
@@ -127,20 +128,57 @@ def test_cnn_on_a_table_without_the_columns_falls_back_to_the_forest(plain_cells
     assert json.loads(pq.read_schema(tmp_path / "fallback.parquet").metadata[CLASSIFICATION_KEY.encode()])["cnn_fallback"]
 
 
-def test_classifier_cnn_is_a_branch_setting_that_names_no_file(tmp_path):
-    settings = branch_settings_from_text("classifier: cnn\n", "alice/inputs/main/branch.yaml")
-    assert settings.classifier == "cnn"
+def _forest_and_cnn_mean(cells) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Classes from the mean of the forest's and the stored network's probabilities, worked out here; and each alone."""
+    forest = classifier_for(None)
+    names = np.asarray(CLASS_NAMES, object)
+    mean, forest_alone, cnn_alone = [], [], []
+    for batch in iter_record_batches(cells):
+        by_forest = forest.probabilities(measurement_columns(batch, MPP))
+        by_forest = np.stack([by_forest[:, forest.classes.index(name)] for name in CLASS_NAMES], axis=1)
+        by_cnn = np.stack([batch.column(f"cnn_{name}").to_numpy() for name in CLASS_NAMES], axis=1)
+        mean.append(names[np.argmax(by_forest + by_cnn, axis=1)])
+        forest_alone.append(names[np.argmax(by_forest, axis=1)])
+        cnn_alone.append(names[np.argmax(by_cnn, axis=1)])
+    return np.concatenate(mean), np.concatenate(forest_alone), np.concatenate(cnn_alone)
+
+
+def test_forest_plus_cnn_classifies_by_the_mean_of_the_two_probabilities(typed_cells, tmp_path):
+    cells, _ = typed_cells
+    classes = _classified(cells, tmp_path / "blend.parquet", "forest+cnn")
+    details = json.loads(pq.read_schema(tmp_path / "blend.parquet").metadata[CLASSIFICATION_KEY.encode()])
+    assert details["method"] == "forest+cnn" and details["cnn"] == stored_cnn(cells) and "cnn_fallback" not in details
+    expected, forest_alone, cnn_alone = _forest_and_cnn_mean(cells)
+    assert classes.tolist() == expected.tolist()
+    # The mean differs from either alone on these nuclei, so neither could pass for it.
+    assert classes.tolist() != forest_alone.tolist() and classes.tolist() != cnn_alone.tolist()
+
+
+def test_forest_plus_cnn_on_a_table_without_the_columns_falls_back_to_the_forest(plain_cells, tmp_path):
+    method = classification_method("forest+cnn", LymphocyteRule(), embedding=None, cnn=stored_cnn(plain_cells))
+    assert method.name == "default" and "segment the slide again" in method.details["cnn_fallback"]
+    classes = _classified(plain_cells, tmp_path / "fallback.parquet", "forest+cnn")
+    forest = classifier_for(None)
+    expected = np.concatenate([forest.predict(measurement_columns(batch, MPP)) for batch in iter_record_batches(plain_cells)])
+    assert len(classes) > 100 and classes.tolist() == expected.tolist()
+
+
+@pytest.mark.parametrize("choice", ["cnn", "forest+cnn"])
+def test_classifier_cnn_is_a_branch_setting_that_names_no_file(tmp_path, choice):
+    settings = branch_settings_from_text(f"classifier: {choice}\n", "alice/inputs/main/branch.yaml")
+    assert settings.classifier == choice
     check_branch_files(tmp_path, "alice", "main", settings)  # no classifier file is looked for
 
 
-def test_process_slide_on_a_cnn_branch_types_nuclei_by_the_network(tmp_path, user_files_root, dagster_instance):
+@pytest.mark.parametrize("choice", ["cnn", "forest+cnn"])
+def test_process_slide_on_a_cnn_branch_types_nuclei_by_the_network(tmp_path, user_files_root, dagster_instance, choice):
     from wsi_assets.cells.nucleus_typer import cnn_classes
     from wsi_assets_tests.conftest import run_process_slide
 
     user, branch = "dora", "cnn"
     inputs = user_files_root / user / "inputs" / branch
     inputs.mkdir(parents=True, exist_ok=True)
-    (inputs / "branch.yaml").write_text("classifier: cnn\n")
+    (inputs / "branch.yaml").write_text(f"classifier: {choice}\n")
     source = tmp_path / "cnn.svs"
     write_synthetic_slide(source, SyntheticSlideSpec(width=1536, height=1024, mpp=0.25, seed=7))
     _, result = run_process_slide(dagster_instance, user_files_root, user, branch, source, "cnn01")
@@ -149,5 +187,6 @@ def test_process_slide_on_a_cnn_branch_types_nuclei_by_the_network(tmp_path, use
     table = pq.read_table(folder / "cells.parquet")
     assert len(table) > 20 and CNN_KEY.encode() in table.schema.metadata
     columns = {name: table.column(name).to_numpy() for name in CNN_COLUMNS}
-    assert table.column(CLASS_COLUMN).to_numpy(zero_copy_only=False).tolist() == cnn_classes(columns).tolist()
-    assert json.loads((folder / "classes.json").read_text())["method"] == "cnn"
+    if choice == "cnn":
+        assert table.column(CLASS_COLUMN).to_numpy(zero_copy_only=False).tolist() == cnn_classes(columns).tolist()
+    assert json.loads((folder / "classes.json").read_text())["method"] == choice

@@ -54,15 +54,18 @@ def test_a_published_report_is_served_through_the_slide_link(served):
     assert (status, body, kind) == (200, "<html>alice's report</html>", "text/html")
 
 
-@pytest.mark.parametrize("path", [
-    "/alice/inputs/slide.svs",  # uploads are not results
-    "/alice/outputs/main/to_bob.csv",  # a link into another user's folder
-    "/alice/outputs/../../bob/outputs/main/secret.csv",
-    "/alice/outputs/main/%2e%2e/%2e%2e/%2e%2e/bob/outputs/main/secret.csv",
-    "/alice/outputs/main/",  # no folder listings
-    "/alice/outputs/main/s1/missing.html",
-    "/..%2f..%2fetc/outputs/passwd",
-])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/alice/inputs/slide.svs",  # uploads are not results
+        "/alice/outputs/main/to_bob.csv",  # a link into another user's folder
+        "/alice/outputs/../../bob/outputs/main/secret.csv",
+        "/alice/outputs/main/%2e%2e/%2e%2e/%2e%2e/bob/outputs/main/secret.csv",
+        "/alice/outputs/main/",  # no folder listings
+        "/alice/outputs/main/s1/missing.html",
+        "/..%2f..%2fetc/outputs/passwd",
+    ],
+)
 def test_nothing_but_the_users_own_result_files_is_served(served, path):
     _, start = served
     status, body, _ = _get(start() + path)

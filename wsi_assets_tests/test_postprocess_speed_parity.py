@@ -104,7 +104,14 @@ def test_relabel_inside_the_model_path_matches(real_label_maps, cmu_tiles):
     assert np.array_equal(segmenter.segment_batch(images), np.stack([reference_relabel(r) for r in raw]))
 
 
-@pytest.mark.parametrize("origin, scale", [((0.0, 0.0), (1.0, 1.0)), ((1234, 77), (2.0040080160320643, 1.9959919839679359)), ((5.5, 0.25), (np.float64(0.3), np.float32(3.7)))])
+@pytest.mark.parametrize(
+    "origin, scale",
+    [
+        ((0.0, 0.0), (1.0, 1.0)),
+        ((1234, 77), (2.0040080160320643, 1.9959919839679359)),
+        ((5.5, 0.25), (np.float64(0.3), np.float32(3.7))),
+    ],
+)
 def test_nuclei_from_labels_is_identical(real_label_maps, origin, scale):
     maps = list(odd_label_maps().values()) + [m for maps in real_label_maps.values() for m in maps]
     nuclei = 0

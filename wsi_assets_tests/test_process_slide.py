@@ -50,7 +50,14 @@ def test_run_succeeds_with_all_assets_and_checks(processed_synthetic):
     materialized = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
     exports = {export.asset_name for export in EXPORT_FORMATS}
     assert {"cells_csv", "cells_zarr"} <= exports
-    assert materialized == {"slide_metadata", "tissue_mask", "cell_segmentation", "cell_classification", *exports, "slide_results"}
+    assert materialized == {
+        "slide_metadata",
+        "tissue_mask",
+        "cell_segmentation",
+        "cell_classification",
+        *exports,
+        "slide_results",
+    }
     checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
     assert checks == {
         "nuclei_found_in_tissue": True,
@@ -61,7 +68,15 @@ def test_run_succeeds_with_all_assets_and_checks(processed_synthetic):
     }
     export_files = [export.file_name for export in EXPORT_FORMATS if export.default_on]
     assert not [export.file_name for export in EXPORT_FORMATS if not export.default_on and (folder / export.file_name).exists()]
-    for name in ("cells.csv", "cells.zarr.zip", *export_files, "thumbnail.jpg", "tissue_overlay.jpg", "qc_overlay.jpg", "slide_metadata.json"):
+    for name in (
+        "cells.csv",
+        "cells.zarr.zip",
+        *export_files,
+        "thumbnail.jpg",
+        "tissue_overlay.jpg",
+        "qc_overlay.jpg",
+        "slide_metadata.json",
+    ):
         assert (folder / name).is_file(), name
     assert not [p for p in folder.rglob(".*tmp*")], "temporary files left behind"
     # The published folder is a link to the run's whole result set, the only set left.
@@ -113,7 +128,10 @@ def test_csv_area_um2_follows_from_the_slide_pixel_size_and_outline(found, proce
     # The outline's own (shoelace) area in µm² agrees: the outline runs through the boundary
     # pixels' centres, so it is a little smaller than the pixel count.
     vertices = [np.array(json.loads(text), np.float64) for text in found["polygon_coords"]]
-    outline_um2 = np.array([0.5 * abs(np.dot(v[:, 0], np.roll(v[:, 1], -1)) - np.dot(v[:, 1], np.roll(v[:, 0], -1))) for v in vertices]) * pixel_um2
+    outline_um2 = (
+        np.array([0.5 * abs(np.dot(v[:, 0], np.roll(v[:, 1], -1)) - np.dot(v[:, 1], np.roll(v[:, 0], -1))) for v in vertices])
+        * pixel_um2
+    )
     ratio = outline_um2 / found["area_um2"].to_numpy()
     assert 0.75 < np.median(ratio) < 1.02, np.median(ratio)
 

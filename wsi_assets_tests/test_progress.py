@@ -20,7 +20,10 @@ def test_a_jump_past_several_steps_logs_once_and_no_rate_yet_shows_no_eta():
     report(Progress(0, 10, cells=0, elapsed_s=0.0))
     report(Progress(7, 10, cells=70, elapsed_s=7.0))
     report(Progress(8, 10, cells=80, elapsed_s=8.0))
-    assert lines == ["segmentation 70%: 7/10 tiles, 70 nuclei, 1.00 tiles/s, ETA 3 s", "segmentation 80%: 8/10 tiles, 80 nuclei, 1.00 tiles/s, ETA 2 s"]
+    assert lines == [
+        "segmentation 70%: 7/10 tiles, 70 nuclei, 1.00 tiles/s, ETA 3 s",
+        "segmentation 80%: 8/10 tiles, 80 nuclei, 1.00 tiles/s, ETA 2 s",
+    ]
     assert Progress(0, 10, 0, 0.0).line("x").endswith("ETA -")
 
 
@@ -34,7 +37,12 @@ def test_a_timed_reporter_speaks_at_the_first_item_then_every_interval_and_at_th
         now[0] = done * 8.0  # 8 s a tile
         report(done, 10)
     # At once (so a slow phase is visible within its first minute), at 32 s and 64 s after that line... and at the end.
-    assert [line.split(" slide tiles")[0] for line in lines] == ["scoring before: 1/10", "scoring before: 5/10", "scoring before: 9/10", "scoring before: 10/10"]
+    assert [line.split(" slide tiles")[0] for line in lines] == [
+        "scoring before: 1/10",
+        "scoring before: 5/10",
+        "scoring before: 9/10",
+        "scoring before: 10/10",
+    ]
     assert lines[0] == "scoring before: 1/10 slide tiles, 0.12 slide tiles/s, ETA 72 s"
     report(10, 10, "loss 0.5")
     assert lines[-1].endswith("ETA 0 s; loss 0.5")

@@ -194,9 +194,17 @@ def _stored_slide(root: Path, key: str, pieces) -> None:
     outputs = SlideOutputs.for_key(root, SlideKey.parse(key))
     outputs.cells_parquet.parent.mkdir(parents=True, exist_ok=True)
     info = SlideInfo(
-        path=str(root / "hand-made.svs"), vendor="aperio", width=1600, height=1600, level_count=1,
-        level_dimensions=[(1600, 1600)], level_downsamples=[1.0], mpp=MPP, mpp_source="slide",
-        objective_power=20.0, file_size_bytes=1,
+        path=str(root / "hand-made.svs"),
+        vendor="aperio",
+        width=1600,
+        height=1600,
+        level_count=1,
+        level_dimensions=[(1600, 1600)],
+        level_downsamples=[1.0],
+        mpp=MPP,
+        mpp_source="slide",
+        objective_power=20.0,
+        file_size_bytes=1,
     )
     save_slide_info(outputs, info)
     save_tissue_mask(outputs, _tissue())
@@ -219,7 +227,8 @@ def test_failed_checks_show_as_failed_in_dagster(user_files_root, dagster_instan
     bad = "quinn/main/bad-cells"
     # Everything wrong at once: nuclei on glass, far too dense, and doubled at a tile border.
     _stored_slide(
-        user_files_root, bad,
+        user_files_root,
+        bad,
         [(_grid(825, 1600, 5, 1600, 10), (0, 2)), (border, (0, 0)), (border + [1.5, 0.0], (0, 1))],
     )
     checks = _run_checks(dagster_instance, bad)

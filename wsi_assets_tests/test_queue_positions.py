@@ -69,7 +69,9 @@ def test_a_free_run_waits_for_the_gpu_when_every_slot_is_taken(shipped_limits):
     two_gpus = QueueLimits(shipped_limits.max_concurrent_runs, shipped_limits.tag_limits, gpu_slots=2, gpu_slots_taken=1)
     places = queue_places([run("q1", "ana/main/s1", 1), run("q2", "ana/main/s2", 2)], [run("r", "cy/main/s0", 0)], two_gpus)
     assert [p.waiting_for for p in places] == [NEXT, BRANCH_BUSY], "a slot is free; a queue limit outranks the GPU"
-    places = queue_places([run("q1", "ana/main/s1", 1, job="export_cells"), run("q2", "ben/main/b1", 2, job="process_batch")], [], busy_gpu)
+    places = queue_places(
+        [run("q1", "ana/main/s1", 1, job="export_cells"), run("q2", "ben/main/b1", 2, job="process_batch")], [], busy_gpu
+    )
     assert [p.waiting_for for p in places] == [NEXT, GPU], "a job without a GPU step never waits for a GPU slot"
 
 
@@ -101,9 +103,14 @@ def test_a_user_blocked_branch_keeps_its_later_runs_behind_and_no_limit_means_no
     assert [p.waiting_for for p in queue_places(queued, ana_busy, shipped_limits)] == [USER_LIMIT, BRANCH_BUSY, USER_LIMIT]
     assert [p.waiting_for for p in queue_places(queued, [], QueueLimits())] == [NEXT, NEXT, NEXT]
     limits = QueueLimits(-1, ({"key": "wsi/user", "value": {"applyLimitPerUniqueValue": True}, "limit": 1},))
-    assert [p.waiting_for for p in queue_places(queued, [], limits)] == [NEXT, USER_LIMIT, USER_LIMIT], "no branch limit: the user limit holds both"
+    assert [p.waiting_for for p in queue_places(queued, [], limits)] == [NEXT, USER_LIMIT, USER_LIMIT], (
+        "no branch limit: the user limit holds both"
+    )
     other_tag = QueueLimits(-1, ({"key": "lab/scanner", "value": "gt450", "limit": 0},))
-    assert queue_places([run("q3", "ana/other/s1", 3, **{"lab/scanner": "gt450"})], [], other_tag)[0].waiting_for == "lab/scanner limit"
+    assert (
+        queue_places([run("q3", "ana/other/s1", 3, **{"lab/scanner": "gt450"})], [], other_tag)[0].waiting_for
+        == "lab/scanner limit"
+    )
 
 
 def test_only_changed_tags_are_rewritten(shipped_limits):
@@ -121,7 +128,9 @@ def test_only_changed_tags_are_rewritten(shipped_limits):
 
 
 def test_table_filters_by_user_and_branch(shipped_limits):
-    places = queue_places([run("q1", "ana/main/s1", 1), run("q2", "ben/main/s1", 2), run("q3", "ana/cohort/s1", 3)], [], shipped_limits)
+    places = queue_places(
+        [run("q1", "ana/main/s1", 1), run("q2", "ben/main/s1", 2), run("q3", "ana/cohort/s1", 3)], [], shipped_limits
+    )
     assert [p.run.run_id for p in places if matches(p, "ana", None)] == ["q1", "q3"]
     assert [p.run.run_id for p in places if matches(p, None, "main")] == ["q1", "q2"]
     assert [p.run.run_id for p in places if matches(p, None, "ben/main")] == ["q2"]
@@ -143,7 +152,9 @@ def test_submit_refuses_an_ambiguous_tiff_and_a_file_still_being_written(tmp_pat
     main = tmp_path / "alice" / "inputs" / "main"
     main.mkdir(parents=True)
     # OpenSlide reads it and it holds planes like a stack: the sensor skips it as ambiguous.
-    tifffile.imwrite(main / "tiled.tif", np.zeros((3, 256, 256), np.uint8), tile=(128, 128), photometric="minisblack", metadata=None)
+    tifffile.imwrite(
+        main / "tiled.tif", np.zeros((3, 256, 256), np.uint8), tile=(128, 128), photometric="minisblack", metadata=None
+    )
     monkeypatch.setenv("WSI_USER_FILES", str(tmp_path))
     before = (main / "tiled.tif").read_bytes()
     with pytest.raises(UploadRefused, match="tiled.tif: ambiguous: OpenSlide reads it"):
@@ -186,7 +197,9 @@ def test_queue_command_says_in_one_line_when_there_is_no_instance(tmp_path):
     import sys
 
     env = {**os.environ, "DAGSTER_HOME": str(tmp_path / "missing")}
-    completed = subprocess.run([sys.executable, "-m", "wsi_assets.cli.queue"], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    completed = subprocess.run(
+        [sys.executable, "-m", "wsi_assets.cli.queue"], cwd=REPO, env=env, capture_output=True, text=True, timeout=120
+    )
     assert completed.returncode != 0
     message = completed.stderr.strip()
     assert message.startswith("error: cannot open the Dagster instance") and "\n" not in message, completed.stderr
@@ -203,7 +216,10 @@ def test_the_clis_find_run_sh_instance_without_dagster_home_and_say_so_in_one_li
     assert "\n" not in str(missing.value) and "scripts/run.sh" in str(missing.value)
     (checkout / ".dagster_home" / "dagster.yaml").write_text("telemetry: {enabled: false}\n")
     assert instance_home({}, cwd=elsewhere, checkout=checkout) == checkout / ".dagster_home", "run.sh's folder, from any folder"
-    assert instance_home({"DAGSTER_HOME": str(checkout / ".dagster_home")}, cwd=elsewhere, checkout=checkout) == checkout / ".dagster_home"
+    assert (
+        instance_home({"DAGSTER_HOME": str(checkout / ".dagster_home")}, cwd=elsewhere, checkout=checkout)
+        == checkout / ".dagster_home"
+    )
     with pytest.raises(NoInstance, match="holds no dagster.yaml"):
         instance_home({"DAGSTER_HOME": str(elsewhere)}, cwd=elsewhere, checkout=checkout)
 

@@ -15,7 +15,9 @@ from wsi_assets.testing.queue_audit import RunSpan, audit_queue, max_overlap
 
 def test_tags_come_from_the_partition_whatever_the_launch_path():
     assert slide_queue_tags({"dagster/partition": "ana/cohort-b/s1"}) == {"wsi/user": "ana", "wsi/branch": "ana/cohort-b"}
-    assert slide_queue_tags({"dagster/asset_partition_range_start": "ana/main/a", "dagster/asset_partition_range_end": "ana/main/z"}) == {
+    assert slide_queue_tags(
+        {"dagster/asset_partition_range_start": "ana/main/a", "dagster/asset_partition_range_end": "ana/main/z"}
+    ) == {
         "wsi/user": "ana",
         "wsi/branch": "ana/main",
     }
@@ -26,7 +28,9 @@ def test_tags_come_from_the_partition_whatever_the_launch_path():
 
 def test_runs_that_span_branches_or_have_bad_keys_are_refused():
     with pytest.raises(UnqueueableRun, match="multi-run backfill"):
-        slide_queue_tags({"dagster/asset_partition_range_start": "ana/main/a", "dagster/asset_partition_range_end": "ana/other/b"})
+        slide_queue_tags(
+            {"dagster/asset_partition_range_start": "ana/main/a", "dagster/asset_partition_range_end": "ana/other/b"}
+        )
     with pytest.raises(UnqueueableRun):
         slide_queue_tags({"dagster/partition": "not-a-slide-key"})
     with pytest.raises(UnqueueableRun, match="branch name"):

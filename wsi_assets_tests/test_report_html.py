@@ -137,10 +137,22 @@ window.addEventListener("load", () => {
 def _browser_view(chromium: str, report: Path, scratch: Path) -> dict:
     # The published page forbids scripts (its CSP); the probe runs on a copy with the probe added.
     page = scratch / "probe.html"
-    page.write_text(report.read_text().replace("default-src 'none';", "default-src 'none'; script-src 'unsafe-inline';").replace("</body>", _PROBE + "</body>"))
+    page.write_text(
+        report.read_text()
+        .replace("default-src 'none';", "default-src 'none'; script-src 'unsafe-inline';")
+        .replace("</body>", _PROBE + "</body>")
+    )
     command = [
-        chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run",
-        f"--user-data-dir={scratch / 'profile'}", "--virtual-time-budget=5000", "--dump-dom", page.as_uri(),
+        chromium,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--no-first-run",
+        f"--user-data-dir={scratch / 'profile'}",
+        "--virtual-time-budget=5000",
+        "--dump-dom",
+        page.as_uri(),
     ]
     dom = subprocess.run(command, capture_output=True, text=True, timeout=120).stdout
     start = dom.index('<pre id="probe">') + len('<pre id="probe">')
@@ -157,8 +169,10 @@ def test_published_report_opens_from_disk_with_its_images_and_figures(processed_
 
     view = _browser_view(chromium, report, tmp_path)
     assert [(image["alt"], image["width"] > 0) for image in view["images"]] == [
-        ("Thumbnail", True), ("Tissue mask over the thumbnail", True),
-        ("Nucleus outlines (quality-check regions)", True), ("Nucleus classes", True),
+        ("Thumbnail", True),
+        ("Tissue mask over the thumbnail", True),
+        ("Nucleus outlines (quality-check regions)", True),
+        ("Nucleus classes", True),
         ("Lymphocytes per mm² over the thumbnail", True),
     ]
     summary = json.loads((folder / "segmentation" / "summary.json").read_text())
@@ -170,25 +184,50 @@ def test_published_report_opens_from_disk_with_its_images_and_figures(processed_
     assert "0.2500 µm/px (slide)" in text and f"v{summary['segmenter_version']}" in text
     for name, count in classes["class_counts"].items():
         assert f"{name}\t{count:,}\t" in text, f"class {name} ({count}) is missing from the class mix"
-    for check in ("slide_resolution_fine_enough", "nuclei_found_in_tissue", "nuclei_density_plausible",
-                  "no_duplicate_nuclei_at_tile_borders", "class_mix_plausible"):
+    for check in (
+        "slide_resolution_fine_enough",
+        "nuclei_found_in_tissue",
+        "nuclei_density_plausible",
+        "no_duplicate_nuclei_at_tile_borders",
+        "class_mix_plausible",
+    ):
         assert check in text
 
 
 def test_report_verdicts_are_those_of_the_runs_asset_checks(processed_synthetic):
     key, result, folder = processed_synthetic
     report = slide_report(SlideOutputs(folder.resolve()), "exports", key, "synthetic01.svs")
-    checks = {e.check_name: e.passed for e in (event.asset_check_evaluation_data for event in result.all_events if event.event_type_value == "ASSET_CHECK_EVALUATION")}
+    checks = {
+        e.check_name: e.passed
+        for e in (
+            event.asset_check_evaluation_data for event in result.all_events if event.event_type_value == "ASSET_CHECK_EVALUATION"
+        )
+    }
     assert {check.name: check.verdict == "passed" for check in report.checks} == checks
 
 
 def test_batch_report_shows_image_names_as_typed():
     from wsi_assets.reports.batch_report import render_batch_report_html
 
-    row = {"image": f"{HOSTILE}.png", "width": 256, "height": 256, "mpp": 0.5, "mpp_source": "estimated", "mpp_inferred": True,
-           "modality": "brightfield", "cells": 7, "cells_per_mm2": 100.0, "inflammatory_count": 7}
-    summary = {"images": 1, "cells": 7, "class_counts": {"inflammatory": 7}, "per_image": [row],
-               "rejected": [{"file": f"{HOSTILE}.txt", "why": "not an image of a batch"}]}
+    row = {
+        "image": f"{HOSTILE}.png",
+        "width": 256,
+        "height": 256,
+        "mpp": 0.5,
+        "mpp_source": "estimated",
+        "mpp_inferred": True,
+        "modality": "brightfield",
+        "cells": 7,
+        "cells_per_mm2": 100.0,
+        "inflammatory_count": 7,
+    }
+    summary = {
+        "images": 1,
+        "cells": 7,
+        "class_counts": {"inflammatory": 7},
+        "per_image": [row],
+        "rejected": [{"file": f"{HOSTILE}.txt", "why": "not an image of a batch"}],
+    }
     page = _Page()
     page.feed(render_batch_report_html(f"mallory/main/{HOSTILE}", summary, TINY_JPEG))
     assert "a" not in page.tags and page.handlers == [] and page.tags.count("img") == 1

@@ -36,8 +36,13 @@ def write_slide_without_resolution(path: Path, spec: SyntheticSlideSpec, compres
     with tifffile.TiffWriter(path) as writer:
         for level, image in enumerate(levels):
             writer.write(
-                image, tile=(256, 256), compression=compression, photometric="rgb", metadata=None,
-                description=header if level else f"{header}|ScanScope ID = SS1234", subfiletype=0 if level == 0 else 1,
+                image,
+                tile=(256, 256),
+                compression=compression,
+                photometric="rgb",
+                metadata=None,
+                description=header if level else f"{header}|ScanScope ID = SS1234",
+                subfiletype=0 if level == 0 else 1,
             )
     return path
 
@@ -47,7 +52,10 @@ def stated_slide(tmp_path_factory) -> Path:
     """A slide whose file says 0.25 µm/px, alone in its branch folder."""
     folder = tmp_path_factory.mktemp("inputs") / "branch1"
     folder.mkdir()
-    return write_synthetic_slide(folder / "slide01.svs", SyntheticSlideSpec(width=1024, height=768, mpp=0.25, seed=4)) and folder / "slide01.svs"
+    return (
+        write_synthetic_slide(folder / "slide01.svs", SyntheticSlideSpec(width=1024, height=768, mpp=0.25, seed=4))
+        and folder / "slide01.svs"
+    )
 
 
 @pytest.fixture(autouse=True)
@@ -75,11 +83,27 @@ def test_branch_yaml_states_mpp_for_every_slide_of_the_branch(stated_slide):
 @pytest.mark.parametrize(
     "name, text, message",
     [
-        ("slide01.yaml", "mpp: [0.5\n", "branch1/slide01.yaml is not valid YAML (line 2): write 'key: value' lines, e.g. 'mpp: 0.5'"),
+        (
+            "slide01.yaml",
+            "mpp: [0.5\n",
+            "branch1/slide01.yaml is not valid YAML (line 2): write 'key: value' lines, e.g. 'mpp: 0.5'",
+        ),
         ("slide01.yaml", "- 0.5\n", "branch1/slide01.yaml must hold 'key: value' lines (e.g. 'mpp: 0.5'), not a list"),
-        ("slide01.yaml", "mpp: -0.5\n", "branch1/slide01.yaml: mpp = -0.5 is not a µm/px value; write a number from 0.05 to 20.0, e.g. 'mpp: 0.5'"),
-        ("branch.yaml", "mpp: half\n", "branch1/branch.yaml: mpp = 'half' is not a µm/px value; write a number from 0.05 to 20.0, e.g. 'mpp: 0.5'"),
-        ("branch.yaml", "mpp: .nan\n", "branch1/branch.yaml: mpp = nan is not a µm/px value; write a number from 0.05 to 20.0, e.g. 'mpp: 0.5'"),
+        (
+            "slide01.yaml",
+            "mpp: -0.5\n",
+            "branch1/slide01.yaml: mpp = -0.5 is not a µm/px value; write a number from 0.05 to 20.0, e.g. 'mpp: 0.5'",
+        ),
+        (
+            "branch.yaml",
+            "mpp: half\n",
+            "branch1/branch.yaml: mpp = 'half' is not a µm/px value; write a number from 0.05 to 20.0, e.g. 'mpp: 0.5'",
+        ),
+        (
+            "branch.yaml",
+            "mpp: .nan\n",
+            "branch1/branch.yaml: mpp = nan is not a µm/px value; write a number from 0.05 to 20.0, e.g. 'mpp: 0.5'",
+        ),
     ],
 )
 def test_malformed_settings_file_is_one_line_naming_it(stated_slide, name, text, message):
@@ -93,7 +117,9 @@ def test_malformed_settings_file_is_one_line_naming_it(stated_slide, name, text,
 
 @pytest.mark.parametrize("true_mpp", [0.25, 1.0])
 def test_mpp_is_estimated_from_nuclei_within_25_percent(tmp_path, true_mpp):
-    path = write_slide_without_resolution(tmp_path / "bare.svs", SyntheticSlideSpec(width=2048, height=1536, mpp=true_mpp, seed=8))
+    path = write_slide_without_resolution(
+        tmp_path / "bare.svs", SyntheticSlideSpec(width=2048, height=1536, mpp=true_mpp, seed=8)
+    )
     info = read_slide_info(path)
     assert info.mpp_source == ESTIMATED and info.mpp_inferred
     assert info.mpp == pytest.approx(true_mpp, rel=0.25)
@@ -146,7 +172,9 @@ def test_implausible_density_fails_and_blames_the_resolution(tmp_path, stated_sl
     assert nuclei_density(_cells_file(tmp_path / "many.parquet", 400), tissue, info).passed
 
 
-def test_tcga_like_low_resolution_section_without_mpp_is_estimated_and_stopped_by_its_check(tmp_path, user_files_root, dagster_instance):
+def test_tcga_like_low_resolution_section_without_mpp_is_estimated_and_stopped_by_its_check(
+    tmp_path, user_files_root, dagster_instance
+):
     """A whole section at 3 µm/px, JPEG 2000 Aperio, no µm/px: the estimate is flagged and the resolution check fails."""
     spec = SyntheticSlideSpec(width=2048, height=1536, mpp=3.0, seed=21)
     path = write_slide_without_resolution(tmp_path / "tcga.svs", spec)
@@ -154,7 +182,9 @@ def test_tcga_like_low_resolution_section_without_mpp_is_estimated_and_stopped_b
     assert info.mpp_source == ESTIMATED and info.mpp_inferred and info.objective_power is None
     assert info.mpp == pytest.approx(3.0, rel=0.25)
     outcome = resolution_fine_enough(info)
-    assert not outcome.passed and outcome.description.startswith(f"{info.mpp:.2f} µm/px (nucleus-size estimate) makes a 7 µm nucleus")
+    assert not outcome.passed and outcome.description.startswith(
+        f"{info.mpp:.2f} µm/px (nucleus-size estimate) makes a 7 µm nucleus"
+    )
 
     from wsi_assets.definitions import defs
 

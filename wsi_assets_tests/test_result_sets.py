@@ -37,8 +37,18 @@ from wsi_assets.results.slide_identity import (
 
 # Only the formats a branch without branch.yaml gets: off-by-default ones (COCO, YOLO) are not written.
 EXPORT_FILES = tuple(export.file_name for export in EXPORT_FORMATS if export.default_on)
-FULL_SET = {"slide_metadata.json", "thumbnail.jpg", "slide_file.json", "tissue_mask.png", "tissue_mask.json",
-            "tissue_overlay.jpg", "qc_overlay.jpg", "segmentation/cells.parquet", "segmentation/summary.json", *EXPORT_FILES}
+FULL_SET = {
+    "slide_metadata.json",
+    "thumbnail.jpg",
+    "slide_file.json",
+    "tissue_mask.png",
+    "tissue_mask.json",
+    "tissue_overlay.jpg",
+    "qc_overlay.jpg",
+    "segmentation/cells.parquet",
+    "segmentation/summary.json",
+    *EXPORT_FILES,
+}
 # Rewritten by every run that publishes (it names the run), like the exports.
 REWRITTEN = (*EXPORT_FILES, "report.html")
 
@@ -197,11 +207,17 @@ def test_branch_output_folder_linked_outside_the_root_is_refused(user_files_root
     elsewhere.mkdir()
     (user_files_root / "rs-branchlink" / "outputs").mkdir(parents=True)
     (user_files_root / "rs-branchlink" / "outputs" / "main").symlink_to(elsewhere)
-    for attempt in (lambda: stage_run_set(user_files_root, key, "run1", "slide"), lambda: read_run_set(user_files_root, key, "run1")):
+    for attempt in (
+        lambda: stage_run_set(user_files_root, key, "run1", "slide"),
+        lambda: read_run_set(user_files_root, key, "run1"),
+    ):
         with pytest.raises(PathOutsideUserFolder) as refused:
             attempt()
         message = one_line(str(refused.value))
-        assert message.startswith("rs-branchlink/outputs/main is a link leading outside rs-branchlink/") and "replace the link" in message
+        assert (
+            message.startswith("rs-branchlink/outputs/main is a link leading outside rs-branchlink/")
+            and "replace the link" in message
+        )
     assert list(elsewhere.iterdir()) == []
     assert digest(uploaded) == digest(small_slide)
     assert tree(bystander[0]) == bystander[1]
@@ -220,13 +236,17 @@ def test_slide_output_folder_linked_to_another_users_set_is_refused(user_files_r
     ):
         with pytest.raises(PathOutsideUserFolder) as refused:
             attempt()
-        assert one_line(str(refused.value)).startswith(f"{key.replace('/main/', '/outputs/main/')} is a link leading outside {user}/")
+        assert one_line(str(refused.value)).startswith(
+            f"{key.replace('/main/', '/outputs/main/')} is a link leading outside {user}/"
+        )
     assert tree(bystander[0]) == bystander[1]
     assert tree(user_files_root / user / "outputs" / branch / ".sets" / stem / Path(own_target).name) == own_set
     assert digest(uploaded) == digest(small_slide)
 
 
-def test_segmentation_folder_linked_out_is_refused(user_files_root, dagster_instance, processed, tmp_path, bystander, small_slide):
+def test_segmentation_folder_linked_out_is_refused(
+    user_files_root, dagster_instance, processed, tmp_path, bystander, small_slide
+):
     key, uploaded, _ = processed
     user, branch, stem = key.split("/")
     folder = (user_files_root / user / "outputs" / branch / stem).resolve()
@@ -283,7 +303,10 @@ def test_failure_halfway_through_a_rerun_keeps_the_previous_set(user_files_root,
     assert replaced.is_set() and not result.success
     assert "slide_metadata" in materialized(result) and "slide_results" not in materialized(result)
     message = one_line(failure_message(result))
-    assert message == f"{key.split('/')[0]}/inputs/main/s1.svs changed while it was being processed; nothing was published, and it will be processed again once it is stable"
+    assert (
+        message
+        == f"{key.split('/')[0]}/inputs/main/s1.svs changed while it was being processed; nothing was published, and it will be processed again once it is stable"
+    )
     assert published(user_files_root, key) == before
     assert set(before[1]) >= FULL_SET
     assert uploaded.read_bytes() == b"not a slide any more"  # the user's replacement, untouched by the run
@@ -409,7 +432,9 @@ def test_selection_without_the_publishing_step_fails_clearly(user_files_root, da
     assert digest(uploaded) == digest(small_slide)
 
 
-def test_a_second_run_of_a_slide_launched_outside_the_queue_stops_in_one_line(user_files_root, dagster_instance, small_slide, bystander):
+def test_a_second_run_of_a_slide_launched_outside_the_queue_stops_in_one_line(
+    user_files_root, dagster_instance, small_slide, bystander
+):
     """Two runs of one slide at once (execute_in_process knows no queue): the later stops at its
     first step, saying which run holds the slide; the earlier finishes and publishes whole."""
     key = "rs-twice/main/s1"
@@ -467,11 +492,25 @@ def test_tissue_mask_only_drops_the_cells_of_the_previous_mask(user_files_root, 
     assert metadata["slide_results"]["through_stage"].value == "tissue"
     target, after = published(user_files_root, key)
     assert target.endswith(result.run_id)
-    assert set(after) == {"slide_metadata.json", "thumbnail.jpg", "slide_file.json", "tissue_mask.png", "tissue_mask.json", "tissue_overlay.jpg", "report.html"}
+    assert set(after) == {
+        "slide_metadata.json",
+        "thumbnail.jpg",
+        "slide_file.json",
+        "tissue_mask.png",
+        "tissue_mask.json",
+        "tissue_overlay.jpg",
+        "report.html",
+    }
     assert set(before) >= FULL_SET
     # Where the user sees it: a warning in the run's log, naming what left the published set.
-    warnings = [e.user_message for e in dagster_instance.all_logs(result.run_id) if e.level == logging.WARNING and e.step_key == "slide_results"]
-    assert any("published a result set without cells" in w and "cells.csv" in w and "summary.xlsx" in w for w in warnings), warnings
+    warnings = [
+        e.user_message
+        for e in dagster_instance.all_logs(result.run_id)
+        if e.level == logging.WARNING and e.step_key == "slide_results"
+    ]
+    assert any("published a result set without cells" in w and "cells.csv" in w and "summary.xlsx" in w for w in warnings), (
+        warnings
+    )
     # The next export_cells says what is missing rather than exporting cells of another mask.
     again = run_job(dagster_instance, "export_cells", key)
     assert not again.success

@@ -15,19 +15,38 @@ from wsi_assets_tests.conftest import PIPELINE_TILE_CORE_PX, run_process_slide
 def _edited_export(outputs, region, delete: int, add_at: list[tuple[float, float]]):
     """The slide's cells.geojson as a reviewer returns it: a bare array, old-style measurements, some cells deleted, some drawn."""
     exported = json.loads((outputs / "cells.geojson").read_text())["features"]
-    inside = [f for f in exported if region.contains(shapely.Point(f["properties"]["measurements"]["Centroid X px"], f["properties"]["measurements"]["Centroid Y px"]))]
+    inside = [
+        f
+        for f in exported
+        if region.contains(
+            shapely.Point(f["properties"]["measurements"]["Centroid X px"], f["properties"]["measurements"]["Centroid Y px"])
+        )
+    ]
     kept = inside[delete:]
     for f in kept:
         f["properties"]["measurements"] = [{"name": k, "value": v} for k, v in f["properties"]["measurements"].items()]
-    drawn = [{"type": "Feature", "geometry": json.loads(shapely.to_geojson(shapely.Point(x, y).buffer(8))), "properties": {"objectType": "detection", "classification": "inflammatory"}} for x, y in add_at]
-    annotation = {"type": "Feature", "geometry": json.loads(shapely.to_geojson(region)), "properties": {"objectType": "annotation"}}
+    drawn = [
+        {
+            "type": "Feature",
+            "geometry": json.loads(shapely.to_geojson(shapely.Point(x, y).buffer(8))),
+            "properties": {"objectType": "detection", "classification": "inflammatory"},
+        }
+        for x, y in add_at
+    ]
+    annotation = {
+        "type": "Feature",
+        "geometry": json.loads(shapely.to_geojson(region)),
+        "properties": {"objectType": "annotation"},
+    }
     return kept + drawn + [annotation], len(inside)
 
 
 def _execute(instance, job, key, run_config=None):
     from wsi_assets.definitions import defs
 
-    return defs.resolve_job_def(job).execute_in_process(instance=instance, partition_key=key, run_config=run_config or {}, raise_on_error=False)
+    return defs.resolve_job_def(job).execute_in_process(
+        instance=instance, partition_key=key, run_config=run_config or {}, raise_on_error=False
+    )
 
 
 def _empty_spots(outputs, region, count):
@@ -107,10 +126,18 @@ def test_a_qupath_edit_is_measured_versioned_and_restorable(reviewed_slide, dags
     assert _execute(dagster_instance, "review_slide", key).success
     assert json.loads((outputs / "review" / "cell_review.json").read_text())["detection_f1"] == 1.0
     assert not _execute(dagster_instance, "restore_review", key).success  # no version named: refused
-    restored = _execute(dagster_instance, "restore_review", key, {"ops": {"cell_review": {"config": {"restore_version": first_version[:12]}}}})
+    restored = _execute(
+        dagster_instance, "restore_review", key, {"ops": {"cell_review": {"config": {"restore_version": first_version[:12]}}}}
+    )
     assert restored.success
-    assert json.loads((outputs / "review" / "cell_review.json").read_text())["detection_f1"] == pytest.approx(figures["detection_f1"])
-    assert [e["action"] for e in history(user_files_root, "alice", "main", "reviewed01.geojson")] == ["import", "import", "restore"]
+    assert json.loads((outputs / "review" / "cell_review.json").read_text())["detection_f1"] == pytest.approx(
+        figures["detection_f1"]
+    )
+    assert [e["action"] for e in history(user_files_root, "alice", "main", "reviewed01.geojson")] == [
+        "import",
+        "import",
+        "restore",
+    ]
 
     # A broken re-upload fails with one line; the upload is left as it is and nothing is logged.
     upload.write_bytes(b'{"type": "FeatureCollection", "features": 3}')
@@ -143,7 +170,13 @@ def _round_trip(folder, tmp_path):
     assert reviewer.skipped == [] and len(reviewer.polygons) == len(features) - 5
     mpp = json.loads((folder / "summary.json").read_text())["mpp"]
     figures = review_slide_cells(folder / "segmentation" / "cells.parquet", reviewer, mpp).figures
-    assert (figures["model_cells"], figures["deleted"], figures["added"], figures["reclassified"], figures["reshaped"]) == (len(features), 5, 0, 1, 0)
+    assert (figures["model_cells"], figures["deleted"], figures["added"], figures["reclassified"], figures["reshaped"]) == (
+        len(features),
+        5,
+        0,
+        1,
+        0,
+    )
     return figures
 
 

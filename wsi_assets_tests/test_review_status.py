@@ -21,13 +21,23 @@ def instance():
 
 
 def _cell(x, y, cls="epithelial"):
-    return {"type": "Feature", "geometry": json.loads(shapely.to_geojson(shapely.Point(x, y).buffer(6))), "properties": {"objectType": "detection", "classification": cls}}
+    return {
+        "type": "Feature",
+        "geometry": json.loads(shapely.to_geojson(shapely.Point(x, y).buffer(6))),
+        "properties": {"objectType": "detection", "classification": cls},
+    }
 
 
 # (content, reason): whether the file's import run finds the problem (its contents), or the sensor (its name, size, slide).
 BAD = {
     "alice/reviews/main/broken.geojson": (b"{not json", True, "not valid JSON"),
-    "alice/reviews/main/points.geojson": (json.dumps([{"type": "Feature", "geometry": {"type": "Circle", "radius": 2}, "properties": {"objectType": "detection"}}]).encode(), True, "geometry must be a Polygon"),
+    "alice/reviews/main/points.geojson": (
+        json.dumps(
+            [{"type": "Feature", "geometry": {"type": "Circle", "radius": 2}, "properties": {"objectType": "detection"}}]
+        ).encode(),
+        True,
+        "geometry must be a Polygon",
+    ),
     "alice/reviews/main/ghost.geojson": (json.dumps([_cell(10, 10)]).encode(), False, "no slide 'ghost' in alice/inputs/main/"),
     "alice/reviews/main/my review.geojson": (json.dumps([_cell(10, 10)]).encode(), False, "may only use letters, digits"),
     "alice/reviews/main/notes.txt": (b"hello", False, "not a review"),
@@ -39,7 +49,9 @@ def _execute(instance, root, job: str, key: str):
     from wsi_assets.definitions import defs
 
     run_config = {"resources": {"user_files": {"config": {"root": str(root)}}}}
-    return defs.resolve_job_def(job).execute_in_process(instance=instance, partition_key=key, run_config=run_config, raise_on_error=False)
+    return defs.resolve_job_def(job).execute_in_process(
+        instance=instance, partition_key=key, run_config=run_config, raise_on_error=False
+    )
 
 
 def test_bad_review_files_are_listed_with_their_reason_and_a_good_one_is_not(tmp_path, small_slide, instance):
@@ -76,12 +88,19 @@ def test_bad_review_files_are_listed_with_their_reason_and_a_good_one_is_not(tmp
             assert files[rel]["state"] == "waiting" and files[rel]["why"].startswith("waiting for its import"), files[rel]
         else:
             assert files[rel]["state"] == "skipped" and reason in files[rel]["why"] and "\n" not in files[rel]["why"], files[rel]
-    assert files["alice/reviews/cohort/mine.geojson"]["state"] == "skipped" and "MiB limit" in files["alice/reviews/cohort/mine.geojson"]["why"]
+    assert (
+        files["alice/reviews/cohort/mine.geojson"]["state"] == "skipped"
+        and "MiB limit" in files["alice/reviews/cohort/mine.geojson"]["why"]
+    )
 
     # The import runs check the contents and report here.
     instance.add_dynamic_partitions("slides", ["alice/main/mine", "alice/main/broken", "alice/main/points"])
     instance.add_dynamic_partitions("branches", ["alice/main", "alice/cohort"])
-    for job, key in (("review_slide", "alice/main/broken"), ("review_slide", "alice/main/points"), ("review_branch", "alice/cohort")):
+    for job, key in (
+        ("review_slide", "alice/main/broken"),
+        ("review_slide", "alice/main/points"),
+        ("review_branch", "alice/cohort"),
+    ):
         assert not _execute(instance, root, job, key).success
     for job, key in (("review_slide", "alice/main/mine"), ("review_branch", "alice/main")):
         _execute(instance, root, job, key)  # imported; the comparison needs a processed slide, which this test has not

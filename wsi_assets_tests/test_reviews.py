@@ -18,7 +18,14 @@ from wsi_assets.reviews.model_cells import ModelCells
 from wsi_assets.reviews.review_files import cell_review_changes
 from wsi_assets.reviews.review_geojson import ReviewFileError, parse_review_bytes
 from wsi_assets.reviews.slide_labels import parse_slide_labels
-from wsi_assets.reviews.version_store import UnknownReviewVersion, audit_log_path, current_version, history, import_review, restore_review
+from wsi_assets.reviews.version_store import (
+    UnknownReviewVersion,
+    audit_log_path,
+    current_version,
+    history,
+    import_review,
+    restore_review,
+)
 from wsi_assets.slides.synthetic import SyntheticSlideSpec, synthetic_nuclei, synthetic_nucleus_polygons
 
 # Imported at collection: scikit-learn sets threading variables in os.environ on first import,
@@ -65,9 +72,17 @@ def qupath_bytes(polygons, classes, *, bare=False, list_measurements=False, stri
 
 # ------------------------------------------------------------------ parsing
 
+
 @pytest.mark.parametrize(
     "variant",
-    [dict(), dict(bare=True), dict(list_measurements=True), dict(string_class=True), dict(cell=True), dict(bare=True, list_measurements=True, string_class=True)],
+    [
+        dict(),
+        dict(bare=True),
+        dict(list_measurements=True),
+        dict(string_class=True),
+        dict(cell=True),
+        dict(bare=True, list_measurements=True, string_class=True),
+    ],
     ids=["collection-map-object", "bare-array", "list-measurements", "string-class", "cell-with-nucleus", "bare-list-string"],
 )
 def test_every_qupath_variant_imports_the_same_cells_classes_and_regions(variant):
@@ -85,8 +100,16 @@ def test_every_qupath_variant_imports_the_same_cells_classes_and_regions(variant
         (b"{not json", "is not valid JSON (line 1"),
         (b'{"type": "Point", "coordinates": [1, 2]}', "expected a GeoJSON FeatureCollection or an array"),
         # A Point has no area: skipped and reported, not fatal (test_the_review_import_repairs_...). A shape GeoJSON lacks is fatal.
-        (json.dumps([{"type": "Feature", "geometry": {"type": "Circle", "radius": 2}, "properties": {"objectType": "detection"}}]).encode(), "feature 0: geometry must be a Polygon"),
-        (json.dumps([feature(shapely.box(0, 0, 5, 5), "tma_core")]).encode(), "objectType 'tma_core' is not detection, cell or annotation"),
+        (
+            json.dumps(
+                [{"type": "Feature", "geometry": {"type": "Circle", "radius": 2}, "properties": {"objectType": "detection"}}]
+            ).encode(),
+            "feature 0: geometry must be a Polygon",
+        ),
+        (
+            json.dumps([feature(shapely.box(0, 0, 5, 5), "tma_core")]).encode(),
+            "objectType 'tma_core' is not detection, cell or annotation",
+        ),
         (json.dumps([feature(shapely.box(0, 0, 5, 5), measurements=[1, 2])]).encode(), "measurements list must hold"),
         (b"\xff\xfe", "is not UTF-8 text"),
     ],
@@ -114,6 +137,7 @@ def test_slide_labels_parse_and_bad_rows_are_named():
 
 # ------------------------------------------------------------------ agreement
 
+
 def test_cohen_and_weighted_kappa_equal_scikit_learn():
     sklearn_metrics = SKLEARN_METRICS or pytest.skip("scikit-learn is not installed")
     rng = np.random.default_rng(3)
@@ -124,7 +148,9 @@ def test_cohen_and_weighted_kappa_equal_scikit_learn():
         kappa = cohen_kappa([labels[i] for i in first], [labels[i] for i in second], labels, weights)
         assert kappa == pytest.approx(sklearn_metrics.cohen_kappa_score(first, second, weights=weights), abs=1e-12)
     # Worked by hand: 50 items, observed agreement 0.7, chance 0.5.
-    assert cohen_kappa(["a"] * 25 + ["b"] * 25, ["a"] * 20 + ["b"] * 5 + ["a"] * 10 + ["b"] * 15, ["a", "b"]) == pytest.approx(0.4)
+    assert cohen_kappa(["a"] * 25 + ["b"] * 25, ["a"] * 20 + ["b"] * 5 + ["a"] * 10 + ["b"] * 15, ["a", "b"]) == pytest.approx(
+        0.4
+    )
     # Ordinal labels: the weights count how far apart the two ratings are, in the labels' order.
     levels = ["low", "mid", "high"]
     first_levels = ["low"] * 3 + ["mid"] * 4 + ["high"] * 3
@@ -140,10 +166,20 @@ def test_cohen_and_weighted_kappa_equal_scikit_learn():
 
 def test_fleiss_kappa_equals_the_hand_computed_case():
     # Fleiss (1971) as worked on Wikipedia: 10 subjects, 14 raters, 5 categories, κ = 0.210.
-    table = np.array([
-        [0, 0, 0, 0, 14], [0, 2, 6, 4, 2], [0, 0, 3, 5, 6], [0, 3, 9, 2, 0], [2, 2, 8, 1, 1],
-        [7, 7, 0, 0, 0], [3, 2, 6, 3, 0], [2, 5, 3, 2, 2], [6, 5, 2, 1, 0], [0, 2, 2, 3, 7],
-    ])
+    table = np.array(
+        [
+            [0, 0, 0, 0, 14],
+            [0, 2, 6, 4, 2],
+            [0, 0, 3, 5, 6],
+            [0, 3, 9, 2, 0],
+            [2, 2, 8, 1, 1],
+            [7, 7, 0, 0, 0],
+            [3, 2, 6, 3, 0],
+            [2, 5, 3, 2, 2],
+            [6, 5, 2, 1, 0],
+            [0, 2, 2, 3, 7],
+        ]
+    )
     assert fleiss_kappa(table) == pytest.approx(0.20993, abs=1e-4)
     with pytest.raises(ValueError, match="same number"):
         fleiss_kappa(np.array([[1, 1], [2, 1]]))
@@ -162,13 +198,16 @@ def test_truth_as_reviewer_gives_exactly_the_edits_made_to_the_model():
         model_classes[i] = CLASSES[(CLASSES.index(classes[i]) + 1) % 4]
     model_polygons = list(polygons)
     for i in reshaped:  # same centre, a third of the area: IoU 1/3
-        model_polygons[i] = shapely.affinity.scale(polygons[i], 3 ** -0.5, 3 ** -0.5, origin="centroid")
+        model_polygons[i] = shapely.affinity.scale(polygons[i], 3**-0.5, 3**-0.5, origin="centroid")
     # Spurious model cells on empty glass (the reviewer deletes them).
     spurious = [shapely.Point(x, 1990).buffer(5) for x in (100, 400, 700)]
     centroids = np.array([[p.centroid.x, p.centroid.y] for p in [model_polygons[i] for i in keep] + spurious])
     model = ModelCells(
-        np.arange(1, len(keep) + 4), np.array([model_polygons[i] for i in keep] + spurious, dtype=object), centroids,
-        [model_classes[i] for i in keep] + ["other"] * 3, True,
+        np.arange(1, len(keep) + 4),
+        np.array([model_polygons[i] for i in keep] + spurious, dtype=object),
+        centroids,
+        [model_classes[i] for i in keep] + ["other"] * 3,
+        True,
     )
     reviewer = parse_review_bytes(qupath_bytes(polygons, classes, bare=True, string_class=True), "truth.geojson")
     result = compare_cells(model, reviewer, radius_px=3.0 / SPEC.mpp)
@@ -178,7 +217,9 @@ def test_truth_as_reviewer_gives_exactly_the_edits_made_to_the_model():
     assert f["detection_f1"] == pytest.approx(2 * tp / (2 * tp + 3 + 20))
     # κ over the paired cells, independently: the model's class against the truth's for every kept nucleus.
     sklearn_metrics = SKLEARN_METRICS or pytest.skip("scikit-learn is not installed")
-    assert f["cohen_kappa"] == pytest.approx(sklearn_metrics.cohen_kappa_score([model_classes[i] for i in keep], [classes[i] for i in keep]))
+    assert f["cohen_kappa"] == pytest.approx(
+        sklearn_metrics.cohen_kappa_score([model_classes[i] for i in keep], [classes[i] for i in keep])
+    )
     kinds = {row["kind"] for row in result.disagreements}
     assert kinds == {"added", "deleted", "reshaped", "reclassified"}
 
@@ -189,7 +230,9 @@ def test_regions_limit_the_comparison_and_a_model_without_classes_still_compares
     centroids = np.array([[p.centroid.x, p.centroid.y] for p in polygons])
     model = ModelCells(np.arange(len(polygons)), np.array(polygons, dtype=object), centroids, [None] * len(polygons), False)
     inside = region.contains(shapely.points(centroids))
-    reviewer = parse_review_bytes(qupath_bytes([p for p, k in zip(polygons, inside) if k], [None] * int(inside.sum()), regions=[region]), "r")
+    reviewer = parse_review_bytes(
+        qupath_bytes([p for p, k in zip(polygons, inside) if k], [None] * int(inside.sum()), regions=[region]), "r"
+    )
     from wsi_assets.reviews.model_cells import inside as within
 
     keep = within(centroids, region)
@@ -201,7 +244,12 @@ def test_regions_limit_the_comparison_and_a_model_without_classes_still_compares
 
 def test_slide_reviews_table_and_annotator_agreement():
     rows = ["slide,annotator,adequacy,diagnosis_codes,comment"]
-    votes = {"s1": "adequate adequate adequate", "s2": "adequate limited inadequate", "s3": "inadequate inadequate limited", "s4": "limited limited limited"}
+    votes = {
+        "s1": "adequate adequate adequate",
+        "s2": "adequate limited inadequate",
+        "s3": "inadequate inadequate limited",
+        "s4": "limited limited limited",
+    }
     for slide, levels in votes.items():
         for annotator, level in zip(("ann", "bob", "cat"), levels.split()):
             rows.append(f"{slide},{annotator},{level},C50.9,")
@@ -214,13 +262,16 @@ def test_slide_reviews_table_and_annotator_agreement():
     ann = [levels[v.split()[0]] for v in votes.values()]
     bob = [levels[v.split()[1]] for v in votes.values()]
     pair = next(p for p in agreement["pairs"] if p["annotators"] == ["ann", "bob"])
-    assert pair["adequacy_weighted_kappa"] == pytest.approx(sklearn_metrics.cohen_kappa_score(ann, bob, weights="quadratic", labels=[0, 1, 2]))
+    assert pair["adequacy_weighted_kappa"] == pytest.approx(
+        sklearn_metrics.cohen_kappa_score(ann, bob, weights="quadratic", labels=[0, 1, 2])
+    )
     table3 = np.array([[sum(1 for v in vs.split() if v == lvl) for lvl in levels] for vs in votes.values()])
     assert agreement["fleiss"]["adequacy_kappa"] == pytest.approx(fleiss_kappa(table3))
     assert agreement["fleiss"]["diagnosis_kappa"] is None  # everyone gave the same code: κ undefined, not 1
 
 
 # ------------------------------------------------------------------ versions and the audit log
+
 
 @pytest.fixture()
 def review_home(tmp_path):
@@ -259,7 +310,9 @@ def test_a_bad_file_is_neither_stored_nor_logged(review_home):
     assert history(root, "alice") == [] and not (root / "alice" / "outputs" / "main" / ".reviews").exists()
 
 
-@pytest.mark.parametrize("tampering", ["edit-a-line", "drop-the-last-line", "rewrite-a-consistent-chain", "remove-the-head", "reorder"])
+@pytest.mark.parametrize(
+    "tampering", ["edit-a-line", "drop-the-last-line", "rewrite-a-consistent-chain", "remove-the-head", "reorder"]
+)
 def test_the_audit_log_is_append_only_a_rewritten_log_is_refused(review_home, tampering):
     root, upload = review_home
     _, polygons, classes = truth_cells()
@@ -294,8 +347,14 @@ def test_the_audit_log_is_append_only_a_rewritten_log_is_refused(review_home, ta
 
 def test_the_review_import_repairs_outlines_and_skips_only_what_has_no_area():
     """QuPath opens all of these; before, the first invalid outline refused the whole file ('feature 0: geometry has no area')."""
+
     def feature(fid, geometry, name="epithelial"):
-        return {"type": "Feature", "id": fid, "geometry": geometry, "properties": {"objectType": "detection", "classification": {"name": name}}}
+        return {
+            "type": "Feature",
+            "id": fid,
+            "geometry": geometry,
+            "properties": {"objectType": "detection", "classification": {"name": name}},
+        }
 
     spur = [[0, 0], [10, 0], [10, 5], [20, 5], [10, 5], [10, 10], [0, 10], [0, 0]]  # a ring running out and back along a line
     bow_tie = [[30, 0], [40, 10], [40, 0], [30, 10], [30, 0]]  # a ring crossing itself: two triangles of 25 px² each

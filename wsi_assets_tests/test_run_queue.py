@@ -43,8 +43,14 @@ USER_LIMIT, GLOBAL_LIMIT, GPU_LIMIT = 2, 4, 1
 KILL_DETECTION_BOUND_S = 60  # run monitoring polls every 10 s; the daemon loop adds a few seconds
 # "Materialize all" on a slide in the asset graph: every per-slide asset, slide_results (which
 # publishes the run's result set) included.
-ALL_ASSETS = ["slide_metadata", "tissue_mask", "cell_segmentation", "cell_classification", *(export.asset_name for export in EXPORT_FORMATS), "slide_results"]
-
+ALL_ASSETS = [
+    "slide_metadata",
+    "tissue_mask",
+    "cell_segmentation",
+    "cell_classification",
+    *(export.asset_name for export in EXPORT_FORMATS),
+    "slide_results",
+]
 
 
 def _postgres_settings() -> dict[str, str] | None:
@@ -70,8 +76,11 @@ def queue_services(request, tmp_path_factory):
 
         database = f"wsi_test_{uuid.uuid4().hex[:10]}"
         admin = psycopg2.connect(
-            host=settings["WSI_PG_HOST"], port=settings["WSI_PG_PORT"], user=settings["WSI_PG_USER"],
-            password=settings["WSI_PG_PASSWORD"], dbname="postgres",
+            host=settings["WSI_PG_HOST"],
+            port=settings["WSI_PG_PORT"],
+            user=settings["WSI_PG_USER"],
+            password=settings["WSI_PG_PASSWORD"],
+            dbname="postgres",
         )
         admin.autocommit = True
         admin.cursor().execute(f"CREATE DATABASE {database}")
@@ -89,7 +98,14 @@ def queue_services(request, tmp_path_factory):
         instance = DagsterInstance.from_config(str(home))
         with running(daemon_command(), env, home / "daemon.log"), running(webserver_command(port), env, home / "webserver.log"):
             wait_for_http(f"http://127.0.0.1:{port}/server_info")
-            yield {"home": home, "user_files": user_files, "env": env, "port": port, "instance": instance, "storage": request.param}
+            yield {
+                "home": home,
+                "user_files": user_files,
+                "env": env,
+                "port": port,
+                "instance": instance,
+                "storage": request.param,
+            }
         instance.dispose()
 
 
@@ -108,7 +124,11 @@ def _failure_messages(instance, run_id: str) -> list[str]:
         entry.dagster_event.event_specific_data.error.message.strip()[:300]
         for entry in instance.all_logs(run_id)
         if entry.dagster_event is not None and entry.dagster_event.event_type_value == "STEP_FAILURE"
-    ] or [entry.user_message[:300] for entry in instance.all_logs(run_id) if entry.dagster_event is not None and entry.dagster_event.event_type_value == "PIPELINE_FAILURE"]
+    ] or [
+        entry.user_message[:300]
+        for entry in instance.all_logs(run_id)
+        if entry.dagster_event is not None and entry.dagster_event.event_type_value == "PIPELINE_FAILURE"
+    ]
 
 
 def _upload(user_files: Path, user: str, branch: str, stem: str, source: Path) -> None:
@@ -123,19 +143,29 @@ def _launch_with_cli(env: dict, key: str) -> None:
     tags = json.dumps({"dagster/partition": key})
     subprocess.run(
         [str(BIN / "dagster"), "job", "launch", "-w", "workspace.yaml", "-j", "process_slide", "--tags", tags],
-        cwd=REPO, env=env, check=True, capture_output=True, timeout=300,
+        cwd=REPO,
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=300,
     )
 
 
 def _submit_with_wsi_cli(env: dict, key: str) -> None:
     """The README's route: python -m wsi_assets.cli.submit (wraps `dagster job launch`)."""
-    subprocess.run([str(BIN / "python"), "-m", "wsi_assets.cli.submit", key], cwd=REPO, env=env, check=True, capture_output=True, timeout=300)
+    subprocess.run(
+        [str(BIN / "python"), "-m", "wsi_assets.cli.submit", key], cwd=REPO, env=env, check=True, capture_output=True, timeout=300
+    )
 
 
 def test_submit_cli_refuses_a_slide_that_is_not_uploaded(queue_services):
     completed = subprocess.run(
         [str(BIN / "python"), "-m", "wsi_assets.cli.submit", "nobody/main/missing"],
-        cwd=REPO, env=queue_services["env"], capture_output=True, text=True, timeout=120,
+        cwd=REPO,
+        env=queue_services["env"],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert completed.returncode != 0
     assert completed.stderr.strip().splitlines()[-1].startswith("error: no uploaded slide for nobody/main/missing")
@@ -186,7 +216,9 @@ def test_branches_run_serially_in_order_within_limits(queue_services, tiny_slide
     gpu_waiters: set[str] = set()  # runs seen tagged as waiting at the gpu pool (issue 30)
 
     def finished_noting_gpu_waits() -> bool:
-        gpu_waiters.update(r.dagster_run.run_id for r in instance.get_run_records(RunsFilter(tags={"wsi/waiting_for": "gpu slot"})))
+        gpu_waiters.update(
+            r.dagster_run.run_id for r in instance.get_run_records(RunsFilter(tags={"wsi/waiting_for": "gpu slot"}))
+        )
         return _finished(instance, run_ids)
 
     wait_until(finished_noting_gpu_waits, timeout=900, interval=1, what="all runs finished")
@@ -207,10 +239,17 @@ def test_branches_run_serially_in_order_within_limits(queue_services, tiny_slide
     assert audit.max_runs_in_all >= 2, "branches should have run in parallel"
     # Up to 4 runs at once share 1 GPU slot: some started run waited at its segmentation step, visibly.
     assert gpu_waiters, "no run waiting for the gpu pool was tagged wsi/waiting_for: gpu slot"
-    assert any("waiting for a gpu slot" in (e.dagster_event.message or "") for r in gpu_waiters for e in instance.all_logs(r) if e.dagster_event), "the wait is in the run's log"
+    assert any(
+        "waiting for a gpu slot" in (e.dagster_event.message or "")
+        for r in gpu_waiters
+        for e in instance.all_logs(r)
+        if e.dagster_event
+    ), "the wait is in the run's log"
     wait_until(
         lambda: not instance.get_run_records(RunsFilter(tags={"wsi/waiting_for": "gpu slot"})),
-        timeout=30, interval=1, what="gpu wait tags cleared once the runs got their slot",
+        timeout=30,
+        interval=1,
+        what="gpu wait tags cleared once the runs got their slot",
     )
 
 
@@ -261,7 +300,9 @@ def test_killed_worker_fails_its_run_and_frees_its_branch(queue_services, tiny_s
 
     wait_until(
         lambda: instance.get_run_by_id(first).status == DagsterRunStatus.FAILURE,
-        timeout=KILL_DETECTION_BOUND_S, interval=0.5, what=f"killed run marked failed within {KILL_DETECTION_BOUND_S} s",
+        timeout=KILL_DETECTION_BOUND_S,
+        interval=0.5,
+        what=f"killed run marked failed within {KILL_DETECTION_BOUND_S} s",
     )
     detected_s = time.time() - killed_at
     wait_until(lambda: instance.get_run_by_id(second).status != DagsterRunStatus.QUEUED, timeout=60, what="branch freed")
@@ -295,7 +336,9 @@ def _place_tags_match_the_records(instance, expected_ids: set[str]):
 
 def _cli_without_dagster(argv: list[str], env: dict) -> subprocess.CompletedProcess:
     """`python -m <argv>` with a webserver to ask: it must succeed without importing Dagster (what makes it slow)."""
-    done = subprocess.run([str(BIN / "python"), "-X", "importtime", "-m", *argv], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [str(BIN / "python"), "-X", "importtime", "-m", *argv], cwd=REPO, env=env, capture_output=True, text=True, timeout=300
+    )
     imported = [line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines() if line.startswith("import time:")]
     assert done.returncode == 0, [line for line in done.stderr.splitlines() if not line.startswith("import time:")][-20:]
     assert not [name for name in imported if name.split(".")[0] in ("dagster", "dagster_graphql")], f"{argv[0]} imported Dagster"
@@ -317,15 +360,23 @@ def _run_logs_show_places(port: int, instance, places) -> None:
     def latest_lines():
         lines = {}
         for place in places:
-            log = [e.dagster_event.message for e in instance.all_logs(place.run.run_id) if e.dagster_event and (e.dagster_event.message or "").startswith("Queued: ")]
+            log = [
+                e.dagster_event.message
+                for e in instance.all_logs(place.run.run_id)
+                if e.dagster_event and (e.dagster_event.message or "").startswith("Queued: ")
+            ]
             lines[place.run.run_id] = log[-1] if log else None
         return lines if all(lines[p.run.run_id] == place_message(p) for p in places) else None
 
     wait_until(latest_lines, timeout=30, interval=1, what="each queued run's log ends with its place")
     first = places[0]
     events = post_graphql(f"http://127.0.0.1:{port}", RUN_LOG, {"runId": first.run.run_id})["logsForRun"]["events"]
-    assert place_message(first) in [event.get("message") for event in events], "the run's page (its log over GraphQL) shows its place"
-    assert place_message(first).startswith("Queued: 1st in line, 1st in branch ana/main; waiting for: branch busy (an earlier run of ana/main")
+    assert place_message(first) in [event.get("message") for event in events], (
+        "the run's page (its log over GraphQL) shows its place"
+    )
+    assert place_message(first).startswith(
+        "Queued: 1st in line, 1st in branch ana/main; waiting for: branch busy (an earlier run of ana/main"
+    )
 
 
 def _gpu_waits_read_alike(url: str, instance) -> None:
@@ -334,13 +385,19 @@ def _gpu_waits_read_alike(url: str, instance) -> None:
     from wsi_assets.queue.webserver_view import read_queue_from_webserver
 
     storage = instance.event_log_storage
-    holders = [r.dagster_run.run_id for r in instance.get_run_records() if r.dagster_run.tags.get("dagster/partition", "").endswith("/hold")]
+    holders = [
+        r.dagster_run.run_id
+        for r in instance.get_run_records()
+        if r.dagster_run.tags.get("dagster/partition", "").endswith("/hold")
+    ]
     assert storage.claim_concurrency_slot("gpu", holders[0], "cell_segmentation").is_claimed
     assert not storage.claim_concurrency_slot("gpu", holders[1], "cell_segmentation").is_claimed
     waits = current_gpu_waits(instance_snapshot(instance))
     assert [(w.run_id, w.position, w.waiters) for w, _ in waits] == [(holders[1], 1, 1)]
     # Compared without the tags: the sensor is tagging the waiting run meanwhile.
-    assert [(w, r.run_id, r.job) for w, r in current_gpu_waits(read_queue_from_webserver(url))] == [(w, r.run_id, r.job) for w, r in waits]
+    assert [(w, r.run_id, r.job) for w, r in current_gpu_waits(read_queue_from_webserver(url))] == [
+        (w, r.run_id, r.job) for w, r in waits
+    ]
 
 
 def _show_places_while_the_queue_stands_still(services, instance, tiny_slide, order: list[str]) -> None:
@@ -360,7 +417,12 @@ def _show_places_while_the_queue_stands_still(services, instance, tiny_slide, or
     assert instance.get_run_by_id(submit_run).tags["dagster/partition"] == "eve/main/tiny"
     assert url_line == f"url http://127.0.0.1:{services['port']}/runs/{submit_run}"
     assert queue_line == "queue: position 7 of 7, 2 in its branch, waiting for: branch busy"
-    places = wait_until(lambda: _place_tags_match_the_records(instance, set(order)), timeout=30, interval=1, what="queue tags written by the sensor")
+    places = wait_until(
+        lambda: _place_tags_match_the_records(instance, set(order)),
+        timeout=30,
+        interval=1,
+        what="queue tags written by the sensor",
+    )
     assert [(p.run.run_id, p.position, p.branch_position, p.waiting_for) for p in places] == [
         (order[0], 1, 1, "branch busy"),  # ana/main has a run in progress
         (order[1], 2, 1, "user limit"),  # ana has 2 runs in progress
@@ -375,11 +437,14 @@ def _show_places_while_the_queue_stands_still(services, instance, tiny_slide, or
     from wsi_assets.queue.webserver_view import read_queue_from_webserver
 
     over_graphql = read_queue_from_webserver(env["WSI_WEBSERVER_URL"])
+
     def seen(place):  # `order` is the storage's row id in one read and the answer's order in the other
         return place.run.run_id, place.run.job, place.run.created_at, place.position, place.branch_position, place.waiting_for
 
     read_over_graphql = queue_places(over_graphql.queued, over_graphql.in_progress, over_graphql.limits)
-    assert [seen(p) for p in read_over_graphql] == [seen(p) for p in places], "the webserver's answer places runs as the instance does"
+    assert [seen(p) for p in read_over_graphql] == [seen(p) for p in places], (
+        "the webserver's answer places runs as the instance does"
+    )
     assert over_graphql.limits == instance_snapshot(instance).limits
     _run_logs_show_places(services["port"], instance, places)
     from wsi_assets.defs.queue_status import refresh_queue_tags
@@ -417,7 +482,9 @@ def test_queued_runs_show_their_place_and_what_they_wait_for(queue_services, tin
             instance.report_run_failed(instance.get_run_by_id(run_id))
     wait_until(
         lambda: not any(k in instance.get_run_by_id(r).tags for r in order for k in PLACE_TAGS),
-        timeout=30, interval=1, what="queue tags cleared once the runs left the queue",
+        timeout=30,
+        interval=1,
+        what="queue tags cleared once the runs left the queue",
     )
 
 
@@ -480,7 +547,9 @@ def test_a_hostile_review_and_a_large_slides_csv_delay_no_other_upload(queue_ser
     _upload(services["user_files"], "dora", "main", "good", tiny_slide)
     records = wait_until(
         lambda: instance.get_run_records(RunsFilter(tags={"dagster/partition": "dora/main/good"})),
-        timeout=120, interval=0.5, what="dora's run requested",
+        timeout=120,
+        interval=0.5,
+        what="dora's run requested",
     )
     created = records[0].create_timestamp.timestamp() + 1  # SQLite keeps whole seconds; ticks are 10 s apart
     # Two looks make a file stable: the tick that requested the run is at most the second to start after the upload.

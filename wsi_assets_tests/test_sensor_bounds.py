@@ -30,7 +30,9 @@ def tick(sensor, instance, root: Path, cursor: str | None = None):
 
     from wsi_assets.defs.resources import UserFilesResource
 
-    return sensor(build_sensor_context(instance=instance, resources={"user_files": UserFilesResource(root=str(root))}, cursor=cursor))
+    return sensor(
+        build_sensor_context(instance=instance, resources={"user_files": UserFilesResource(root=str(root))}, cursor=cursor)
+    )
 
 
 def status_files(root: Path, user: str) -> dict[str, dict]:
@@ -41,7 +43,9 @@ def execute(instance, root: Path, job: str, key: str):
     from wsi_assets.definitions import defs
 
     run_config = {"resources": {"user_files": {"config": {"root": str(root)}}}}
-    return defs.resolve_job_def(job).execute_in_process(instance=instance, partition_key=key, run_config=run_config, raise_on_error=False)
+    return defs.resolve_job_def(job).execute_in_process(
+        instance=instance, partition_key=key, run_config=run_config, raise_on_error=False
+    )
 
 
 def failure_line(result) -> str:
@@ -163,7 +167,9 @@ def test_the_kind_check_reads_a_bounded_outline_of_a_tiff(tmp_path):
 
     pages = hostile_files.many_pages_tiff(tmp_path / "pages.tif", 100_000)
     outline = tiff_outline(pages)
-    assert not outline.bounded and outline.directories == MAX_DIRECTORIES + 1 and "more than 1,024 images" in outline.why_unbounded
+    assert (
+        not outline.bounded and outline.directories == MAX_DIRECTORIES + 1 and "more than 1,024 images" in outline.why_unbounded
+    )
     started = time.perf_counter()
     assert upload_kind(pages) == (STACK, None)  # same-sized one-pixel planes: a stack, checked by its run
     shutil.copyfile(pages, tmp_path / "pages.svs")

@@ -66,16 +66,43 @@ def plant(root: Path, user: str, kind: str, area: str, branch: str, suffix: str,
 
 
 hostile = st.tuples(
-    st.sampled_from(["deep_json", "csv_field", "big_csv", "many_pages", "tiff_bomb", "sparse_huge", "gzip_bomb", "fifo", "loop", "odd_name", "case_pair", "flood", "damaged_batch"]),
+    st.sampled_from(
+        [
+            "deep_json",
+            "csv_field",
+            "big_csv",
+            "many_pages",
+            "tiff_bomb",
+            "sparse_huge",
+            "gzip_bomb",
+            "fifo",
+            "loop",
+            "odd_name",
+            "case_pair",
+            "flood",
+            "damaged_batch",
+        ]
+    ),
     st.sampled_from(["inputs", "reviews"]),
     st.sampled_from(["", "main", "cohort"]),
     st.sampled_from([".svs", ".tif", ".ome.tif", ".geojson", ".ndpi", ".vms"]),
 )
 
 
-@settings(max_examples=15, deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(
+    max_examples=15,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(plants=st.lists(hostile, min_size=1, max_size=8), clean_user=st.sampled_from(["alice", "zed"]), clean_review=st.booleans())
-def test_every_tick_returns_and_the_other_users_upload_is_requested_within_two_ticks(small_slide, instance, plants, clean_user, clean_review):  # noqa: F811
+def test_every_tick_returns_and_the_other_users_upload_is_requested_within_two_ticks(
+    small_slide,
+    instance,  # noqa: F811 - the fixture imported above
+    plants,
+    clean_user,
+    clean_review,
+):
     from wsi_assets.defs.reviews import review_sensor
     from wsi_assets.defs.sensors import upload_sensor
 
@@ -94,7 +121,9 @@ def test_every_tick_returns_and_the_other_users_upload_is_requested_within_two_t
             for sensor in (upload_sensor, review_sensor):
                 started = time.perf_counter()
                 result = tick(sensor, instance, root, cursors[sensor.name])
-                assert time.perf_counter() - started < TICK_BOUND_S, f"{sensor.name} tick took {time.perf_counter() - started:.1f} s"
+                assert time.perf_counter() - started < TICK_BOUND_S, (
+                    f"{sensor.name} tick took {time.perf_counter() - started:.1f} s"
+                )
                 cursors[sensor.name] = result.cursor
                 requested += [r.partition_key for r in result.run_requests]
         assert f"{clean_user}/main/good" in requested, plants

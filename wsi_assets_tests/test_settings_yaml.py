@@ -113,7 +113,10 @@ def test_a_hard_linked_settings_file_is_refused_like_an_upload(tmp_path, branch_
     os.link(others, branch_yaml)
     with pytest.raises(SlideSettingsError) as caught:
         read_branch_settings(branch_yaml)
-    assert str(caught.value) == f"{FILE} is hard-linked (2 names for one file), so whose file it is cannot be told; upload a copy instead"
+    assert (
+        str(caught.value)
+        == f"{FILE} is hard-linked (2 names for one file), so whose file it is cannot be told; upload a copy instead"
+    )
     assert "bob" not in str(caught.value)
 
 
@@ -169,15 +172,24 @@ def _first_failure(result):
 @pytest.mark.parametrize(
     "settings, extra, message",
     [
-        ("classifier: absent.npz\n", None,
-         "dave/inputs/{branch}/branch.yaml names classifier 'absent.npz', which is in neither dave/models/{branch}/ nor dave/inputs/{branch}/: "
-         "put the .npz there, or set classifier: default"),
-        ("classifier: junk.npz\n", ("junk.npz", b"not a classifier"),
-         "junk.npz cannot be read as a cell classifier"),
-        ("model: weights.pt\n", ("../../models/{branch}/weights.pt", b"not torchscript"),
-         "dave/inputs/{branch}/branch.yaml names model 'weights.pt', which is not a TorchScript model: "
-         "register one with finetune_from_reviews, or set model: default"),
-        (billion_laughs(), None, "dave/inputs/{branch}/branch.yaml, line 1: uses a YAML anchor or alias (&name, *name): write each value out in full"),
+        (
+            "classifier: absent.npz\n",
+            None,
+            "dave/inputs/{branch}/branch.yaml names classifier 'absent.npz', which is in neither dave/models/{branch}/ nor dave/inputs/{branch}/: "
+            "put the .npz there, or set classifier: default",
+        ),
+        ("classifier: junk.npz\n", ("junk.npz", b"not a classifier"), "junk.npz cannot be read as a cell classifier"),
+        (
+            "model: weights.pt\n",
+            ("../../models/{branch}/weights.pt", b"not torchscript"),
+            "dave/inputs/{branch}/branch.yaml names model 'weights.pt', which is not a TorchScript model: "
+            "register one with finetune_from_reviews, or set model: default",
+        ),
+        (
+            billion_laughs(),
+            None,
+            "dave/inputs/{branch}/branch.yaml, line 1: uses a YAML anchor or alias (&name, *name): write each value out in full",
+        ),
     ],
     ids=["missing classifier", "unreadable classifier", "not a model", "billion laughs"],
 )

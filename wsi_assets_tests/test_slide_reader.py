@@ -21,7 +21,8 @@ from wsi_assets.slides.synthetic import SyntheticSlideSpec, write_synthetic_slid
 def test_pixel_size_is_inferred_from_objective_power_when_the_slide_has_none(tmp_path, objective_power, expected_mpp):
     path = tmp_path / f"{objective_power}x.svs"
     write_synthetic_slide(
-        path, SyntheticSlideSpec(width=512, height=512, mpp=expected_mpp, objective_power=objective_power, seed=2, write_mpp=False)
+        path,
+        SyntheticSlideSpec(width=512, height=512, mpp=expected_mpp, objective_power=objective_power, seed=2, write_mpp=False),
     )
     with openslide.OpenSlide(str(path)) as slide:
         assert openslide.PROPERTY_NAME_MPP_X not in slide.properties  # really without µm/px metadata

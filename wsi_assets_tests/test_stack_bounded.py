@@ -109,7 +109,9 @@ def test_tiled_copy_equals_the_stack(tmp_path, monkeypatch):
 @pytest.mark.parametrize("dtype", ["uint8", "float32"])
 def test_slice_png_written_in_bands_equals_the_plane(tmp_path, monkeypatch, dtype):
     rng = np.random.default_rng(4)
-    data = (rng.integers(0, 256, (1, 1, 2, 1500, 300)) if dtype == "uint8" else rng.normal(0, 5, (1, 1, 2, 1500, 300))).astype(dtype)
+    data = (rng.integers(0, 256, (1, 1, 2, 1500, 300)) if dtype == "uint8" else rng.normal(0, 5, (1, 1, 2, 1500, 300))).astype(
+        dtype
+    )
     group = zarr.open_group(str(tmp_path / "s.ome.zarr"), mode="w", zarr_format=3)
     group.attrs["ome"] = {"multiscales": [{"datasets": [{"path": "0"}]}]}
     group.create_array("0", shape=data.shape, chunks=(1, 1, 1, 512, 300), dtype=dtype)[:] = data
@@ -142,8 +144,16 @@ def strips(folder, *, compression, byteorder="<"):
     """Two 700×300 uint16 planes, each stored as one strip, and their values."""
     data = (np.arange(2 * 700 * 300, dtype=np.uint32) % 65521).astype(np.uint16).reshape(2, 700, 300)
     path = folder / f"strips-{compression}-{byteorder == '<'}.ome.tif"
-    tifffile.imwrite(path, data, ome=True, photometric="minisblack", compression=compression, rowsperstrip=700,
-                     byteorder=byteorder, metadata={"axes": "ZYX"})
+    tifffile.imwrite(
+        path,
+        data,
+        ome=True,
+        photometric="minisblack",
+        compression=compression,
+        rowsperstrip=700,
+        byteorder=byteorder,
+        metadata={"axes": "ZYX"},
+    )
     return path, data
 
 
@@ -195,10 +205,19 @@ def two_plane_xml(tmp_path_factory):
     return path, xml
 
 
-@pytest.mark.parametrize("claim, expected", [
-    ('SizeZ="1000000"', "inconsistent OME metadata: the OME-XML does not match the file's planes (OME series is missing 999998 frames"),
-    ('SizeZ="1"', "inconsistent OME metadata: the OME-XML does not match the file's planes (OME series expected 1 frames, got 2)"),
-])
+@pytest.mark.parametrize(
+    "claim, expected",
+    [
+        (
+            'SizeZ="1000000"',
+            "inconsistent OME metadata: the OME-XML does not match the file's planes (OME series is missing 999998 frames",
+        ),
+        (
+            'SizeZ="1"',
+            "inconsistent OME metadata: the OME-XML does not match the file's planes (OME series expected 1 frames, got 2)",
+        ),
+    ],
+)
 def test_ome_xml_that_disagrees_with_the_planes_is_refused(tmp_path, two_plane_xml, claim, expected):
     path = ome_with_description(tmp_path, two_plane_xml[1].replace('SizeZ="2"', claim))
     with pytest.raises(StackReadError) as caught:

@@ -37,10 +37,26 @@ def omero_channels(folder) -> list[dict]:
 
 @pytest.mark.parametrize(
     ("name", "colour"),
-    [("DAPI", "0000FF"), ("hoechst 33342", "0000FF"), ("EGFP", "00FF00"), ("FITC", "00FF00"), ("Alexa Fluor 488", "00FF00"),
-     ("mCherry", "FF0000"), ("TagRFP", "FF0000"), ("Cy3", "FF0000"), ("TRITC", "FF0000"), ("AF568", "FF0000"), ("Alexa 594", "FF0000"),
-     ("AF555", "FF0000"), ("Cy5", "FF00FF"), ("Alexa Fluor 647", "FF00FF"), ("far-red", "FF00FF"), ("Far Red", "FF00FF"),
-     ("ch0", None), ("brightfield", None)],
+    [
+        ("DAPI", "0000FF"),
+        ("hoechst 33342", "0000FF"),
+        ("EGFP", "00FF00"),
+        ("FITC", "00FF00"),
+        ("Alexa Fluor 488", "00FF00"),
+        ("mCherry", "FF0000"),
+        ("TagRFP", "FF0000"),
+        ("Cy3", "FF0000"),
+        ("TRITC", "FF0000"),
+        ("AF568", "FF0000"),
+        ("Alexa 594", "FF0000"),
+        ("AF555", "FF0000"),
+        ("Cy5", "FF00FF"),
+        ("Alexa Fluor 647", "FF00FF"),
+        ("far-red", "FF00FF"),
+        ("Far Red", "FF00FF"),
+        ("ch0", None),
+        ("brightfield", None),
+    ],
 )
 def test_channel_names_give_conventional_colours(name, colour):
     assert named_colour(name) == colour
@@ -129,7 +145,9 @@ def test_float_windows_use_the_measured_range_and_are_never_empty():
     windows.add(1, np.full((1, 10, 100), 7.0, np.float32))
     first, constant = windows.windows()
     assert (first["min"], first["max"]) == (-2.0, 6.0)
-    assert first["start"] == pytest.approx(np.nanpercentile(values, 1)) and first["end"] == pytest.approx(np.nanpercentile(values, 99))
+    assert first["start"] == pytest.approx(np.nanpercentile(values, 1)) and first["end"] == pytest.approx(
+        np.nanpercentile(values, 99)
+    )
     assert constant["start"] < constant["end"] and constant["min"] <= constant["start"] and constant["end"] <= constant["max"]
 
 

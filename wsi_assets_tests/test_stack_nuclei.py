@@ -81,11 +81,17 @@ def test_nuclear_channel_by_name_by_setting_or_guessed(tmp_path):
     assert choose_nuclear_channel(("DAPI", "GFP"), sidecar, branch).source == "sidecar cells.yaml"
 
 
-@pytest.mark.parametrize("value, expected", [
-    ("3", "nuclear_channel = 3 is not a channel of this stack (it has 2: 0: DAPI, 1: GFP)"),
-    ("Hoechst", "nuclear_channel = 'Hoechst' is not a channel name of this stack (0: DAPI, 1: GFP); give the channel's index instead"),
-    ("-1", "nuclear_channel = -1 must be a channel index from 0 or a channel name"),
-])
+@pytest.mark.parametrize(
+    "value, expected",
+    [
+        ("3", "nuclear_channel = 3 is not a channel of this stack (it has 2: 0: DAPI, 1: GFP)"),
+        (
+            "Hoechst",
+            "nuclear_channel = 'Hoechst' is not a channel name of this stack (0: DAPI, 1: GFP); give the channel's index instead",
+        ),
+        ("-1", "nuclear_channel = -1 must be a channel index from 0 or a channel name"),
+    ],
+)
 def test_a_bad_nuclear_channel_is_one_line_naming_the_file(tmp_path, value, expected):
     sidecar = tmp_path / "cells.yaml"
     sidecar.write_text(f"nuclear_channel: {value}\n")
@@ -117,11 +123,15 @@ def test_a_z_step_longer_than_a_nucleus_links_nothing():
 
 def test_large_planes_are_tiled_without_losing_or_doubling_nuclei():
     spec = NucleiStackSpec(t=1, z=3, y=500, x=2200, n_nuclei=60, z_um=4.0, seed=7)
-    image = zarr.create_array(zarr.storage.MemoryStore(), shape=(1, 1, 3, spec.y, spec.x), dtype=np.uint16, chunks=(1, 1, 3, 512, 512))
+    image = zarr.create_array(
+        zarr.storage.MemoryStore(), shape=(1, 1, 3, spec.y, spec.x), dtype=np.uint16, chunks=(1, 1, 3, 512, 512)
+    )
     image[0, 0] = np.stack([channel_planes(spec, 0, z)[0] for z in range(3)])
     results = []
     for budget in (2**40, 8 * 2**20):  # the whole plane at once, then three 1024-px-wide tiles with margins
-        labels = zarr.create_array(zarr.storage.MemoryStore(), shape=(1, 3, spec.y, spec.x), dtype=np.uint32, chunks=(1, 1, 512, 512), fill_value=0)
+        labels = zarr.create_array(
+            zarr.storage.MemoryStore(), shape=(1, 3, spec.y, spec.x), dtype=np.uint32, chunks=(1, 1, 512, 512), fill_value=0
+        )
         segment_block(image, labels, 0, 0, slice(0, 3), threshold_segmenter, 1, margin=64, budget=budget)
         results.append(np.asarray(labels[0, 1]))
     truth = truth_plane(spec, 0, 1)
@@ -182,14 +192,28 @@ def test_nuclei_table_has_one_row_per_nucleus_and_time_with_true_measurements(nu
     folder, info, summary = nuclei_stack
     schema = pq.read_schema(folder / "nuclei.parquet")
     assert schema.names[:3] == ["t", "label", "track_id"]
-    assert {"centroid_x", "centroid_y", "centroid_z", "z_first", "z_last", "volume_um3", "mean_DAPI", "sum_DAPI", "mean_GFP", "sum_GFP"} <= set(schema.names)
+    assert {
+        "centroid_x",
+        "centroid_y",
+        "centroid_z",
+        "z_first",
+        "z_last",
+        "volume_um3",
+        "mean_DAPI",
+        "sum_DAPI",
+        "mean_GFP",
+        "sum_GFP",
+    } <= set(schema.names)
     table = pd.read_parquet(folder / "nuclei.parquet")
     assert table.groupby("t").size().tolist() == [SPEC.n_nuclei] * SPEC.t == summary.nuclei_per_t
     truth = truth_table(SPEC)
     radii = SPEC.nuclei["radii"]
     for t in range(SPEC.t):
         rows, true = table[table["t"] == t], truth[truth["t"] == t]
-        distance = np.hypot(rows["centroid_x"].to_numpy()[:, None] - true["centroid_x"].to_numpy(), rows["centroid_y"].to_numpy()[:, None] - true["centroid_y"].to_numpy())
+        distance = np.hypot(
+            rows["centroid_x"].to_numpy()[:, None] - true["centroid_x"].to_numpy(),
+            rows["centroid_y"].to_numpy()[:, None] - true["centroid_y"].to_numpy(),
+        )
         nearest = distance.argmin(axis=1)
         assert distance.min(axis=1).max() < 1.0  # level-0 voxels
         np.testing.assert_allclose(rows["centroid_z"], true["centroid_z"].to_numpy()[nearest], atol=0.6)
@@ -253,7 +277,9 @@ def test_a_stack_without_nuclei_writes_an_empty_table_with_every_column(tmp_path
 def test_process_stack_publishes_nuclei_labels_and_table(user_files_root, dagster_instance):
     from wsi_assets_tests.test_stack_pipeline import failure_message, metadata_of, run
 
-    spec = NucleiStackSpec(t=2, z=2, y=160, x=300, n_nuclei=10, z_um=5.0, seed=9)  # every nucleus in both planes: the classical floor finds specks in a plane of noise
+    spec = NucleiStackSpec(
+        t=2, z=2, y=160, x=300, n_nuclei=10, z_um=5.0, seed=9
+    )  # every nucleus in both planes: the classical floor finds specks in a plane of noise
     folder = user_files_root / "nia" / "inputs" / "main"
     folder.mkdir(parents=True, exist_ok=True)
     write_nuclei_stack(folder / "moving.ome.tif", spec)
@@ -262,11 +288,20 @@ def test_process_stack_publishes_nuclei_labels_and_table(user_files_root, dagste
     published = user_files_root / "nia" / "outputs" / "main" / "moving"
     table = pd.read_parquet(published / "nuclei.parquet")
     assert table.groupby("t").size().tolist() == [10, 10] and table["track_id"].nunique() == 10
-    assert (published / "nuclei_outlines.png").is_file() and open_label_level(published / "stack.ome.zarr").shape == (2, 2, 160, 300)
+    assert (published / "nuclei_outlines.png").is_file() and open_label_level(published / "stack.ome.zarr").shape == (
+        2,
+        2,
+        160,
+        300,
+    )
     meta = metadata_of(result, "stack_nuclei")
     assert meta["nuclei"] == 20 and meta["nuclear_channel"] == "channel 0 (DAPI), channel name" and meta["tracks"]["tracks"] == 10
     assert [r.data["channel"] for r in meta["channels"].records] == ["DAPI", "GFP"]
-    checks = {e.asset_check_evaluation_data.check_name: e.asset_check_evaluation_data.passed for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"}
+    checks = {
+        e.asset_check_evaluation_data.check_name: e.asset_check_evaluation_data.passed
+        for e in result.all_events
+        if e.event_type_value == "ASSET_CHECK_EVALUATION"
+    }
     assert checks["stack_nuclear_channel"] is True
 
     (folder / "moving.yaml").write_text("nuclear_channel: Hoechst\n")  # a name this stack does not have
@@ -274,5 +309,8 @@ def test_process_stack_publishes_nuclei_labels_and_table(user_files_root, dagste
     result = run(dagster_instance, "process_stack", "nia/main/moving")
     assert not result.success
     message = failure_message(result)
-    assert message == "nia/inputs/main/moving.yaml: nuclear_channel = 'Hoechst' is not a channel name of this stack (0: DAPI, 1: GFP); give the channel's index instead"
+    assert (
+        message
+        == "nia/inputs/main/moving.yaml: nuclear_channel = 'Hoechst' is not a channel name of this stack (0: DAPI, 1: GFP); give the channel's index instead"
+    )
     assert published.resolve() == before  # the earlier results stay published

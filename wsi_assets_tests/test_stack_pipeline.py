@@ -49,11 +49,18 @@ def test_uploads_become_slides_or_stacks_by_the_rule(tmp_path, small_slide):
     shutil.copyfile(small_slide, bob / "x.svs")
     first, second = look_twice(tmp_path)
     kinds = {r.key.partition_key: r.kind for r in second.requests}
-    assert kinds == {"alice/main/cells01": "stack", "alice/exp/hyper": "stack", "alice/main/plain": "stack", "alice/main/slide01": "slide"}
+    assert kinds == {
+        "alice/main/cells01": "stack",
+        "alice/exp/hyper": "stack",
+        "alice/main/plain": "stack",
+        "alice/main/slide01": "slide",
+    }
     reasons = {**dict(first.skipped), **dict(second.skipped)}
     assert "a 2D image" in reasons["alice/inputs/main/flat.tif"]
     assert "cannot tell which of its page axes" in reasons["alice/inputs/main/unnamed.tif"]
-    assert reasons["alice/inputs/main/tiled.tif"].startswith("ambiguous: OpenSlide reads it as a whole-slide image and it also holds several planes")
+    assert reasons["alice/inputs/main/tiled.tif"].startswith(
+        "ambiguous: OpenSlide reads it as a whole-slide image and it also holds several planes"
+    )
     for name in ("x.ome.tif", "x.svs"):  # a slide and a stack may not share a name in one branch: one output folder each
         assert "ambiguous" in reasons[f"bob/inputs/main/{name}"]
     status = {s.path: s for s in draft_statuses(second, first.cursor)["alice"]}
@@ -61,7 +68,9 @@ def test_uploads_become_slides_or_stacks_by_the_rule(tmp_path, small_slide):
 
 
 def test_stack_runs_queue_in_their_branch_with_slides():
-    assert slide_queue_tags({"dagster/partition": "alice/main/cells01"}) == slide_queue_tags({"dagster/partition": "alice/main/slide01"})
+    assert slide_queue_tags({"dagster/partition": "alice/main/cells01"}) == slide_queue_tags(
+        {"dagster/partition": "alice/main/slide01"}
+    )
 
 
 def test_sensor_adds_stack_partitions_and_requests_process_stack(tmp_path, small_slide, dagster_instance):
@@ -122,7 +131,16 @@ def processed_stack(user_files_root, dagster_instance):
 def test_process_stack_publishes_every_result(processed_stack):
     result, folder, _ = processed_stack
     names = {p.name for p in folder.iterdir()}
-    assert {"stack_metadata.json", "stack.ome.zarr", "channel_stats.json", "channel_stats.csv", "channel_pca.json", "pca", "previews", "nuclei.parquet"} <= names
+    assert {
+        "stack_metadata.json",
+        "stack.ome.zarr",
+        "channel_stats.json",
+        "channel_stats.csv",
+        "channel_pca.json",
+        "pca",
+        "previews",
+        "nuclei.parquet",
+    } <= names
     assert folder.is_symlink()  # the published link to the run's whole set
     meta = metadata_of(result, "stack_metadata")
     assert meta["axes"] == "TCZYX" and meta["shape"] == dict(zip("TCZYX", SMALL.shape)) and meta["axes_source"] == "ome"
@@ -148,7 +166,12 @@ def test_stack_slice_job_and_cli_write_the_plane(processed_stack, dagster_instan
     assert result.success, failure_message(result)
     np.testing.assert_array_equal(cv2.imread(str(folder / "slices" / "t1-z4-c2.png"), cv2.IMREAD_UNCHANGED), data[1, 2, 4])
     root = folder.parents[3]
-    assert main(["slice", "sam/main/cells01", "--t", "0", "--z", "3", "--c", "1", "-o", str(tmp_path / "s.png"), "--root", str(root)]) == 0
+    assert (
+        main(
+            ["slice", "sam/main/cells01", "--t", "0", "--z", "3", "--c", "1", "-o", str(tmp_path / "s.png"), "--root", str(root)]
+        )
+        == 0
+    )
     np.testing.assert_array_equal(cv2.imread(str(tmp_path / "s.png"), cv2.IMREAD_UNCHANGED), data[0, 1, 3])
 
 
@@ -175,12 +198,17 @@ def test_guessed_axes_warn_and_one_channel_skips_pca(user_files_root, dagster_in
     result = run(dagster_instance, "process_stack", "sam/main/plain01")
     assert result.success, failure_message(result)
     checks = [e.asset_check_evaluation_data for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"]
-    assert [(c.check_name, c.passed, c.severity.value) for c in checks] == [("stack_axes_named", False, "WARN"), ("stack_nuclear_channel", False, "WARN")]
+    assert [(c.check_name, c.passed, c.severity.value) for c in checks] == [
+        ("stack_axes_named", False, "WARN"),
+        ("stack_nuclear_channel", False, "WARN"),
+    ]
     assert "one channel" in metadata_of(result, "channel_pca")["skipped"]
     assert (user_files_root / "sam" / "outputs" / "main" / "plain01" / "stack.ome.zarr").is_dir()
 
 
-@pytest.mark.parametrize("damage, expected", [("truncated", "damaged or truncated file"), ("inconsistent", "inconsistent OME metadata")])
+@pytest.mark.parametrize(
+    "damage, expected", [("truncated", "damaged or truncated file"), ("inconsistent", "inconsistent OME metadata")]
+)
 def test_a_damaged_reupload_fails_and_keeps_the_published_stack(user_files_root, dagster_instance, tmp_path, damage, expected):
     key = f"sam/main/bad{damage}"
     good = stack_files.ome_stack(user_files_root / "sam" / "inputs" / "main", name=f"bad{damage}.ome.tif")

@@ -85,7 +85,13 @@ def test_ome_zarr_copy_is_valid_ngff_and_equals_the_stack(ome):
     meta = group.attrs["ome"]
     assert meta["version"] == "0.5"
     multiscale = meta["multiscales"][0]
-    assert [(a["name"], a["type"]) for a in multiscale["axes"]] == [("t", "time"), ("c", "channel"), ("z", "space"), ("y", "space"), ("x", "space")]
+    assert [(a["name"], a["type"]) for a in multiscale["axes"]] == [
+        ("t", "time"),
+        ("c", "channel"),
+        ("z", "space"),
+        ("y", "space"),
+        ("x", "space"),
+    ]
     datasets = multiscale["datasets"]
     assert len(datasets) >= 2
     for level, dataset in enumerate(datasets):
@@ -121,7 +127,9 @@ def test_channel_stats_equal_numpy(ome):
         assert row["mean"] == pytest.approx(values.mean(), rel=1e-12)
         assert row["std"] == pytest.approx(values.std(), rel=1e-9)
         assert (row["min"], row["max"]) == (values.min(), values.max())
-        assert [row[f"p{q:g}"] for q in stats["percentiles"]] == pytest.approx(np.percentile(values, stats["percentiles"]), abs=1e-9)
+        assert [row[f"p{q:g}"] for q in stats["percentiles"]] == pytest.approx(
+            np.percentile(values, stats["percentiles"]), abs=1e-9
+        )
 
 
 @pytest.mark.parametrize("dtype", ["int16", "uint8", "float32"])
@@ -153,7 +161,7 @@ def test_pca_equals_numpy_and_scikit_learn(ome, monkeypatch):
     np.testing.assert_allclose(pca.explained_variance_ratio, reference.explained_variance_ratio_, rtol=1e-7)
     np.testing.assert_allclose(np.abs(pca.components), np.abs(reference.components_), atol=1e-6)
     # Three channels mixed from two known sources: two components carry nearly everything.
-    assert pca.explained_variance_ratio[:SMALL.n_sources].sum() > 0.999
+    assert pca.explained_variance_ratio[: SMALL.n_sources].sum() > 0.999
     images = component_images(channel_pca(open_level(folder, 0), 2), data[0, :, 2])
     assert images.shape == (2, 600, 700)
     centred = data[0, :, 2].reshape(3, -1).T - pca.mean
@@ -173,8 +181,14 @@ def test_slice_png_equals_the_plane(ome, tmp_path):
     np.testing.assert_array_equal(read_back, data[1, 2, 3])
 
 
-@pytest.mark.parametrize("t, z, c, expected", [(2, 0, 0, "t=2 is out of range: this stack has T=2 (t from 0 to 1)"),
-                                               (0, 5, 0, "z=5 is out of range"), (0, 0, -1, "c=-1 is out of range")])
+@pytest.mark.parametrize(
+    "t, z, c, expected",
+    [
+        (2, 0, 0, "t=2 is out of range: this stack has T=2 (t from 0 to 1)"),
+        (0, 5, 0, "z=5 is out of range"),
+        (0, 0, -1, "c=-1 is out of range"),
+    ],
+)
 def test_out_of_range_slice_is_refused(ome, tmp_path, t, z, c, expected):
     with pytest.raises(StackReadError, match=expected.replace("(", r"\(").replace(")", r"\)")):
         write_slice_png(ome[3], t, z, c, tmp_path / "slice.png")

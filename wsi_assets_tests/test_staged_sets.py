@@ -44,7 +44,12 @@ def test_a_stack_reexecution_carries_files_but_no_links_or_temporaries(tmp_path)
 
     child = stage_stack_set(tmp_path, key, "run-b", parent_run_id="run-a")
 
-    assert _entries(child.folder) == {"stack.ome.zarr": "folder", "stack.ome.zarr/0": "folder", "stack.ome.zarr/0/c": "chunk", "stack_metadata.json": "{}"}
+    assert _entries(child.folder) == {
+        "stack.ome.zarr": "folder",
+        "stack.ome.zarr/0": "folder",
+        "stack.ome.zarr/0/c": "chunk",
+        "stack_metadata.json": "{}",
+    }
     assert (child.zarr / "0" / "c").stat().st_ino == chunk  # the parent's chunk itself (a hard link), not a copy
     assert upload.read_text() == "the user's upload"
 
@@ -73,7 +78,10 @@ def test_a_batch_set_without_every_file_publishes_nothing(tmp_path):
 
     with pytest.raises(FileNotFoundError) as refused:
         publish_batch_set(tmp_path, key, "run1", required)  # the run staged nothing
-    assert str(refused.value) == f"{key}: this run's result set lacks manifest.json, cells.parquet, summary.json; the previous results stay published"
+    assert (
+        str(refused.value)
+        == f"{key}: this run's result set lacks manifest.json, cells.parquet, summary.json; the previous results stay published"
+    )
     assert not (branch / ".sets" / "cores").exists(), "a refused publish made a set"
 
     folder = stage_set(tmp_path, key, "run1")

@@ -11,7 +11,7 @@ from wsi_assets.cells.stain_vectors import StainVectors
 
 def _stained(h: np.ndarray, e: np.ndarray, stains: StainVectors) -> np.ndarray:
     od = h[..., None] * stains.matrix()[0] + e[..., None] * stains.matrix()[1]
-    return np.clip(np.rint(255.0 * 10.0 ** -od), 0, 255).astype(np.uint8)
+    return np.clip(np.rint(255.0 * 10.0**-od), 0, 255).astype(np.uint8)
 
 
 @pytest.fixture(scope="module")

@@ -166,8 +166,7 @@ def test_regions_rendered_in_pieces_equal_one_region(downsample, size):
     y = 4 * size // downsample  # a band through the tissue
     whole = synthetic.render_region(spec, downsample, 0, y, 4 * size, 2 * size)
     pieces = [
-        [synthetic.render_region(spec, downsample, x, y + dy, size, size) for x in range(0, 4 * size, size)]
-        for dy in (0, size)
+        [synthetic.render_region(spec, downsample, x, y + dy, size, size) for x in range(0, 4 * size, size)] for dy in (0, size)
     ]
     np.testing.assert_array_equal(whole, np.vstack([np.hstack(row) for row in pieces]))
     assert (whole[..., 1] < 150).any()  # nuclei are in view

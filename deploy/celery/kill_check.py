@@ -79,13 +79,17 @@ def check(instance, root: Path, gpu_groups: dict[str, int], bound: float) -> dic
     second = wait_until(lambda: sorted(run_ids(instance) - before - {first}), 120, "the next run submitted")[0]
     shutil.rmtree(work)
 
-    in_flight = wait_until(lambda: celery_steps_in_flight(instance, first).get(GPU_STEP), 300, "segmentation running on a GPU worker", 0.1)
+    in_flight = wait_until(
+        lambda: celery_steps_in_flight(instance, first).get(GPU_STEP), 300, "segmentation running on a GPU worker", 0.1
+    )
     victim = in_flight.split("@")[0]
     if victim not in gpu_groups:
         raise CheckFailed(f"segmentation ran on {in_flight}, not on a GPU worker")
     os.killpg(gpu_groups[victim], signal.SIGKILL)
     killed_at = time.time()
-    if instance.get_run_by_id(first).status != DagsterRunStatus.STARTED or GPU_STEP not in celery_steps_in_flight(instance, first):
+    if instance.get_run_by_id(first).status != DagsterRunStatus.STARTED or GPU_STEP not in celery_steps_in_flight(
+        instance, first
+    ):
         raise CheckFailed("the segmentation step ended before the kill: use a bigger slide")
 
     wait_until(lambda: instance.get_run_by_id(first).status in DONE, bound, f"the killed run marked failed within {bound:.0f} s")
@@ -103,7 +107,12 @@ def check(instance, root: Path, gpu_groups: dict[str, int], bound: float) -> dic
     survivor = step_workers(instance, second).get(GPU_STEP, "")
     if survivor.split("@")[0] == victim or survivor.split("@")[0] not in gpu_groups:
         raise CheckFailed(f"the next run's segmentation ran on {survivor!r}, expected the surviving GPU worker")
-    return {"killed": in_flight, "failed_after_s": round(detected_s, 1), "branch_freed_after_s": round(freed_s, 1), "next_run_on": survivor}
+    return {
+        "killed": in_flight,
+        "failed_after_s": round(detected_s, 1),
+        "branch_freed_after_s": round(freed_s, 1),
+        "next_run_on": survivor,
+    }
 
 
 def main() -> int:
@@ -118,8 +127,10 @@ def main() -> int:
         except CheckFailed as error:
             print(f"smoke: FAILED: kill test: {error}")
             return 1
-    print(f"smoke: OK: kill test: {figures['killed']} killed mid-segmentation; run failed after {figures['failed_after_s']} s "
-          f"(bound {args.bound:.0f} s), branch freed after {figures['branch_freed_after_s']} s, next run succeeded on {figures['next_run_on']}")
+    print(
+        f"smoke: OK: kill test: {figures['killed']} killed mid-segmentation; run failed after {figures['failed_after_s']} s "
+        f"(bound {args.bound:.0f} s), branch freed after {figures['branch_freed_after_s']} s, next run succeeded on {figures['next_run_on']}"
+    )
     print(json.dumps(figures))
     return 0
 

@@ -38,10 +38,16 @@ def step_workers(instance, run_id: str) -> dict[str, str]:
 
 
 def step_spans(instance, run_id: str, step_key: str) -> list[tuple[float, float]]:
-    starts = [r.timestamp for r in instance.get_records_for_run(run_id, of_type=DagsterEventType.STEP_START).records if r.event_log_entry.step_key == step_key]
+    starts = [
+        r.timestamp
+        for r in instance.get_records_for_run(run_id, of_type=DagsterEventType.STEP_START).records
+        if r.event_log_entry.step_key == step_key
+    ]
     ends = [
         r.timestamp
-        for r in instance.get_records_for_run(run_id, of_type={DagsterEventType.STEP_SUCCESS, DagsterEventType.STEP_FAILURE}).records
+        for r in instance.get_records_for_run(
+            run_id, of_type={DagsterEventType.STEP_SUCCESS, DagsterEventType.STEP_FAILURE}
+        ).records
         if r.event_log_entry.step_key == step_key
     ]
     return list(zip(starts, ends + [float("inf")] * (len(starts) - len(ends))))
@@ -112,8 +118,10 @@ def main() -> int:
     for problem in problems:
         print(f"smoke: FAILED: {problem}")
     if not problems:
-        print(f"smoke: OK: {figures['runs']} runs; segmentation on {figures['gpu_workers']}, other steps on "
-              f"{figures['default_workers']}; at most {figures['max_gpu_steps_at_once']} GPU step at once; branch order held")
+        print(
+            f"smoke: OK: {figures['runs']} runs; segmentation on {figures['gpu_workers']}, other steps on "
+            f"{figures['default_workers']}; at most {figures['max_gpu_steps_at_once']} GPU step at once; branch order held"
+        )
     print(json.dumps(figures))
     return 1 if problems else 0
 

@@ -64,8 +64,12 @@ def images_per_network_call(segmenter: Segmenter) -> int:
 
 
 def image_cells(
-    rgb: np.ndarray, labels: np.ndarray, image: ManifestImage, classifier: CellClassifier | None,
-    embedding_maps: EmbeddingMaps | None = None, model_mpp: float = 0.0,
+    rgb: np.ndarray,
+    labels: np.ndarray,
+    image: ManifestImage,
+    classifier: CellClassifier | None,
+    embedding_maps: EmbeddingMaps | None = None,
+    model_mpp: float = 0.0,
 ) -> pa.Table:
     """The cell rows of one segmented image: outline, measurements and class of each nucleus.
 
@@ -178,7 +182,9 @@ def segment_batch_images(
                     else:
                         rgbs.append(pixels.rgb)
                         group.append(image)
-                labels, maps = segment_images_with_embeddings(rgbs, [image.mpp for image in group], segmenter) if group else ([], None)
+                labels, maps = (
+                    segment_images_with_embeddings(rgbs, [image.mpp for image in group], segmenter) if group else ([], None)
+                )
                 maps = maps if maps is not None and classifier.needs_embedding else [None] * len(group)
                 for rgb, image_labels, image, image_maps in zip(rgbs, labels, group, maps):
                     post.append(pool.submit(image_cells, rgb, image_labels, image, classifier, image_maps, float(segmenter.mpp)))

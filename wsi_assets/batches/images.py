@@ -137,9 +137,7 @@ def decode_batch_image(data: bytes, path: Path, sha256: str | None = None) -> Ba
         except openslide.OpenSlideError:
             vendor = None
         if vendor is not None:
-            raise BatchImageRejected(
-                f"a whole-slide image ({vendor}): upload it directly in the branch folder, not in a batch"
-            )
+            raise BatchImageRejected(f"a whole-slide image ({vendor}): upload it directly in the branch folder, not in a batch")
     try:
         with Image.open(io.BytesIO(data)) as image:
             if image.width * image.height > MAX_IMAGE_PIXELS:

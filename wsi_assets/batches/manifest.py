@@ -138,7 +138,10 @@ def one_estimate_per_batch(
 
 
 def _one_value_per_batch(
-    images: list[ManifestImage], estimate: Callable[[list[ManifestImage], ThreadPoolExecutor], float | None], default_mpp: float, workers: int
+    images: list[ManifestImage],
+    estimate: Callable[[list[ManifestImage], ThreadPoolExecutor], float | None],
+    default_mpp: float,
+    workers: int,
 ) -> list[ManifestImage]:
     """The images to estimate get the value their unchanged neighbours carry, else `estimate` of an
     evenly spread sample of them (None: the default, flagged)."""
@@ -185,7 +188,16 @@ def _fluorescence_mpp(folder: Path, root: Path, user: str, name: str, sha256: st
         return None  # changed since it was looked at: the other sampled images decide
 
 
-def _look(folder: Path, root: Path, user: str, name: str, previous: dict[str, ManifestImage], branch_mpp, default_mpp, modality: str = "auto"):
+def _look(
+    folder: Path,
+    root: Path,
+    user: str,
+    name: str,
+    previous: dict[str, ManifestImage],
+    branch_mpp,
+    default_mpp,
+    modality: str = "auto",
+):
     """One entry as a ManifestImage, or (name, why) when it is rejected.
 
     `modality` auto is decided per image; an image segmented before under another modality
@@ -232,7 +244,20 @@ def _look(folder: Path, root: Path, user: str, name: str, previous: dict[str, Ma
     change = NEW if name not in previous else CHANGED
     chosen, chosen_source = decide_modality(image.gray if image.gray is not None else image.rgb, modality)
     # Unstated µm/px is filled in by one_estimate_per_batch; default_mpp holds the place until then.
-    return ManifestImage(name, st.st_size, st.st_mtime_ns, sha, width, height, mpp or default_mpp, source, mpp is None, change, chosen, chosen_source)
+    return ManifestImage(
+        name,
+        st.st_size,
+        st.st_mtime_ns,
+        sha,
+        width,
+        height,
+        mpp or default_mpp,
+        source,
+        mpp is None,
+        change,
+        chosen,
+        chosen_source,
+    )
 
 
 def images_with_distinct_stems(images: list[ManifestImage]) -> tuple[list[ManifestImage], list[tuple[str, str]]]:
@@ -246,7 +271,12 @@ def images_with_distinct_stems(images: list[ManifestImage]) -> tuple[list[Manife
     for image in sorted(images, key=lambda i: i.name):
         stem = Path(image.name).stem
         if stem in first:
-            rejected.append((image.name, f"has the same name as {first[stem]} but for its extension, and exports name files by it; rename one"))
+            rejected.append(
+                (
+                    image.name,
+                    f"has the same name as {first[stem]} but for its extension, and exports name files by it; rename one",
+                )
+            )
         else:
             first[stem] = image.name
             kept.append(image)
@@ -254,7 +284,13 @@ def images_with_distinct_stems(images: list[ManifestImage]) -> tuple[list[Manife
 
 
 def build_manifest(
-    folder: Path, root: Path, key, previous: BatchManifest | None, branch_mpp: float | None, default_mpp: float, workers: int = 0,
+    folder: Path,
+    root: Path,
+    key,
+    previous: BatchManifest | None,
+    branch_mpp: float | None,
+    default_mpp: float,
+    workers: int = 0,
     modality: str = "auto",
 ) -> BatchManifest:
     """Look at every entry of the batch folder (in parallel: decoding releases the GIL); the input files are only read.
@@ -266,7 +302,11 @@ def build_manifest(
             entries = sorted((e.name, e.is_dir(follow_symlinks=False)) for e in it if not e.name.startswith("."))
     except OSError as error:
         raise BatchImageRejected(f"{key}: the batch folder cannot be listed ({error.strerror})") from None
-    rejected = [(name + "/", "folders inside a batch are not read; put the images directly in the batch folder") for name, is_dir in entries if is_dir]
+    rejected = [
+        (name + "/", "folders inside a batch are not read; put the images directly in the batch folder")
+        for name, is_dir in entries
+        if is_dir
+    ]
     names = [name for name, is_dir in entries if not is_dir]
     before = {i.name: i for i in previous.images} if previous else {}
     with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 2) as pool:
@@ -276,10 +316,16 @@ def build_manifest(
     # Fluorescence nuclei are measured otherwise and differ in size: their images share a value of their own.
     order = {i.name: n for n, i in enumerate(images)}
     bright = one_estimate_per_batch(
-        [i for i in images if i.modality != FLUORESCENCE], lambda i: _measure_image_nuclei(folder, Path(root), key.user, i.name, i.sha256), default_mpp, workers
+        [i for i in images if i.modality != FLUORESCENCE],
+        lambda i: _measure_image_nuclei(folder, Path(root), key.user, i.name, i.sha256),
+        default_mpp,
+        workers,
     )
     fluorescent = one_fluorescence_estimate_per_batch(
-        [i for i in images if i.modality == FLUORESCENCE], lambda i: _fluorescence_mpp(folder, Path(root), key.user, i.name, i.sha256), default_mpp, workers
+        [i for i in images if i.modality == FLUORESCENCE],
+        lambda i: _fluorescence_mpp(folder, Path(root), key.user, i.name, i.sha256),
+        default_mpp,
+        workers,
     )
     images = sorted(bright + fluorescent, key=lambda i: order[i.name])
     rejected += [look for look in looks if not isinstance(look, ManifestImage)]

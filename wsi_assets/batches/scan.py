@@ -146,7 +146,7 @@ def scan_batches(root: Path, cursor: BatchCursor, max_stats: int = 5000) -> Batc
     for folder in order:
         key = folder.key.partition_key
         after = pos[1] if pos and pos[0] == key else None
-        count, total = (acc if after is not None and acc else (0, 0))
+        count, total = acc if after is not None and acc else (0, 0)
         names = _file_names(folder.path)
         if after is not None:
             names = [n for n in names if n > after]

@@ -89,7 +89,11 @@ def _folder_row(root: Path, folder: BatchFolder, rejected: int) -> FileStatus:
     if more:
         listed = f"more than {MAX_LISTED_ENTRIES} files: {shown}, …"
     else:
-        listed = f"{len(names)} file{'s' if len(names) != 1 else ''}" + (f": {shown}" if names else "") + (f" … and {rest} more" if rest > 0 else "")
+        listed = (
+            f"{len(names)} file{'s' if len(names) != 1 else ''}"
+            + (f": {shown}" if names else "")
+            + (f" … and {rest} more" if rest > 0 else "")
+        )
     try:
         folder_mtime = os.stat(folder.path).st_mtime_ns
     except OSError:
@@ -101,7 +105,10 @@ def _folder_row(root: Path, folder: BatchFolder, rejected: int) -> FileStatus:
     if published is None:
         state, why = WAITING, f"batch of {listed}; its run is requested once the folder holds still"
     elif folder_mtime > published:
-        state, why = WAITING, f"batch of {listed}; files were added or removed since its last run, which runs again once the folder holds still"
+        state, why = (
+            WAITING,
+            f"batch of {listed}; files were added or removed since its last run, which runs again once the folder holds still",
+        )
     else:
         skipped = f"; its last run skipped {rejected} (listed with why)" if rejected else ""
         state, why = PROCESSED, f"batch of {listed}; processed by its last run{skipped}"

@@ -22,7 +22,13 @@ def thumbnail_grid(manifest: BatchManifest, folder: Path, cells: Path, count: in
     images = manifest.images[:count]
     rows = max(1, -(-len(images) // COLUMNS))
     grid = np.full((rows * CELL_PX, COLUMNS * CELL_PX, 3), 255, np.uint8)
-    table = pq.read_table(str(cells), columns=["image", "polygon_coords", CLASS_COLUMN], filters=[("image", "in", [i.name for i in images])]) if images else None
+    table = (
+        pq.read_table(
+            str(cells), columns=["image", "polygon_coords", CLASS_COLUMN], filters=[("image", "in", [i.name for i in images])]
+        )
+        if images
+        else None
+    )
     for index, image in enumerate(images):
         try:
             rgb = np.ascontiguousarray(read_batch_image(folder / image.name, image.sha256).rgb)
@@ -30,7 +36,9 @@ def thumbnail_grid(manifest: BatchManifest, folder: Path, cells: Path, count: in
             continue  # changed or gone since it was segmented: its outlines would be drawn on other pixels
 
         scale = CELL_PX / max(image.width, image.height)
-        small = cv2.resize(rgb, (max(1, round(image.width * scale)), max(1, round(image.height * scale))), interpolation=cv2.INTER_AREA)
+        small = cv2.resize(
+            rgb, (max(1, round(image.width * scale)), max(1, round(image.height * scale))), interpolation=cv2.INTER_AREA
+        )
         mine = table.filter(pc.equal(table.column("image"), image.name))
         for coords, cell_class in zip(mine.column("polygon_coords").to_pylist(), mine.column(CLASS_COLUMN).to_pylist()):
             points = np.round(np.asarray(coords).reshape(-1, 2) * scale).astype(np.int32)

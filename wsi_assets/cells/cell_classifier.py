@@ -46,7 +46,7 @@ def embedding_feature_names(width: int) -> tuple[str, ...]:
 
 
 def _embedding_channel(name: str) -> int | None:
-    suffix = name[len(EMBEDDING_FEATURE_PREFIX):]
+    suffix = name[len(EMBEDDING_FEATURE_PREFIX) :]
     return int(suffix) if name.startswith(EMBEDDING_FEATURE_PREFIX) and suffix.isdigit() else None
 
 
@@ -134,11 +134,24 @@ def _shipped_classifier(name: str) -> CellClassifier:
 
 
 def save_classifier(classifier: CellClassifier, path: Path) -> None:
-    meta = json.dumps({"classes": list(classifier.classes), "features": list(classifier.features), "depth": classifier.depth, "info": classifier.info})
+    meta = json.dumps(
+        {
+            "classes": list(classifier.classes),
+            "features": list(classifier.features),
+            "depth": classifier.depth,
+            "info": classifier.info,
+        }
+    )
     with open(path, "wb") as handle:
         np.savez_compressed(
-            handle, feature=classifier.feature, threshold=classifier.threshold, left=classifier.left, right=classifier.right,
-            value=classifier.value, roots=classifier.roots, meta=np.frombuffer(meta.encode("utf-8"), np.uint8),
+            handle,
+            feature=classifier.feature,
+            threshold=classifier.threshold,
+            left=classifier.left,
+            right=classifier.right,
+            value=classifier.value,
+            roots=classifier.roots,
+            meta=np.frombuffer(meta.encode("utf-8"), np.uint8),
         )
 
 
@@ -151,7 +164,9 @@ def classifier_for(embedding: dict | None, path: Path | None = None) -> CellClas
     """
     if path is None:
         default = load_classifier()
-        return default if same_embedding(default.embedding, embedding) else load_classifier(shipped=SHIPPED_MEASUREMENT_CLASSIFIER)
+        return (
+            default if same_embedding(default.embedding, embedding) else load_classifier(shipped=SHIPPED_MEASUREMENT_CLASSIFIER)
+        )
     chosen = load_classifier(path)
     if chosen.needs_embedding and not same_embedding(chosen.embedding, embedding):
         raise ClassifierNeedsEmbedding(
@@ -168,35 +183,60 @@ def load_classifier(path: Path | None = None, shipped: str = SHIPPED_CLASSIFIER)
     path = Path(path)
     shown = path.name
     if not path.is_file():
-        raise BadClassifierFile(f"classifier file {shown} does not exist: give the path of a .npz written by the cell_classifier asset")
+        raise BadClassifierFile(
+            f"classifier file {shown} does not exist: give the path of a .npz written by the cell_classifier asset"
+        )
     try:
         with np.load(path, allow_pickle=False) as data:
             missing = [name for name in _ARRAYS if name not in data.files]
             if missing:
-                raise BadClassifierFile(f"{shown} is not a cell classifier (no {missing[0]!r} array): retrain it with the cell_classifier asset")
+                raise BadClassifierFile(
+                    f"{shown} is not a cell classifier (no {missing[0]!r} array): retrain it with the cell_classifier asset"
+                )
             arrays = {name: data[name] for name in _ARRAYS}
         meta = json.loads(arrays["meta"].tobytes().decode("utf-8"))
     except BadClassifierFile:
         raise
     except (OSError, ValueError, zipfile.BadZipFile, EOFError, UnicodeDecodeError, KeyError) as error:
-        raise BadClassifierFile(f"{shown} cannot be read as a cell classifier ({type(error).__name__}): use a .npz written by the cell_classifier asset") from None
+        raise BadClassifierFile(
+            f"{shown} cannot be read as a cell classifier ({type(error).__name__}): use a .npz written by the cell_classifier asset"
+        ) from None
     classes = checked_class_names(meta.get("classes", []), shown)
     features = tuple(meta.get("features", []))
     unknown = [name for name in features if name not in FEATURE_COLUMNS and _embedding_channel(name) is None]
     if unknown or not features or not classes:
-        raise BadClassifierFile(f"{shown} needs features this version does not measure ({unknown[:1] or 'none listed'}): retrain it with the cell_classifier asset")
+        raise BadClassifierFile(
+            f"{shown} needs features this version does not measure ({unknown[:1] or 'none listed'}): retrain it with the cell_classifier asset"
+        )
     channels = [channel for channel in map(_embedding_channel, features) if channel is not None]
     embedding = (meta.get("info") or {}).get("embedding")
-    if channels and not (isinstance(embedding, dict) and isinstance(embedding.get("width"), int) and max(channels) < embedding["width"]):
-        raise BadClassifierFile(f"{shown} reads embedding features but does not say which network's embedding (its info.embedding): retrain it with the cell_classifier asset")
+    if channels and not (
+        isinstance(embedding, dict) and isinstance(embedding.get("width"), int) and max(channels) < embedding["width"]
+    ):
+        raise BadClassifierFile(
+            f"{shown} reads embedding features but does not say which network's embedding (its info.embedding): retrain it with the cell_classifier asset"
+        )
     nodes = len(arrays["feature"])
     if arrays["value"].shape != (nodes, len(classes)) or any(len(arrays[n]) != nodes for n in ("threshold", "left", "right")):
-        raise BadClassifierFile(f"{shown} is damaged (its node arrays disagree in size): retrain it with the cell_classifier asset")
+        raise BadClassifierFile(
+            f"{shown} is damaged (its node arrays disagree in size): retrain it with the cell_classifier asset"
+        )
     inner = arrays["feature"] >= 0
-    if (arrays["feature"] >= len(features)).any() or (inner & ((arrays["left"] < 0) | (arrays["left"] >= nodes) | (arrays["right"] < 0) | (arrays["right"] >= nodes))).any():
-        raise BadClassifierFile(f"{shown} is damaged (a node points outside the forest): retrain it with the cell_classifier asset")
+    if (arrays["feature"] >= len(features)).any() or (
+        inner & ((arrays["left"] < 0) | (arrays["left"] >= nodes) | (arrays["right"] < 0) | (arrays["right"] >= nodes))
+    ).any():
+        raise BadClassifierFile(
+            f"{shown} is damaged (a node points outside the forest): retrain it with the cell_classifier asset"
+        )
     return CellClassifier(
-        classes, features, arrays["feature"].astype(np.int32), arrays["threshold"].astype(np.float32), arrays["left"].astype(np.int32),
-        arrays["right"].astype(np.int32), arrays["value"].astype(np.float32), arrays["roots"].astype(np.int32), int(meta.get("depth", 64)),
+        classes,
+        features,
+        arrays["feature"].astype(np.int32),
+        arrays["threshold"].astype(np.float32),
+        arrays["left"].astype(np.int32),
+        arrays["right"].astype(np.int32),
+        arrays["value"].astype(np.float32),
+        arrays["roots"].astype(np.int32),
+        int(meta.get("depth", 64)),
         dict(meta.get("info", {})),
     )

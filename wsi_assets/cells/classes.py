@@ -49,5 +49,7 @@ def checked_class_names(names, source: str) -> tuple[str, ...]:
     names = tuple(str(name) for name in names)
     for name in names:
         if name not in CLASS_COLOURS:
-            raise UnknownCellClass(f"{source} names an unknown cell class {short_repr(name)}; the classes are {', '.join(CLASS_NAMES)}")
+            raise UnknownCellClass(
+                f"{source} names an unknown cell class {short_repr(name)}; the classes are {', '.join(CLASS_NAMES)}"
+            )
     return names

@@ -71,7 +71,9 @@ def _per_square(x: np.ndarray, y: np.ndarray, shape: tuple[int, int], square_px:
     return counts
 
 
-def lymphocyte_density(x: np.ndarray, y: np.ndarray, classes: np.ndarray, tissue: TissueMask, grid_um: float = GRID_UM) -> LymphocyteDensity:
+def lymphocyte_density(
+    x: np.ndarray, y: np.ndarray, classes: np.ndarray, tissue: TissueMask, grid_um: float = GRID_UM
+) -> LymphocyteDensity:
     """Densities of the inflammatory nuclei at level-0 centroids (x, y) with their `classes`."""
     if grid_um <= 0:
         raise ValueError(f"the compartment grid must be a positive number of µm, got {grid_um}")
@@ -98,7 +100,14 @@ def lymphocyte_density(x: np.ndarray, y: np.ndarray, classes: np.ndarray, tissue
         return round(float(counts[where].sum()) / mm2, 1) if mm2 else None
 
     return LymphocyteDensity(
-        per_mm2, density(in_epithelium, epithelium_mm2), density(in_stroma, stroma_mm2), epithelium_mm2, stroma_mm2, grid_um, counts, area
+        per_mm2,
+        density(in_epithelium, epithelium_mm2),
+        density(in_stroma, stroma_mm2),
+        epithelium_mm2,
+        stroma_mm2,
+        grid_um,
+        counts,
+        area,
     )
 
 

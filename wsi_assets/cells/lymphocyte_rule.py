@@ -14,7 +14,11 @@ import numpy as np
 from wsi_assets.core.lymphocyte_thresholds import RULE_DEFAULTS, RULE_LIMITS, BadRuleSetting, checked_thresholds
 
 # What each threshold reads from the cell table.
-RULE_COLUMNS = {"max_area_um2": "area_um2", "min_circularity": "nucleus_circularity", "min_hematoxylin_od": "nucleus_hematoxylin_od_mean"}
+RULE_COLUMNS = {
+    "max_area_um2": "area_um2",
+    "min_circularity": "nucleus_circularity",
+    "min_hematoxylin_od": "nucleus_hematoxylin_od_mean",
+}
 __all__ = ["RULE_COLUMNS", "RULE_LIMITS", "BadRuleSetting", "LymphocyteRule", "parse_rule"]
 
 

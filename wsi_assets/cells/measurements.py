@@ -160,7 +160,9 @@ class NucleusMeasurer:
         return {name: np.asarray(columns[name], np.float32) for name in MEASUREMENT_COLUMNS}
 
 
-def measure_labels(labels: np.ndarray, rgb: np.ndarray, um_per_px: float, stains: StainVectors = DEFAULT_STAINS) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]:
+def measure_labels(
+    labels: np.ndarray, rgb: np.ndarray, um_per_px: float, stains: StainVectors = DEFAULT_STAINS
+) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]:
     """(label ids, measurements, area µm²) of every nucleus of one image: what a tile's post-processing computes."""
     from wsi_assets.cells.table import nuclei_from_labels
 

@@ -33,13 +33,17 @@ class BadNucleusCrops(ValueError):
     """Crops of the wrong shape or type for the network."""
 
 
-def nucleus_crops(rgb: np.ndarray, labels: np.ndarray, ids: np.ndarray | None = None, size: int = CROP) -> tuple[np.ndarray, np.ndarray]:
+def nucleus_crops(
+    rgb: np.ndarray, labels: np.ndarray, ids: np.ndarray | None = None, size: int = CROP
+) -> tuple[np.ndarray, np.ndarray]:
     """(ids, crops): uint8 (N, 4, size, size) windows centred on each label's centroid, channel 3
     being 255 on that label's own pixels. `rgb` and `labels` share their height and width (the
     caller brings both to MPP); `ids` defaults to every label present."""
     labels = np.asarray(labels)
     if rgb.shape[:2] != labels.shape:
-        raise BadNucleusCrops(f"the image is {rgb.shape[1]}x{rgb.shape[0]} but the labels are {labels.shape[1]}x{labels.shape[0]}: give both at the same µm/px")
+        raise BadNucleusCrops(
+            f"the image is {rgb.shape[1]}x{rgb.shape[0]} but the labels are {labels.shape[1]}x{labels.shape[0]}: give both at the same µm/px"
+        )
     if ids is None:
         ids = np.unique(labels)
         ids = ids[ids > 0]

@@ -1,4 +1,4 @@
-"""The nucleus classifier network run during segmentation, for a branch whose `classifier:` is "cnn".
+"""The nucleus classifier network run during segmentation, for a branch whose `classifier:` is "cnn" or "forest+cnn".
 
 Segmentation already holds each tile's pixels and label map at the model's µm/px; typing the
 tile's owned nuclei there costs no second read of the slide, and classification stays pixel-free:
@@ -27,6 +27,8 @@ from wsi_assets.cells.nucleus_cnn import MPP, NucleusCNN, load_nucleus_cnn
 from wsi_assets.cells.store import UnreadableCellTable
 
 CNN_METHOD = "cnn"
+FOREST_CNN_METHOD = "forest+cnn"  # the mean of the shipped forest's and the network's class probabilities
+CNN_METHODS = (CNN_METHOD, FOREST_CNN_METHOD)  # the choices that need the network's probabilities stored
 # One probability per class of the fixed vocabulary, in its order, whatever the network's order.
 CNN_COLUMNS = tuple(f"cnn_{name}" for name in CLASS_NAMES)
 CNN_KEY = "wsi_assets_cnn"  # the cell table's metadata key naming the network that filled CNN_COLUMNS
@@ -38,7 +40,9 @@ def newest_shipped_cnn() -> Path:
     folder = Path(str(resources.files("wsi_assets.models")))
     versions = {int(match.group(1)): path for path in folder.iterdir() if (match := _SHIPPED_NAME.fullmatch(path.name))}
     if not versions:
-        raise FileNotFoundError(f"no nucleus classifier network (nucleus_classifier_cnn_v*.onnx) in {folder}: reinstall wsi-assets")
+        raise FileNotFoundError(
+            f"no nucleus classifier network (nucleus_classifier_cnn_v*.onnx) in {folder}: reinstall wsi-assets"
+        )
     return versions[max(versions)]
 
 
@@ -51,7 +55,12 @@ class NucleusTyper:
     file: str = ""
 
     def identity(self) -> dict:
-        return {"model": self.model.name, "file": self.file, "normalisation": self.model.normalisation, "classes": list(self.model.classes)}
+        return {
+            "model": self.model.name,
+            "file": self.file,
+            "normalisation": self.model.normalisation,
+            "classes": list(self.model.classes),
+        }
 
     def __call__(self, labels: np.ndarray, rgb: np.ndarray, ids: np.ndarray) -> dict[str, np.ndarray]:
         """One float32 array per CNN_COLUMNS entry, in the order of `ids`."""
@@ -114,9 +123,13 @@ def stored_cnn(path: Path) -> dict | None:
     return json.loads(text) if text else {}
 
 
+def cnn_probabilities(columns: dict[str, np.ndarray]) -> np.ndarray:
+    """(N, CLASS_NAMES) float32: the stored CNN_COLUMNS side by side."""
+    return np.stack([np.asarray(columns[name], np.float32) for name in CNN_COLUMNS], axis=1)
+
+
 def cnn_classes(columns: dict[str, np.ndarray]) -> np.ndarray:
     """One class name per nucleus (object array): the most probable of the stored CNN_COLUMNS; ties go to the class listed first."""
     if not len(columns[CNN_COLUMNS[0]]):
         return np.zeros(0, object)
-    probabilities = np.stack([np.asarray(columns[name], np.float32) for name in CNN_COLUMNS], axis=1)
-    return np.asarray(CLASS_NAMES, object)[np.argmax(probabilities, axis=1)]
+    return np.asarray(CLASS_NAMES, object)[np.argmax(cnn_probabilities(columns), axis=1)]

@@ -56,7 +56,9 @@ def _valid_as_is(offsets: np.ndarray, xy: np.ndarray) -> np.ndarray:
 
 def _largest_polygon(shape) -> Polygon | None:
     parts = [part for part in shapely.get_parts(shape) if not part.is_empty]
-    polygonal = [q for p in parts for q in (shapely.get_parts(p) if p.geom_type == "MultiPolygon" else [p]) if q.geom_type == "Polygon"]
+    polygonal = [
+        q for p in parts for q in (shapely.get_parts(p) if p.geom_type == "MultiPolygon" else [p]) if q.geom_type == "Polygon"
+    ]
     return max(polygonal, key=lambda p: p.area) if polygonal else None
 
 
@@ -86,7 +88,9 @@ def _repaired_and_rounded(points: np.ndarray) -> np.ndarray:
         if _is_valid(ring):
             return ring
     hull = shapely.convex_hull(MultiPoint(np.asarray(points, np.float64)))
-    source = np.asarray(hull.exterior.coords)[:-1] if hull.geom_type == "Polygon" and hull.area > 0 else np.asarray(points, np.float64)
+    source = (
+        np.asarray(hull.exterior.coords)[:-1] if hull.geom_type == "Polygon" and hull.area > 0 else np.asarray(points, np.float64)
+    )
     return np.round(repaired_outline(source), EXPORT_DECIMALS).astype(np.float32)
 
 

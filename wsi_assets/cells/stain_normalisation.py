@@ -74,5 +74,7 @@ def normaliser(recipe: str | None):
     if not recipe:
         return None
     if recipe != STAIN_NORMALISATION:
-        raise ValueError(f"stain normalisation {recipe!r} is not known to this version (it knows {STAIN_NORMALISATION!r}): update wsi-assets")
+        raise ValueError(
+            f"stain normalisation {recipe!r} is not known to this version (it knows {STAIN_NORMALISATION!r}): update wsi-assets"
+        )
     return normalise_stains

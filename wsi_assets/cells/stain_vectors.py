@@ -44,7 +44,11 @@ class StainVectors:
         return np.stack([h, e, _unit(np.cross(h, e))])
 
     def as_dict(self) -> dict:
-        return {"haematoxylin": [round(v, 4) for v in self.haematoxylin], "eosin": [round(v, 4) for v in self.eosin], "source": self.source}
+        return {
+            "haematoxylin": [round(v, 4) for v in self.haematoxylin],
+            "eosin": [round(v, 4) for v in self.eosin],
+            "source": self.source,
+        }
 
     @classmethod
     def from_dict(cls, data: dict) -> "StainVectors":

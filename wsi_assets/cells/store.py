@@ -36,7 +36,11 @@ class CellStoreWriter:
     """Appends nuclei tile by tile; ids are 1..N in the order they are appended."""
 
     def __init__(
-        self, path: Path, metadata: dict[str, str] | None = None, measurement_columns: tuple[str, ...] = (), embedding_width: int = 0
+        self,
+        path: Path,
+        metadata: dict[str, str] | None = None,
+        measurement_columns: tuple[str, ...] = (),
+        embedding_width: int = 0,
     ):
         # Measurements (float32), then the embedding, go between the base columns and any later stage's (a class).
         fields = list(SCHEMA) + [pa.field(name, pa.float32()) for name in measurement_columns]
@@ -119,7 +123,9 @@ def _reading(path: Path) -> Iterator[None]:
         yield
     except pa.ArrowException as error:
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise UnreadableCellTable(f"{path} cannot be read ({reason}): materialize 'cell_segmentation' for this slide again") from error
+        raise UnreadableCellTable(
+            f"{path} cannot be read ({reason}): materialize 'cell_segmentation' for this slide again"
+        ) from error
 
 
 def count_cells(path: Path) -> int:

@@ -46,7 +46,11 @@ class NucleusTable:
         offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
         vertex_keep = np.repeat(keep, np.diff(self.offsets))
         return NucleusTable(
-            self.centroid_x[keep], self.centroid_y[keep], self.area_pixels[keep], offsets, self.vertices[vertex_keep],
+            self.centroid_x[keep],
+            self.centroid_y[keep],
+            self.area_pixels[keep],
+            offsets,
+            self.vertices[vertex_keep],
             {name: values[keep] for name, values in self.columns.items()},
         )
 
@@ -139,7 +143,9 @@ def nuclei_from_labels(
     if with_ids:
         columns["label_id"] = ids[chosen]
     # Every export writes these outlines: made valid polygons here, once, in level-0 float32.
-    offsets, vertices, _ = valid_outlines(np.concatenate([[0], np.cumsum(point_counts)]).astype(np.int64), vertices.astype(np.float32))
+    offsets, vertices, _ = valid_outlines(
+        np.concatenate([[0], np.cumsum(point_counts)]).astype(np.int64), vertices.astype(np.float32)
+    )
     return NucleusTable(
         np.asarray(centroid_x[chosen], np.float64),
         np.asarray(centroid_y[chosen], np.float64),

@@ -50,7 +50,9 @@ def _check_unique(names: list[tuple[int, str]], path: Path) -> None:
 def read_users(path: Path) -> list[str]:
     """The user names in an htpasswd file, checked: one line each, allowed names, hashed passwords."""
     if not path.is_file():
-        raise AuthFileError(f"{path} does not exist: add a user with `python -m wsi_assets.cli.auth_proxy add-user NAME --role viewer|operator`")
+        raise AuthFileError(
+            f"{path} does not exist: add a user with `python -m wsi_assets.cli.auth_proxy add-user NAME --role viewer|operator`"
+        )
     names = []
     for number, text in _lines(path):
         name, colon, hashed = text.partition(":")
@@ -87,8 +89,14 @@ def check_auth_files(auth_dir: Path) -> list[str]:
     """Refuse unusable files (AuthFileError); return warnings about users who cannot get in."""
     users = read_users(auth_dir / USERS_FILE)
     roles = read_roles(auth_dir / ROLES_FILE)
-    warnings = [f"user {name!r} has no role in {auth_dir / ROLES_FILE}: the proxy will answer 403" for name in users if name not in roles]
-    warnings += [f"{auth_dir / ROLES_FILE} gives {name!r} a role but {auth_dir / USERS_FILE} has no password for them" for name in roles if name not in users]
+    warnings = [
+        f"user {name!r} has no role in {auth_dir / ROLES_FILE}: the proxy will answer 403" for name in users if name not in roles
+    ]
+    warnings += [
+        f"{auth_dir / ROLES_FILE} gives {name!r} a role but {auth_dir / USERS_FILE} has no password for them"
+        for name in roles
+        if name not in users
+    ]
     return warnings
 
 
@@ -97,7 +105,9 @@ def hash_password(password: str) -> str:
     if not password or "\n" in password:
         raise AuthFileError("the password must be one non-empty line")
     try:
-        done = subprocess.run(["openssl", "passwd", "-6", "-stdin"], input=password + "\n", capture_output=True, text=True, check=False)
+        done = subprocess.run(
+            ["openssl", "passwd", "-6", "-stdin"], input=password + "\n", capture_output=True, text=True, check=False
+        )
     except FileNotFoundError:
         raise AuthFileError("openssl is not installed: it hashes the passwords (apt-get install openssl)") from None
     if done.returncode != 0 or not done.stdout.startswith("$6$"):
@@ -108,7 +118,11 @@ def hash_password(password: str) -> str:
 def _replace_line(path: Path, name: str, line: str, separator: str) -> None:
     kept = []
     if path.exists():
-        kept = [old for old in path.read_text(encoding="utf-8").splitlines() if old.strip().split(separator, 1)[0].strip().lower() != name.lower()]
+        kept = [
+            old
+            for old in path.read_text(encoding="utf-8").splitlines()
+            if old.strip().split(separator, 1)[0].strip().lower() != name.lower()
+        ]
     temporary = path.with_name(path.name + ".tmp")
     # Only the proxy's own user needs to read the password hashes.
     descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -168,5 +182,5 @@ def render_nginx_conf(settings: ProxySettings, template: Path = TEMPLATE) -> str
     for key, value in values.items():
         text = text.replace("{{" + key + "}}", value)
     if "{{" in text:
-        raise AuthFileError(f"{template} has a placeholder this version does not fill: {text[text.index('{{'):][:40]}")
+        raise AuthFileError(f"{template} has a placeholder this version does not fill: {text[text.index('{{') :][:40]}")
     return text

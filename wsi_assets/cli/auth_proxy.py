@@ -47,7 +47,9 @@ def is_loopback(listen: str) -> bool:
 
 def workspace_yaml(runtime: Path) -> str:
     """A workspace naming the one code server all three services share."""
-    return f"load_from:\n  - grpc_server:\n      socket: {runtime.resolve() / 'code.sock'}\n      location_name: {CODE_LOCATION}\n"
+    return (
+        f"load_from:\n  - grpc_server:\n      socket: {runtime.resolve() / 'code.sock'}\n      location_name: {CODE_LOCATION}\n"
+    )
 
 
 def nginx_command(nginx: str, runtime: Path) -> list[str]:
@@ -62,7 +64,19 @@ def services(args, nginx: str, runtime: Path) -> dict[str, list[str]]:
     webserver = [python, "-m", "wsi_assets.cli.webserver", "-h", "127.0.0.1", "-w", workspace]
     # One code server for both webservers and the daemon: the definitions load once, not three times.
     commands = {
-        "code server": [dagster, "code-server", "start", "-s", str(runtime / "code.sock"), "-m", CODE_LOCATION, "-d", os.getcwd(), "--location-name", CODE_LOCATION],
+        "code server": [
+            dagster,
+            "code-server",
+            "start",
+            "-s",
+            str(runtime / "code.sock"),
+            "-m",
+            CODE_LOCATION,
+            "-d",
+            os.getcwd(),
+            "--location-name",
+            CODE_LOCATION,
+        ],
         "viewer webserver": [*webserver, "-p", str(args.viewer_port), "--read-only"],
         "operator webserver": [*webserver, "-p", str(args.operator_port)],
         "nginx": [*nginx_command(nginx, runtime), "-g", "daemon off;"],
@@ -81,7 +95,9 @@ def create_instance() -> None:
         with DagsterInstance.get():
             pass
     except Exception as error:  # noqa: BLE001 - any instance problem is one line for the user
-        raise AuthFileError(f"cannot open the Dagster instance in $DAGSTER_HOME ({os.environ['DAGSTER_HOME']}): {str(error).splitlines()[0]}") from None
+        raise AuthFileError(
+            f"cannot open the Dagster instance in $DAGSTER_HOME ({os.environ['DAGSTER_HOME']}): {str(error).splitlines()[0]}"
+        ) from None
 
 
 def prepare(args) -> tuple[ProxySettings, list[str]]:
@@ -89,13 +105,17 @@ def prepare(args) -> tuple[ProxySettings, list[str]]:
     if not os.environ.get("DAGSTER_HOME"):
         raise AuthFileError("DAGSTER_HOME is not set: both webservers must share one instance (deploy/auth/start.sh sets it)")
     if not is_loopback(args.listen) and not args.tls_cert and not args.insecure_http:
-        raise AuthFileError(f"--listen {args.listen} is reachable from other machines: give --tls-cert and --tls-key (passwords would cross the network in clear), or --insecure-http if TLS ends in front of it")
+        raise AuthFileError(
+            f"--listen {args.listen} is reachable from other machines: give --tls-cert and --tls-key (passwords would cross the network in clear), or --insecure-http if TLS ends in front of it"
+        )
     auth_dir = Path(args.auth_dir)
     warnings = check_auth_files(auth_dir)
     runtime = auth_dir / "nginx"
     running = nginx_pid(runtime)
     if running:
-        raise AuthFileError(f"a proxy already runs from {auth_dir} (nginx pid {running}); stop it first, or remove {runtime / 'nginx.pid'} if that process is not nginx")
+        raise AuthFileError(
+            f"a proxy already runs from {auth_dir} (nginx pid {running}); stop it first, or remove {runtime / 'nginx.pid'} if that process is not nginx"
+        )
     settings = ProxySettings(
         auth_dir=auth_dir,
         runtime_dir=runtime,
@@ -157,7 +177,10 @@ def supervise(commands: dict[str, list[str]], logs: Path, env: dict[str, str], g
         ended = [(name, process.returncode, log) for name, (process, log) in running.items() if process.poll() is not None]
         if ended:
             name, code, log = ended[0]
-            print(f"auth_proxy: the {name} exited (status {code}); stopping the rest. Last lines of {log}:\n{log_tail(log)}", file=sys.stderr)
+            print(
+                f"auth_proxy: the {name} exited (status {code}); stopping the rest. Last lines of {log}:\n{log_tail(log)}",
+                file=sys.stderr,
+            )
             status = 1
             break
         time.sleep(0.5)
@@ -175,7 +198,9 @@ def stop_all(processes: dict[str, subprocess.Popen]) -> None:
     began = time.time()
     took: dict[str, float] = {}
     while len(took) < len(processes) and time.time() < began + STOP_GRACE_S:
-        took.update({name: time.time() - began for name, process in processes.items() if name not in took and process.poll() is not None})
+        took.update(
+            {name: time.time() - began for name, process in processes.items() if name not in took and process.poll() is not None}
+        )
         time.sleep(0.1)
     for name, process in processes.items():
         if name not in took:
@@ -195,7 +220,9 @@ def start(args) -> int:
     nginx = find_nginx()
     check = subprocess.run([*nginx_command(nginx, settings.runtime_dir), "-t", "-q"], capture_output=True, text=True)
     if check.returncode != 0:
-        raise AuthFileError(f"nginx refuses {settings.runtime_dir / 'nginx.conf'}: {check.stderr.strip().splitlines()[-1] if check.stderr.strip() else check.returncode}")
+        raise AuthFileError(
+            f"nginx refuses {settings.runtime_dir / 'nginx.conf'}: {check.stderr.strip().splitlines()[-1] if check.stderr.strip() else check.returncode}"
+        )
     commands = services(args, nginx, settings.runtime_dir)
     scheme = "https" if settings.tls_cert else "http"
     print(
@@ -242,21 +269,33 @@ def reload_running_nginx(runtime: Path) -> None:
 
 
 def parser() -> argparse.ArgumentParser:
-    root = argparse.ArgumentParser(prog="python -m wsi_assets.cli.auth_proxy", description="Dagster behind nginx with viewer and operator logins.")
-    root.add_argument("--auth-dir", default=str(default_auth_dir()), help="users.htpasswd, roles.map, nginx's config and the logs (default $WSI_AUTH_DIR or $DAGSTER_HOME/auth)")
+    root = argparse.ArgumentParser(
+        prog="python -m wsi_assets.cli.auth_proxy", description="Dagster behind nginx with viewer and operator logins."
+    )
+    root.add_argument(
+        "--auth-dir",
+        default=str(default_auth_dir()),
+        help="users.htpasswd, roles.map, nginx's config and the logs (default $WSI_AUTH_DIR or $DAGSTER_HOME/auth)",
+    )
     commands = root.add_subparsers(dest="command", required=True)
     adding = commands.add_parser("add-user", help="add a user, or change a user's role or password")
     adding.add_argument("name")
     adding.add_argument("--role", choices=ROLES, required=True)
     adding.add_argument("--password-stdin", action="store_true", help="read the password from the first line of stdin")
-    starting = commands.add_parser("start", help="start nginx, both webservers and the daemon; stop them all on Ctrl-C or SIGTERM")
-    starting.add_argument("--listen", default=os.environ.get("WSI_AUTH_LISTEN", "127.0.0.1:8080"), help="nginx's address (default 127.0.0.1:8080)")
+    starting = commands.add_parser(
+        "start", help="start nginx, both webservers and the daemon; stop them all on Ctrl-C or SIGTERM"
+    )
+    starting.add_argument(
+        "--listen", default=os.environ.get("WSI_AUTH_LISTEN", "127.0.0.1:8080"), help="nginx's address (default 127.0.0.1:8080)"
+    )
     starting.add_argument("--viewer-port", type=int, default=int(os.environ.get("WSI_AUTH_VIEWER_PORT", "3001")))
     starting.add_argument("--operator-port", type=int, default=int(os.environ.get("WSI_AUTH_OPERATOR_PORT", "3002")))
     starting.add_argument("--no-daemon", dest="daemon", action="store_false", help="a daemon for this instance runs elsewhere")
     starting.add_argument("--tls-cert", default=os.environ.get("WSI_AUTH_TLS_CERT"))
     starting.add_argument("--tls-key", default=os.environ.get("WSI_AUTH_TLS_KEY"))
-    starting.add_argument("--insecure-http", action="store_true", help="allow plain HTTP on a non-loopback address (TLS ends in front of nginx)")
+    starting.add_argument(
+        "--insecure-http", action="store_true", help="allow plain HTTP on a non-loopback address (TLS ends in front of nginx)"
+    )
     return root
 
 

@@ -26,7 +26,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--alpha", type=float, required=True, help="0 = the start model, 1 = the mean of the fine-tuned ones")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--version", default="")
-    parser.add_argument("--data", type=Path, default=None, help="labelled folder whose held-out split scores the new model into its card")
+    parser.add_argument(
+        "--data", type=Path, default=None, help="labelled folder whose held-out split scores the new model into its card"
+    )
     args = parser.parse_args(argv)
     try:
         write_average(args.start, args.finetuned, args.alpha, args.out, args.version, args.data)

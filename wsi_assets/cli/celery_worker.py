@@ -31,7 +31,9 @@ def celery_app():
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--queue", default=DEFAULT_CELERY_QUEUE, help="queue to take steps from: gpu, or dagster (the default queue)")
+    parser.add_argument(
+        "--queue", default=DEFAULT_CELERY_QUEUE, help="queue to take steps from: gpu, or dagster (the default queue)"
+    )
     parser.add_argument("--name", required=True, help="worker name; the step log shows <name>@<host>")
     parser.add_argument("--concurrency", type=int, default=1, help="steps at once (GPU workers: 1 per GPU)")
     parser.add_argument("--loglevel", default="INFO")
@@ -47,8 +49,21 @@ def main(argv: list[str] | None = None) -> int:
 
     # prefork: the worker's main process keeps answering pings while a step runs in its child.
     app.worker_main(
-        ["worker", "-Q", args.queue, "-n", f"{args.name}@%h", "-c", str(args.concurrency), "--pool", "prefork",
-         "--loglevel", args.loglevel, "--without-gossip", "--without-mingle"]
+        [
+            "worker",
+            "-Q",
+            args.queue,
+            "-n",
+            f"{args.name}@%h",
+            "-c",
+            str(args.concurrency),
+            "--pool",
+            "prefork",
+            "--loglevel",
+            args.loglevel,
+            "--without-gossip",
+            "--without-mingle",
+        ]
     )
     return 0
 

@@ -1,6 +1,6 @@
 """Put demo slides in the upload folder so a fresh start has something to process.
 
-    python -m wsi_assets.cli.demo [--user-files DIR]
+python -m wsi_assets.cli.demo [--user-files DIR]
 """
 
 from __future__ import annotations
@@ -39,7 +39,9 @@ def install_demo_slides(root: Path) -> list[Path]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--user-files", type=Path, default=None, help="user-files root (default: $WSI_USER_FILES or ./user_files)")
+    parser.add_argument(
+        "--user-files", type=Path, default=None, help="user-files root (default: $WSI_USER_FILES or ./user_files)"
+    )
     args = parser.parse_args()
     root = args.user_files or default_user_files_root()
     for path in install_demo_slides(root):

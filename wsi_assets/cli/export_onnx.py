@@ -20,7 +20,9 @@ from wsi_assets.training.onnx_export import embed_network_onnx
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m wsi_assets.cli.export_onnx", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m wsi_assets.cli.export_onnx", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("model", type=Path, help="a model file exported by python -m wsi_assets.cli.train_nuclei")
     args = parser.parse_args(argv)
     path = embed_network_onnx(args.model)

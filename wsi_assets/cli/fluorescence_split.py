@@ -15,7 +15,12 @@ from wsi_assets.training.fluorescence_data import default_fluorescence_data, des
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m wsi_assets.cli.fluorescence_split", description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=None, help="fluorescence folder (default: <shared data>/nuclei_fluo_train/dsb2018_fluorescence)")
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=None,
+        help="fluorescence folder (default: <shared data>/nuclei_fluo_train/dsb2018_fluorescence)",
+    )
     args = parser.parse_args(argv)
     written = write_split(args.data or default_fluorescence_data())
     print(written.groupby(["experiment", "held_out"]).size().to_string())

@@ -27,7 +27,9 @@ def instance_home(environ=os.environ, cwd: Path | None = None, checkout: Path = 
     if environ.get(HOME_ENV):
         home = Path(environ[HOME_ENV])
         if not (home / "dagster.yaml").is_file():
-            raise NoInstance(f"cannot open the Dagster instance: {HOME_ENV}={home} holds no dagster.yaml: point it at the folder Dagster was started with (scripts/run.sh uses {checkout / HOME_FOLDER})")
+            raise NoInstance(
+                f"cannot open the Dagster instance: {HOME_ENV}={home} holds no dagster.yaml: point it at the folder Dagster was started with (scripts/run.sh uses {checkout / HOME_FOLDER})"
+            )
         return home
     for base in dict.fromkeys(((cwd or Path.cwd()).resolve(), checkout)):
         if (base / HOME_FOLDER / "dagster.yaml").is_file():

@@ -78,7 +78,9 @@ def print_queue(snapshot: QueueSnapshot, user: str | None = None, branch: str | 
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m wsi_assets.cli.queue", description="Show where queued runs stand and what they wait for.")
+    parser = argparse.ArgumentParser(
+        prog="python -m wsi_assets.cli.queue", description="Show where queued runs stand and what they wait for."
+    )
     parser.add_argument("--user", help="only this user's runs")
     parser.add_argument("--branch", help="only this branch: <user>/<branch>, or a branch name for every user")
     args = parser.parse_args(argv)

@@ -120,7 +120,9 @@ def add_partition_through_webserver(url: str, partitions: str, partition: str) -
         raise WebserverLaunchFailed(f"the webserver at {url} refused to add {partition} to {partitions}: {reason}")
 
 
-def submit_through_webserver(url: str, job: str, partitions: str, key: SlideKey | str, submission: str) -> tuple[str, QueueSnapshot | None] | None:
+def submit_through_webserver(
+    url: str, job: str, partitions: str, key: SlideKey | str, submission: str
+) -> tuple[str, QueueSnapshot | None] | None:
     """(run id, the queue right after) through the webserver at `url`, importing no Dagster; None when none answers.
 
     Once the run is launched nothing falls back any more (that would launch it twice): a queue the
@@ -179,7 +181,11 @@ def submit(partition_key: str, job: str = "process_slide") -> str:
     if done is None:
         if no_home is not None:
             raise no_home
-        print(f"no Dagster webserver answered at {url}" if url else "no webserver address known", "- launching with `dagster job launch` (slower)", file=sys.stderr)
+        print(
+            f"no Dagster webserver answered at {url}" if url else "no webserver address known",
+            "- launching with `dagster job launch` (slower)",
+            file=sys.stderr,
+        )
         done = submit_through_instance(job, partitions, key, submission)
     run_id, snapshot = done
     places, _ = current_places(snapshot) if snapshot is not None else ([], [])

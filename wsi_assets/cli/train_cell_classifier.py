@@ -22,9 +22,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--trees", type=int, default=60)
     parser.add_argument("--outlines", default="learned", help='a segmenter name ("learned", "classical") or "annotated"')
-    parser.add_argument("--measurements-only", action="store_true", help="leave the segmenter's nucleus embedding out (a classifier for any segmenter)")
+    parser.add_argument(
+        "--measurements-only",
+        action="store_true",
+        help="leave the segmenter's nucleus embedding out (a classifier for any segmenter)",
+    )
     args = parser.parse_args(argv)
-    card = train_cell_classifier(args.data, args.out, trees=args.trees, outlines=args.outlines, with_embedding=not args.measurements_only)
+    card = train_cell_classifier(
+        args.data, args.out, trees=args.trees, outlines=args.outlines, with_embedding=not args.measurements_only
+    )
     print(json.dumps(card, indent=2, ensure_ascii=False))
 
 

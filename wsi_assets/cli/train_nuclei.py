@@ -20,7 +20,12 @@ from wsi_assets.training.train import TrainConfig, initial_widths, train
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m wsi_assets.cli.train_nuclei", description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=None, help="labelled folder (default: $WSI_SHARED_DATA/nuclei_train or ../shared/data/nuclei_train)")
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=None,
+        help="labelled folder (default: $WSI_SHARED_DATA/nuclei_train or ../shared/data/nuclei_train)",
+    )
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--commercial-only", action="store_true", help="train only on images whose licence allows commercial use")
     parser.add_argument("--epochs", type=float, default=0.0, help="passes over the training pixels (overrides --steps)")
@@ -35,13 +40,25 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--snapshot-every", type=int, default=0, help="also export a snapshot every N steps")
     parser.add_argument("--init", type=Path, help="start from this exported model's weights (fine-tune / continue)")
     parser.add_argument("--lr", type=float, default=TrainConfig.lr)
-    parser.add_argument("--stain-jitter", type=float, default=defaults.STAIN_JITTER,
-                        help=f"colour augmentation strength ({defaults.BASE_STAIN_JITTER} as the first models); above that it also shifts hue")
+    parser.add_argument(
+        "--stain-jitter",
+        type=float,
+        default=defaults.STAIN_JITTER,
+        help=f"colour augmentation strength ({defaults.BASE_STAIN_JITTER} as the first models); above that it also shifts hue",
+    )
     parser.add_argument("--scale-jitter", type=float, default=defaults.SCALE_JITTER, help="zoom crops by up to this factor")
-    parser.add_argument("--dataset-share", action="append", default=[], metavar="DATASET=FRACTION",
-                        help="draw this fraction of the crops from one dataset (repeatable); the others share the rest by area")
-    parser.add_argument("--widths", help="channels per U-Net level, e.g. 8,16,32,64,96 for a half-width student of --init "
-                        f"(default: --init's, else {','.join(map(str, TrainConfig().widths))})")
+    parser.add_argument(
+        "--dataset-share",
+        action="append",
+        default=[],
+        metavar="DATASET=FRACTION",
+        help="draw this fraction of the crops from one dataset (repeatable); the others share the rest by area",
+    )
+    parser.add_argument(
+        "--widths",
+        help="channels per U-Net level, e.g. 8,16,32,64,96 for a half-width student of --init "
+        f"(default: --init's, else {','.join(map(str, TrainConfig().widths))})",
+    )
     parser.add_argument("--teacher", type=Path, help="also teach the network this model file's maps (distillation)")
     parser.add_argument("--distill-weight", type=float, default=TrainConfig.distill_weight)
     args = parser.parse_args(argv)
@@ -51,11 +68,27 @@ def main(argv: list[str] | None = None) -> None:
     except ValueError as error:
         parser.error(str(error))
     config = TrainConfig(
-        data=args.data or defaults.default_training_data(), out=args.out, commercial_only=args.commercial_only, epochs=args.epochs, steps=args.steps,
-        batch=args.batch, crop=args.crop, mpp=args.mpp, seed=args.seed, device=args.device, threads=args.threads, version=args.version,
-        snapshot_every=args.snapshot_every, init=args.init, lr=args.lr,
-        stain_jitter=args.stain_jitter, scale_jitter=args.scale_jitter, dataset_shares=shares,
-        widths=widths, teacher=args.teacher, distill_weight=args.distill_weight,
+        data=args.data or defaults.default_training_data(),
+        out=args.out,
+        commercial_only=args.commercial_only,
+        epochs=args.epochs,
+        steps=args.steps,
+        batch=args.batch,
+        crop=args.crop,
+        mpp=args.mpp,
+        seed=args.seed,
+        device=args.device,
+        threads=args.threads,
+        version=args.version,
+        snapshot_every=args.snapshot_every,
+        init=args.init,
+        lr=args.lr,
+        stain_jitter=args.stain_jitter,
+        scale_jitter=args.scale_jitter,
+        dataset_shares=shares,
+        widths=widths,
+        teacher=args.teacher,
+        distill_weight=args.distill_weight,
     )
     train(config, log=lambda m: print(m, flush=True))
 

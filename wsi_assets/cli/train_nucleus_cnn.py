@@ -23,7 +23,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m wsi_assets.cli.train_nucleus_cnn", description=__doc__.splitlines()[0])
     parser.add_argument("--run", type=Path, required=True, help="the folder for the crop cache, checkpoints and log")
     parser.add_argument("--data", type=Path, help="a typed folder in CoNSeP's layout (needed once, to cut the crops)")
-    parser.add_argument("--steps", type=int, default=8000, help="total steps of the schedule (give the same on resume, or more to extend it)")
+    parser.add_argument(
+        "--steps", type=int, default=8000, help="total steps of the schedule (give the same on resume, or more to extend it)"
+    )
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--minutes", type=float, help="stop (with a checkpoint) after this much wall time")
@@ -34,7 +36,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-stain-normalisation", action="store_true", help="raw pixels (runs cut before stain normalisation)")
     parser.add_argument("--stain-jitter", type=float, default=0.3, help="H&E optical density scaled by 1 ± this in augmentation")
     parser.add_argument("--export", type=Path, help="write the newest checkpoint's network as this ONNX file instead of training")
-    parser.add_argument("--scores", type=Path, help="with --export: end-to-end scores (benchmarks/cell_classes_diagnosis.py --json) for the card")
+    parser.add_argument(
+        "--scores", type=Path, help="with --export: end-to-end scores (benchmarks/cell_classes_diagnosis.py --json) for the card"
+    )
     parser.add_argument("--history", help="with --export: how the run went (resumes, recipe changes), for the card")
     args = parser.parse_args(argv)
     if args.export:
@@ -42,8 +46,20 @@ def main(argv: list[str] | None = None) -> None:
 
         print(json.dumps(export_network(args.run, args.export, args.scores, history=args.history), indent=2, ensure_ascii=False))
         return
-    summary = train(args.run, args.data, args.steps, args.batch, args.lr, args.minutes, args.checkpoint_minutes, args.eval_every, limit=args.limit,
-                    normalisation=None if args.no_stain_normalisation else STAIN_NORMALISATION, init=args.init, stain_strength=args.stain_jitter)
+    summary = train(
+        args.run,
+        args.data,
+        args.steps,
+        args.batch,
+        args.lr,
+        args.minutes,
+        args.checkpoint_minutes,
+        args.eval_every,
+        limit=args.limit,
+        normalisation=None if args.no_stain_normalisation else STAIN_NORMALISATION,
+        init=args.init,
+        stain_strength=args.stain_jitter,
+    )
     print(json.dumps(summary))
 
 

@@ -5,7 +5,7 @@
     tile_size: 1024               COCO/YOLO tile side in level-0 px (128-8192)
     cell_expansion_um: 0          µm to grow each nucleus outline into a cell (0-20)
     model: learned                segmenter name or model file name
-    classifier: default           cell classes: "default" (shipped classifier), "rule", "cnn" (the nucleus classifier network, run while segmenting), or a classifier file in the branch folder
+    classifier: default           cell classes: "default" (shipped classifier), "rule", "cnn" (the nucleus classifier network, run while segmenting), "forest+cnn" (the mean of the two's probabilities), or a classifier file in the branch folder
     lymphocyte_rule: {max_area_um2: 20, min_circularity: 0.8, min_hematoxylin_od: 0.1}
     nuclear_channel: DAPI         stacks: the channel nuclei are segmented in (index from 0, or name)
     modality: auto                auto | brightfield | fluorescence: which model family segments the images
@@ -26,7 +26,16 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic_core import PydanticCustomError
 from wsi_assets.core import settings_yaml
 from wsi_assets.core.quoting import short_repr
@@ -138,14 +147,14 @@ SHOULD_BE = {
     "tile_size": f"must be a whole number of level-0 pixels from {TILE_SIZE_RANGE[0]} to {TILE_SIZE_RANGE[1]}",
     "cell_expansion_um": f"must be a number of µm from {CELL_EXPANSION_RANGE[0]:g} to {CELL_EXPANSION_RANGE[1]:g}",
     "model": "must be a segmenter name ('default', 'classical', 'learned') or a model file name",
-    "classifier": "must be 'default', 'rule', 'cnn' or the name of a classifier file (.npz) in the branch folder",
+    "classifier": "must be 'default', 'rule', 'cnn', 'forest+cnn' or the name of a classifier file (.npz) in the branch folder",
     "lymphocyte_rule": "must be a mapping, e.g. 'lymphocyte_rule: {max_area_um2: 45}'",
     "nuclear_channel": "must be a channel index from 0 or a channel name, e.g. 'nuclear_channel: DAPI'",
     "modality": "must be auto, brightfield or fluorescence, e.g. 'modality: fluorescence'",
 }
 PATH_NOT_NAME = {
     "model": "give the file name of a model in <user>/models/<branch>/ (no folders, no '..')",
-    "classifier": "give 'default', 'rule', 'cnn' or the file name of a classifier (.npz) in <user>/models/<branch>/ or the branch folder (no folders, no '..')",
+    "classifier": "give 'default', 'rule', 'cnn', 'forest+cnn' or the file name of a classifier (.npz) in <user>/models/<branch>/ or the branch folder (no folders, no '..')",
 }
 
 
@@ -175,7 +184,9 @@ def _one_name_is_a_list(value):
 def _known_formats(names: tuple[str, ...], info: ValidationInfo) -> tuple[str, ...]:
     unknown = [name for name in names if name not in EXPORT_NAMES]
     if unknown:
-        raise _WholeLine(f"{_shown(info)}: exports names unknown format {short_repr(unknown[0])}; known formats: {', '.join(EXPORT_NAMES)}")
+        raise _WholeLine(
+            f"{_shown(info)}: exports names unknown format {short_repr(unknown[0])}; known formats: {', '.join(EXPORT_NAMES)}"
+        )
     return tuple(dict.fromkeys(names))
 
 
@@ -215,16 +226,25 @@ class BranchFile(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     mpp: Annotated[float, BeforeValidator(_plausible_mpp)] | None = None
-    exports: Annotated[tuple[Annotated[str, Field(strict=True)], ...], BeforeValidator(_one_name_is_a_list), AfterValidator(_known_formats)] | None = None
+    exports: (
+        Annotated[
+            tuple[Annotated[str, Field(strict=True)], ...], BeforeValidator(_one_name_is_a_list), AfterValidator(_known_formats)
+        ]
+        | None
+    ) = None
     tile_size: Annotated[int, Field(strict=True, ge=TILE_SIZE_RANGE[0], le=TILE_SIZE_RANGE[1])] | None = None
-    cell_expansion_um: Annotated[float, Field(strict=True, ge=CELL_EXPANSION_RANGE[0], le=CELL_EXPANSION_RANGE[1], allow_inf_nan=False)] | None = None
+    cell_expansion_um: (
+        Annotated[float, Field(strict=True, ge=CELL_EXPANSION_RANGE[0], le=CELL_EXPANSION_RANGE[1], allow_inf_nan=False)] | None
+    ) = None
     model: FileName | None = None
     classifier: FileName | None = None
     lymphocyte_rule: Annotated[dict[str, float] | None, BeforeValidator(_thresholds)] = None
     nuclear_channel: Annotated[int, Field(strict=True, ge=0)] | Name | None = None
     modality: Annotated[str, BeforeValidator(_modality)] | None = None
 
-    @field_validator("mpp", "exports", "tile_size", "cell_expansion_um", "model", "classifier", "nuclear_channel", "modality", mode="before")
+    @field_validator(
+        "mpp", "exports", "tile_size", "cell_expansion_um", "model", "classifier", "nuclear_channel", "modality", mode="before"
+    )
     @classmethod
     def _stated(cls, value):
         # `key:` with nothing after it is a mistake, not "the default": only lymphocyte_rule may be empty.

@@ -24,10 +24,7 @@ def name_problem(name: str, what: str) -> str | None:
     if len(name) > MAX_NAME_LENGTH:
         return f"{what} name '{shown[:40]}...' is longer than {MAX_NAME_LENGTH} characters"
     if not NAME_PATTERN.match(name):
-        return (
-            f"{what} name '{shown}' may only use letters, digits, '.', '_' and '-'"
-            " (and must not start with '.' or '-')"
-        )
+        return f"{what} name '{shown}' may only use letters, digits, '.', '_' and '-' (and must not start with '.' or '-')"
     return None
 
 
@@ -51,9 +48,7 @@ class SlideKey:
     def parse(cls, partition_key: str) -> SlideKey:
         parts = partition_key.split("/")
         if len(parts) != 3:
-            raise InvalidSlideKey(
-                f"partition key '{partition_key}' must look like <user>/<branch>/<slide>"
-            )
+            raise InvalidSlideKey(f"partition key '{partition_key}' must look like <user>/<branch>/<slide>")
         return cls(*parts)
 
     def __str__(self) -> str:

@@ -33,6 +33,8 @@ def checked_thresholds(data, source: str) -> dict[str, float]:
             raise BadRuleSetting(f"{source}: unknown lymphocyte_rule key {short_repr(key)}; known: {', '.join(RULE_LIMITS)}")
         low, high = RULE_LIMITS[key]
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or not low <= value <= high:
-            raise BadRuleSetting(f"{source}: lymphocyte_rule {key} = {short_repr(value)} must be a number from {low:g} to {high:g}")
+            raise BadRuleSetting(
+                f"{source}: lymphocyte_rule {key} = {short_repr(value)} must be a number from {low:g} to {high:g}"
+            )
         values[key] = float(value)
     return values

@@ -60,7 +60,14 @@ class EverySeconds:
     `every_s` seconds have passed since the last line, and at the end: a phase whose items take
     seconds each still says something within its first minute, and a fast one stays quiet."""
 
-    def __init__(self, log: Callable[[str], None], stage: str, unit: str, every_s: float = 30.0, clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self,
+        log: Callable[[str], None],
+        stage: str,
+        unit: str,
+        every_s: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         self._log, self._stage, self._unit, self._every, self._clock = log, stage, unit, every_s, clock
         self._start = clock()
         self._last: float | None = None
@@ -73,4 +80,6 @@ class EverySeconds:
         elapsed = now - self._start
         rate = done / elapsed if elapsed > 0 else 0.0
         eta = f"{(total - done) / rate:.0f} s" if rate > 0 else "-"
-        self._log(f"{self._stage} {done}/{total} {self._unit}, {rate:.2f} {self._unit}/s, ETA {eta}" + (f"; {detail}" if detail else ""))
+        self._log(
+            f"{self._stage} {done}/{total} {self._unit}, {rate:.2f} {self._unit}/s, ETA {eta}" + (f"; {detail}" if detail else "")
+        )

@@ -55,7 +55,9 @@ class _SettingsLoader(yaml.SafeLoader):
             return super().compose_node(parent, index)
         # Checked before composing: PyYAML composes nested collections by recursion.
         if self._depth >= MAX_DEPTH:
-            raise _Refused(event.start_mark, "nests lists or mappings deeper than any setting: write 'key: value' or 'key: [a, b]'")
+            raise _Refused(
+                event.start_mark, "nests lists or mappings deeper than any setting: write 'key: value' or 'key: [a, b]'"
+            )
         self._depth += 1
         try:
             return super().compose_node(parent, index)
@@ -71,7 +73,9 @@ class _SettingsLoader(yaml.SafeLoader):
                 raise _Refused(key_node.start_mark, f"has {_KINDS[type(key_node)]} as a key: a key is a plain name")
             key = self.construct_object(key_node)
             if key in first_line:
-                raise _Refused(key_node.start_mark, f"key {short_repr(key)} is given twice (first on line {first_line[key]}): keep one")
+                raise _Refused(
+                    key_node.start_mark, f"key {short_repr(key)} is given twice (first on line {first_line[key]}): keep one"
+                )
             first_line[key] = key_node.start_mark.line + 1
         return super().construct_mapping(node, deep)
 
@@ -80,14 +84,21 @@ class _SettingsLoader(yaml.SafeLoader):
             return super().construct_object(node, deep)
         except (ValueError, OverflowError) as error:  # e.g. an integer of more than 4300 digits, a 13th month
             reason = (str(error).splitlines() or [type(error).__name__])[0]
-            raise _Refused(node.start_mark, f"has a value that cannot be read ({reason[:60]}{'...' if len(reason) > 60 else ''})") from None
+            raise _Refused(
+                node.start_mark, f"has a value that cannot be read ({reason[:60]}{'...' if len(reason) > 60 else ''})"
+            ) from None
 
 
 def _single_values_refused(root: yaml.Node, single_values) -> None:
     for key_node, value_node in root.value:
-        if isinstance(key_node, yaml.ScalarNode) and key_node.value in single_values and not isinstance(value_node, yaml.ScalarNode):
+        if (
+            isinstance(key_node, yaml.ScalarNode)
+            and key_node.value in single_values
+            and not isinstance(value_node, yaml.ScalarNode)
+        ):
             raise _Refused(
-                value_node.start_mark, f"{key_node.value} takes one value, not {_KINDS[type(value_node)]}: write one value after '{key_node.value}:'"
+                value_node.start_mark,
+                f"{key_node.value} takes one value, not {_KINDS[type(value_node)]}: write one value after '{key_node.value}:'",
             )
 
 
@@ -134,7 +145,9 @@ def read_settings_bytes(path: Path, shown: str) -> bytes:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except OSError as error:
         if Path(path).is_symlink():
-            raise SettingsFileError(f"{shown} is a link: settings files must be real files in the upload folder; copy it in") from None
+            raise SettingsFileError(
+                f"{shown} is a link: settings files must be real files in the upload folder; copy it in"
+            ) from None
         raise SettingsFileError(f"{shown} cannot be read ({error.strerror or error}): fix its permissions") from None
     try:
         facts = os.fstat(fd)
@@ -150,7 +163,9 @@ def read_settings_bytes(path: Path, shown: str) -> bytes:
     finally:
         os.close(fd)
     if len(raw) > MAX_SETTINGS_BYTES:
-        raise SettingsFileError(f"{shown} is larger than {MAX_SETTINGS_BYTES // 1024} KB: a settings file holds a few 'key: value' lines")
+        raise SettingsFileError(
+            f"{shown} is larger than {MAX_SETTINGS_BYTES // 1024} KB: a settings file holds a few 'key: value' lines"
+        )
     return raw
 
 

@@ -102,5 +102,7 @@ class SlideOutputs:
         if not path.exists():
             # Named within the set: the set's own folder (a run id under .sets/) means nothing to a user.
             shown = path.relative_to(self.folder).as_posix() if self.folder in path.parents else str(path)
-            raise MissingUpstreamOutput(f"{shown} is missing from this slide's results: materialize '{produced_by}' for this slide first")
+            raise MissingUpstreamOutput(
+                f"{shown} is missing from this slide's results: materialize '{produced_by}' for this slide first"
+            )
         return path

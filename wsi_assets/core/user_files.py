@@ -12,9 +12,7 @@ from wsi_assets.core.keys import DEFAULT_BRANCH, SlideKey
 USER_FILES_ENV = "WSI_USER_FILES"
 
 # Extensions OpenSlide reads as whole-slide images. A file with another extension is not a slide.
-SLIDE_EXTENSIONS = frozenset(
-    {".svs", ".tif", ".tiff", ".ndpi", ".vms", ".vmu", ".scn", ".mrxs", ".svslide", ".bif", ".dcm"}
-)
+SLIDE_EXTENSIONS = frozenset({".svs", ".tif", ".tiff", ".ndpi", ".vms", ".vmu", ".scn", ".mrxs", ".svslide", ".bif", ".dcm"})
 
 
 def default_user_files_root() -> Path:
@@ -98,5 +96,7 @@ def find_slide_file(root: Path, key: SlideKey) -> Path:
         root,
         key.user,
         f"no uploaded slide for {key}: expected {branch_inputs_dir(root, key.user, key.branch)}/{key.stem}.<svs|tif|ndpi|...>",
-        lambda names: f"{key} is ambiguous: {names} share the stem '{key.stem}' (upper/lower case ignored: one output folder on SMB shares and macOS); rename one",
+        lambda names: (
+            f"{key} is ambiguous: {names} share the stem '{key.stem}' (upper/lower case ignored: one output folder on SMB shares and macOS); rename one"
+        ),
     )

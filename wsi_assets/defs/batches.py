@@ -74,11 +74,18 @@ def _batch_set(context: AssetExecutionContext, root):
     kinds={"json"},
     description="The batch's images (size, dimensions, µm/px and its source, new/changed/unchanged) and its rejected files with why.",
 )
-def batch_manifest(context: AssetExecutionContext, user_files: UserFilesResource, segmentation: SegmentationResource) -> MaterializeResult:
+def batch_manifest(
+    context: AssetExecutionContext, user_files: UserFilesResource, segmentation: SegmentationResource
+) -> MaterializeResult:
     root, key = user_files.root_path, SlideKey.parse(context.partition_key)
     settings = branch_settings_for(root, key.user, key.branch)
     manifest = build_manifest(
-        _batch_folder(root, key), root, key, previous_manifest(root, key), settings.mpp, segmentation.default_mpp,
+        _batch_folder(root, key),
+        root,
+        key,
+        previous_manifest(root, key),
+        settings.mpp,
+        segmentation.default_mpp,
         modality=segmentation.batch_modality(settings.modality),
     )
     folder = _batch_set(context, root)
@@ -98,7 +105,9 @@ def batch_manifest(context: AssetExecutionContext, user_files: UserFilesResource
             **{f"{c}_images": n for c, n in changes.items()},
             "rejected": len(manifest.rejected),
             # A table, not markdown: image names are the user's text, shown as typed.
-            "rejected_files": metadata_table([{"file": n, "why": w} for n, w in manifest.rejected[:MAX_REJECTED_SHOWN]], ("file", "why")),
+            "rejected_files": metadata_table(
+                [{"file": n, "why": w} for n, w in manifest.rejected[:MAX_REJECTED_SHOWN]], ("file", "why")
+            ),
             "mpp_sources": MetadataValue.json(sources),
             "mpp_inferred_images": sum(i.mpp_inferred for i in manifest.images),
             "modalities": MetadataValue.json(modalities),  # images per model family (auto decides per image)
@@ -114,7 +123,9 @@ def batch_manifest(context: AssetExecutionContext, user_files: UserFilesResource
     pool=GPU_POOL,
     description="Every nucleus of every image of the batch (outline, measurements, class) in one table with an `image` column.",
 )
-def batch_cells(context: AssetExecutionContext, user_files: UserFilesResource, segmentation: SegmentationResource) -> MaterializeResult:
+def batch_cells(
+    context: AssetExecutionContext, user_files: UserFilesResource, segmentation: SegmentationResource
+) -> MaterializeResult:
     root, key = user_files.root_path, SlideKey.parse(context.partition_key)
     folder = _batch_set(context, root)
     manifest = load_manifest(folder / MANIFEST_FILE)
@@ -126,7 +137,11 @@ def batch_cells(context: AssetExecutionContext, user_files: UserFilesResource, s
     segmenter = segmentation.segmenter()
     with atomic_output(folder / CELLS_FILE) as temporary:
         segmented = segment_batch_images(
-            manifest, inputs, temporary, segmenter, classifier_for(getattr(segmenter, "embedding", None)),
+            manifest,
+            inputs,
+            temporary,
+            segmenter,
+            classifier_for(getattr(segmenter, "embedding", None)),
             previous_cells=(published / CELLS_FILE) if published else None,
             progress=ProgressReporter(lambda line: context.log.info(f"{key}: {line}"), stage="batch segmentation"),
             fluorescence_model=segmentation.fluorescence_model(),
@@ -166,7 +181,9 @@ def batch_exports(context: AssetExecutionContext, user_files: UserFilesResource)
     # the totals summary.json now holds: reading them back spares a third pass over the cell table
     summary = json.loads((folder / SUMMARY_FILE).read_text())
     write_text_atomic(folder / REPORT_FILE, render_batch_report_html(str(key), summary, (folder / THUMBNAILS_FILE).read_bytes()))
-    published = publish_batch_set(root, key, context.run.run_id, (MANIFEST_FILE, REJECTED_FILE, CELLS_FILE, THUMBNAILS_FILE, *BATCH_EXPORTS))
+    published = publish_batch_set(
+        root, key, context.run.run_id, (MANIFEST_FILE, REJECTED_FILE, CELLS_FILE, THUMBNAILS_FILE, *BATCH_EXPORTS)
+    )
     context.log.info(f"{key}: published {summary['images']} images, {summary['cells']} cells at {published} ({written})")
     # The branch's summary.xlsx has a sheet of batches: rebuilt now, as a slide's publish does.
     write_branch_workbook(branch_outputs_dir(root, key.user, key.branch))
@@ -177,7 +194,9 @@ def batch_exports(context: AssetExecutionContext, user_files: UserFilesResource)
             "class_counts": MetadataValue.json(summary["class_counts"]),
             "written": MetadataValue.json(written),  # entries each export wrote, by format
             "published": MetadataValue.path(str(published)),
-            "report": MetadataValue.url(output_link(user_files.root_path, published / REPORT_FILE)),  # the grid and per-image counts, in a browser
+            "report": MetadataValue.url(
+                output_link(user_files.root_path, published / REPORT_FILE)
+            ),  # the grid and per-image counts, in a browser
         }
     )
 
@@ -205,7 +224,11 @@ def batch_sensor(context: SensorEvaluationContext, user_files: UserFilesResource
     keys = [f.key.partition_key for f in scan.folders]
     new_keys = [k for k in keys if not context.instance.has_dynamic_partition(batches_partitions.name, k)]
     runs = [
-        RunRequest(run_key=f"{folder.key.partition_key}:{fingerprint}", job_name=process_batch.name, partition_key=folder.key.partition_key)
+        RunRequest(
+            run_key=f"{folder.key.partition_key}:{fingerprint}",
+            job_name=process_batch.name,
+            partition_key=folder.key.partition_key,
+        )
         for folder, fingerprint in scan.requests
     ]
     for folder, fingerprint in scan.requests:

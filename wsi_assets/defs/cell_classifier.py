@@ -11,10 +11,21 @@ CELL_CLASSIFIER_GROUP = "cell_classifier"
 
 
 class CellClassifierConfig(Config):
-    data_folder: str = Field(default="", description="Folder with images/, labels/ and types.csv (CoNSeP's layout); empty = nuclei_train/consep_train of the shared data")
-    output_path: str = Field(default="cell_classifier.npz", description="Where the classifier and its model card go; a relative path is under $WSI_MODEL_DIR (default $DAGSTER_HOME/models)")
-    held_out_tiles: list[str] = Field(default_factory=list, description="Whole tiles scored and never trained on; empty = the project's held-out CoNSeP tiles")
-    outlines: str = Field(default="learned", description='Whose outlines are measured: a segmenter ("learned", "classical") paired to the annotated types, or "annotated"')
+    data_folder: str = Field(
+        default="",
+        description="Folder with images/, labels/ and types.csv (CoNSeP's layout); empty = nuclei_train/consep_train of the shared data",
+    )
+    output_path: str = Field(
+        default="cell_classifier.npz",
+        description="Where the classifier and its model card go; a relative path is under $WSI_MODEL_DIR (default $DAGSTER_HOME/models)",
+    )
+    held_out_tiles: list[str] = Field(
+        default_factory=list, description="Whole tiles scored and never trained on; empty = the project's held-out CoNSeP tiles"
+    )
+    outlines: str = Field(
+        default="learned",
+        description='Whose outlines are measured: a segmenter ("learned", "classical") paired to the annotated types, or "annotated"',
+    )
     trees: int = Field(default=60, description="Trees in the forest (the shipped one has 60: 0.63 MB)")
     seed: int = 0
 

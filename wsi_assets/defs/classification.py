@@ -52,15 +52,26 @@ LYMPHOCYTE_HEATMAP = "lymphocyte_heatmap.jpg"
 
 
 class ClassificationConfig(Config):
-    classifier: str = Field(default="", description='"default" (shipped classifier), "rule" (lymphocyte rule), "cnn" (the network\'s probabilities stored at segmentation), or a classifier file in the branch folder; empty = branch.yaml')
-    max_area_um2: float = Field(default=0.0, description="Lymphocyte rule: largest nucleus area in µm² (0 = branch.yaml or the default)")
-    min_circularity: float = Field(default=-1.0, description="Lymphocyte rule: smallest circularity, 0-1 (negative = branch.yaml or the default)")
-    min_hematoxylin_od: float = Field(default=-1.0, description="Lymphocyte rule: smallest mean haematoxylin OD (negative = branch.yaml or the default)")
+    classifier: str = Field(
+        default="",
+        description='"default" (shipped classifier), "rule" (lymphocyte rule), "cnn" (the network\'s probabilities stored at segmentation), "forest+cnn" (their mean with the shipped classifier\'s), or a classifier file in the branch folder; empty = branch.yaml',
+    )
+    max_area_um2: float = Field(
+        default=0.0, description="Lymphocyte rule: largest nucleus area in µm² (0 = branch.yaml or the default)"
+    )
+    min_circularity: float = Field(
+        default=-1.0, description="Lymphocyte rule: smallest circularity, 0-1 (negative = branch.yaml or the default)"
+    )
+    min_hematoxylin_od: float = Field(
+        default=-1.0, description="Lymphocyte rule: smallest mean haematoxylin OD (negative = branch.yaml or the default)"
+    )
 
     def rule_overrides(self) -> dict:
-        chosen = {"max_area_um2": self.max_area_um2 if self.max_area_um2 > 0 else None,
-                  "min_circularity": self.min_circularity if self.min_circularity >= 0 else None,
-                  "min_hematoxylin_od": self.min_hematoxylin_od if self.min_hematoxylin_od >= 0 else None}
+        chosen = {
+            "max_area_um2": self.max_area_um2 if self.max_area_um2 > 0 else None,
+            "min_circularity": self.min_circularity if self.min_circularity >= 0 else None,
+            "min_hematoxylin_od": self.min_hematoxylin_od if self.min_hematoxylin_od >= 0 else None,
+        }
         return {key: value for key, value in chosen.items() if value is not None}
 
 
@@ -70,7 +81,9 @@ class ClassificationConfig(Config):
     retry_policy=TRANSIENT_RETRY,
     description="A class (inflammatory, epithelial, spindle, other) for every nucleus, with counts and densities per mm² of tissue.",
 )
-def cell_classification(context: AssetExecutionContext, config: ClassificationConfig, user_files: UserFilesResource) -> MaterializeResult:
+def cell_classification(
+    context: AssetExecutionContext, config: ClassificationConfig, user_files: UserFilesResource
+) -> MaterializeResult:
     key = SlideKey.parse(context.partition_key)
     settings = branch_settings_for(user_files.root_path, key.user, key.branch)
     outputs = run_set(context, user_files, "cells")
@@ -84,7 +97,7 @@ def cell_classification(context: AssetExecutionContext, config: ClassificationCo
         classifier_path = resolve_branch_classifier(user_files.root_path, key.user, key.branch, choice)
     method = classification_method(choice, rule, classifier_path, stored_embedding(cells), stored_cnn(cells))
     if "cnn_fallback" in method.details:
-        context.log.warning(f"{key}: classifier cnn: {method.details['cnn_fallback']}")
+        context.log.warning(f"{key}: classifier {choice}: {method.details['cnn_fallback']}")
     with atomic_output(cells) as temporary:
         counts = classify_stored_cells(cells, temporary, method, info.mpp)
     columns = read_cell_columns(cells, ["centroid_x", "centroid_y", CLASS_COLUMN])
@@ -93,9 +106,13 @@ def cell_classification(context: AssetExecutionContext, config: ClassificationCo
     write_text_atomic(outputs.segmentation_dir / CLASSES_JSON, json.dumps(figures, indent=2))
     overlay = class_overlay(user_files.slide_file(key), cells, info)
     write_bytes_atomic(outputs.segmentation_dir / CLASS_OVERLAY, overlay)
-    heatmap = lymphocyte_heatmap(outputs.require(outputs.thumbnail, "slide_metadata").read_bytes(), density, info.width, info.height, tissue.mask)
+    heatmap = lymphocyte_heatmap(
+        outputs.require(outputs.thumbnail, "slide_metadata").read_bytes(), density, info.width, info.height, tissue.mask
+    )
     write_bytes_atomic(outputs.segmentation_dir / LYMPHOCYTE_HEATMAP, heatmap)
-    context.log.info(f"{key}: classes by {method.name}: {figures['class_counts']}; {figures['lymphocytes_per_mm2']} lymphocytes/mm²")
+    context.log.info(
+        f"{key}: classes by {method.name}: {figures['class_counts']}; {figures['lymphocytes_per_mm2']} lymphocytes/mm²"
+    )
     return MaterializeResult(
         metadata={
             "method": method.name,
@@ -111,12 +128,18 @@ def cell_classification(context: AssetExecutionContext, config: ClassificationCo
     )
 
 
-@asset_check(asset=cell_classification, partitions_def=slides_partitions, description="The class mix is one real tissue can have (not nearly everything one class or 'other').")
+@asset_check(
+    asset=cell_classification,
+    partitions_def=slides_partitions,
+    description="The class mix is one real tissue can have (not nearly everything one class or 'other').",
+)
 def class_mix_plausible(context: AssetCheckExecutionContext, user_files: UserFilesResource) -> AssetCheckResult:
     outputs = user_files.run_outputs(SlideKey.parse(context.partition_key), context.run.run_id)
     figures = json.loads((outputs.segmentation_dir / CLASSES_JSON).read_text())
     outcome = class_mix(figures, figures.get("method", "default"))
-    return AssetCheckResult(passed=outcome.passed, severity=AssetCheckSeverity.WARN, metadata={"result": outcome.description, **outcome.metadata})
+    return AssetCheckResult(
+        passed=outcome.passed, severity=AssetCheckSeverity.WARN, metadata={"result": outcome.description, **outcome.metadata}
+    )
 
 
 classification_assets = [cell_classification]

@@ -29,9 +29,20 @@ TRANSIENT_RETRY = RetryPolicy(max_retries=2, delay=10, backoff=Backoff.EXPONENTI
 # line, not a traceback, and not retried (a retry only waits out the back-off).
 # A damaged stored cell table is permanent too.
 USER_FACING_ERRORS = (
-    SlideReadError, InvalidSlideKey, MissingUpstreamOutput, UnreadableCellTable, FileNotFoundError, FileExistsError,
-    PathOutsideUserFolder, HardLinkedUpload, ConfigError, ModelLoadError,
-    BadClassifierFile, UnknownCellClass, MeasurementsMissing, BadRuleSetting,
+    SlideReadError,
+    InvalidSlideKey,
+    MissingUpstreamOutput,
+    UnreadableCellTable,
+    FileNotFoundError,
+    FileExistsError,
+    PathOutsideUserFolder,
+    HardLinkedUpload,
+    ConfigError,
+    ModelLoadError,
+    BadClassifierFile,
+    UnknownCellClass,
+    MeasurementsMissing,
+    BadRuleSetting,
 )
 
 # Disk states a retry seconds later cannot change; the message says which path and what to do.

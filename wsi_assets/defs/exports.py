@@ -5,7 +5,6 @@ default-on): an asset whose format is not requested writes nothing, removes any 
 set carried over from the previous set, and says so in its metadata.
 """
 
-
 from dagster import (
     AssetExecutionContext,
     AssetsDefinition,
@@ -64,8 +63,12 @@ def export_asset(export: ExportFormat) -> AssetsDefinition:
         cells = outputs.require(outputs.cells_parquet, cell_segmentation.key.to_user_string())
         slide_file = user_files.slide_file(key)
         provenance = export_provenance(
-            summary, key.partition_key, slide_file.name,
-            slide_path=slide_file, run_id=context.run.run_id, settings=settings.as_dict(),
+            summary,
+            key.partition_key,
+            slide_file.name,
+            slide_path=slide_file,
+            run_id=context.run.run_id,
+            settings=settings.as_dict(),
         )
         written = export.write(cells, destination, provenance)
         context.log.info(f"{key}: wrote {written} rows of {export.setting_name} to {destination} (settings: {settings.source})")

@@ -29,14 +29,30 @@ from wsi_assets.training.defaults import default_training_data
 
 
 class FineTuneConfig(Config):
-    steps: int = Field(default=FineTuneSettings.steps, ge=0, le=5000, description="Optimiser steps (0: only score the branch's current model)")
-    batch: int = Field(default=FineTuneSettings.batch, ge=2, le=64, description="Crops per step: half from the reviews, half from the base data")
+    steps: int = Field(
+        default=FineTuneSettings.steps, ge=0, le=5000, description="Optimiser steps (0: only score the branch's current model)"
+    )
+    batch: int = Field(
+        default=FineTuneSettings.batch, ge=2, le=64, description="Crops per step: half from the reviews, half from the base data"
+    )
     crop: int = Field(default=FineTuneSettings.crop, ge=64, le=512, description="Crop side in model pixels")
     lr: float = Field(default=FineTuneSettings.lr, gt=0, le=0.1, description="Peak learning rate (one-cycle schedule)")
     threads: int = Field(default=FineTuneSettings.threads, ge=0, le=64, description="torch CPU threads (0: torch's default)")
-    base_images: int = Field(default=BASE_IMAGES, ge=0, le=500, description="Base training images mixed in so the model does not forget (0: reviews alone)")
-    min_gain: float = Field(default=MIN_GAIN, ge=0, le=1, description="Gain in the mean of F1/AJI/PQ on held-out reviewed tiles needed to register the new model")
-    tile_px: int = Field(default=TILE_PX, ge=64, le=2048, description="Side of a reviewed tile in model pixels; every third tile is held out")
+    base_images: int = Field(
+        default=BASE_IMAGES,
+        ge=0,
+        le=500,
+        description="Base training images mixed in so the model does not forget (0: reviews alone)",
+    )
+    min_gain: float = Field(
+        default=MIN_GAIN,
+        ge=0,
+        le=1,
+        description="Gain in the mean of F1/AJI/PQ on held-out reviewed tiles needed to register the new model",
+    )
+    tile_px: int = Field(
+        default=TILE_PX, ge=64, le=2048, description="Side of a reviewed tile in model pixels; every third tile is held out"
+    )
 
 
 @asset(
@@ -55,7 +71,16 @@ def branch_nucleus_model(
         base = default_training_data()
         # The models are scored on the tile grid process_slide segments with (the same resource's).
         outcome = finetune_branch(
-            user_files.root_path, user, branch, settings, base, config.base_images, config.min_gain, base / "consep_train", config.tile_px, context.log.info,
+            user_files.root_path,
+            user,
+            branch,
+            settings,
+            base,
+            config.base_images,
+            config.min_gain,
+            base / "consep_train",
+            config.tile_px,
+            context.log.info,
             segmentation.tiling(),
         )
     except (TooFewReviewedTiles, *REVIEW_ERRORS) as error:

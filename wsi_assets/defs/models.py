@@ -1,6 +1,5 @@
 """Model assets: train the nucleus model from labelled images, and score a model on labelled images."""
 
-
 from pathlib import Path
 
 from dagster import AssetExecutionContext, AssetKey, Config, MaterializeResult, MetadataValue, asset
@@ -11,7 +10,9 @@ from wsi_assets.training import defaults
 
 TRAINED = "trained"
 MODELS_GROUP = "models"
-DATA_FOLDER_HELP = "Labelled folder (manifest.csv, or images/ + labels/); empty = $WSI_SHARED_DATA/nuclei_train or ../shared/data/nuclei_train"
+DATA_FOLDER_HELP = (
+    "Labelled folder (manifest.csv, or images/ + labels/); empty = $WSI_SHARED_DATA/nuclei_train or ../shared/data/nuclei_train"
+)
 
 
 def _data_folder(configured: str) -> Path:
@@ -21,7 +22,10 @@ def _data_folder(configured: str) -> Path:
 class NucleiModelConfig(Config):
     data_folder: str = Field(default="", description=DATA_FOLDER_HELP)
     commercial_only: bool = Field(default=False, description="Train only on images whose licence allows commercial use")
-    steps: int = Field(default=defaults.STEPS, description=f"Optimiser steps of {defaults.BATCH} crops of {defaults.CROP}² (ignored when epochs > 0)")
+    steps: int = Field(
+        default=defaults.STEPS,
+        description=f"Optimiser steps of {defaults.BATCH} crops of {defaults.CROP}² (ignored when epochs > 0)",
+    )
     epochs: float = Field(default=0.0, description="Passes over the training pixels; 0 = use steps")
     output_path: str = Field(
         default=defaults.MODEL_FILE_NAME,
@@ -31,8 +35,13 @@ class NucleiModelConfig(Config):
     device: str = Field(default="auto", description="auto (cuda if present), cpu or cuda")
     threads: int = Field(default=1, description="CPU threads for torch (0 = torch's default)")
     seed: int = 0
-    stain_jitter: float = Field(default=defaults.STAIN_JITTER, description=f"Colour augmentation strength; above {defaults.BASE_STAIN_JITTER} it also shifts hue")
-    scale_jitter: float = Field(default=defaults.SCALE_JITTER, description="Training crops are zoomed by up to this factor either way")
+    stain_jitter: float = Field(
+        default=defaults.STAIN_JITTER,
+        description=f"Colour augmentation strength; above {defaults.BASE_STAIN_JITTER} it also shifts hue",
+    )
+    scale_jitter: float = Field(
+        default=defaults.SCALE_JITTER, description="Training crops are zoomed by up to this factor either way"
+    )
 
 
 @asset(
@@ -46,9 +55,17 @@ def nuclei_model(context: AssetExecutionContext, config: NucleiModelConfig) -> M
     out = defaults.resolve_model_path(config.output_path)
     card = train(
         TrainConfig(
-            data=_data_folder(config.data_folder), out=out, commercial_only=config.commercial_only, epochs=config.epochs,
-            steps=config.steps, seed=config.seed, device=config.device, threads=config.threads, version=config.version,
-            stain_jitter=config.stain_jitter, scale_jitter=config.scale_jitter,
+            data=_data_folder(config.data_folder),
+            out=out,
+            commercial_only=config.commercial_only,
+            epochs=config.epochs,
+            steps=config.steps,
+            seed=config.seed,
+            device=config.device,
+            threads=config.threads,
+            version=config.version,
+            stain_jitter=config.stain_jitter,
+            scale_jitter=config.scale_jitter,
         ),
         log=context.log.info,
     )

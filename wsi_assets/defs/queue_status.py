@@ -66,7 +66,9 @@ def refresh_queue_tags(instance, max_writes: int = MAX_TAG_WRITES_PER_TICK) -> t
         instance.report_engine_event(place_message(place), run_id=run_id, job_name=place.run.job)
     gpu_waiting, gpu_written = refresh_gpu_wait_tags(instance, max_writes)
     # Runs still tagged after they left the queue or got their slot: found by the tag itself, so a restart forgets none.
-    tagged = instance.get_run_records(RunsFilter(tags={WAITING_TAG: [*WAITING_REASONS, GPU_SLOT]}, statuses=LEFT_QUEUE), limit=max_writes)
+    tagged = instance.get_run_records(
+        RunsFilter(tags={WAITING_TAG: [*WAITING_REASONS, GPU_SLOT]}, statuses=LEFT_QUEUE), limit=max_writes
+    )
     since = datetime.now(timezone.utc) - RECHECK_CHANGED_WITHIN
     changed = instance.get_run_records(RunsFilter(statuses=LEFT_QUEUE, updated_after=since), limit=max_writes)
     left = {r.dagster_run.run_id: r.dagster_run for r in tagged} | {

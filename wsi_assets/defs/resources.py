@@ -62,16 +62,23 @@ class SegmentationResource(ConfigurableResource):
     """How slides are tiled and segmented; every value is checked before any work (segmentation.settings)."""
 
     tile_core_px: int = Field(default=1024, description="Model pixels each tile owns (64-8192)")
-    tile_margin_px: int = Field(default=64, description="Overlap on each tile side, model pixels; wider than any nucleus (0-1024)")
+    tile_margin_px: int = Field(
+        default=64, description="Overlap on each tile side, model pixels; wider than any nucleus (0-1024)"
+    )
     batch_size: int = Field(default=4, description="Tiles per segmenter call (1-256)")
     read_threads: int = Field(default=2, description="Threads reading tiles ahead of the segmenter (1-64)")
     default_mpp: float = Field(
         default=FALLBACK_MPP,
         description="µm/px (0.05-20) for slides with no stated µm/px, no metadata, no objective power and no measurable nuclei",
     )
-    model: str = Field(default="default", description='Segmenter: "default" (the shipped learned model), "learned" (the same), "classical", or a TorchScript file path')
+    model: str = Field(
+        default="default",
+        description='Segmenter: "default" (the shipped learned model), "learned" (the same), "classical", or a TorchScript file path',
+    )
     model_mpp: float = Field(default=0.0, description="µm/px of a model file without a model card (0 = read it from the card)")
-    device: str = Field(default="auto", description='Where the model runs: "auto" (cuda if torch sees one, else cpu), "cpu", "cuda", "cuda:N"')
+    device: str = Field(
+        default="auto", description='Where the model runs: "auto" (cuda if torch sees one, else cpu), "cpu", "cuda", "cuda:N"'
+    )
     modality: str = Field(
         default="auto",
         description='Model family for images: "auto" (2-D, or bright objects on a dark background, is fluorescence), "brightfield" or "fluorescence"; branch.yaml may override',
@@ -121,4 +128,3 @@ class SegmentationResource(ConfigurableResource):
         return TilingSettings(
             core=self.tile_core_px, margin=self.tile_margin_px, batch_size=self.batch_size, read_threads=self.read_threads
         )
-

@@ -5,7 +5,6 @@ Every per-slide asset writes into its run's own set (wsi_assets.results.result_s
 a failed run never shows a mix of old and new files.
 """
 
-
 import time
 from pathlib import Path
 
@@ -36,7 +35,13 @@ RESULTS_GROUP = "results"
 result_asset = partition_asset(slides_partitions, RESULTS_GROUP)
 RESULTS_ASSET = "slide_results"
 # By key rather than by definition: the per-slide asset modules import this one for `run_set`.
-PER_SLIDE_ASSETS = ("slide_metadata", "tissue_mask", "cell_segmentation", "cell_classification", *(export.asset_name for export in EXPORT_FORMATS))
+PER_SLIDE_ASSETS = (
+    "slide_metadata",
+    "tissue_mask",
+    "cell_segmentation",
+    "cell_classification",
+    *(export.asset_name for export in EXPORT_FORMATS),
+)
 
 
 def run_set(context: AssetExecutionContext, user_files: UserFilesResource, stage: str) -> SlideOutputs:
@@ -79,7 +84,9 @@ def slide_results(context: AssetExecutionContext, user_files: UserFilesResource)
 
     def before_switch(outputs: SlideOutputs, stage: str) -> None:
         # While the previous set is still published: what it held is what this run drops.
-        warning = dropped_cells_warning(published_set_dir(user_files.root_path, key), stage, str(key), _job_shown(context.job_name))
+        warning = dropped_cells_warning(
+            published_set_dir(user_files.root_path, key), stage, str(key), _job_shown(context.job_name)
+        )
         warnings.extend([warning] if warning else [])
         stats = context.instance.get_run_stats(context.run.run_id)
         run_seconds = time.time() - stats.start_time if stats.start_time else None

@@ -4,7 +4,6 @@ Each import keeps the file's content as a new version (wsi_assets.reviews.versio
 it in the user's hash-chained audit log; `restore_review` makes an earlier version current again.
 """
 
-
 import csv
 import functools
 import io
@@ -83,20 +82,32 @@ def _reviews_fail_clearly(fn):
 
 
 class ReviewConfig(Config):
-    restore_version: str = Field(default="", description="A version (content hash or its first characters) to make current again; empty: import the uploaded file")
+    restore_version: str = Field(
+        default="",
+        description="A version (content hash or its first characters) to make current again; empty: import the uploaded file",
+    )
 
 
 def _current(context, root, user, branch, upload, changes, config: ReviewConfig):
     changes = functools.partial(changes, shown=shown_under_root(upload, root))
     if context.run.job_name == RESTORE_JOB and not config.restore_version:
-        raise Failure(description=f"{RESTORE_JOB} needs the version to restore: set ops.{context.asset_key.to_user_string()}.config.restore_version (see the audit log)", allow_retries=False)
+        raise Failure(
+            description=f"{RESTORE_JOB} needs the version to restore: set ops.{context.asset_key.to_user_string()}.config.restore_version (see the audit log)",
+            allow_retries=False,
+        )
     if config.restore_version:
-        version = restore_review_version(root, user, branch, upload.name, config.restore_version, f"dagster run {context.run.run_id[:8]}", changes)
-        context.log.info(f"restored {upload.name} version {version.short} of {user}/{branch} (audit entry {version.entry['seq']})")
+        version = restore_review_version(
+            root, user, branch, upload.name, config.restore_version, f"dagster run {context.run.run_id[:8]}", changes
+        )
+        context.log.info(
+            f"restored {upload.name} version {version.short} of {user}/{branch} (audit entry {version.entry['seq']})"
+        )
         return version
     with recording_import(root, user, branch, upload, context.run.run_id):  # the upload status shows what this found
         version, new = import_review(root, user, branch, upload, changes)
-    context.log.info(f"{'imported' if new else 'unchanged:'} {upload.name} version {version.short} (audit entry {version.entry['seq']})")
+    context.log.info(
+        f"{'imported' if new else 'unchanged:'} {upload.name} version {version.short} (audit entry {version.entry['seq']})"
+    )
     return version
 
 
@@ -114,13 +125,20 @@ def cell_review(context: AssetExecutionContext, config: ReviewConfig, user_files
     version = _current(context, root, key.user, key.branch, upload, cell_review_changes, config)
     reviewer = read_version_cells(version.path, f"{upload.name} (version {version.short})")
     if reviewer.skipped:
-        context.log.warning(f"{upload.name}: skipped {len(reviewer.skipped)} features without area, used the rest: {'; '.join(reviewer.skipped[:10])}")
+        context.log.warning(
+            f"{upload.name}: skipped {len(reviewer.skipped)} features without area, used the rest: {'; '.join(reviewer.skipped[:10])}"
+        )
     outputs = run_set(context, user_files, "exports")
     cells = outputs.require(outputs.cells_parquet, "cell_segmentation")
     mpp = read_slide_metadata_mpp(outputs.require(outputs.metadata_json, "slide_metadata"))
     result = review_slide_cells(cells, reviewer, mpp)
     folder = outputs.folder / REVIEW_FOLDER
-    provenance = {"review_file": upload.name, "version": version.sha256, "audit_seq": version.entry["seq"], "run_id": context.run.run_id}
+    provenance = {
+        "review_file": upload.name,
+        "version": version.sha256,
+        "audit_seq": version.entry["seq"],
+        "run_id": context.run.run_id,
+    }
     summary, table = write_review_files(folder, result, provenance)
     slide = open_slide(user_files.slide_file(key))
     try:
@@ -129,18 +147,24 @@ def cell_review(context: AssetExecutionContext, config: ReviewConfig, user_files
         slide.close()
     write_bytes_atomic(folder / "disagreements.jpg", encode_jpeg(rgb, 90))
     figures = result.figures
-    context.log.info(f"{key}: detection F1 {figures['detection_f1']}, {figures['added']} added, {figures['deleted']} deleted, {figures['reclassified']} reclassified, {figures['reshaped']} reshaped")
+    context.log.info(
+        f"{key}: detection F1 {figures['detection_f1']}, {figures['added']} added, {figures['deleted']} deleted, {figures['reclassified']} reclassified, {figures['reshaped']} reshaped"
+    )
     metadata = {k: v for k, v in figures.items() if isinstance(v, (int, float, str, bool)) and v is not None}
     metadata.update(
         version=version.sha256,
         audit_seq=version.entry["seq"],
         summary=MetadataValue.path(str(summary)),
         disagreements=MetadataValue.path(str(table)),
-        overlay=MetadataValue.md(markdown_image(small_jpeg(rgb), "disagreements: green added, magenta deleted, yellow reclassified, cyan reshaped")),
+        overlay=MetadataValue.md(
+            markdown_image(small_jpeg(rgb), "disagreements: green added, magenta deleted, yellow reclassified, cyan reshaped")
+        ),
     )
     if figures.get("classes_compared"):
         metadata["class_f1"] = MetadataValue.json(figures["class_f1"])
-        metadata["confusion_matrix"] = MetadataValue.json({"labels": figures["class_labels"], "rows_model_columns_reviewer": figures["confusion_matrix"]})
+        metadata["confusion_matrix"] = MetadataValue.json(
+            {"labels": figures["class_labels"], "rows_model_columns_reviewer": figures["confusion_matrix"]}
+        )
     return MaterializeResult(metadata=metadata)
 
 
@@ -216,12 +240,21 @@ def review_sensor(context: SensorEvaluationContext, user_files: UserFilesResourc
         if request.kind == "cells" and not context.instance.has_dynamic_partition(slides_partitions.name, request.partition_key):
             # Looked at again next tick: the slide may be uploaded after its review.
             scan.cursor["done"].pop(request.relpath, None)
-            scan.waiting.append((request.relpath, f"no slide {request.partition_key} yet: upload and process the slide; the review is imported then"))
+            scan.waiting.append(
+                (
+                    request.relpath,
+                    f"no slide {request.partition_key} yet: upload and process the slide; the review is imported then",
+                )
+            )
             continue
         # Every reviewed branch is a `branches` partition: slide_reviews and finetune_from_reviews run per branch.
         branches.add(f"{request.user}/{request.branch}")
         job = review_slide.name if request.kind == "cells" else review_branch.name
-        runs.append(RunRequest(run_key=request.run_key, partition_key=request.partition_key, job_name=job, tags={"wsi/review": request.relpath}))
+        runs.append(
+            RunRequest(
+                run_key=request.run_key, partition_key=request.partition_key, job_name=job, tags={"wsi/review": request.relpath}
+            )
+        )
     log_reasons(context, scan.skipped, scan.waiting)
     new_branches = sorted(b for b in branches if not context.instance.has_dynamic_partition(branches_partitions.name, b))
     reasons = [f"skipped {r}: {w}" for r, w in scan.skipped] + [f"waiting {r}: {w}" for r, w in scan.waiting]

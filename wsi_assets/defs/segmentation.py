@@ -1,12 +1,11 @@
 """The per-slide segmentation asset: every nucleus in the tissue, streamed to segmentation/cells.parquet."""
 
-
 import json
 
 from dagster import AssetExecutionContext, MaterializeResult, MetadataValue
 
 from wsi_assets.cells.measurements import NucleusMeasurer
-from wsi_assets.cells.nucleus_typer import CNN_METHOD, typing_measurer
+from wsi_assets.cells.nucleus_typer import CNN_METHODS, typing_measurer
 from wsi_assets.cells.stain_vectors import slide_stain_vectors
 from wsi_assets.core.atomic import atomic_output, write_bytes_atomic, write_text_atomic
 from wsi_assets.core.branch_settings import branch_settings_for
@@ -52,17 +51,26 @@ def cell_segmentation(
     settings = branch_settings_for(user_files.root_path, key.user, key.branch)
     # branch.yaml's `model:` (a fine-tuned model finetune_from_reviews registered) wins over the run's resource.
     segmenter = segmentation.segmenter(resolve_branch_model(user_files.root_path, key.user, key.branch, settings.model))
-    context.log.info(f"{key}: segmenting with {segmenter.name} v{segmenter.version} on {segmenter.device} at {segmenter.mpp} µm/px")
+    context.log.info(
+        f"{key}: segmenting with {segmenter.name} v{segmenter.version} on {segmenter.device} at {segmenter.mpp} µm/px"
+    )
     stains = slide_stain_vectors(outputs.thumbnail, tissue.mask if tissue is not None else None)
     context.log.info(f"{key}: stain vectors {stains.source}: haematoxylin {stains.haematoxylin}, eosin {stains.eosin}")
     measurements = NucleusMeasurer(segmenter.mpp, stains)
     measurer: Measurer = measurements
-    if settings.classifier == CNN_METHOD:
+    if settings.classifier in CNN_METHODS:
         # The branch types its nuclei with the network: it sees each tile's pixels here, so classification needs none.
         typing = typing_measurer(measurements)
-        context.log.info(f"{key}: classifier cnn: {typing.typer.model.name} types each nucleus while segmenting")
+        context.log.info(
+            f"{key}: classifier {settings.classifier}: {typing.typer.model.name} types each nucleus while segmenting"
+        )
         measurer = typing
-    provenance = {"slide": key.partition_key, "mpp": info.mpp, "segmenter": segmenter.name, "segmenter_version": segmenter.version}
+    provenance = {
+        "slide": key.partition_key,
+        "mpp": info.mpp,
+        "segmenter": segmenter.name,
+        "segmenter_version": segmenter.version,
+    }
     outputs.cells_parquet.parent.mkdir(parents=True, exist_ok=True)
     with gpu_slot(context.instance, context.log.info), atomic_output(outputs.cells_parquet) as temporary:
         summary = segment_slide(
@@ -78,10 +86,17 @@ def cell_segmentation(
         )
     # Nuclei read from a file replaced mid-run could lie outside the slide's recorded size.
     ensure_unchanged(identity, slide_file, user_files.root_path)
-    write_text_atomic(outputs.segmentation_json, json.dumps({**provenance, **summary.__dict__, "mm2_per_s": summary.mm2_per_s, "stain_vectors": stains.as_dict()}, indent=2))
+    write_text_atomic(
+        outputs.segmentation_json,
+        json.dumps(
+            {**provenance, **summary.__dict__, "mm2_per_s": summary.mm2_per_s, "stain_vectors": stains.as_dict()}, indent=2
+        ),
+    )
     overlay = qc_overlay(slide_file, outputs.cells_parquet, info)
     write_bytes_atomic(outputs.qc_overlay, overlay)
-    context.log.info(f"{key}: {summary.cells} nuclei in {summary.tiles} tiles, {summary.seconds:.1f} s ({summary.mm2_per_s:.3f} mm²/s)")
+    context.log.info(
+        f"{key}: {summary.cells} nuclei in {summary.tiles} tiles, {summary.seconds:.1f} s ({summary.mm2_per_s:.3f} mm²/s)"
+    )
     return MaterializeResult(
         metadata={
             "nuclei": summary.cells,

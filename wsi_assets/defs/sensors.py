@@ -44,7 +44,9 @@ def _summary(result) -> str:
     lines = [f"skipped {rel}: {why}" for rel, why in result.skipped]
     lines += [f"waiting {rel}: {why}" for rel, why in result.waiting]
     if result.deferred:
-        lines.append(f"{result.deferred} files left for the next tick (at most {MAX_FILES_PER_TICK} files and {MAX_SECONDS_PER_TICK:.0f} s a tick)")
+        lines.append(
+            f"{result.deferred} files left for the next tick (at most {MAX_FILES_PER_TICK} files and {MAX_SECONDS_PER_TICK:.0f} s a tick)"
+        )
     shown = lines[:MAX_REASONS_SHOWN]
     if len(lines) > len(shown):
         shown.append(f"... and {len(lines) - len(shown)} more (see the sensor log and upload_status)")
@@ -71,9 +73,7 @@ def _status_events(context: SensorEvaluationContext, root, result: ScanResult, b
         status_file = write_status_file(root, user, settled, result.started_ns)
         events.append(status_materialization(user, settled, status_file))
     result.cursor.users = digests
-    new_users = [
-        e.partition for e in events if not context.instance.has_dynamic_partition(users_partitions.name, e.partition)
-    ]
+    new_users = [e.partition for e in events if not context.instance.has_dynamic_partition(users_partitions.name, e.partition)]
     return events, new_users
 
 
@@ -100,7 +100,9 @@ def upload_sensor(context: SensorEvaluationContext, user_files: UserFilesResourc
         for r in requests:
             context.log.info(f"requesting {job.name} for {r.key} ({r.relpath})")
             run_requests.append(
-                RunRequest(run_key=r.run_key, job_name=job.name, partition_key=r.key.partition_key, tags={"wsi/upload": str(r.path.name)})
+                RunRequest(
+                    run_key=r.run_key, job_name=job.name, partition_key=r.key.partition_key, tags={"wsi/upload": str(r.path.name)}
+                )
             )
     if new_users:
         partition_requests.append(users_partitions.build_add_request(new_users))

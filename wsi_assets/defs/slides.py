@@ -4,7 +4,6 @@ Each asset writes its own files into its run's result set (published at
 <user>/outputs/<branch>/<slide>/ by `slide_results` when the run succeeds) and returns metadata.
 """
 
-
 from dagster import AssetExecutionContext, MaterializeResult, MetadataValue
 
 from wsi_assets.core.atomic import write_bytes_atomic
@@ -40,10 +39,14 @@ slide_asset = partition_asset(slides_partitions, SLIDES_GROUP)
     kinds={"openslide", "image"},
     description="What the slide is: size, pyramid levels, µm/px (and whether it was inferred), objective, vendor, thumbnail.",
 )
-def slide_metadata(context: AssetExecutionContext, user_files: UserFilesResource, segmentation: SegmentationResource) -> MaterializeResult:
+def slide_metadata(
+    context: AssetExecutionContext, user_files: UserFilesResource, segmentation: SegmentationResource
+) -> MaterializeResult:
     key = SlideKey.parse(context.partition_key)
     # The run's first step: branch.yaml and the files it names fail here, not after segmentation.
-    check_branch_files(user_files.root_path, key.user, key.branch, branch_settings_for(user_files.root_path, key.user, key.branch))
+    check_branch_files(
+        user_files.root_path, key.user, key.branch, branch_settings_for(user_files.root_path, key.user, key.branch)
+    )
     path = user_files.slide_file(key)
     identity = slide_identity(path)
     info = read_slide_info(path, segmentation.default_mpp)

@@ -42,9 +42,13 @@ def stack_slice_png(context: AssetExecutionContext, config: StackSliceConfig, us
     return MaterializeResult(
         metadata={
             "png": MetadataValue.path(str(path)),
-            "t": config.t, "z": config.z, "c": config.c,
+            "t": config.t,
+            "z": config.z,
+            "c": config.c,
             "values": how,
-            "preview": MetadataValue.md(markdown_image(small_jpeg(side_by_side_gray(plane.preview), 512), f"t={config.t} z={config.z} c={config.c}")),
+            "preview": MetadataValue.md(
+                markdown_image(small_jpeg(side_by_side_gray(plane.preview), 512), f"t={config.t} z={config.z} c={config.c}")
+            ),
         }
     )
 

@@ -80,7 +80,13 @@ def _zarr(outputs: StackOutputs) -> Path:
 
 @stack_asset(
     kinds={"tiff"},
-    check_specs=[AssetCheckSpec(AXES_CHECK, asset="stack_metadata", description="The stack's T, C and Z axes were named by the file (OME or ImageJ), not guessed.")],
+    check_specs=[
+        AssetCheckSpec(
+            AXES_CHECK,
+            asset="stack_metadata",
+            description="The stack's T, C and Z axes were named by the file (OME or ImageJ), not guessed.",
+        )
+    ],
     description="What the stack is: TCZYX shape, dtype, µm per voxel, time step, channel names, and where the axes came from (OME, ImageJ or guessed).",
 )
 def stack_metadata(context: AssetExecutionContext, user_files: UserFilesResource) -> MaterializeResult:
@@ -92,15 +98,24 @@ def stack_metadata(context: AssetExecutionContext, user_files: UserFilesResource
     write_json(outputs.metadata, info.to_json())
     context.log.info(f"{key}: TCZYX {info.shape} {info.dtype}, axes from {info.axes_source}")
     if info.images_in_file > 1:
-        context.log.warning(f"{key}: the file holds {info.images_in_file} images; only the first is read (upload one image per file)")
+        context.log.warning(
+            f"{key}: the file holds {info.images_in_file} images; only the first is read (upload one image per file)"
+        )
     guessed = info.axes_source == GUESSED
     if guessed:
-        context.log.warning(f"{key}: the file names no axes; its {info.shape[2]} pages were read as Z (Fiji reads such a stack as T)")
+        context.log.warning(
+            f"{key}: the file names no axes; its {info.shape[2]} pages were read as Z (Fiji reads such a stack as T)"
+        )
     check = AssetCheckResult(
         check_name=AXES_CHECK,
         passed=not guessed,
         severity=AssetCheckSeverity.WARN,
-        metadata={"axes_source": info.axes_source, "result": "guessed: pages read as Z; save as OME-TIFF or ImageJ hyperstack to name T and Z" if guessed else f"named by {info.axes_source}"},
+        metadata={
+            "axes_source": info.axes_source,
+            "result": "guessed: pages read as Z; save as OME-TIFF or ImageJ hyperstack to name T and Z"
+            if guessed
+            else f"named by {info.axes_source}",
+        },
     )
     return MaterializeResult(
         metadata={
@@ -188,7 +203,10 @@ def channel_pca(context: AssetExecutionContext, config: ChannelPcaConfig, user_f
     level = open_level(folder, smallest_level_within(folder, PCA_IMAGE_MAX_SIDE))
     images = component_images(pca, level[config.t, :, z])
     write_component_images(outputs.pca_images, images)
-    write_json(outputs.pca_json, {**pca.to_json(info.channel_names), "slice": {"t": config.t, "z": z, "shape_yx": list(images.shape[1:])}})
+    write_json(
+        outputs.pca_json,
+        {**pca.to_json(info.channel_names), "slice": {"t": config.t, "z": z, "shape_yx": list(images.shape[1:])}},
+    )
     ratios = ", ".join(f"PC{i + 1} {r:.2%}" for i, r in enumerate(pca.explained_variance_ratio))
     context.log.info(f"{key}: explained variance {ratios}")
     jpeg = small_jpeg(side_by_side(images), 768)
@@ -226,34 +244,69 @@ def stack_previews(context: AssetExecutionContext, user_files: UserFilesResource
 @stack_asset(
     deps=[stack_zarr],
     kinds={"zarr", "parquet"},
-    check_specs=[AssetCheckSpec(NUCLEAR_CHANNEL_CHECK, asset="stack_nuclei", description="The nuclear channel was stated (nuclear_channel) or found by name (DAPI, Hoechst, ...), not guessed as channel 0.")],
+    check_specs=[
+        AssetCheckSpec(
+            NUCLEAR_CHANNEL_CHECK,
+            asset="stack_nuclei",
+            description="The nuclear channel was stated (nuclear_channel) or found by name (DAPI, Hoechst, ...), not guessed as channel 0.",
+        )
+    ],
     description="Nuclei in every (t, z) plane of the nuclear channel, linked in 3-D and over time: NGFF labels at stack.ome.zarr/labels/nuclei "
     "and nuclei.parquet (one row per nucleus per time point, with track_id and per-channel mean and sum).",
 )
-def stack_nuclei(context: AssetExecutionContext, user_files: UserFilesResource, segmentation: SegmentationResource) -> MaterializeResult:
+def stack_nuclei(
+    context: AssetExecutionContext, user_files: UserFilesResource, segmentation: SegmentationResource
+) -> MaterializeResult:
     key, outputs = _key_and_set(context, user_files)
     info, folder = _info(outputs), _zarr(outputs)
     upload = Path(info.path)
     channel = choose_nuclear_channel(info.channel_names, upload.parent / f"{key.stem}.yaml", upload.parent / BRANCH_SETTINGS)
     if channel.guessed:
-        context.log.warning(f"{key}: no channel is named like a nuclear stain; nuclei are segmented in channel 0 ({channel.name}). State it with 'nuclear_channel:' in {key.stem}.yaml or branch.yaml")
+        context.log.warning(
+            f"{key}: no channel is named like a nuclear stain; nuclei are segmented in channel 0 ({channel.name}). State it with 'nuclear_channel:' in {key.stem}.yaml or branch.yaml"
+        )
     segmenter = stack_segmenter(segmentation.model, info.physical_size_um.get("x"), segmentation.device)
-    context.log.info(f"{key}: nuclei in {channel.describe()}, segmented by {segmenter.model} at {segmenter.mpp or 'estimated'} µm/px")
-    summary = segment_stack_nuclei(folder, info, channel.index, segmenter.segment, outputs.nuclei_table, progress=lambda text: context.log.info(f"{key}: {text}"))
+    context.log.info(
+        f"{key}: nuclei in {channel.describe()}, segmented by {segmenter.model} at {segmenter.mpp or 'estimated'} µm/px"
+    )
+    summary = segment_stack_nuclei(
+        folder,
+        info,
+        channel.index,
+        segmenter.segment,
+        outputs.nuclei_table,
+        progress=lambda text: context.log.info(f"{key}: {text}"),
+    )
     preview = nuclei_outline_preview(folder, channel.index)
     write_bytes_atomic(outputs.nuclei_preview, encode_png(preview))
-    record = {"nuclear_channel": {"index": channel.index, "name": channel.name, "source": channel.source}, "segmenter": segmenter.model,
-              "mpp": segmenter.mpp, "nuclei_rows": summary.nuclei_rows, "nuclei_per_t": summary.nuclei_per_t, "z_linked": summary.z_linked,
-              "z_link_skipped": summary.z_link_skipped, "tracks": summary.tracks, "channels": summary.channels}
+    record = {
+        "nuclear_channel": {"index": channel.index, "name": channel.name, "source": channel.source},
+        "segmenter": segmenter.model,
+        "mpp": segmenter.mpp,
+        "nuclei_rows": summary.nuclei_rows,
+        "nuclei_per_t": summary.nuclei_per_t,
+        "z_linked": summary.z_linked,
+        "z_link_skipped": summary.z_link_skipped,
+        "tracks": summary.tracks,
+        "channels": summary.channels,
+    }
     write_json(outputs.nuclei_json, record)
     if summary.z_link_skipped:
-        context.log.warning(f"{key}: {summary.z_link_skipped} plane pairs not linked: the Z step is longer than a nucleus is wide")
+        context.log.warning(
+            f"{key}: {summary.z_link_skipped} plane pairs not linked: the Z step is longer than a nucleus is wide"
+        )
     check = AssetCheckResult(
         check_name=NUCLEAR_CHANNEL_CHECK,
         passed=not channel.guessed,
         severity=AssetCheckSeverity.WARN,
-        metadata={"channel": channel.name, "index": channel.index, "source": channel.source,
-                  "result": "guessed: channel 0; state nuclear_channel in the stack's .yaml or branch.yaml" if channel.guessed else f"from {channel.source}"},
+        metadata={
+            "channel": channel.name,
+            "index": channel.index,
+            "source": channel.source,
+            "result": "guessed: channel 0; state nuclear_channel in the stack's .yaml or branch.yaml"
+            if channel.guessed
+            else f"from {channel.source}",
+        },
     )
     per_t = [{"t": t, "nuclei": n} for t, n in enumerate(summary.nuclei_per_t)]
     metadata = {
@@ -263,7 +316,9 @@ def stack_nuclei(context: AssetExecutionContext, user_files: UserFilesResource, 
         "segmenter": segmenter.model,
         "z_linked": summary.z_linked,
         # A table, not markdown: channel names come from the uploaded file's metadata, shown as typed.
-        "channels": metadata_table(summary.channels, ["channel", "column", "mean_of_means", "median_of_means", "sum_over_nuclei"]),
+        "channels": metadata_table(
+            summary.channels, ["channel", "column", "mean_of_means", "median_of_means", "sum_over_nuclei"]
+        ),
         "outlines": MetadataValue.md(markdown_image(small_jpeg(preview, 512), f"nuclei outlines over {channel.name} MIP, t=0")),
         "table": MetadataValue.path(str(outputs.nuclei_table)),
     }
@@ -282,7 +337,9 @@ def stack_results(context: AssetExecutionContext, user_files: UserFilesResource)
     root = user_files.root_path
     published, files = publish_stack_set(root, key, context.run.run_id, find_stack_file(root, key))
     context.log.info(f"{key}: published {files} files at {published}")
-    return MaterializeResult(metadata={"folder": MetadataValue.path(str(published)), "files": files, "result_set": context.run.run_id})
+    return MaterializeResult(
+        metadata={"folder": MetadataValue.path(str(published)), "files": files, "result_set": context.run.run_id}
+    )
 
 
 stack_assets = [stack_metadata, stack_zarr, channel_stats, channel_pca, stack_previews, stack_nuclei, stack_results]

@@ -20,7 +20,7 @@ from wsi_assets.finetuning.branch_model import (
 from wsi_assets.segmentation.model_files import CARD_SUFFIX, ModelLoadError, is_torchscript_archive, read_model_card
 
 # Choices that name no file: the shipped classifier, the lymphocyte rule, the nucleus classifier network.
-NAMED_CLASSIFIERS = ("default", "rule", "cnn")
+NAMED_CLASSIFIERS = ("default", "rule", "cnn", "forest+cnn")
 
 
 def check_branch_files(root: Path, user: str, branch: str, settings: BranchSettings) -> None:
@@ -41,7 +41,9 @@ def check_branch_files(root: Path, user: str, branch: str, settings: BranchSetti
 
 def _check_model_file(path: Path, shown: str) -> None:
     if not is_torchscript_archive(path):
-        raise ModelLoadError(f"{shown} names model '{path.name}', which is not a TorchScript model: register one with finetune_from_reviews, or set model: default")
+        raise ModelLoadError(
+            f"{shown} names model '{path.name}', which is not a TorchScript model: register one with finetune_from_reviews, or set model: default"
+        )
     card = read_model_card(path)  # ModelLoadError for a sidecar card that is not JSON
     if not isinstance(card, dict):
         card = {}

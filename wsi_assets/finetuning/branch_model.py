@@ -94,7 +94,9 @@ def register_model(root: Path, user: str, branch: str, candidate: Path, key: str
     return final
 
 
-def set_branch_setting(root: Path, user: str, branch: str, key: str, name: str, why: str = "registered by finetune_from_reviews", before_writing=None) -> None:
+def set_branch_setting(
+    root: Path, user: str, branch: str, key: str, name: str, why: str = "registered by finetune_from_reviews", before_writing=None
+) -> None:
     """Set branch.yaml's `key:` to `name`, keeping the file as it was beside the branch's models."""
     folder = confined(branch_models_dir(root, user, branch), root, user)
     settings_file = branch_settings_file(root, user, branch)
@@ -112,4 +114,3 @@ def set_branch_setting(root: Path, user: str, branch: str, key: str, name: str, 
         write_text_atomic(folder / f"{BRANCH_SETTINGS}.{stamp}.before-{key}", before)
     settings_file.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(settings_file, updated)
-

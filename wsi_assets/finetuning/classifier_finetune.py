@@ -36,7 +36,12 @@ MIN_REVIEWED_CLASSES = 20  # fewer classified cells than this teach a forest not
 
 
 def reviewed_nuclei(
-    tiles: list[ReviewedTile], mpp: float, segmenter=None, stains_of=None, tiling: TilingSettings = TilingSettings(), progress=None
+    tiles: list[ReviewedTile],
+    mpp: float,
+    segmenter=None,
+    stains_of=None,
+    tiling: TilingSettings = TilingSettings(),
+    progress=None,
 ) -> TypedNuclei:
     """Each whole reviewed cell with one of the fixed classes: its measurements and the reviewer's class.
 
@@ -48,7 +53,9 @@ def reviewed_nuclei(
     embedding = getattr(segmenter, "embedding", None)
     names = FEATURE_COLUMNS + (embedding_feature_names(embedding["width"]) if embedding else ())
     if tiles and all(t.source is not None for t in tiles):
-        found = reviewed_cell_features(tiles, mpp, stains_of or (lambda t: estimate_stain_vectors(t.rgb)), segmenter if embedding else None, tiling, progress)
+        found = reviewed_cell_features(
+            tiles, mpp, stains_of or (lambda t: estimate_stain_vectors(t.rgb)), segmenter if embedding else None, tiling, progress
+        )
         if not len(found.classes):
             return TypedNuclei(np.zeros((0, len(names)), np.float32), found.classes, found.tiles, names)
         matrix = np.stack([np.asarray(found.columns[c], np.float32) for c in FEATURE_COLUMNS], axis=1)
@@ -62,10 +69,16 @@ def reviewed_nuclei(
             continue
         ids, columns, area = measure_labels(tile.labels, tile.rgb, mpp, estimate_stain_vectors(tile.rgb))
         columns["area_um2"] = area
-        matrix = np.stack([np.asarray(columns[c], np.float32) for c in FEATURE_COLUMNS], axis=1) if len(ids) else np.zeros((0, len(FEATURE_COLUMNS)), np.float32)
+        matrix = (
+            np.stack([np.asarray(columns[c], np.float32) for c in FEATURE_COLUMNS], axis=1)
+            if len(ids)
+            else np.zeros((0, len(FEATURE_COLUMNS)), np.float32)
+        )
         if embedding and len(ids):
             maps = segment_with_embeddings(segmenter, tile.rgb[np.newaxis])[1][0]
-            matrix = np.concatenate([matrix, embeddings_at(maps, *label_centroids_of(tile.labels, ids)).astype(np.float32)], axis=1)
+            matrix = np.concatenate(
+                [matrix, embeddings_at(maps, *label_centroids_of(tile.labels, ids)).astype(np.float32)], axis=1
+            )
         edge = set(np.unique(np.concatenate([tile.labels[0], tile.labels[-1], tile.labels[:, 0], tile.labels[:, -1]])).tolist())
         for index, label in enumerate(ids.tolist()):
             name = tile.classes.get(label)
@@ -73,7 +86,9 @@ def reviewed_nuclei(
                 features.append(matrix[index])
                 classes.append(name)
                 sources.append(f"{tile.slide}:{tile.box}")
-    return TypedNuclei(np.asarray(features, np.float32).reshape(-1, len(names)), np.asarray(classes, object), np.asarray(sources, object), names)
+    return TypedNuclei(
+        np.asarray(features, np.float32).reshape(-1, len(names)), np.asarray(classes, object), np.asarray(sources, object), names
+    )
 
 
 def has_typed_base(folder: Path | None) -> bool:
@@ -102,8 +117,10 @@ def base_held_out_nuclei(folder: Path, segmenter=None) -> TypedNuclei:
 def refit_classifier(reviewed: TypedNuclei, base: TypedNuclei | None, trees: int = 60, seed: int = 0) -> CellClassifier:
     if base is not None and len(base.classes) and base.names == reviewed.names:
         reviewed = TypedNuclei(
-            np.concatenate([reviewed.features, base.features]), np.concatenate([reviewed.classes, base.classes]),
-            np.concatenate([reviewed.tiles, base.tiles]), reviewed.names,
+            np.concatenate([reviewed.features, base.features]),
+            np.concatenate([reviewed.classes, base.classes]),
+            np.concatenate([reviewed.tiles, base.tiles]),
+            reviewed.names,
         )
     return fit_forest(reviewed, trees, seed)
 

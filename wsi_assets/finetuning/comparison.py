@@ -34,10 +34,23 @@ def score_model(model_file: Path, tiles: list[ReviewedTile], tiling: TilingSetti
         predictions = [np.asarray(segmenter.segment_batch(tile.rgb[np.newaxis]))[0].astype(np.int32) for tile in tiles]
     per_tile, weights = [], []
     for tile, predicted in zip(tiles, predictions):
-        per_tile.append((f1_at_iou(predicted, tile.labels)["f1"], aggregated_jaccard_index(predicted, tile.labels), panoptic_quality(predicted, tile.labels)["pq"]))
+        per_tile.append(
+            (
+                f1_at_iou(predicted, tile.labels)["f1"],
+                aggregated_jaccard_index(predicted, tile.labels),
+                panoptic_quality(predicted, tile.labels)["pq"],
+            )
+        )
         weights.append(tile.cells)
     f1, aji, pq = (float(np.average(column, weights=weights)) for column in zip(*per_tile))
-    return {"f1": round(f1, 4), "aji": round(aji, 4), "pq": round(pq, 4), "score": round((f1 + aji + pq) / 3, 4), "tiles": len(tiles), "cells": int(sum(weights))}
+    return {
+        "f1": round(f1, 4),
+        "aji": round(aji, 4),
+        "pq": round(pq, 4),
+        "score": round((f1 + aji + pq) / 3, 4),
+        "tiles": len(tiles),
+        "cells": int(sum(weights)),
+    }
 
 
 def verdict(before: dict, after: dict, min_gain: float = MIN_GAIN) -> tuple[bool, str]:

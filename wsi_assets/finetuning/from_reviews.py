@@ -114,7 +114,9 @@ def current_classifier(root: Path, user: str, branch: str, embedding: dict | Non
     """What types the branch's nuclei now, for nuclei carrying `embedding` (None: none)."""
     choice = branch_settings_for(root, user, branch).classifier
     # The lymphocyte rule alone, or the network, is no forest to compare a refit with: the shipped one stands in.
-    return classifier_for(embedding, None if choice in NAMED_CLASSIFIERS else resolve_branch_classifier(root, user, branch, choice))
+    return classifier_for(
+        embedding, None if choice in NAMED_CLASSIFIERS else resolve_branch_classifier(root, user, branch, choice)
+    )
 
 
 def classifier_otherwise(root: Path, user: str, branch: str, embedding: dict | None) -> tuple[CellClassifier, bool]:
@@ -128,8 +130,21 @@ def classifier_otherwise(root: Path, user: str, branch: str, embedding: dict | N
 
 
 def refit_branch_classifier(
-    root, user, branch, train_tiles, held_out, mpp, base_classes, reviews, tag, min_gain, log, model_file: Path | None = None,
-    stains_of=None, tiling: TilingSettings = TilingSettings(), every_s: float = PROGRESS_EVERY_S,
+    root,
+    user,
+    branch,
+    train_tiles,
+    held_out,
+    mpp,
+    base_classes,
+    reviews,
+    tag,
+    min_gain,
+    log,
+    model_file: Path | None = None,
+    stains_of=None,
+    tiling: TilingSettings = TilingSettings(),
+    every_s: float = PROGRESS_EVERY_S,
 ) -> dict:
     """The cell classifier refitted for the branch; registered as branch.yaml's `classifier:` only when it agrees better on held-out cells.
 
@@ -147,17 +162,30 @@ def refit_branch_classifier(
     # A new network's nuclei: nothing the branch has reads their embedding (they would be typed by measurements alone).
     unread_embedding = embedding is not None and not same_embedding(otherwise.embedding, embedding)
     classified = [t for t in train_tiles + held_out if t.classes]
-    log(f"measuring the reviewer's classified cells on {len(classified)} tiles as a slide run measures them" + (" (with the model's embedding)" if embedding else ""))
+    log(
+        f"measuring the reviewer's classified cells on {len(classified)} tiles as a slide run measures them"
+        + (" (with the model's embedding)" if embedding else "")
+    )
     # Training and held-out tiles are measured in one pass: they share the slide's grid tiles.
-    measured = reviewed_nuclei(classified, mpp, segmenter, stains_of, tiling, EverySeconds(log, "measuring reviewed cells:", "slide tiles", every_s))
+    measured = reviewed_nuclei(
+        classified, mpp, segmenter, stains_of, tiling, EverySeconds(log, "measuring reviewed cells:", "slide tiles", every_s)
+    )
     is_held = np.isin(measured.tiles, [f"{t.slide}:{t.box}" for t in held_out])
     train, held = measured.subset(np.flatnonzero(~is_held)), measured.subset(np.flatnonzero(is_held))
     if len(train.classes) >= MIN_REVIEWED_CLASSES and len(held.classes):
         log(f"refitting the cell classifier on {len(train.classes)} reviewed cells and {BASE_TILES} tiles of the base data")
-        refitted, judged_on = refit_classifier(train, base_typed_nuclei(base_classes, segmenter=segmenter)), "held-out reviewed cells"
+        refitted, judged_on = (
+            refit_classifier(train, base_typed_nuclei(base_classes, segmenter=segmenter)),
+            "held-out reviewed cells",
+        )
     elif unread_embedding and has_typed_base(base_classes):
-        log(f"too few reviewed classes ({len(train.classes)} to learn from, {len(held.classes)} held out): refitting on the base data with the branch's model's embedding (every training tile of {Path(base_classes).name}: minutes)")
-        refitted, held = refit_classifier(base_typed_nuclei(base_classes, tiles=None, segmenter=segmenter), None), base_held_out_nuclei(base_classes, segmenter)
+        log(
+            f"too few reviewed classes ({len(train.classes)} to learn from, {len(held.classes)} held out): refitting on the base data with the branch's model's embedding (every training tile of {Path(base_classes).name}: minutes)"
+        )
+        refitted, held = (
+            refit_classifier(base_typed_nuclei(base_classes, tiles=None, segmenter=segmenter), None),
+            base_held_out_nuclei(base_classes, segmenter),
+        )
         judged_on = f"held-out cells of the base data ({Path(base_classes).name})"
     else:
         why = f"classifier not refitted: {len(train.classes)} classified reviewed cells to learn from and {len(held.classes)} held out (needs {MIN_REVIEWED_CLASSES}+ and 1+)"
@@ -170,21 +198,41 @@ def refit_branch_classifier(
     why = f"classifier {'better' if better else 'not better'}: macro F1 {before['macro_f1']:.3f} -> {after['macro_f1']:.3f} on {after['cells']} {judged_on}"
     log(why)
     candidate = candidate_path(root, user, branch, tag, "cells", ".npz")
-    card = {"name": f"{user}-{branch}-cells", "version": candidate.stem, "reviews": reviews, "reviewed_cells": len(train.classes),
-            **({"embedding": embedding} if refitted.needs_embedding else {}),
-            "evaluation": {"judged_on": judged_on, "before": before, "after": after, "verdict": why}}
+    card = {
+        "name": f"{user}-{branch}-cells",
+        "version": candidate.stem,
+        "reviews": reviews,
+        "reviewed_cells": len(train.classes),
+        **({"embedding": embedding} if refitted.needs_embedding else {}),
+        "evaluation": {"judged_on": judged_on, "before": before, "after": after, "verdict": why},
+    }
     save_classifier(CellClassifier(**{**refitted.__dict__, "info": card}), candidate)
     write_text_atomic(candidate.with_name(candidate.stem + CARD_SUFFIX), json.dumps(card, indent=2, default=str))
     if better:
-        return {"registered": True, "why": why, "file": str(register_model(root, user, branch, candidate, key="classifier")), "before": before, "after": after}
-    return {"registered": False, "why": why, "file": str(candidate), "before": before, "after": after, **_set_back_if_stale(root, user, branch, stale, log)}
+        return {
+            "registered": True,
+            "why": why,
+            "file": str(register_model(root, user, branch, candidate, key="classifier")),
+            "before": before,
+            "after": after,
+        }
+    return {
+        "registered": False,
+        "why": why,
+        "file": str(candidate),
+        "before": before,
+        "after": after,
+        **_set_back_if_stale(root, user, branch, stale, log),
+    }
 
 
 def _set_back_if_stale(root: Path, user: str, branch: str, stale: bool, log: Callable[[str], None]) -> dict:
     if not stale:
         return {}
     old = branch_settings_for(root, user, branch).classifier
-    set_branch_setting(root, user, branch, "classifier", "default", f"set by finetune_from_reviews: {old} reads the previous model's embedding")
+    set_branch_setting(
+        root, user, branch, "classifier", "default", f"set by finetune_from_reviews: {old} reads the previous model's embedding"
+    )
     log(f"classifier {old} reads the embedding of the branch's previous model: branch.yaml's classifier set back to default")
     return {"reset": f"{old} -> default"}
 
@@ -241,45 +289,107 @@ def finetune_branch(
             skipped.append(f"{version.file}: no slide '{stem}' in the branch any more")
             continue
         cells = read_version_cells(version.path, f"{version.file} (version {version.short})")
-        log(f"review {number}/{len(versions)} {version.file}: {len(cells.polygons)} cells, {len(cells.regions)} regions; reading its tiles of {tile_px} px from {slide_file.name}")
+        log(
+            f"review {number}/{len(versions)} {version.file}: {len(cells.polygons)} cells, {len(cells.regions)} regions; reading its tiles of {tile_px} px from {slide_file.name}"
+        )
         with open_slide(slide_file) as slide:
             mpp = slide_mpp(slide_file, slide)[0]
-            found = reviewed_tiles(slide, stem, cells, mpp, model_mpp, tile_px, source=slide_file, progress=EverySeconds(log, f"reading {version.file}:", "tiles", every_s))
+            found = reviewed_tiles(
+                slide,
+                stem,
+                cells,
+                mpp,
+                model_mpp,
+                tile_px,
+                source=slide_file,
+                progress=EverySeconds(log, f"reading {version.file}:", "tiles", every_s),
+            )
         stains[slide_file] = slide_stains(root, SlideKey(user, branch, stem))
         tiles += found
-        reviews.append({"file": version.file, "sha256": version.sha256, "audit_seq": version.entry.get("seq"), "tiles": len(found), "cells": int(sum(t.cells for t in found))})
+        reviews.append(
+            {
+                "file": version.file,
+                "sha256": version.sha256,
+                "audit_seq": version.entry.get("seq"),
+                "tiles": len(found),
+                "cells": int(sum(t.cells for t in found)),
+            }
+        )
     if not reviews:
-        raise TooFewReviewedTiles(f"no imported cell reviews for {user}/{branch}: drop QuPath files in {user}/reviews/{branch}/ and let review_slide import them first")
+        raise TooFewReviewedTiles(
+            f"no imported cell reviews for {user}/{branch}: drop QuPath files in {user}/reviews/{branch}/ and let review_slide import them first"
+        )
     train_tiles, held_out = split_held_out(tiles)
-    log(f"{sum(r['cells'] for r in reviews)} reviewed cells from {len(reviews)} reviews: {len(train_tiles)} tiles to learn from, {len(held_out)} held out")
+    log(
+        f"{sum(r['cells'] for r in reviews)} reviewed cells from {len(reviews)} reviews: {len(train_tiles)} tiles to learn from, {len(held_out)} held out"
+    )
     tag = hashlib.sha256("".join(r["sha256"] for r in reviews).encode()).hexdigest()[:8]
     candidate = candidate_path(root, user, branch, tag)
     if base_data is not None and base_images > 0:
         log(f"loading {base_images} images of the base training data ({Path(base_data).name}) to mix in")
     base = base_sample(base_data, model_mpp, base_images, settings.seed)
-    log(f"fine-tuning {settings.steps} steps of {settings.batch} crops of {settings.crop} px ({len(train_tiles)} reviewed tiles, {len(base)} base images)")
-    fine_tune_nuclei(base_model, train_tiles, base, candidate, {"name": f"{user}-{branch}-finetuned", "version": candidate.stem, "reviews": reviews}, settings, log, every_s)
+    log(
+        f"fine-tuning {settings.steps} steps of {settings.batch} crops of {settings.crop} px ({len(train_tiles)} reviewed tiles, {len(base)} base images)"
+    )
+    fine_tune_nuclei(
+        base_model,
+        train_tiles,
+        base,
+        candidate,
+        {"name": f"{user}-{branch}-finetuned", "version": candidate.stem, "reviews": reviews},
+        settings,
+        log,
+        every_s,
+    )
     scores = {}
     for which, model in (("before", base_model), ("after", candidate)):
-        log(f"scoring the {'branch model' if which == 'before' else 'fine-tuned model'} ({model.name}) on {len(held_out)} held-out tiles, segmented on the slide's grid of {tiling.core} px tiles")
+        log(
+            f"scoring the {'branch model' if which == 'before' else 'fine-tuned model'} ({model.name}) on {len(held_out)} held-out tiles, segmented on the slide's grid of {tiling.core} px tiles"
+        )
         scores[which] = score_model(model, held_out, tiling, EverySeconds(log, f"scoring {which}:", "slide tiles", every_s))
     before, after = scores["before"], scores["after"]
     better, why = verdict(before, after, min_gain)
     log(why)
-    evaluation = {"held_out": [{"slide": t.slide, "box": list(t.box), "cells": t.cells} for t in held_out], "before": before, "after": after, "verdict": why}
+    evaluation = {
+        "held_out": [{"slide": t.slide, "box": list(t.box), "cells": t.cells} for t in held_out],
+        "before": before,
+        "after": after,
+        "verdict": why,
+    }
     card_file = candidate.with_name(candidate.stem + CARD_SUFFIX)
-    write_text_atomic(card_file, json.dumps({**json.loads(card_file.read_text()), "evaluation": evaluation}, indent=2, default=str))
+    write_text_atomic(
+        card_file, json.dumps({**json.loads(card_file.read_text()), "evaluation": evaluation}, indent=2, default=str)
+    )
     model_file = register_model(root, user, branch, candidate) if better else candidate
     if settings.steps:
         classifier = refit_branch_classifier(
-            root, user, branch, train_tiles, held_out, model_mpp, base_classes, reviews, tag, min_gain, log,
+            root,
+            user,
+            branch,
+            train_tiles,
+            held_out,
+            model_mpp,
+            base_classes,
+            reviews,
+            tag,
+            min_gain,
+            log,
             model_file if better else base_model,  # what the branch segments with from now on
-            lambda t: stains.get(t.source) or estimate_stain_vectors(t.rgb), tiling, every_s,
+            lambda t: stains.get(t.source) or estimate_stain_vectors(t.rgb),
+            tiling,
+            every_s,
         )
     else:
-        classifier = {"registered": False, "why": "classifier not refitted: zero steps asks only to score the branch's current model"}
+        classifier = {
+            "registered": False,
+            "why": "classifier not refitted: zero steps asks only to score the branch's current model",
+        }
     outcome = FineTuneOutcome(better, why, str(model_file), str(base_model), before, after, reviews, skipped, classifier)
     report = branch_models_dir(root, user, branch) / f"finetune-{candidate.stem.removeprefix('nuclei-')}.json"
-    outcome.report = str(write_text_atomic(report, json.dumps({**asdict(outcome), "settings": asdict(settings), "evaluation": evaluation}, indent=2, default=str)))
+    outcome.report = str(
+        write_text_atomic(
+            report, json.dumps({**asdict(outcome), "settings": asdict(settings), "evaluation": evaluation}, indent=2, default=str)
+        )
+    )
     log(f"done: {why}; {classifier['why']}")
     return outcome

@@ -30,8 +30,13 @@ from wsi_assets.slides.synthetic import (
 from wsi_assets.training.defaults import default_training_data
 
 
-def time_finetuning(steps: int = FineTuneSettings.steps, threads: int = 1, width: int = 1024, height: int = 768,
-                    log: Callable[[str], None] = print) -> None:
+def time_finetuning(
+    steps: int = FineTuneSettings.steps,
+    threads: int = 1,
+    width: int = 1024,
+    height: int = 768,
+    log: Callable[[str], None] = print,
+) -> None:
     """Fine-tune a fresh synthetic branch of `width` x `height` pixels, logging each part's seconds."""
     with tempfile.TemporaryDirectory() as folder:
         root = Path(folder) / "user_files"
@@ -40,8 +45,14 @@ def time_finetuning(steps: int = FineTuneSettings.steps, threads: int = 1, width
         write_synthetic_slide(root / "lab/inputs/ft/s1.svs", spec)
         nuclei = synthetic_nuclei(spec, 0, 0, spec.width, spec.height)
         features = [
-            {"type": "Feature", "geometry": json.loads(shapely.to_geojson(shapely.Polygon(p))),
-             "properties": {"objectType": "detection", "classification": "epithelial" if major * spec.mpp > 4.6 else "inflammatory"}}
+            {
+                "type": "Feature",
+                "geometry": json.loads(shapely.to_geojson(shapely.Polygon(p))),
+                "properties": {
+                    "objectType": "detection",
+                    "classification": "epithelial" if major * spec.mpp > 4.6 else "inflammatory",
+                },
+            }
             for p, major in zip(synthetic_nucleus_polygons(spec, nuclei), nuclei["semi_major"])
         ]
         upload = root / "lab/reviews/ft/s1.geojson"
@@ -51,7 +62,15 @@ def time_finetuning(steps: int = FineTuneSettings.steps, threads: int = 1, width
         base = default_training_data()
         start = time.perf_counter()
         outcome = finetune_branch(
-            root, "lab", "ft", FineTuneSettings(steps=steps, threads=threads), base, 12, base_classes=base / "consep_train",
+            root,
+            "lab",
+            "ft",
+            FineTuneSettings(steps=steps, threads=threads),
+            base,
+            12,
+            base_classes=base / "consep_train",
             log=lambda line: log(f"{time.perf_counter() - start:6.1f} s  {line}"),
         )
-        log(f"{len(features)} reviewed cells; total {time.perf_counter() - start:.1f} s; nucleus model: {outcome.why}; {outcome.classifier['why']}")
+        log(
+            f"{len(features)} reviewed cells; total {time.perf_counter() - start:.1f} s; nucleus model: {outcome.why}; {outcome.classifier['why']}"
+        )

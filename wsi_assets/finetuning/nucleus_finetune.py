@@ -81,8 +81,14 @@ def fine_tune_nuclei(
         torch.set_num_threads(settings.threads)
     card = read_model_card(base_model)
     net = load_trained_net(base_model, card)
-    reviews = CropSampler([(t.rgb, t.labels) for t in tiles], settings.crop, settings.seed, settings.stain_jitter, settings.scale_jitter)
-    base = CropSampler(base_images, settings.crop, settings.seed + 1, settings.stain_jitter, settings.scale_jitter) if base_images else None
+    reviews = CropSampler(
+        [(t.rgb, t.labels) for t in tiles], settings.crop, settings.seed, settings.stain_jitter, settings.scale_jitter
+    )
+    base = (
+        CropSampler(base_images, settings.crop, settings.seed + 1, settings.stain_jitter, settings.scale_jitter)
+        if base_images
+        else None
+    )
     from_reviews = settings.batch // 2 if base else settings.batch
     start = time.perf_counter()
     progress = EverySeconds(log, "fine-tuning step", "steps", every_s)

@@ -95,9 +95,15 @@ def reviewed_tiles(
     boxes = [
         box
         for region_box in boxes
-        for box in _tile_boxes((max(0.0, region_box[0]), max(0.0, region_box[1]), min(width, region_box[2]), min(height, region_box[3])), tile_px * downsample)
+        for box in _tile_boxes(
+            (max(0.0, region_box[0]), max(0.0, region_box[1]), min(width, region_box[2]), min(height, region_box[3])),
+            tile_px * downsample,
+        )
     ]
-    members = [np.flatnonzero((centroids[:, 0] >= x0) & (centroids[:, 0] < x1) & (centroids[:, 1] >= y0) & (centroids[:, 1] < y1)) for x0, y0, x1, y1 in boxes]
+    members = [
+        np.flatnonzero((centroids[:, 0] >= x0) & (centroids[:, 0] < x1) & (centroids[:, 1] >= y0) & (centroids[:, 1] < y1))
+        for x0, y0, x1, y1 in boxes
+    ]
     # Only tiles with cells are used; a whole-slide review is thinned evenly so memory stays bounded.
     chosen = [i for i, inside in enumerate(members) if len(inside)]
     if len(chosen) > max_tiles:
@@ -113,7 +119,11 @@ def reviewed_tiles(
         reaching = sorted(set(tree.query(shapely.box(x0, y0, x1, y1), predicate="intersects").tolist()) - set(inside))
         polygons = [reviewer.polygons[j] for j in inside]
         labels = rasterise(polygons + [reviewer.polygons[j] for j in reaching], box, downsample, rgb.shape[:2])
-        classes = {label: reviewer.classes[j] for label, j in enumerate(inside, start=1) if j < len(reviewer.classes) and reviewer.classes[j]}
+        classes = {
+            label: reviewer.classes[j]
+            for label, j in enumerate(inside, start=1)
+            if j < len(reviewer.classes) and reviewer.classes[j]
+        }
         tiles.append(ReviewedTile(name, box, rgb, labels, len(inside), classes, source, slide_mpp, polygons))
         if progress is not None:
             progress(done, len(chosen))

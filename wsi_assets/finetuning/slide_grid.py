@@ -94,7 +94,9 @@ def grid_tiles(
                     progress(done, total)
 
 
-def model_labels(segmenter, tiles: list[ReviewedTile], tiling: TilingSettings = TilingSettings(), progress=None) -> list[np.ndarray]:
+def model_labels(
+    segmenter, tiles: list[ReviewedTile], tiling: TilingSettings = TilingSettings(), progress=None
+) -> list[np.ndarray]:
     """The model's instance map over each reviewed tile (in the order given) as the slide run finds
     its nuclei: owned nuclei of the grid's tiles, rasterised as the reviewer's cells are."""
     polygons: dict[int, list] = {id(t): [] for t in tiles}
@@ -103,11 +105,15 @@ def model_labels(segmenter, tiles: list[ReviewedTile], tiling: TilingSettings = 
         if not len(nuclei):
             continue
         outlines = shapely.polygons(
-            shapely.linearrings(nuclei.vertices[:, 0], nuclei.vertices[:, 1], indices=np.repeat(np.arange(len(nuclei)), nuclei.point_counts))
+            shapely.linearrings(
+                nuclei.vertices[:, 0], nuclei.vertices[:, 1], indices=np.repeat(np.arange(len(nuclei)), nuclei.point_counts)
+            )
         )
         tree = shapely.STRtree(outlines)
         for reviewed in grid_tile.reviewed:
-            polygons[id(reviewed)] += [outlines[j] for j in sorted(tree.query(shapely.box(*reviewed.box), predicate="intersects").tolist())]
+            polygons[id(reviewed)] += [
+                outlines[j] for j in sorted(tree.query(shapely.box(*reviewed.box), predicate="intersects").tolist())
+            ]
     return [rasterise(polygons[id(t)], t.box, segmenter.mpp / t.slide_mpp, t.labels.shape) for t in tiles]
 
 
@@ -150,8 +156,14 @@ def reviewed_cell_features(
 
         measurer = NucleusMeasurer(model_mpp, stains_of(grid_tile.reviewed[0]))
         found = nuclei_from_labels(
-            labels, tile.read_x, tile.read_y, grid.scale, grid.scale, keep=keep,
-            measure=lambda ids, outlines: measurer(labels, grid_tile.rgb, ids, outlines), with_ids=True,
+            labels,
+            tile.read_x,
+            tile.read_y,
+            grid.scale,
+            grid.scale,
+            keep=keep,
+            measure=lambda ids, outlines: measurer(labels, grid_tile.rgb, ids, outlines),
+            with_ids=True,
         )
         if not len(found):
             continue
@@ -160,7 +172,11 @@ def reviewed_cell_features(
         for name, values in found.columns.items():
             columns.setdefault(name, []).append(values)
         if grid_tile.maps is not None:
-            embeddings.append(embeddings_at(grid_tile.maps, (found.centroid_x - tile.read_x) / grid.scale, (found.centroid_y - tile.read_y) / grid.scale))
+            embeddings.append(
+                embeddings_at(
+                    grid_tile.maps, (found.centroid_x - tile.read_x) / grid.scale, (found.centroid_y - tile.read_y) / grid.scale
+                )
+            )
         classes += [cells[i - 1][1] for i in ids.tolist()]
         sources += [f"{cells[i - 1][2].slide}:{cells[i - 1][2].box}" for i in ids.tolist()]
     return CellFeatures(

@@ -58,7 +58,9 @@ def nuclei_density(cells_path: Path, tissue: TissueMask, info: SlideInfo | None 
     passed = low <= density <= high
     if info is not None:
         metadata.update(mpp=round(info.mpp, 4), mpp_source=info.mpp_source)
-        description = f"{density:.0f} nuclei per mm² of tissue at {info.mpp:.3f} µm/px ({info.mpp_source}; plausible: {low:.0f}–{high:.0f})"
+        description = (
+            f"{density:.0f} nuclei per mm² of tissue at {info.mpp:.3f} µm/px ({info.mpp_source}; plausible: {low:.0f}–{high:.0f})"
+        )
         if not passed:
             description += f": the µm/px is probably wrong; {_state_mpp_hint(info)}"
     return CheckOutcome(passed, description, metadata)
@@ -110,7 +112,12 @@ def _state_mpp_hint(info: SlideInfo) -> str:
 def resolution_fine_enough(info: SlideInfo) -> CheckOutcome:
     """The slide's level-0 µm/px resolves nuclei."""
     nucleus_px = TYPICAL_NUCLEUS_UM / info.mpp
-    metadata = {"mpp": round(info.mpp, 4), "mpp_source": info.mpp_source, "mpp_inferred": info.mpp_inferred, "nucleus_px": round(nucleus_px, 1)}
+    metadata = {
+        "mpp": round(info.mpp, 4),
+        "mpp_source": info.mpp_source,
+        "mpp_inferred": info.mpp_inferred,
+        "nucleus_px": round(nucleus_px, 1),
+    }
     if info.mpp > MAX_MPP_FOR_NUCLEI:
         return CheckOutcome(
             False,
@@ -119,4 +126,6 @@ def resolution_fine_enough(info: SlideInfo) -> CheckOutcome:
             metadata,
         )
     flagged = " (inferred: check it)" if info.mpp_inferred else ""
-    return CheckOutcome(True, f"{info.mpp:.3f} µm/px ({info.mpp_source}{flagged}): nuclei about {nucleus_px:.0f} px across", metadata)
+    return CheckOutcome(
+        True, f"{info.mpp:.3f} µm/px ({info.mpp_source}{flagged}): nuclei about {nucleus_px:.0f} px across", metadata
+    )

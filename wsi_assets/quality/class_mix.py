@@ -32,14 +32,18 @@ def class_mix(figures: dict, method: str) -> CheckOutcome:
     if method == "rule":
         share = fractions["inflammatory"]
         if share > MAX_RULE_INFLAMMATORY_FRACTION:
-            return CheckOutcome(False, f"the lymphocyte rule calls {share:.0%} of nuclei inflammatory: tighten its thresholds", metadata)
+            return CheckOutcome(
+                False, f"the lymphocyte rule calls {share:.0%} of nuclei inflammatory: tighten its thresholds", metadata
+            )
         return CheckOutcome(True, f"the lymphocyte rule calls {share:.0%} of nuclei inflammatory", metadata)
     if fractions["other"] > MAX_OTHER_FRACTION:
         return CheckOutcome(False, f"{fractions['other']:.0%} of nuclei are 'other': check the stain and the µm/px", metadata)
     top = max(fractions, key=fractions.get)
     if fractions[top] >= MAX_SINGLE_CLASS_FRACTION:
         return CheckOutcome(False, f"{fractions[top]:.0%} of nuclei are '{top}': a real section mixes cell types", metadata)
-    return CheckOutcome(True, "class mix plausible: " + ", ".join(f"{name} {value:.0%}" for name, value in fractions.items()), metadata)
+    return CheckOutcome(
+        True, "class mix plausible: " + ", ".join(f"{name} {value:.0%}" for name, value in fractions.items()), metadata
+    )
 
 
 def _draw_classes(rgb: np.ndarray, table, x0: int, y0: int, panel_px: int = 320) -> np.ndarray:
@@ -47,7 +51,11 @@ def _draw_classes(rgb: np.ndarray, table, x0: int, y0: int, panel_px: int = 320)
 
     scale = panel_px / max(rgb.shape[:2])
     out = cv2.resize(rgb, (round(rgb.shape[1] * scale), round(rgb.shape[0] * scale)), interpolation=cv2.INTER_AREA)
-    xs, ys, classes = table.column("polygon_x").to_pylist(), table.column("polygon_y").to_pylist(), table.column(CLASS_COLUMN).to_pylist()
+    xs, ys, classes = (
+        table.column("polygon_x").to_pylist(),
+        table.column("polygon_y").to_pylist(),
+        table.column(CLASS_COLUMN).to_pylist(),
+    )
     for px, py, name in zip(xs, ys, classes):
         ring = np.round((np.stack([px, py], axis=1) - [x0, y0]) * scale * 4).astype(np.int32).reshape(-1, 1, 2)
         cv2.polylines(out, [ring], True, class_colour(name or "other"), 1, cv2.LINE_AA, shift=2)
@@ -61,8 +69,12 @@ def class_overlay(slide_path: Path, cells_path: Path, info: SlideInfo) -> bytes:
     with open_slide(slide_path) as slide:
         for x0, y0 in overlay_regions(cells_path, info.width, info.height, region_px):
             rgb = read_region_at_downsample(slide, x0, y0, region_px, region_px, 1.0)
-            box = [("centroid_x", ">=", x0 - region_px), ("centroid_x", "<", x0 + 2 * region_px),
-                   ("centroid_y", ">=", y0 - region_px), ("centroid_y", "<", y0 + 2 * region_px)]
+            box = [
+                ("centroid_x", ">=", x0 - region_px),
+                ("centroid_x", "<", x0 + 2 * region_px),
+                ("centroid_y", ">=", y0 - region_px),
+                ("centroid_y", "<", y0 + 2 * region_px),
+            ]
             table = pq.read_table(str(cells_path), columns=["polygon_x", "polygon_y", CLASS_COLUMN], filters=box)
             panels.append(_draw_classes(rgb, table, x0, y0))
     gap = np.full((panels[0].shape[0], 6, 3), 255, np.uint8)

@@ -15,7 +15,11 @@ ALPHA = 0.55
 
 
 def heatmap_rgb(
-    thumbnail_rgb: np.ndarray, density: LymphocyteDensity, slide_width: int, slide_height: int, tissue_mask: np.ndarray | None = None
+    thumbnail_rgb: np.ndarray,
+    density: LymphocyteDensity,
+    slide_width: int,
+    slide_height: int,
+    tissue_mask: np.ndarray | None = None,
 ) -> np.ndarray:
     """The thumbnail with the smoothed density blended over its tissue, and a scale bar below.
 
@@ -32,7 +36,10 @@ def heatmap_rgb(
     if tissue_mask is not None:
         tissue = cv2.resize(np.asarray(tissue_mask, np.uint8), (width, height), interpolation=cv2.INTER_NEAREST) > 0
     else:
-        tissue = cv2.resize((density.tissue_mm2[:rows, :cols] > 0).astype(np.uint8), (width, height), interpolation=cv2.INTER_NEAREST) > 0
+        tissue = (
+            cv2.resize((density.tissue_mm2[:rows, :cols] > 0).astype(np.uint8), (width, height), interpolation=cv2.INTER_NEAREST)
+            > 0
+        )
     level = np.clip(values / SCALE_MAX_PER_MM2, 0, 1)
     colours = cv2.applyColorMap((level * 255).astype(np.uint8), cv2.COLORMAP_INFERNO)[..., ::-1]
     out = thumbnail_rgb.astype(np.float32)

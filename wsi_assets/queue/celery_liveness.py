@@ -12,7 +12,9 @@ PING_TIMEOUT_S = 2.0
 PING_ATTEMPTS = 2  # one missed reply (a busy broker) must not fail a healthy run
 
 
-def unanswered_workers(broker: str, hostnames: list[str], timeout: float = PING_TIMEOUT_S, attempts: int = PING_ATTEMPTS) -> list[str]:
+def unanswered_workers(
+    broker: str, hostnames: list[str], timeout: float = PING_TIMEOUT_S, attempts: int = PING_ATTEMPTS
+) -> list[str]:
     """The workers among `hostnames` that answered none of `attempts` pings."""
     from celery import Celery
 

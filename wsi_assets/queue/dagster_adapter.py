@@ -137,7 +137,10 @@ class SlideRunLauncher(DefaultRunLauncher):
             # The run's own process would wait for the lost task for ever: stop it, fail the run.
             os.kill(pid, signal.SIGKILL)
             steps = ", ".join(f"{step} on {host}" for step, host in lost)
-            return CheckRunHealthResult(WorkerStatus.FAILED, f"Celery worker gone in the middle of a step ({steps}); the run is failed so its branch moves on")
+            return CheckRunHealthResult(
+                WorkerStatus.FAILED,
+                f"Celery worker gone in the middle of a step ({steps}); the run is failed so its branch moves on",
+            )
         return CheckRunHealthResult(WorkerStatus.RUNNING)
 
 
@@ -242,9 +245,20 @@ def gpu_pending_steps(instance) -> list[PendingStep]:
     if not waiting:
         return []
     # A run that ended leaves its rows for run monitoring's free_slots_after_run_end_seconds.
-    started = {r.dagster_run.run_id for r in instance.get_run_records(RunsFilter(run_ids=sorted({s.run_id for s in waiting}), statuses=[DagsterRunStatus.STARTED]))}
+    started = {
+        r.dagster_run.run_id
+        for r in instance.get_run_records(
+            RunsFilter(run_ids=sorted({s.run_id for s in waiting}), statuses=[DagsterRunStatus.STARTED])
+        )
+    }
     return [
-        PendingStep(step.run_id, step.step_key, step.enqueued_timestamp.timestamp(), step.priority or 0, step.assigned_timestamp is not None)
+        PendingStep(
+            step.run_id,
+            step.step_key,
+            step.enqueued_timestamp.timestamp(),
+            step.priority or 0,
+            step.assigned_timestamp is not None,
+        )
         for step in waiting
         if step.run_id in started
     ]
@@ -262,5 +276,7 @@ def remove_run_tags(instance, run_id: str, keys: Sequence[str]) -> None:
         return
     kept = {key: value for key, value in run.tags.items() if key not in keys}
     with storage.connect() as connection:
-        connection.execute(RunsTable.update().where(RunsTable.c.run_id == run_id).values(run_body=serialize_value(run.with_tags(kept))))
+        connection.execute(
+            RunsTable.update().where(RunsTable.c.run_id == run_id).values(run_body=serialize_value(run.with_tags(kept)))
+        )
         connection.execute(RunTagsTable.delete().where((RunTagsTable.c.run_id == run_id) & RunTagsTable.c.key.in_(list(keys))))

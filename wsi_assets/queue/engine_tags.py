@@ -41,7 +41,9 @@ class GpuStepSettings:
         if not isinstance(self.gpus_per_step, int) or isinstance(self.gpus_per_step, bool) or not 1 <= self.gpus_per_step <= 16:
             raise GpuStepSettingsError(f"gpus_per_step must be a whole number from 1 to 16, not {self.gpus_per_step!r}")
         if not all(isinstance(k, str) and isinstance(v, str) for k, v in self.node_selector.items()):
-            raise GpuStepSettingsError(f"node_selector must map label names to label values (strings), not {self.node_selector!r}")
+            raise GpuStepSettingsError(
+                f"node_selector must map label names to label values (strings), not {self.node_selector!r}"
+            )
         for toleration in self.tolerations:
             if not isinstance(toleration, dict) or "operator" not in toleration:
                 raise GpuStepSettingsError(f"each toleration needs at least an 'operator' (Exists or Equal), not {toleration!r}")

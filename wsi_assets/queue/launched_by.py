@@ -29,5 +29,7 @@ def launched_by_tags(user: str | None) -> dict[str, str]:
         return {}
     if not USER_NAME.fullmatch(user):
         shown = user if len(user) <= 80 else user[:80] + "…"
-        raise InvalidProxyUser(f"the proxy's {PROXY_USER_HEADER} header {shown!r} is not a user name (letters, digits, . _ @ -; at most 64)")
+        raise InvalidProxyUser(
+            f"the proxy's {PROXY_USER_HEADER} header {shown!r} is not a user name (letters, digits, . _ @ -; at most 64)"
+        )
     return {LAUNCHED_BY_TAG: user, DAGSTER_USER_TAG: user}

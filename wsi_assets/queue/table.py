@@ -27,7 +27,17 @@ def row(place: QueuePlace) -> tuple[str, ...]:
     run = place.run
     since = datetime.fromtimestamp(run.created_at).astimezone().strftime("%Y-%m-%d %H:%M:%S")
     in_branch = "-" if place.branch_position is None else str(place.branch_position)
-    return (run.run_id, run.user or "-", run.branch or "-", run.partition or "-", run.job or "-", str(place.position), in_branch, place.waiting_for, since)
+    return (
+        run.run_id,
+        run.user or "-",
+        run.branch or "-",
+        run.partition or "-",
+        run.job or "-",
+        str(place.position),
+        in_branch,
+        place.waiting_for,
+        since,
+    )
 
 
 def queue_table(places: Sequence[QueuePlace]) -> str:
@@ -36,7 +46,19 @@ def queue_table(places: Sequence[QueuePlace]) -> str:
 
 def gpu_wait_table(waits: Sequence[tuple[GpuWait, QueueRun]]) -> str:
     """Started runs whose GPU step waits for a slot: `gpu position` 1 gets the next free slot."""
-    rows = [(run.run_id, run.user or "-", run.branch or "-", run.partition or "-", run.job or "-", wait.step_key, f"{wait.position} of {wait.waiters}", GPU_SLOT) for wait, run in waits]
+    rows = [
+        (
+            run.run_id,
+            run.user or "-",
+            run.branch or "-",
+            run.partition or "-",
+            run.job or "-",
+            wait.step_key,
+            f"{wait.position} of {wait.waiters}",
+            GPU_SLOT,
+        )
+        for wait, run in waits
+    ]
     return _aligned([GPU_COLUMNS, *rows])
 
 

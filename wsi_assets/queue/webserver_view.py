@@ -118,7 +118,13 @@ def queue_from_answer(data: dict) -> QueueSnapshot:
         claimed = {(slot["runId"], slot["stepKey"]) for slot in pool["claimedSlots"]}
         # As gpu_pending_steps: a claimed step's pending row stays; runs that ended leave theirs for a while.
         pending = [
-            PendingStep(step["runId"], step["stepKey"], float(step["enqueuedTimestamp"]), step.get("priority") or 0, step.get("assignedTimestamp") is not None)
+            PendingStep(
+                step["runId"],
+                step["stepKey"],
+                float(step["enqueuedTimestamp"]),
+                step.get("priority") or 0,
+                step.get("assignedTimestamp") is not None,
+            )
             for step in pool["pendingSteps"]
             if (step["runId"], step["stepKey"]) not in claimed and step["runId"] in started
         ]

@@ -16,9 +16,7 @@ def _process_start_time(pid: int) -> float | None:
     if fields[0] == "Z":  # a zombie has exited
         return None
     ticks_after_boot = int(fields[19])
-    boot_time = next(
-        float(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines() if line.startswith("btime")
-    )
+    boot_time = next(float(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines() if line.startswith("btime"))
     return boot_time + ticks_after_boot / os.sysconf("SC_CLK_TCK")
 
 

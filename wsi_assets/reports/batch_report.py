@@ -23,10 +23,12 @@ def render_batch_report_html(title: str, summary: dict, grid_jpeg: bytes | None)
         if grid_jpeg
         else ""
     )
-    header = "".join(f"<th>{text(name)}</th>" for name in ("image", "size (px)", "µm/px (source)", "modality", "nuclei", "per mm²", *classes))
+    header = "".join(
+        f"<th>{text(name)}</th>" for name in ("image", "size (px)", "µm/px (source)", "modality", "nuclei", "per mm²", *classes)
+    )
     rows = "".join(
         "<tr>"
-        f"<td>{text(row['image'])}</td><td class=\"nowrap\">{row['width']} × {row['height']}</td>"
+        f'<td>{text(row["image"])}</td><td class="nowrap">{row["width"]} × {row["height"]}</td>'
         f"<td>{row['mpp']:.4f} ({text(row['mpp_source'])}{', inferred' if row.get('mpp_inferred') else ''})</td>"
         f"<td>{text(row.get('modality', ''))}</td>"
         f'<td class="number">{row["cells"]:,}</td><td class="number">{row["cells_per_mm2"]:,.1f}</td>'
@@ -34,7 +36,9 @@ def render_batch_report_html(title: str, summary: dict, grid_jpeg: bytes | None)
         + "</tr>"
         for row in summary.get("per_image", [])
     )
-    rejected = "".join(f"<tr><td>{text(item['file'])}</td><td>{text(item['why'])}</td></tr>" for item in summary.get("rejected", []))
+    rejected = "".join(
+        f"<tr><td>{text(item['file'])}</td><td>{text(item['why'])}</td></tr>" for item in summary.get("rejected", [])
+    )
     rejected_section = f"<h2>Rejected files</h2><table><tr><th>file</th><th>why</th></tr>{rejected}</table>" if rejected else ""
     return page(
         f"{title}: batch report",

@@ -76,7 +76,7 @@ def render_report_html(report: SlideReport) -> str:
 def page(title: str, body: str) -> str:
     """A whole page around `body` (already HTML); `title` is text."""
     return (
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         # Nothing but the embedded images may load: a report read from disk reaches no server.
         "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; img-src data:; style-src 'unsafe-inline'\">"
         f"<title>{text(title)}</title><style>{_STYLE}</style></head><body>{body}</body></html>\n"

@@ -109,15 +109,26 @@ def slide_report(
         density = f", {cells / tissue.area_mm2:,.0f} per mm² of tissue" if tissue is not None and tissue.area_mm2 else ""
         figures += [
             ("Nuclei", f"{cells:,}{density}"),
-            ("Model", f"{summary.get('segmenter', '?')} v{summary.get('segmenter_version', '?')} at {summary.get('mpp_model', '?')} µm/px on {summary.get('device', '?')}"),
+            (
+                "Model",
+                f"{summary.get('segmenter', '?')} v{summary.get('segmenter_version', '?')} at {summary.get('mpp_model', '?')} µm/px on {summary.get('device', '?')}",
+            ),
             ("Segmentation time", f"{float(summary.get('seconds', 0)):.1f} s ({int(summary.get('tiles', 0))} tiles)"),
         ]
     if classes:
         figures.append(("Classes by", str(classes.get("method", "?"))))
         if "lymphocytes_per_mm2" in classes:
-            where = [f"{classes[key]:,.0f} in {label}" for key, label in (("lymphocytes_per_mm2_epithelium", "epithelium"), ("lymphocytes_per_mm2_stroma", "stroma"))
-                     if classes.get(key) is not None]
-            figures.append(("Lymphocytes", f"{classes['lymphocytes_per_mm2']:,.0f} per mm² of tissue" + (f" ({', '.join(where)})" if where else "")))
+            where = [
+                f"{classes[key]:,.0f} in {label}"
+                for key, label in (("lymphocytes_per_mm2_epithelium", "epithelium"), ("lymphocytes_per_mm2_stroma", "stroma"))
+                if classes.get(key) is not None
+            ]
+            figures.append(
+                (
+                    "Lymphocytes",
+                    f"{classes['lymphocytes_per_mm2']:,.0f} per mm² of tissue" + (f" ({', '.join(where)})" if where else ""),
+                )
+            )
     if run_seconds is not None:
         figures.append(("Run time", f"{run_seconds:.1f} s (start of run to publishing)"))
     figures += [("Result set", run_id or "?"), ("wsi-assets", __version__)]
@@ -147,5 +158,7 @@ def slide_report(
     if classes:
         checks.append(_verdict("class_mix_plausible", class_mix(classes, classes.get("method", "default")), warn_only=True))
 
-    notes = () if has_cells else ("This result set holds no cells (a tissue_mask_only run): run process_slide to segment the slide.",)
+    notes = (
+        () if has_cells else ("This result set holds no cells (a tissue_mask_only run): run process_slide to segment the slide.",)
+    )
     return SlideReport(title, slide_file, stage, tuple(figures), images, class_rows, tuple(checks), notes)

@@ -21,10 +21,18 @@ WORKBOOK = "summary.xlsx"
 SUMMARY = "summary.json"
 SLIDES_SHEET, BATCHES_SHEET = "slides", "batches"
 COLUMNS = (
-    ("slide", "slide"), ("nuclei", "nuclei"), ("nuclei_per_mm2", "nuclei per mm²"), ("tissue_area_mm2", "tissue area mm²"),
-    ("mpp", "µm/px"), ("mpp_inferred", "µm/px inferred"), ("model", "model"), ("model_version", "model version"),
-    ("run_id", "run id"), ("lymphocytes_per_mm2", "lymphocytes per mm²"),
-    ("lymphocytes_per_mm2_epithelium", "lymphocytes per mm² in epithelium"), ("lymphocytes_per_mm2_stroma", "lymphocytes per mm² in stroma"),
+    ("slide", "slide"),
+    ("nuclei", "nuclei"),
+    ("nuclei_per_mm2", "nuclei per mm²"),
+    ("tissue_area_mm2", "tissue area mm²"),
+    ("mpp", "µm/px"),
+    ("mpp_inferred", "µm/px inferred"),
+    ("model", "model"),
+    ("model_version", "model version"),
+    ("run_id", "run id"),
+    ("lymphocytes_per_mm2", "lymphocytes per mm²"),
+    ("lymphocytes_per_mm2_epithelium", "lymphocytes per mm² in epithelium"),
+    ("lymphocytes_per_mm2_stroma", "lymphocytes per mm² in stroma"),
 )
 BATCH_COLUMNS = ("batch", "images", "nuclei", "rejected files", "median µm/px", "images with µm/px inferred")
 
@@ -49,8 +57,12 @@ def _batch_row(summary: dict) -> list:
     images = [row for row in summary.get("per_image") or [] if isinstance(row, dict)]
     mpps = [row["mpp"] for row in images if isinstance(row.get("mpp"), (int, float))]
     return [
-        summary.get("batch"), summary.get("images"), summary.get("cells"), len(summary.get("rejected") or []),
-        round(statistics.median(mpps), 4) if mpps else None, sum(1 for row in images if row.get("mpp_inferred")),
+        summary.get("batch"),
+        summary.get("images"),
+        summary.get("cells"),
+        len(summary.get("rejected") or []),
+        round(statistics.median(mpps), 4) if mpps else None,
+        sum(1 for row in images if row.get("mpp_inferred")),
     ]
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from wsi_assets.core.slide_outputs import STAGES, SlideOutputs
 
+
 def dropped_cells_warning(previous_set: Path | None, published_stage: str, label: str, job_name: str) -> str | None:
     """The warning when a set through `published_stage` replaces `previous_set`, which held cells; else None."""
     if STAGES.index(published_stage) >= STAGES.index("cells") or previous_set is None:
@@ -24,9 +25,12 @@ def dropped_cells_warning(previous_set: Path | None, published_stage: str, label
     except (OSError, ValueError, KeyError, TypeError):
         nuclei = "nuclei"
     exports = sorted(
-        entry.name for entry in previous_set.iterdir()
+        entry.name
+        for entry in previous_set.iterdir()
         # report.html is rewritten with every set, not an export a user would miss.
-        if previous.stage_of(entry.name) == "exports" and entry.name != previous.report_html.name and not entry.name.startswith(".")
+        if previous.stage_of(entry.name) == "exports"
+        and entry.name != previous.report_html.name
+        and not entry.name.startswith(".")
     )
     shown = f" and its exports ({', '.join(exports)})" if exports else ""
     return (

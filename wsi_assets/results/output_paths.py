@@ -25,8 +25,6 @@ from wsi_assets.core.user_files import (
 )
 
 
-
-
 def leads_outside(path: Path, home: Path) -> bool:
     """Whether `path` (a link followed, even a dangling one) really lies outside `home`."""
     resolved = Path(path).resolve()

@@ -107,7 +107,12 @@ def whole_stage(outputs: SlideOutputs, export_files: tuple[str, ...], label: str
     last = max(held)
     if STAGES[last] == "cells":
         last = STAGES.index("exports")
-    missing = [path.relative_to(outputs.folder).as_posix() for stage in STAGES[: last + 1] for path in required[stage] if not path.exists()]
+    missing = [
+        path.relative_to(outputs.folder).as_posix()
+        for stage in STAGES[: last + 1]
+        for path in required[stage]
+        if not path.exists()
+    ]
     if missing:
         raise IncompleteResultSet(incomplete_set_message(label, missing, " (run process_slide to make a whole set)"))
     return STAGES[last]

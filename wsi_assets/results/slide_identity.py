@@ -73,5 +73,3 @@ def ensure_unchanged(recorded: SlideIdentity | None, path: Path, root: Path) -> 
             f"{shown_under_root(Path(recorded.path), root)} changed while it was being processed; nothing was published, "
             f"and it will be processed again once it is stable"
         )
-
-

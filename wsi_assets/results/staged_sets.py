@@ -92,7 +92,9 @@ def stage_set(root: Path, key: SlideKey, run_id: str, base_run_id: str | None = 
             base = published_set_dir(root, key) if from_published else None
         _build_set(folder, base, root, key.user, home)
         published = published_set_dir(root, key)
-        sweep_stale_sets(sets, keep={folder.name} | ({published.name} if published and published.parent == sets.resolve() else set()))
+        sweep_stale_sets(
+            sets, keep={folder.name} | ({published.name} if published and published.parent == sets.resolve() else set())
+        )
         sweep_switch_temporaries(branch_outputs_dir(root, key.user, key.branch), key.stem)
     refuse_links_leading_out(folder, root, key.user, home)
     return folder

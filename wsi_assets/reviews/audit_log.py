@@ -44,7 +44,9 @@ def read_log(log: Path) -> list[dict]:
     head = head_path(log)
     if not log.exists():
         if head.exists():
-            raise AuditLogTampered(f"{log.name} is missing but its head says it had entries: the log was removed; restore it from a backup")
+            raise AuditLogTampered(
+                f"{log.name} is missing but its head says it had entries: the log was removed; restore it from a backup"
+            )
         return []
     entries, previous = [], GENESIS
     with open(log, "rb") as handle:
@@ -54,7 +56,9 @@ def read_log(log: Path) -> list[dict]:
             except ValueError:
                 raise AuditLogTampered(f"{log.name} line {number} is not a JSON entry: the log was edited") from None
             if entry.get("seq") != number or entry.get("prev") != previous or entry.get("hash") != entry_hash(entry):
-                raise AuditLogTampered(f"{log.name} line {number} does not match the hash chain: the log was edited after it was written")
+                raise AuditLogTampered(
+                    f"{log.name} line {number} does not match the hash chain: the log was edited after it was written"
+                )
             entries.append(entry)
             previous = entry["hash"]
     try:

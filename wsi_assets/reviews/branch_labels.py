@@ -14,8 +14,15 @@ from wsi_assets.reviews.slide_labels import ADEQUACY_LEVELS, SlideLabel
 # (joined into one cell they could not be told apart, and a comment holding the separator broke
 # the table); the slide's majority and agreement repeat on each of its rows.
 TABLE_COLUMNS = (
-    "slide", "annotator", "adequacy", "diagnosis_codes", "comment",
-    "annotators", "adequacy_votes", "adequacy_majority", "diagnosis_agreed",
+    "slide",
+    "annotator",
+    "adequacy",
+    "diagnosis_codes",
+    "comment",
+    "annotators",
+    "adequacy_votes",
+    "adequacy_majority",
+    "diagnosis_agreed",
 )
 
 
@@ -62,7 +69,9 @@ def annotator_agreement(labels: list[SlideLabel]) -> dict:
                 "annotators": [a, b],
                 "slides": len(shared),
                 "adequacy_weighted_kappa": cohen_kappa(first, second, list(ADEQUACY_LEVELS), "quadratic"),
-                "diagnosis_exact_agreement": float(np.mean([by_slide[s][a].diagnosis_codes == by_slide[s][b].diagnosis_codes for s in shared])),
+                "diagnosis_exact_agreement": float(
+                    np.mean([by_slide[s][a].diagnosis_codes == by_slide[s][b].diagnosis_codes for s in shared])
+                ),
             }
         )
     result = {"annotators": annotators, "slides": len(by_slide), "pairs": pairs}
@@ -70,7 +79,9 @@ def annotator_agreement(labels: list[SlideLabel]) -> dict:
     raters = max((n for n in counts if n >= 3), key=lambda n: (counts[n], n), default=None)
     if raters is not None:
         slides = [group for group in by_slide.values() if len(group) == raters]
-        adequacy = np.array([[sum(1 for label in g.values() if label.adequacy == level) for level in ADEQUACY_LEVELS] for g in slides])
+        adequacy = np.array(
+            [[sum(1 for label in g.values() if label.adequacy == level) for level in ADEQUACY_LEVELS] for g in slides]
+        )
         diagnoses = sorted({label.diagnosis_codes for g in slides for label in g.values()})
         diagnosis = np.array([[sum(1 for label in g.values() if label.diagnosis_codes == d) for d in diagnoses] for g in slides])
         result["fleiss"] = {

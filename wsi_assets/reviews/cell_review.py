@@ -21,7 +21,16 @@ from wsi_assets.reviews.review_geojson import ReviewedCells
 # HoVer-Net pairs nuclei whose centroids lie within 12 px at 0.25 µm/px (its 40x): 3 µm.
 PAIRING_RADIUS_UM = 3.0
 MAX_SKIPPED_LISTED = 100  # skipped features named in cell_review.json; the count is always whole
-DISAGREEMENT_COLUMNS = ("kind", "model_cell_id", "reviewer_feature", "centroid_x", "centroid_y", "model_class", "reviewer_class", "iou")
+DISAGREEMENT_COLUMNS = (
+    "kind",
+    "model_cell_id",
+    "reviewer_feature",
+    "centroid_x",
+    "centroid_y",
+    "model_class",
+    "reviewer_class",
+    "iou",
+)
 
 
 @dataclass
@@ -80,7 +89,11 @@ def compare_cells(model: ModelCells, reviewer: ReviewedCells, radius_px: float, 
         figures["cohen_kappa"] = cohen_kappa([a for a, _ in both], [b for _, b in both], labels)
         figures["class_f1"] = per_class_f1(model.classes, r_classes, pairs.model, pairs.reviewer, figures["class_labels"])
     else:
-        figures["classes_not_compared_because"] = "the model's cell table has no class column" if not model.has_classes else "the reviewer's cells have no classification"
+        figures["classes_not_compared_because"] = (
+            "the model's cell table has no class column"
+            if not model.has_classes
+            else "the reviewer's cells have no classification"
+        )
     rows = []
     for m in pairs.model_only:
         x, y = model.centroids[m]
@@ -118,7 +131,9 @@ def review_slide_cells(cells_parquet: Path, reviewer: ReviewedCells, mpp: float)
 def write_review_files(folder: Path, result: CellReviewResult, provenance: dict) -> tuple[Path, Path]:
     """cell_review.json (figures + provenance) and disagreements.csv (one row per disagreement), written atomically."""
     folder.mkdir(parents=True, exist_ok=True)
-    summary = write_text_atomic(folder / "cell_review.json", json.dumps({**result.figures, "provenance": provenance}, indent=2, default=str))
+    summary = write_text_atomic(
+        folder / "cell_review.json", json.dumps({**result.figures, "provenance": provenance}, indent=2, default=str)
+    )
     text = io.StringIO()
     writer = csv.DictWriter(text, DISAGREEMENT_COLUMNS)
     writer.writeheader()

@@ -46,7 +46,10 @@ def record_verdict(root: Path, user: str, branch: str, file: str, verdict: Impor
     confined(existing, root, user)  # before mkdir: a linked folder must not get a new folder in its target
     path.parent.mkdir(parents=True, exist_ok=True)
     confined(path.parent, root, user)
-    write_text_atomic(path, json.dumps({"size": verdict.size, "mtime_ns": verdict.mtime_ns, "problem": verdict.problem, "run_id": verdict.run_id}))
+    write_text_atomic(
+        path,
+        json.dumps({"size": verdict.size, "mtime_ns": verdict.mtime_ns, "problem": verdict.problem, "run_id": verdict.run_id}),
+    )
 
 
 @contextmanager

@@ -47,7 +47,9 @@ def read_model_cells(cells_parquet: Path, area=None) -> ModelCells:
         table = pq.read_table(str(cells_parquet), columns=columns, filters=filters)
     except (pa.ArrowException, OSError) as error:
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise UnreadableCellTable(f"{cells_parquet.name} cannot be read ({reason}): run process_slide for this slide again") from error
+        raise UnreadableCellTable(
+            f"{cells_parquet.name} cannot be read ({reason}): run process_slide for this slide again"
+        ) from error
     centroids = np.stack([table.column("centroid_x").to_numpy(), table.column("centroid_y").to_numpy()], axis=1).reshape(-1, 2)
     keep = inside(centroids, area)
     table = table.filter(pa.array(keep))
@@ -55,11 +57,15 @@ def read_model_cells(cells_parquet: Path, area=None) -> ModelCells:
     polygon_y = table.column("polygon_y").combine_chunks()
     offsets = polygon_x.offsets.to_numpy().astype(np.int64)
     offsets -= offsets[0] if len(offsets) else 0
-    rings = closed_rings(
-        offsets,
-        polygon_x.flatten().to_numpy(zero_copy_only=False).astype(np.float64),
-        polygon_y.flatten().to_numpy(zero_copy_only=False).astype(np.float64),
-    ) if len(table) else None
+    rings = (
+        closed_rings(
+            offsets,
+            polygon_x.flatten().to_numpy(zero_copy_only=False).astype(np.float64),
+            polygon_y.flatten().to_numpy(zero_copy_only=False).astype(np.float64),
+        )
+        if len(table)
+        else None
+    )
     shapes = polygons(rings) if rings is not None else np.empty(0, dtype=object)
     classes = table.column(CLASS_COLUMN).to_pylist() if has_classes else [None] * len(table)
     # Paired by their outlines' centroids, as the reviewer's cells are: a label of two parts keeps

@@ -44,8 +44,24 @@ def disagreement_overlay(slide, result, width: int, height: int) -> np.ndarray:
     _draw(rgb, agreed, x0, y0, scale, KIND_COLOURS["agreed"], 1)
     _draw(rgb, [model.polygons[m] for m in pairs.model_only], x0, y0, scale, KIND_COLOURS["deleted"], 2)
     _draw(rgb, [result.reviewer_polygons[r] for r in pairs.reviewer_only], x0, y0, scale, KIND_COLOURS["added"], 2)
-    _draw(rgb, [model.polygons[m] for m in pairs.model if int(model.cell_ids[m]) in reshaped], x0, y0, scale, KIND_COLOURS["reshaped"], 2)
-    _draw(rgb, [model.polygons[m] for m in pairs.model if int(model.cell_ids[m]) in reclassified], x0, y0, scale, KIND_COLOURS["reclassified"], 2)
+    _draw(
+        rgb,
+        [model.polygons[m] for m in pairs.model if int(model.cell_ids[m]) in reshaped],
+        x0,
+        y0,
+        scale,
+        KIND_COLOURS["reshaped"],
+        2,
+    )
+    _draw(
+        rgb,
+        [model.polygons[m] for m in pairs.model if int(model.cell_ids[m]) in reclassified],
+        x0,
+        y0,
+        scale,
+        KIND_COLOURS["reclassified"],
+        2,
+    )
     if result.area is not None:
         for region in getattr(result.area, "geoms", [result.area]):
             _draw(rgb, [region], x0, y0, scale, (0, 0, 0), 2)

@@ -24,7 +24,12 @@ def _folders(root: Path, user: str, branch: str) -> list[Path]:
 def find_cell_review(root: Path, key: SlideKey) -> Path:
     """The uploaded QuPath file of `key` (<slide>.geojson or .json), checked to be the user's own."""
     user_folder(root, key.user)
-    found = [f / f"{key.stem}{s}" for f in _folders(root, key.user, key.branch) for s in REVIEW_SUFFIXES if (f / f"{key.stem}{s}").is_file()]
+    found = [
+        f / f"{key.stem}{s}"
+        for f in _folders(root, key.user, key.branch)
+        for s in REVIEW_SUFFIXES
+        if (f / f"{key.stem}{s}").is_file()
+    ]
     return the_one_upload(
         found,
         root,

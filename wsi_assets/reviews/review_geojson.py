@@ -70,7 +70,7 @@ def measurement_map(measurements) -> dict[str, float]:
         found = {}
         for entry in measurements:
             if not isinstance(entry, dict) or "name" not in entry:
-                raise ValueError("a measurements list must hold {\"name\": ..., \"value\": ...} objects")
+                raise ValueError('a measurements list must hold {"name": ..., "value": ...} objects')
             found[str(entry["name"])] = entry.get("value")
         return found
     raise ValueError(f"measurements must be a map or a list, not {type(measurements).__name__}")
@@ -165,7 +165,9 @@ def read_review_geojson(path: Path, shown: str | None = None) -> ReviewedCells:
     shown = shown or path.name
     size = path.stat().st_size
     if size > MAX_REVIEW_GEOJSON_BYTES:
-        raise ReviewFileError(f"{shown} is {size / 1e6:.0f} MB, over the {MAX_REVIEW_GEOJSON_BYTES // 2**20} MiB limit for a review; export only the reviewed regions from QuPath")
+        raise ReviewFileError(
+            f"{shown} is {size / 1e6:.0f} MB, over the {MAX_REVIEW_GEOJSON_BYTES // 2**20} MiB limit for a review; export only the reviewed regions from QuPath"
+        )
     return parse_review_bytes(path.read_bytes(), shown)
 
 
@@ -175,12 +177,20 @@ def parse_review_bytes(data: bytes, shown: str) -> ReviewedCells:
     except UnicodeDecodeError:
         raise ReviewFileError(f"{shown} is not UTF-8 text: export it again from QuPath as GeoJSON") from None
     except json.JSONDecodeError as error:
-        raise ReviewFileError(f"{shown} is not valid JSON (line {error.lineno}, column {error.colno}: {error.msg}); export it again from QuPath") from None
+        raise ReviewFileError(
+            f"{shown} is not valid JSON (line {error.lineno}, column {error.colno}: {error.msg}); export it again from QuPath"
+        ) from None
     except RecursionError:
-        raise ReviewFileError(f"{shown} is nested deeper than any QuPath export (JSON arrays or objects inside each other beyond Python's limit); export it again from QuPath") from None
+        raise ReviewFileError(
+            f"{shown} is nested deeper than any QuPath export (JSON arrays or objects inside each other beyond Python's limit); export it again from QuPath"
+        ) from None
     try:
         return parse_review_features(document)
     except ValueError as error:
-        raise ReviewFileError(f"{shown}: {error}; export the corrected objects again from QuPath (File > Export objects as GeoJSON)") from None
+        raise ReviewFileError(
+            f"{shown}: {error}; export the corrected objects again from QuPath (File > Export objects as GeoJSON)"
+        ) from None
     except RecursionError:
-        raise ReviewFileError(f"{shown}: a geometry is nested deeper than any QuPath export; export the corrected objects again from QuPath") from None
+        raise ReviewFileError(
+            f"{shown}: a geometry is nested deeper than any QuPath export; export the corrected objects again from QuPath"
+        ) from None

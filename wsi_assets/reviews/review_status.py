@@ -34,7 +34,10 @@ def review_file_status(root: Path, upload: UploadFile, slide_stems: set[tuple[st
         return SKIPPED, problem
     labels = upload.path.name == SLIDE_LABELS_FILE
     if not labels and (upload.branch, upload.stem) not in slide_stems:
-        return SKIPPED, f"no slide '{upload.stem}' in {upload.user}/inputs/{upload.branch}/: upload the slide (or name the review after it); it is imported then"
+        return (
+            SKIPPED,
+            f"no slide '{upload.stem}' in {upload.user}/inputs/{upload.branch}/: upload the slide (or name the review after it); it is imported then",
+        )
     verdict = read_verdict(root, upload.user or "", upload.branch, upload.path.name, upload.size, upload.mtime_ns)
     if verdict is None:
         return WAITING, WAITING_FOR_IMPORT

@@ -97,7 +97,9 @@ def _cursor(text: str | None) -> dict:
         return {}
 
 
-def scan_reviews(root, cursor_text: str | None, max_files: int = 500, max_seconds: float | None = None, clock=time.monotonic) -> ReviewScan:
+def scan_reviews(
+    root, cursor_text: str | None, max_files: int = 500, max_seconds: float | None = None, clock=time.monotonic
+) -> ReviewScan:
     """Compare the review folders with the cursor ({"done": {relpath: [size, mtime]}, "pending": {...}})."""
     deadline = None if max_seconds is None else clock() + max_seconds
     cursor = _cursor(cursor_text)
@@ -124,7 +126,9 @@ def scan_reviews(root, cursor_text: str | None, max_files: int = 500, max_second
         labels = upload.path.name == SLIDE_LABELS_FILE
         slide = "" if labels else upload.stem
         result.requests.append(
-            ReviewRequest("labels" if labels else "cells", upload.user, upload.branch, slide, upload.relpath, upload.size, upload.mtime_ns)
+            ReviewRequest(
+                "labels" if labels else "cells", upload.user, upload.branch, slide, upload.relpath, upload.size, upload.mtime_ns
+            )
         )
         done[upload.relpath] = upload.signature
     listed = {e.relpath for e in entries}

@@ -44,7 +44,9 @@ def _codes(text: str) -> tuple[str, ...]:
 def parse_slide_labels(data: bytes, shown: str = SLIDE_LABELS_FILE) -> list[SlideLabel]:
     """The rows of a slides.csv; ReviewFileError (one line naming the row and column) when one is unusable."""
     if len(data) > MAX_SLIDE_LABELS_BYTES:
-        raise ReviewFileError(f"{shown} is over {MAX_SLIDE_LABELS_BYTES // 2**20} MiB: one row per slide and annotator is expected")
+        raise ReviewFileError(
+            f"{shown} is over {MAX_SLIDE_LABELS_BYTES // 2**20} MiB: one row per slide and annotator is expected"
+        )
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
@@ -54,7 +56,9 @@ def parse_slide_labels(data: bytes, shown: str = SLIDE_LABELS_FILE) -> list[Slid
         return _parse_rows(reader, shown)
     except csv.Error as error:  # e.g. a field over the csv module's limit of 131,072 characters
         detail = str(error).splitlines()[0] if str(error) else "csv.Error"
-        raise ReviewFileError(f"{shown} line {reader.line_num + 1}: not readable as CSV ({detail}); save it again as CSV UTF-8") from None
+        raise ReviewFileError(
+            f"{shown} line {reader.line_num + 1}: not readable as CSV ({detail}); save it again as CSV UTF-8"
+        ) from None
 
 
 def _parse_rows(reader: csv.DictReader, shown: str) -> list[SlideLabel]:
@@ -76,7 +80,11 @@ def _parse_rows(reader: csv.DictReader, shown: str) -> list[SlideLabel]:
             raise ReviewFileError(f"{shown} line {line}: adequacy '{row['adequacy']}' is not one of {', '.join(ADEQUACY_LEVELS)}")
         pair = (row["slide"], row["annotator"])
         if pair in seen:
-            raise ReviewFileError(f"{shown} line {line}: {row['annotator']} labels slide {row['slide']} again (first on line {seen[pair]}); keep one row")
+            raise ReviewFileError(
+                f"{shown} line {line}: {row['annotator']} labels slide {row['slide']} again (first on line {seen[pair]}); keep one row"
+            )
         seen[pair] = line
-        labels.append(SlideLabel(row["slide"], row["annotator"], adequacy, _codes(row.get("diagnosis_codes", "")), row.get("comment", "")))
+        labels.append(
+            SlideLabel(row["slide"], row["annotator"], adequacy, _codes(row.get("diagnosis_codes", "")), row.get("comment", ""))
+        )
     return labels

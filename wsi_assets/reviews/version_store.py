@@ -72,7 +72,9 @@ def _store_blob(folder: Path, data: bytes, suffix: str, root: Path, user: str) -
     confined(folder, root, user)
     if blob.exists():
         if hashlib.sha256(blob.read_bytes()).hexdigest() != sha:
-            raise RuntimeError(f"{shown_under_root(blob, root)} no longer holds the content its name records: the version store was changed")
+            raise RuntimeError(
+                f"{shown_under_root(blob, root)} no longer holds the content its name records: the version store was changed"
+            )
         return sha, blob
     with atomic_output(blob) as temporary:
         temporary.write_bytes(data)
@@ -139,7 +141,9 @@ def restore_review(root: Path, user: str, branch: str, file: str, version: str, 
     blob = versions_dir(root, user, branch) / f"{sha}{Path(file).suffix}"
     data = blob.read_bytes()
     if hashlib.sha256(data).hexdigest() != sha:
-        raise RuntimeError(f"{shown_under_root(blob, root)} no longer holds the content its name records: the version store was changed")
+        raise RuntimeError(
+            f"{shown_under_root(blob, root)} no longer holds the content its name records: the version store was changed"
+        )
     current = current_version(root, user, branch, file)
     changes = changes_from(current.path.read_bytes() if current is not None else None, data)
     entry = append_entry(

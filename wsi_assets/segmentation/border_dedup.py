@@ -15,7 +15,9 @@ from wsi_assets.cells.table import NucleusTable
 from wsi_assets.slides.tiling import Tile
 
 
-def same_nucleus(polygon_a: np.ndarray, centroid_a: tuple[float, float], polygon_b: np.ndarray, centroid_b: tuple[float, float]) -> bool:
+def same_nucleus(
+    polygon_a: np.ndarray, centroid_a: tuple[float, float], polygon_b: np.ndarray, centroid_b: tuple[float, float]
+) -> bool:
     """Two outlines of one nucleus: either centroid lies inside the other outline."""
     inside_b = cv2.pointPolygonTest(polygon_b.reshape(-1, 1, 2), (float(centroid_a[0]), float(centroid_a[1])), False) >= 0
     return inside_b or cv2.pointPolygonTest(polygon_a.reshape(-1, 1, 2), (float(centroid_b[0]), float(centroid_b[1])), False) >= 0
@@ -50,10 +52,16 @@ class BorderDeduplicator:
         if neighbours and near.any():
             others = NucleusTable.concatenate(neighbours)
             for i in np.flatnonzero(near):
-                close = np.hypot(others.centroid_x - nuclei.centroid_x[i], others.centroid_y - nuclei.centroid_y[i]) < self.border_distance
+                close = (
+                    np.hypot(others.centroid_x - nuclei.centroid_x[i], others.centroid_y - nuclei.centroid_y[i])
+                    < self.border_distance
+                )
                 for j in np.flatnonzero(close):
                     if same_nucleus(
-                        nuclei.polygon(i), (nuclei.centroid_x[i], nuclei.centroid_y[i]), others.polygon(j), (others.centroid_x[j], others.centroid_y[j])
+                        nuclei.polygon(i),
+                        (nuclei.centroid_x[i], nuclei.centroid_y[i]),
+                        others.polygon(j),
+                        (others.centroid_x[j], others.centroid_y[j]),
                     ):
                         keep[i] = False
                         break

@@ -73,7 +73,7 @@ class ClassicalSegmenter:
 
     @property
     def version(self) -> str:
-        """"1" with the default parameters; other parameters add a short digest of them, so
+        """ "1" with the default parameters; other parameters add a short digest of them, so
         results recorded with a version can be traced to the exact settings."""
         if self.params == ClassicalParams():
             return _ALGORITHM_VERSION
@@ -110,9 +110,7 @@ class ClassicalSegmenter:
         return filter_instances(labels, p.min_area_um2 / px**2, p.max_area_um2 / px**2, p.min_solidity)
 
 
-def stain_maps(
-    rgb: np.ndarray, tissue_min_od: float, max_red_green_od: float
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def stain_maps(rgb: np.ndarray, tissue_min_od: float, max_red_green_od: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Hematoxylin optical density (float32), tissue mask (summed OD above glass) and ink mask."""
     r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
     density = _HEMATOXYLIN_LUTS[0][r] + _HEMATOXYLIN_LUTS[1][g] + _HEMATOXYLIN_LUTS[2][b]
@@ -174,9 +172,7 @@ def clean_mask(mask: np.ndarray, max_hole_px: float) -> np.ndarray:
     return mask
 
 
-def split_touching(
-    mask: np.ndarray, marker_h_px: float, smooth_px: float, max_extent_px: float
-) -> np.ndarray:
+def split_touching(mask: np.ndarray, marker_h_px: float, smooth_px: float, max_extent_px: float) -> np.ndarray:
     """Instance labels: watershed of the distance transform seeded by its h-maxima."""
     if not mask.any():
         return np.zeros(mask.shape, np.int32)

@@ -100,7 +100,6 @@ def _openvino(onnx: bytes, threads: int) -> NetworkRunner:
     core.compile_model(model, "CPU", config)  # fails here, at load, if it cannot
     state: dict[str, object] = {"shape": None, "static": None, "dynamic": None, "last": None}
 
-
     def run(x: np.ndarray, count: int | None = None) -> list[np.ndarray]:
         # A shape seen twice in a row (a slide's tiles, a batch of same-sized images) gets a
         # network compiled for it: OpenVINO then plans its activation memory once (1152² tile:
@@ -116,7 +115,9 @@ def _openvino(onnx: bytes, threads: int) -> NetworkRunner:
             request = state["static"]
         else:
             # Compiled anew after a switch: a compiled network keeps its buffers until dropped.
-            request = state["dynamic"] = state["dynamic"] or core.compile_model(read_model(), "CPU", config).create_infer_request()
+            request = state["dynamic"] = (
+                state["dynamic"] or core.compile_model(read_model(), "CPU", config).create_infer_request()
+            )
         # Outputs left in the request's buffers and copied only where asked for: segmenting
         # alone wants the maps, not the embedding levels.
         request.infer([x], share_outputs=True)
@@ -191,5 +192,9 @@ def load_network_runner(onnx: bytes | None, runtime: str | None = None, threads:
         except ImportError:
             log.info("CPU runtime %s is not installed; trying the next", name)
         except Exception as error:  # a runtime that cannot compile this network: the next one may
-            log.warning("CPU runtime %s could not load the network (%s); trying the next", name, str(error).splitlines()[0] if str(error) else type(error).__name__)
+            log.warning(
+                "CPU runtime %s could not load the network (%s); trying the next",
+                name,
+                str(error).splitlines()[0] if str(error) else type(error).__name__,
+            )
     return None

@@ -93,7 +93,12 @@ def classical_model() -> FluorescenceModel:
     """The weight-free floor (`classical_fluorescence`) at a nominal 0.5 µm/px, 16 px nuclei."""
     reference = REFERENCE_NUCLEUS_UM / 0.5
     return FluorescenceModel(
-        "classical-fluorescence", "1", 0.5, reference, "cpu", lambda gray: segment_fluorescence_classical(gray, nucleus_diameter_px=reference)
+        "classical-fluorescence",
+        "1",
+        0.5,
+        reference,
+        "cpu",
+        lambda gray: segment_fluorescence_classical(gray, nucleus_diameter_px=reference),
     )
 
 
@@ -105,7 +110,9 @@ def _file_model(path: str, device: str) -> FluorescenceModel:
     return _segmenter_model(segmenter, getattr(segmenter, "card", None))
 
 
-def fluorescence_model(model: FluorescenceModel | Segmenter | str | Path | None = None, device: str = "auto") -> FluorescenceModel:
+def fluorescence_model(
+    model: FluorescenceModel | Segmenter | str | Path | None = None, device: str = "auto"
+) -> FluorescenceModel:
     """The model by name: None, "default" or "fluorescence-default" (the shipped fluorescence model),
     "classical" (the weight-free floor), a TorchScript file path, or a `Segmenter` / `FluorescenceModel`."""
     from wsi_assets.segmentation.registry import CLASSICAL, fluorescence_model_path
@@ -193,7 +200,9 @@ def estimate_fluorescence_mpp(gray: np.ndarray, reference_diameter_um: float = R
     return float(estimate) if estimate is not None and is_plausible_mpp(estimate) else None
 
 
-def choose_mpp(gray: np.ndarray, mpp: float | None, model: FluorescenceModel, low: float, high: float) -> tuple[float, str, float | None]:
+def choose_mpp(
+    gray: np.ndarray, mpp: float | None, model: FluorescenceModel, low: float, high: float
+) -> tuple[float, str, float | None]:
     """(µm/px, source, measured diameter) for the plane: as given, else from its nucleus size, else the model's."""
     if mpp is not None:
         return check_mpp(mpp), MPP_GIVEN, None
@@ -205,7 +214,9 @@ def choose_mpp(gray: np.ndarray, mpp: float | None, model: FluorescenceModel, lo
     return model.mpp, MPP_MODEL_DEFAULT, diameter
 
 
-def _paint_owned(out: np.ndarray, labels: np.ndarray, box: tuple[int, int, int, int], core: tuple[float, float, float, float], next_id: int) -> tuple[int, int]:
+def _paint_owned(
+    out: np.ndarray, labels: np.ndarray, box: tuple[int, int, int, int], core: tuple[float, float, float, float], next_id: int
+) -> tuple[int, int]:
     """Paint the nuclei of one tile's labels (already at plane resolution, covering `box`) that the
     tile owns into `out`; returns (next free id, duplicates dropped)."""
     y0, x0, h, w = box
@@ -289,7 +300,9 @@ def segment_fluorescence(
             continue
         window = as_uint8(gray[y0:y1, x0:x1], low, high)
         labels = _segment_window(fluo, window, zoom)
-        next_id, _ = _paint_owned(out, labels, (y0, x0, y1 - y0, x1 - x0), (tile.core_x0, tile.core_y0, tile.core_x1, tile.core_y1), next_id)
+        next_id, _ = _paint_owned(
+            out, labels, (y0, x0, y1 - y0, x1 - x0), (tile.core_x0, tile.core_y0, tile.core_x1, tile.core_y1), next_id
+        )
         tiles += 1
     return FluorescenceResult(out, plane_mpp, source, diameter, name, tiles)
 

@@ -79,7 +79,9 @@ def segment_image_with_info(
         image = as_uint8_rgb(image)  # RGB is uint8 or float under either modality, as before
     stated = model_modality(model)
     if modality != "auto" and stated is not None and stated != modality:
-        raise ValueError(f"model {short_repr(str(model), 120)} is a {stated} model (its card), but modality = {modality}: give a {modality} model or modality {stated}")
+        raise ValueError(
+            f"model {short_repr(str(model), 120)} is a {stated} model (its card), but modality = {modality}: give a {modality} model or modality {stated}"
+        )
     chosen, source = decide_modality(image, modality, stated)
     if chosen == FLUORESCENCE:
         from wsi_assets.segmentation.fluorescence import segment_fluorescence
@@ -87,7 +89,9 @@ def segment_image_with_info(
         result = segment_fluorescence(fluorescence_channel(image), mpp, _fluorescence_model_name(model))
         return ImageSegmentation(result.labels, chosen, source, result.mpp, result.mpp_source, result.model)
     if image.ndim != 3 or image.shape[2] != 3:
-        raise ValueError("a 2-D image is one fluorescence channel: give modality auto or fluorescence, or an RGB (H,W,3) image for bright-field")
+        raise ValueError(
+            "a 2-D image is one fluorescence channel: give modality auto or fluorescence, or an RGB (H,W,3) image for bright-field"
+        )
     rgb = image
     segmenter = get_segmenter(model)
     image_mpp, mpp_source = brightfield_mpp(rgb, mpp, segmenter)
@@ -128,7 +132,9 @@ def brightfield_mpp(rgb: np.ndarray, mpp: float | None, segmenter: Segmenter) ->
     return float(segmenter.mpp), MPP_MODEL_DEFAULT
 
 
-def segment_images(rgbs: Sequence[np.ndarray], mpps: Sequence[float], model: Segmenter | str | Path | None = None) -> list[np.ndarray]:
+def segment_images(
+    rgbs: Sequence[np.ndarray], mpps: Sequence[float], model: Segmenter | str | Path | None = None
+) -> list[np.ndarray]:
     """`segment_image` of several images, with one network call per shape at the model's µm/px.
 
     Images that resample to the same shape are stacked into one `segment_batch` call, which a

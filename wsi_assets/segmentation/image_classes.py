@@ -15,7 +15,9 @@ from wsi_assets.segmentation.registry import get_segmenter
 from wsi_assets.segmentation.scaling import check_mpp, resample_image, resize_labels
 
 
-def segment_and_classify(rgb: np.ndarray, mpp: float, model=None, classifier: CellClassifier | None = None) -> tuple[np.ndarray, dict[int, str]]:
+def segment_and_classify(
+    rgb: np.ndarray, mpp: float, model=None, classifier: CellClassifier | None = None
+) -> tuple[np.ndarray, dict[int, str]]:
     """(labels, classes): int32 instance labels (0 background, 1..n, same H,W as `rgb`) and each label's class.
 
     The same steps as process_slide: the image at the model's µm/px, the default segmenter and
@@ -41,5 +43,7 @@ def segment_and_classify(rgb: np.ndarray, mpp: float, model=None, classifier: Ce
     relabelled, forward, _ = relabel_sequential(labels)
     # A nucleus too small to survive resizing back has no label, so no class either.
     present = set(np.unique(relabelled).tolist()) - {0}
-    classes = {int(forward[old]): str(name) for old, name in zip(ids.tolist(), predicted.tolist()) if int(forward[old]) in present}
+    classes = {
+        int(forward[old]): str(name) for old, name in zip(ids.tolist(), predicted.tolist()) if int(forward[old]) in present
+    }
     return relabelled.astype(np.int32, copy=False), classes

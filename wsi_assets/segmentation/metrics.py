@@ -168,9 +168,7 @@ def _nonzero_coords(matrix: sparse.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
     return rows, matrix.indices.astype(np.int64)
 
 
-def _max_iou_assignment(
-    rows: np.ndarray, cols: np.ndarray, values: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _max_iou_assignment(rows: np.ndarray, cols: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Optimal one-to-one pairing among candidate pairs, solved on the candidates' submatrix only."""
     urows, r = np.unique(rows, return_inverse=True)
     ucols, c = np.unique(cols, return_inverse=True)

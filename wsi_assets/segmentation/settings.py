@@ -28,7 +28,9 @@ class ConfigError(ValueError):
 def _int_in(name: str, value, bounds: tuple[int, int], meaning: str) -> int:
     low, high = bounds
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise ConfigError(f"segmentation setting {name} = {short_repr(value)}: must be a whole number from {low} to {high} ({meaning})")
+        raise ConfigError(
+            f"segmentation setting {name} = {short_repr(value)}: must be a whole number from {low} to {high} ({meaning})"
+        )
     return value
 
 
@@ -96,7 +98,9 @@ def check_device_available(device: str) -> None:
     index = int(device.split(":")[1]) if ":" in device else 0
     if index >= count:
         seen = f"{count} GPU(s)" if count else "no CUDA GPU"
-        raise ConfigError(f"segmentation setting device = {short_repr(device)}, but torch sees {seen} here: use auto or cpu, or run on a GPU worker")
+        raise ConfigError(
+            f"segmentation setting device = {short_repr(device)}, but torch sees {seen} here: use auto or cpu, or run on a GPU worker"
+        )
 
 
 def check_model(model: str, model_mpp: float) -> None:
@@ -112,7 +116,9 @@ def check_model(model: str, model_mpp: float) -> None:
 
     path = Path(model).expanduser()
     if not path.is_file():
-        raise ConfigError(f"segmentation setting model = {short_repr(model, 240)}: no such file; give a TorchScript file path, or default, classical or learned")
+        raise ConfigError(
+            f"segmentation setting model = {short_repr(model, 240)}: no such file; give a TorchScript file path, or default, classical or learned"
+        )
     if not is_torchscript_archive(path):
         raise ConfigError(
             f"segmentation setting model: {path.name} is not a TorchScript model (a state_dict checkpoint or another file?); "
@@ -125,7 +131,7 @@ def check_model(model: str, model_mpp: float) -> None:
     if not model_mpp and not card.get("mpp") and not (card.get("input") or {}).get("resolution_um_per_px"):
         raise ConfigError(
             f"model {path.name} does not say its µm/px: set segmentation model_mpp, "
-            f"or write {path.stem + CARD_SUFFIX} with {{\"mpp\": 0.5}} beside it"
+            f'or write {path.stem + CARD_SUFFIX} with {{"mpp": 0.5}} beside it'
         )
 
 

@@ -144,11 +144,11 @@ def segment_slide(
         columns: tuple[str, ...] = () if measurer is None else MEASUREMENT_COLUMNS
         if isinstance(measurer, TypingMeasurer):
             columns, metadata = measurer.columns, {**metadata, **measurer.store_metadata()}
-        with ThreadPoolExecutor(settings.read_threads, thread_name_prefix="read") as readers, ThreadPoolExecutor(
-            settings.postprocess_threads, thread_name_prefix="post"
-        ) as postprocessors, CellStoreWriter(
-            cells_path, metadata, columns, embedding["width"] if embedding else 0
-        ) as writer:
+        with (
+            ThreadPoolExecutor(settings.read_threads, thread_name_prefix="read") as readers,
+            ThreadPoolExecutor(settings.postprocess_threads, thread_name_prefix="post") as postprocessors,
+            CellStoreWriter(cells_path, metadata, columns, embedding["width"] if embedding else 0) as writer,
+        ):
             # Reads run ahead by a bounded number of batches so memory stays flat.
             read_ahead: deque = deque()
             next_batch = 0

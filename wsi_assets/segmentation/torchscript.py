@@ -57,7 +57,7 @@ def _first_line(exc: Exception) -> str:
 
 
 def resolve_device(device: str = "auto") -> torch.device:
-    """"auto" -> cuda when torch sees a GPU, else cpu; anything else as torch spells it."""
+    """ "auto" -> cuda when torch sees a GPU, else cpu; anything else as torch spells it."""
     if device in ("", "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
@@ -104,7 +104,7 @@ class TorchScriptSegmenter:
         if not mpp or not float(mpp) > 0:
             raise ModelLoadError(
                 f"model {self.path.name} does not say its µm/px: give mpp (segmentation config model_mpp) "
-                f"or write a {self.path.stem + CARD_SUFFIX} with {{\"mpp\": 0.5}} beside it"
+                f'or write a {self.path.stem + CARD_SUFFIX} with {{"mpp": 0.5}} beside it'
             )
         self.mpp = float(mpp)
         self.input_range = input_range or str((card.get("input") or {}).get("range") or "0..255")
@@ -162,7 +162,9 @@ class TorchScriptSegmenter:
         strides = self._embedding_strides
         crops = [level[:, :, : -(-height // s), : -(-width // s)] for level, s in zip(levels, strides)]
         return [
-            EmbeddingMaps(tuple(np.ascontiguousarray(crop[i]) for crop in crops), strides)  # float16 from OpenVINO, float32 elsewhere
+            EmbeddingMaps(
+                tuple(np.ascontiguousarray(crop[i]) for crop in crops), strides
+            )  # float16 from OpenVINO, float32 elsewhere
             for i in range(len(levels[0]))
         ]
 
@@ -212,7 +214,9 @@ class TorchScriptSegmenter:
         except ModelLoadError:
             raise
         except Exception as exc:
-            raise ModelLoadError(f"model {self.path.name} breaks the contract RGB (B,3,H,W) -> labels (B,1,H,W): {_first_line(exc)}") from None
+            raise ModelLoadError(
+                f"model {self.path.name} breaks the contract RGB (B,3,H,W) -> labels (B,1,H,W): {_first_line(exc)}"
+            ) from None
 
     def _to_input(self, tiles: np.ndarray) -> torch.Tensor:
         # (B,3,H,W) in channels-last memory, as the RGB tiles already are: convolutions run ~1.7x
@@ -280,7 +284,9 @@ class TorchScriptSegmenter:
             raise ValueError(f"model {self.path.name} ({self.runtime}) gives no embedding: use segment_batch")
         return self._segment(tiles, with_embedding=True)
 
-    def segment_batch_deferred(self, tiles: np.ndarray, with_embedding: bool = False) -> list[Callable[[], tuple[np.ndarray, EmbeddingMaps | None]]]:
+    def segment_batch_deferred(
+        self, tiles: np.ndarray, with_embedding: bool = False
+    ) -> list[Callable[[], tuple[np.ndarray, EmbeddingMaps | None]]]:
         """The network on `tiles` now; for each tile, a function that finishes it: (labels, embedding
         maps or None), the same as `segment_batch`(`_with_embeddings`) give.
 
@@ -300,7 +306,9 @@ class TorchScriptSegmenter:
             finishers.append(partial(self._finish_tile, maps[0], tiles[i], levels[0] if levels is not None else None))
         return finishers
 
-    def _finish_tile(self, maps: np.ndarray, tile: np.ndarray, levels: EmbeddingMaps | None) -> tuple[np.ndarray, EmbeddingMaps | None]:
+    def _finish_tile(
+        self, maps: np.ndarray, tile: np.ndarray, levels: EmbeddingMaps | None
+    ) -> tuple[np.ndarray, EmbeddingMaps | None]:
         return self._gated_and_renumbered(self._instances(maps, *tile.shape[:2]), tile), levels
 
     def _gated_and_renumbered(self, labels: np.ndarray, tile: np.ndarray) -> np.ndarray:
@@ -318,7 +326,11 @@ class TorchScriptSegmenter:
         labels = np.concatenate([part[0] for part in parts]) if parts else np.zeros(tiles.shape[:3], np.int32)
         maps = [tile_maps for part in parts for tile_maps in part[1]] if with_embedding else None
         # The gate and the renumbering change label ids only; the maps are the network's, as they are.
-        return (np.stack([self._gated_and_renumbered(tile_labels, tile) for tile_labels, tile in zip(labels, tiles)]) if len(labels) else labels), maps
+        return (
+            np.stack([self._gated_and_renumbered(tile_labels, tile) for tile_labels, tile in zip(labels, tiles)])
+            if len(labels)
+            else labels
+        ), maps
 
 
 @contextmanager

@@ -114,7 +114,9 @@ def read_slide_info(path: Path, default_mpp: float = FALLBACK_MPP) -> SlideInfo:
     path = Path(path)
     if not is_plausible_mpp(default_mpp):
         low, high = PLAUSIBLE_MPP
-        raise SlideSettingsError(f"segmentation setting default_mpp = {short_repr(default_mpp)}: µm/px must be a number from {low} to {high}")
+        raise SlideSettingsError(
+            f"segmentation setting default_mpp = {short_repr(default_mpp)}: µm/px must be a number from {low} to {high}"
+        )
     with open_slide(path) as slide:
         try:
             dimensions = [tuple(d) for d in slide.level_dimensions]
@@ -141,6 +143,6 @@ def read_slide_info(path: Path, default_mpp: float = FALLBACK_MPP) -> SlideInfo:
                 mpp_detail=detail,
             )
         except openslide.OpenSlideError as error:
-            raise SlideReadError(f"{path.name}: the file is damaged ({first_line(error)}); re-export or re-upload the slide") from error
-
-
+            raise SlideReadError(
+                f"{path.name}: the file is damaged ({first_line(error)}); re-export or re-upload the slide"
+            ) from error

@@ -25,7 +25,18 @@ CANONICAL = "TCZYX"
 OME, IMAGEJ, GUESSED = "ome", "imagej", "guessed"
 # Letters tifffile gives axes it cannot name (I: image sequence, Q: unknown); one of them is read as Z.
 UNNAMED_AXES = "IQ"
-_TO_MICROMETRES = {"µm": 1.0, "um": 1.0, "micron": 1.0, "microns": 1.0, "\\u00B5m": 1.0, "nm": 1e-3, "mm": 1e3, "cm": 1e4, "m": 1e6, "pm": 1e-6}
+_TO_MICROMETRES = {
+    "µm": 1.0,
+    "um": 1.0,
+    "micron": 1.0,
+    "microns": 1.0,
+    "\\u00B5m": 1.0,
+    "nm": 1e-3,
+    "mm": 1e3,
+    "cm": 1e4,
+    "m": 1e6,
+    "pm": 1e-6,
+}
 _TO_SECONDS = {"s": 1.0, "ms": 1e-3, "min": 60.0, "h": 3600.0, "µs": 1e-6}
 
 
@@ -85,7 +96,11 @@ class _Complaints(logging.Handler):
         message = record.getMessage()
         # Any OME series warning means tifffile read the planes otherwise than the OME-XML says
         # (planes dropped, zero-filled, or the series skipped).
-        if record.levelno >= logging.ERROR or "OME series" in message or any(word in message.lower() for word in self.DAMAGE_WORDS):
+        if (
+            record.levelno >= logging.ERROR
+            or "OME series" in message
+            or any(word in message.lower() for word in self.DAMAGE_WORDS)
+        ):
             self.messages.append(message)
 
 
@@ -108,7 +123,9 @@ def open_tiff(path: Path) -> tifffile.TiffFile:
         tif.close()
         detail = complaints.messages[0].splitlines()[0].split("> ", 1)[-1][:160]
         if "OME series" in detail:
-            raise StackReadError(f"{name}: inconsistent OME metadata: the OME-XML does not match the file's planes ({detail}); re-export it")
+            raise StackReadError(
+                f"{name}: inconsistent OME metadata: the OME-XML does not match the file's planes ({detail}); re-export it"
+            )
         raise StackReadError(f"{name}: damaged or truncated file ({detail}); upload it again")
     return tif
 
@@ -117,9 +134,13 @@ def _axis_map(series_axes: str, shape: tuple[int, ...], name: str) -> tuple[str,
     """(file axes with unnamed ones renamed, size per canonical axis); StackReadError when ambiguous."""
     planes = int(np.prod([n for a, n in zip(series_axes, shape) if a not in "YXS"], dtype=np.int64))
     if planes < 2:
-        raise StackReadError(f"{name}: a 2D image ({series_axes} {tuple(shape)}), not a stack: a stack has several T, C or Z planes")
+        raise StackReadError(
+            f"{name}: a 2D image ({series_axes} {tuple(shape)}), not a stack: a stack has several T, C or Z planes"
+        )
     if "S" in series_axes and shape[series_axes.index("S")] > 1:
-        raise StackReadError(f"{name}: RGB pages (samples per pixel > 1) are not read as a stack; save each channel as its own plane")
+        raise StackReadError(
+            f"{name}: RGB pages (samples per pixel > 1) are not read as a stack; save each channel as its own plane"
+        )
     unnamed = [a for a, n in zip(series_axes, shape) if a in UNNAMED_AXES and n > 1]
     other = [a for a, n in zip(series_axes, shape) if a not in CANONICAL + UNNAMED_AXES + "S" and n > 1]
     if len(unnamed) > 1 or other:
@@ -146,11 +167,15 @@ def _ome_details(tif: tifffile.TiffFile, name: str, sizes: dict[str, int]) -> tu
     if stated != sizes:
         said = "×".join(f"{a}{stated[a]}" for a in CANONICAL)
         found = "×".join(f"{a}{sizes[a]}" for a in CANONICAL)
-        raise StackReadError(f"{name}: inconsistent OME metadata: the OME-XML says {said} but the file holds {found}; re-export it")
+        raise StackReadError(
+            f"{name}: inconsistent OME metadata: the OME-XML says {said} but the file holds {found}; re-export it"
+        )
 
     def length(axis: str) -> float | None:
         value = pixels.get(f"PhysicalSize{axis}")
-        return None if value is None else float(value) * _TO_MICROMETRES.get(str(pixels.get(f"PhysicalSize{axis}Unit", "µm")), 1.0)
+        return (
+            None if value is None else float(value) * _TO_MICROMETRES.get(str(pixels.get(f"PhysicalSize{axis}Unit", "µm")), 1.0)
+        )
 
     step = pixels.get("TimeIncrement")
     time_step = None if step is None else float(step) * _TO_SECONDS.get(str(pixels.get("TimeIncrementUnit", "s")), 1.0)
@@ -177,7 +202,11 @@ def _imagej_details(tif: tifffile.TiffFile) -> tuple[dict, float | None, tuple[s
     names = tuple(labels) if isinstance(labels, (list, tuple)) and len(labels) == meta.get("channels", 0) else ()
     step = meta.get("finterval")
     return (
-        {"z": None if z is None or scale is None else float(z) * scale, "y": per_pixel("YResolution"), "x": per_pixel("XResolution")},
+        {
+            "z": None if z is None or scale is None else float(z) * scale,
+            "y": per_pixel("YResolution"),
+            "x": per_pixel("XResolution"),
+        },
         None if step is None else float(step),
         names,
     )
@@ -190,7 +219,9 @@ def _check_complete(tif: tifffile.TiffFile, series, name: str, file_size: int) -
             continue
         ends = [o + n for o, n in zip(page.dataoffsets, page.databytecounts)]
         if ends and max(ends) > file_size:
-            raise StackReadError(f"{name}: truncated file: its planes end at byte {max(ends):,} but the file has {file_size:,} bytes; upload it again")
+            raise StackReadError(
+                f"{name}: truncated file: its planes end at byte {max(ends):,} but the file has {file_size:,} bytes; upload it again"
+            )
 
 
 def _looks_like_ome(tif: tifffile.TiffFile) -> bool:
@@ -208,9 +239,13 @@ def read_stack_info(path: Path) -> StackInfo:
         series = tif.series[0]
         source = OME if tif.is_ome else IMAGEJ if tif.is_imagej else GUESSED
         if tif.is_ome and series.kind != "ome":
-            raise StackReadError(f"{name}: inconsistent OME metadata: tifffile cannot match its OME-XML to its pages; re-export it")
+            raise StackReadError(
+                f"{name}: inconsistent OME metadata: tifffile cannot match its OME-XML to its pages; re-export it"
+            )
         if not tif.is_ome and _looks_like_ome(tif):
-            raise StackReadError(f"{name}: damaged OME metadata: its OME-XML is cut short or does not end in </OME>; re-export it")
+            raise StackReadError(
+                f"{name}: damaged OME metadata: its OME-XML is cut short or does not end in </OME>; re-export it"
+            )
         file_axes, sizes = _axis_map(series.axes, series.shape, name)
         problem = storage_problem(series.keyframe, name)
         if problem:

@@ -12,12 +12,20 @@ from __future__ import annotations
 BLUE, GREEN, RED, MAGENTA = "0000FF", "00FF00", "FF0000", "FF00FF"
 # The first word found decides; wavelengths come last, so a dye's name decides over a number written beside it.
 NAMED_COLOURS: tuple[tuple[str, str], ...] = (
-    ("dapi", BLUE), ("hoechst", BLUE),
-    ("gfp", GREEN), ("fitc", GREEN),
-    ("mcherry", RED), ("rfp", RED), ("tritc", RED), ("cy3", RED),
-    ("cy5", MAGENTA), ("farred", MAGENTA),
+    ("dapi", BLUE),
+    ("hoechst", BLUE),
+    ("gfp", GREEN),
+    ("fitc", GREEN),
+    ("mcherry", RED),
+    ("rfp", RED),
+    ("tritc", RED),
+    ("cy3", RED),
+    ("cy5", MAGENTA),
+    ("farred", MAGENTA),
     ("488", GREEN),
-    ("555", RED), ("568", RED), ("594", RED),
+    ("555", RED),
+    ("568", RED),
+    ("594", RED),
     ("647", MAGENTA),
 )
 # Unknown names: green and magenta first (told apart by colour-blind viewers), then the other bright hues.

@@ -55,7 +55,9 @@ class DisplayWindows:
         if self.offset is not None:
             info = np.iinfo(self.dtype)
             return [
-                _widened(*percentiles_from_histogram(histogram, self.offset, WINDOW_PERCENTILES), float(info.min), float(info.max))
+                _widened(
+                    *percentiles_from_histogram(histogram, self.offset, WINDOW_PERCENTILES), float(info.min), float(info.max)
+                )
                 for histogram in self.histograms
             ]
         found = []

@@ -26,7 +26,20 @@ from wsi_assets.slides.errors import SlideSettingsError
 
 KEY = "nuclear_channel"
 # Case-insensitive substrings of the channel names of common DNA stains and nuclear markers.
-NUCLEAR_MARKERS = ("dapi", "hoechst", "draq5", "draq7", "h2b", "histone", "nucblue", "nucred", "nucspot", "sir-dna", "spy-dna", "syto")
+NUCLEAR_MARKERS = (
+    "dapi",
+    "hoechst",
+    "draq5",
+    "draq7",
+    "h2b",
+    "histone",
+    "nucblue",
+    "nucred",
+    "nucspot",
+    "sir-dna",
+    "spy-dna",
+    "syto",
+)
 BY_NAME, GUESSED = "channel name", "guessed"
 
 
@@ -57,7 +70,9 @@ def _resolve(value: int | str, names: tuple[str, ...], shown: str) -> int:
     if isinstance(value, int):
         if value < len(names):
             return value
-        raise SlideSettingsError(f"{shown}: nuclear_channel = {value} is not a channel of this stack (it has {len(names)}: {listed})")
+        raise SlideSettingsError(
+            f"{shown}: nuclear_channel = {value} is not a channel of this stack (it has {len(names)}: {listed})"
+        )
     matches = [i for i, name in enumerate(names) if name.strip().casefold() == value.casefold()]
     if len(matches) == 1:
         return matches[0]
@@ -74,7 +89,9 @@ def by_name(names: tuple[str, ...]) -> int | None:
     return None
 
 
-def choose_nuclear_channel(names: tuple[str, ...], sidecar: Path | None = None, branch_yaml: Path | None = None) -> NuclearChannel:
+def choose_nuclear_channel(
+    names: tuple[str, ...], sidecar: Path | None = None, branch_yaml: Path | None = None
+) -> NuclearChannel:
     """The nuclear channel of a stack with channel `names`, from its sidecar, its branch.yaml, its names, or channel 0."""
     names = tuple(names)
     for path in (sidecar, branch_yaml):

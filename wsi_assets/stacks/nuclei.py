@@ -77,8 +77,13 @@ def _link_plane(labels: zarr.Array, t: int, z: int, info: StackInfo, settings: N
 
 
 def segment_stack_nuclei(
-    zarr_folder: Path, info: StackInfo, channel: int, segment: PlaneSegmenter, table_path: Path,
-    settings: NucleiSettings | None = None, progress: Callable[[str], None] | None = None,
+    zarr_folder: Path,
+    info: StackInfo,
+    channel: int,
+    segment: PlaneSegmenter,
+    table_path: Path,
+    settings: NucleiSettings | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> NucleiSummary:
     """Segment, link, measure and track the nuclei of the stack whose OME-Zarr copy is `zarr_folder`."""
     settings = settings or NucleiSettings()
@@ -99,7 +104,9 @@ def segment_stack_nuclei(
                     if not _link_plane(labels, t, z, info, settings):
                         skipped += 1
             labels_image.build_pyramid(t)
-            tables.append(measure_time_point(image, labels, t, (first_id, next_id), info.channel_names, info.physical_size_um, z_block))
+            tables.append(
+                measure_time_point(image, labels, t, (first_id, next_id), info.channel_names, info.physical_size_um, z_block)
+            )
             if progress:
                 progress(f"t={t}: {len(tables[-1])} nuclei in {z_size} planes")
         table = pd.concat(tables, ignore_index=True)
@@ -110,10 +117,13 @@ def segment_stack_nuclei(
     with atomic_output(Path(table_path)) as temporary:
         table.to_parquet(temporary, index=False)
     channels = [
-        {"channel": name, "column": column,
-         "mean_of_means": round(float(table[f"mean_{column}"].mean()), 3) if len(table) else None,
-         "median_of_means": round(float(table[f"mean_{column}"].median()), 3) if len(table) else None,
-         "sum_over_nuclei": float(table[f"sum_{column}"].sum())}
+        {
+            "channel": name,
+            "column": column,
+            "mean_of_means": round(float(table[f"mean_{column}"].mean()), 3) if len(table) else None,
+            "median_of_means": round(float(table[f"mean_{column}"].median()), 3) if len(table) else None,
+            "sum_over_nuclei": float(table[f"sum_{column}"].sum()),
+        }
         for name, column in zip(info.channel_names, channel_columns(info.channel_names))
     ]
     return NucleiSummary(

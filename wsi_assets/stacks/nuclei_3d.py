@@ -135,4 +135,3 @@ def stitch_volume(planes: np.ndarray, threshold: float = OVERLAP_THRESHOLD, scor
         mapping = stitch_pairs(count_overlaps(iter([(out[z - 1], out[z])])), threshold, score)
         out[z] = relabel(out[z], mapping)
     return out
-

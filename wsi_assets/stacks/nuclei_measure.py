@@ -36,8 +36,13 @@ def channel_columns(names: tuple[str, ...]) -> list[str]:
 
 
 def measure_time_point(
-    image: zarr.Array, labels: zarr.Array, t: int, ids: tuple[int, int], channel_names: tuple[str, ...],
-    voxel_um: dict, z_block: int,
+    image: zarr.Array,
+    labels: zarr.Array,
+    t: int,
+    ids: tuple[int, int],
+    channel_names: tuple[str, ...],
+    voxel_um: dict,
+    z_block: int,
 ) -> pd.DataFrame:
     """One row per nucleus of time point t whose ids lie in [ids[0], ids[1]); see `nuclei.parquet`'s columns."""
     low, high = ids

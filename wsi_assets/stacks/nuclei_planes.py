@@ -32,7 +32,9 @@ def margin_px(xy_um: float | None) -> int:
     return min(ALIGN, math.ceil(MARGIN_UM / xy_um)) if xy_um else DEFAULT_MARGIN_PX
 
 
-def segmentation_core(height: int, width: int, planes: int, itemsize: int, margin: int, budget: int = BLOCK_BUDGET_BYTES) -> tuple[int, int]:
+def segmentation_core(
+    height: int, width: int, planes: int, itemsize: int, margin: int, budget: int = BLOCK_BUDGET_BYTES
+) -> tuple[int, int]:
     """(rows, columns) of a tile core: the whole plane when a block of `planes` planes fits the budget,
     else the largest square of 512-multiples whose block with margins does (at least 1024)."""
     if height * width * planes * itemsize <= budget:
@@ -52,7 +54,11 @@ def _owned(labels: np.ndarray, core: tuple[slice, slice] | None) -> np.ndarray:
         return np.array([i for i, _ in found], np.int64)
     ys, xs = core
     return np.array(
-        [i for i, (by, bx) in found if ys.start <= (by.start + by.stop - 1) / 2 < ys.stop and xs.start <= (bx.start + bx.stop - 1) / 2 < xs.stop],
+        [
+            i
+            for i, (by, bx) in found
+            if ys.start <= (by.start + by.stop - 1) / 2 < ys.stop and xs.start <= (bx.start + bx.stop - 1) / 2 < xs.stop
+        ],
         np.int64,
     )
 
@@ -66,8 +72,15 @@ def _numbered(labels: np.ndarray, keep: np.ndarray, next_id: int) -> tuple[np.nd
 
 
 def segment_block(
-    image: zarr.Array, labels: zarr.Array, t: int, c: int, zs: slice, segment: PlaneSegmenter, next_id: int,
-    margin: int, budget: int = BLOCK_BUDGET_BYTES,
+    image: zarr.Array,
+    labels: zarr.Array,
+    t: int,
+    c: int,
+    zs: slice,
+    segment: PlaneSegmenter,
+    next_id: int,
+    margin: int,
+    budget: int = BLOCK_BUDGET_BYTES,
 ) -> int:
     """Segment planes `zs` of channel c at time t of `image` (level 0, TCZYX) into `labels` (TZYX); the next free id."""
     height, width = image.shape[3:]

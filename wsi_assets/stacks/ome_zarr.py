@@ -142,7 +142,11 @@ def write_ome_zarr(source: Path, info: StackInfo, target: Path) -> ZarrSummary:
         windows = DisplayWindows(info.dtype, info.shape[1], math.prod(info.shape[2:]) * info.shape[0])
         arrays = [
             group.create_array(
-                str(level), shape=shape, dtype=info.dtype, dimension_names=list("tczyx"), compressors=COMPRESSOR,
+                str(level),
+                shape=shape,
+                dtype=info.dtype,
+                dimension_names=list("tczyx"),
+                compressors=COMPRESSOR,
                 chunks=(1, 1, zc, min(CHUNK_YX, shape[3]), min(CHUNK_YX, shape[4])),
             )
             for level, shape in enumerate(shapes)
@@ -159,11 +163,19 @@ def write_ome_zarr(source: Path, info: StackInfo, target: Path) -> ZarrSummary:
                         below, shape = arrays[level - 1], shapes[level]
                         for ys, xs in yx_regions(shape[3], shape[4], tiles[level]):
                             source_block = below[t, c, z0:z1, 2 * ys.start : 2 * ys.stop, 2 * xs.start : 2 * xs.stop]
-                            arrays[level][t, c, z0:z1, ys, xs] = downsample2(source_block, (ys.stop - ys.start, xs.stop - xs.start))
+                            arrays[level][t, c, z0:z1, ys, xs] = downsample2(
+                                source_block, (ys.stop - ys.start, xs.stop - xs.start)
+                            )
         # Written last, inside the temporary folder: the copy appears with its measured windows or not at all.
-        group.attrs["ome"] = {"version": NGFF_VERSION, "multiscales": [multiscales(info, shapes)], "omero": omero(info, windows.windows())}
+        group.attrs["ome"] = {
+            "version": NGFF_VERSION,
+            "multiscales": [multiscales(info, shapes)],
+            "omero": omero(info, windows.windows()),
+        }
     written = sum(f.stat().st_size for f in Path(target).rglob("*") if f.is_file())
-    return ZarrSummary(len(shapes), [list(s) for s in shapes], [1, 1, zc, min(CHUNK_YX, info.shape[3]), min(CHUNK_YX, info.shape[4])], written)
+    return ZarrSummary(
+        len(shapes), [list(s) for s in shapes], [1, 1, zc, min(CHUNK_YX, info.shape[3]), min(CHUNK_YX, info.shape[4])], written
+    )
 
 
 def open_level(zarr_folder: Path, level: int = 0) -> zarr.Array:

@@ -74,7 +74,12 @@ class LabelImage:
         self.group = zarr.open_group(str(folder), mode="w", zarr_format=3)
         self.levels = [
             self.group.create_array(
-                str(level), shape=shape, dtype=LABEL_DTYPE, dimension_names=list("tzyx"), compressors=COMPRESSOR, fill_value=0,
+                str(level),
+                shape=shape,
+                dtype=LABEL_DTYPE,
+                dimension_names=list("tzyx"),
+                compressors=COMPRESSOR,
+                fill_value=0,
                 chunks=(1, 1, min(CHUNK_YX, shape[2]), min(CHUNK_YX, shape[3])),
             )
             for level, shape in enumerate(self.shapes)
@@ -101,7 +106,11 @@ def label_image(zarr_folder: Path, info: StackInfo, name: str = "nuclei") -> Ite
         image = LabelImage(temporary, info, name)
         yield image
     listed = listed_labels(zarr_folder)
-    group = {"zarr_format": 3, "node_type": "group", "attributes": {"ome": {"version": NGFF_VERSION, "labels": sorted({*listed, name})}}}
+    group = {
+        "zarr_format": 3,
+        "node_type": "group",
+        "attributes": {"ome": {"version": NGFF_VERSION, "labels": sorted({*listed, name})}},
+    }
     write_text_atomic(labels_folder / "zarr.json", json.dumps(group, indent=2))
 
 

@@ -51,7 +51,9 @@ class TiffPlanes:
         self._axes = info.file_axes
         raw = self._fd is not None
         # What reading any row costs: the rows decoded with it (a tile's or strip's height) and their bytes.
-        self.rows_decoded_together = 1 if raw else int(keyframe.chunks[-2] if keyframe.samplesperpixel == 1 else keyframe.chunks[-3])
+        self.rows_decoded_together = (
+            1 if raw else int(keyframe.chunks[-2] if keyframe.samplesperpixel == 1 else keyframe.chunks[-3])
+        )
         self.chunk_bytes = 0 if raw else stored_chunk_bytes(keyframe)
 
     def region(self, t: int, c: int, z0: int, z1: int, ys: slice = slice(None), xs: slice = slice(None)) -> np.ndarray:
@@ -67,7 +69,9 @@ class TiffPlanes:
         except StackReadError:
             raise
         except Exception as error:  # noqa: BLE001 - a damaged page
-            raise StackReadError(f"{self._name}: plane t={t} c={c} z={z0} cannot be read ({type(error).__name__}); upload it again") from None
+            raise StackReadError(
+                f"{self._name}: plane t={t} c={c} z={z0} cannot be read ({type(error).__name__}); upload it again"
+            ) from None
         return data.reshape(z1 - z0, *data.shape[-2:])
 
     def tiles(self, t: int, c: int, z0: int, z1: int, tile: tuple[int, int]) -> Iterator[tuple[int, int, np.ndarray]]:

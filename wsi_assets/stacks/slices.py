@@ -36,7 +36,9 @@ def check_indices(shape: tuple[int, ...], t: int, z: int, c: int) -> None:
     for name, value in (("t", t), ("z", z), ("c", c)):
         size = sizes[name]
         if not 0 <= value < size:
-            raise StackReadError(f"{name}={value} is out of range: this stack has {name.upper()}={size} ({name} from 0 to {size - 1})")
+            raise StackReadError(
+                f"{name}={value} is out of range: this stack has {name.upper()}={size} ({name} from 0 to {size - 1})"
+            )
 
 
 def row_bands(level0: zarr.Array) -> list[slice]:
@@ -73,7 +75,9 @@ def write_slice_png(zarr_folder: Path, t: int, z: int, c: int, target: Path) -> 
     bands = row_bands(level0)
     kept = level0.dtype in (np.uint8, np.uint16)
     value_range = None if kept else _value_range(level0, t, z, c, bands)
-    how = "values unchanged" if kept else f"{level0.dtype} stretched from [{value_range[0]:.6g}, {value_range[1]:.6g}] to 0..65535"
+    how = (
+        "values unchanged" if kept else f"{level0.dtype} stretched from [{value_range[0]:.6g}, {value_range[1]:.6g}] to 0..65535"
+    )
     target = Path(target)
     with atomic_output(target) as temporary, open(temporary, "wb") as handle:
         writer = GrayPngWriter(handle, width, height, level0.dtype if kept else np.uint16)

@@ -90,8 +90,13 @@ def summary_from_histogram(histogram: np.ndarray, offset: int) -> dict:
 
 
 def _moments_row(moments: _Moments, sample: np.ndarray) -> dict:
-    row = {"count": moments.count, "mean": moments.mean, "std": (moments.m2 / moments.count) ** 0.5,
-           "min": moments.minimum, "max": moments.maximum}
+    row = {
+        "count": moments.count,
+        "mean": moments.mean,
+        "std": (moments.m2 / moments.count) ** 0.5,
+        "min": moments.minimum,
+        "max": moments.maximum,
+    }
     row.update({f"p{q:g}": float(v) for q, v in zip(PERCENTILES, np.percentile(sample, PERCENTILES))})
     return row
 

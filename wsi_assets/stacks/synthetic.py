@@ -97,10 +97,21 @@ def write_ome_tiff(path: Path, spec: StackSpec) -> Path:
     """An OME-TIFF (BigTIFF, planes in TZC order) with physical sizes, time step and channel names."""
     z_um, y_um, x_um = spec.physical_size_um
     tifffile.imwrite(
-        str(path), data=planes_in_order(spec, "TZC"), shape=(spec.t, spec.z, spec.c, spec.y, spec.x), dtype=np.uint16,
-        bigtiff=True, ome=True, photometric="minisblack",
-        metadata={"axes": "TZCYX", "PhysicalSizeX": x_um, "PhysicalSizeY": y_um, "PhysicalSizeZ": z_um,
-                  "TimeIncrement": spec.time_step_s, "Channel": {"Name": list(spec.names)}},
+        str(path),
+        data=planes_in_order(spec, "TZC"),
+        shape=(spec.t, spec.z, spec.c, spec.y, spec.x),
+        dtype=np.uint16,
+        bigtiff=True,
+        ome=True,
+        photometric="minisblack",
+        metadata={
+            "axes": "TZCYX",
+            "PhysicalSizeX": x_um,
+            "PhysicalSizeY": y_um,
+            "PhysicalSizeZ": z_um,
+            "TimeIncrement": spec.time_step_s,
+            "Channel": {"Name": list(spec.names)},
+        },
     )
     return Path(path)
 
@@ -109,8 +120,13 @@ def write_imagej_tiff(path: Path, spec: StackSpec) -> Path:
     """An ImageJ hyperstack (TZCYX) with µm per pixel, Z spacing and frame interval."""
     z_um, y_um, x_um = spec.physical_size_um
     tifffile.imwrite(
-        str(path), data=planes_in_order(spec, "TZC"), shape=(spec.t, spec.z, spec.c, spec.y, spec.x), dtype=np.uint16,
-        imagej=True, resolution=(1 / x_um, 1 / y_um), photometric="minisblack",
+        str(path),
+        data=planes_in_order(spec, "TZC"),
+        shape=(spec.t, spec.z, spec.c, spec.y, spec.x),
+        dtype=np.uint16,
+        imagej=True,
+        resolution=(1 / x_um, 1 / y_um),
+        photometric="minisblack",
         metadata={"axes": "TZCYX", "spacing": z_um, "unit": "um", "finterval": spec.time_step_s},
     )
     return Path(path)
@@ -120,8 +136,14 @@ def write_plain_tiff(path: Path, spec: StackSpec) -> Path:
     """A plain multi-page TIFF with no axis names: one page per Z plane (spec must have t = c = 1)."""
     if spec.t != 1 or spec.c != 1:
         raise ValueError("a plain multi-page TIFF holds one unnamed axis: use t=1 and c=1")
-    tifffile.imwrite(str(path), data=planes_in_order(spec, "TCZ"), shape=(spec.z, spec.y, spec.x), dtype=np.uint16,
-                     metadata=None, photometric="minisblack")
+    tifffile.imwrite(
+        str(path),
+        data=planes_in_order(spec, "TCZ"),
+        shape=(spec.z, spec.y, spec.x),
+        dtype=np.uint16,
+        metadata=None,
+        photometric="minisblack",
+    )
     return Path(path)
 
 
@@ -143,8 +165,18 @@ def write_large_plane_tiff(path: Path, side: int, channels: int = 2) -> Path:
                     yield tile
 
     names = [f"ch{c}" for c in range(channels)]
-    tifffile.imwrite(str(path), tiles(), shape=(channels, side, side), dtype=np.uint8, tile=(512, 512), compression="zlib",
-                     bigtiff=True, ome=True, photometric="minisblack", metadata={"axes": "CYX", "Channel": {"Name": names}})
+    tifffile.imwrite(
+        str(path),
+        tiles(),
+        shape=(channels, side, side),
+        dtype=np.uint8,
+        tile=(512, 512),
+        compression="zlib",
+        bigtiff=True,
+        ome=True,
+        photometric="minisblack",
+        metadata={"axes": "CYX", "Channel": {"Name": names}},
+    )
     return Path(path)
 
 

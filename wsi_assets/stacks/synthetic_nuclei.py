@@ -70,7 +70,11 @@ class NucleiStackSpec:
                 for _ in range(20):  # a step that would crowd a neighbour is drawn again; else the nucleus stays
                     point = centres[t, n] + np.array([*rng.normal(0, self.step_um, 2), 0.0])
                     others = np.delete(centres[t], n, axis=0)
-                    if np.all(point >= low[n]) and np.all(point <= high[n]) and np.min(np.linalg.norm((others - point)[:, :2], axis=1), initial=np.inf) >= spacing:
+                    if (
+                        np.all(point >= low[n])
+                        and np.all(point <= high[n])
+                        and np.min(np.linalg.norm((others - point)[:, :2], axis=1), initial=np.inf) >= spacing
+                    ):
                         centres[t, n] = point
                         break
         gfp = rng.uniform(200, 2000, self.n_nuclei)
@@ -137,10 +141,21 @@ def write_nuclei_stack(path: Path, spec: NucleiStackSpec) -> Path:
     if len(spec.channel_names) not in (1, 2):
         raise ValueError("a synthetic nuclei stack has one or two channels (DAPI, and GFP)")
     tifffile.imwrite(
-        str(path), data=_planes_tzc(spec), shape=(spec.t, spec.z, len(spec.channel_names), spec.y, spec.x), dtype=np.uint16,
-        bigtiff=True, ome=True, photometric="minisblack",
-        metadata={"axes": "TZCYX", "PhysicalSizeX": spec.xy_um, "PhysicalSizeY": spec.xy_um, "PhysicalSizeZ": spec.z_um,
-                  "TimeIncrement": spec.time_step_s, "Channel": {"Name": list(spec.channel_names)}},
+        str(path),
+        data=_planes_tzc(spec),
+        shape=(spec.t, spec.z, len(spec.channel_names), spec.y, spec.x),
+        dtype=np.uint16,
+        bigtiff=True,
+        ome=True,
+        photometric="minisblack",
+        metadata={
+            "axes": "TZCYX",
+            "PhysicalSizeX": spec.xy_um,
+            "PhysicalSizeY": spec.xy_um,
+            "PhysicalSizeZ": spec.z_um,
+            "TimeIncrement": spec.time_step_s,
+            "Channel": {"Name": list(spec.channel_names)},
+        },
     )
     return Path(path)
 

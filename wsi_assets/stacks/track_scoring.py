@@ -23,9 +23,13 @@ def match_to_truth(found: pd.DataFrame, truth: pd.DataFrame, voxel_um: dict, max
         rows = found.index[found["t"] == t]
         if len(rows) == 0:
             continue
-        distance, nearest = cKDTree(found.loc[rows, columns].to_numpy() * scale).query(truth.iloc[true_rows][columns].to_numpy() * scale)
+        distance, nearest = cKDTree(found.loc[rows, columns].to_numpy() * scale).query(
+            truth.iloc[true_rows][columns].to_numpy() * scale
+        )
         near = distance <= max_distance_um
-        out.iloc[np.asarray(true_rows)[near], out.columns.get_loc("track_id")] = found.loc[rows[nearest[near]], "track_id"].to_numpy()
+        out.iloc[np.asarray(true_rows)[near], out.columns.get_loc("track_id")] = found.loc[
+            rows[nearest[near]], "track_id"
+        ].to_numpy()
     return out
 
 
@@ -39,5 +43,9 @@ def correct_link_fraction(found: pd.DataFrame, truth: pd.DataFrame, voxel_um: di
             continue
         pairs += 1
         correct += int(track != 0 and by_key[(nucleus, t + 1)] == track)
-    return {"pairs": pairs, "correct": correct, "fraction": round(correct / pairs, 4) if pairs else None,
-            "matched": round(float((matched["track_id"] != 0).mean()), 4)}
+    return {
+        "pairs": pairs,
+        "correct": correct,
+        "fraction": round(correct / pairs, 4) if pairs else None,
+        "matched": round(float((matched["track_id"] != 0).mean()), 4),
+    }

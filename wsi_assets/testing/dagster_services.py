@@ -81,8 +81,6 @@ def wait_until(predicate, timeout: float, interval: float = 1.0, what: str = "co
     raise TimeoutError(f"{what} not reached within {timeout} s")
 
 
-
-
 def launch_over_graphql(port: int, location: str, job: str, partition_key: str, asset_names: list[str] | None = None) -> str:
     """Launch a run for one partition the way the UI does; returns the run id."""
     selector = {"repositoryLocationName": location, "repositoryName": "__repository__", "pipelineName": job}

@@ -56,7 +56,11 @@ def big_review(path: Path, cells: int = 700_000) -> Path:
         for i in range(cells):
             x, y = 20 + (i % 2000) * 15, 20 + (i // 2000) * 15
             ring = [[x + dx, y + dy] for dx, dy in offsets] + [[x + 6, y]]
-            feature = {"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [ring]}, "properties": {"objectType": "detection"}}
+            feature = {
+                "type": "Feature",
+                "geometry": {"type": "Polygon", "coordinates": [ring]},
+                "properties": {"objectType": "detection"},
+            }
             out.write(("," if i else "") + json.dumps(feature, separators=(",", ":")))
         out.write("]}")
     return path
@@ -67,7 +71,11 @@ def one_polygon_review(path: Path, vertices: int = 1_000_000) -> Path:
     angles = np.linspace(0, 2 * np.pi, vertices, endpoint=False)
     ring = np.stack([500 + 400 * np.cos(angles), 500 + 400 * np.sin(angles)], axis=1).round(3).tolist()
     ring.append(ring[0])
-    feature = {"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [ring]}, "properties": {"objectType": "detection"}}
+    feature = {
+        "type": "Feature",
+        "geometry": {"type": "Polygon", "coordinates": [ring]},
+        "properties": {"objectType": "detection"},
+    }
     return _write(path, json.dumps([feature], separators=(",", ":")))
 
 
@@ -80,7 +88,16 @@ def many_pages_tiff(path: Path, pages: int = 100_000) -> Path:
     for page in range(pages):
         following = 8 + (page + 1) * ifd_size if page + 1 < pages else 0
         data += struct.pack("<H", tag_count)
-        for tag, kind, value in ((256, 4, 1), (257, 4, 1), (258, 3, 8), (259, 3, 1), (262, 3, 1), (273, 4, pixel_at), (278, 4, 1), (279, 4, 1)):
+        for tag, kind, value in (
+            (256, 4, 1),
+            (257, 4, 1),
+            (258, 3, 8),
+            (259, 3, 1),
+            (262, 3, 1),
+            (273, 4, pixel_at),
+            (278, 4, 1),
+            (279, 4, 1),
+        ):
             data += struct.pack("<HHII", tag, kind, 1, value)
         data += struct.pack("<I", following)
     return _write(path, bytes(data) + b"\0")
@@ -110,8 +127,16 @@ def tiff_bomb(path: Path, side: int = 100_000, tile: int = 1024) -> Path:
     counts_at = offsets_at + 4 * tiles
     blob_at = counts_at + 4 * tiles
     entries = [  # (tag, type, count, value): type 3 SHORT, 4 LONG
-        (256, 4, 1, side), (257, 4, 1, side), (258, 3, 1, 8), (259, 3, 1, 8), (262, 3, 1, 1),
-        (277, 3, 1, 1), (322, 3, 1, tile), (323, 3, 1, tile), (324, 4, tiles, offsets_at), (325, 4, tiles, counts_at),
+        (256, 4, 1, side),
+        (257, 4, 1, side),
+        (258, 3, 1, 8),
+        (259, 3, 1, 8),
+        (262, 3, 1, 1),
+        (277, 3, 1, 1),
+        (322, 3, 1, tile),
+        (323, 3, 1, tile),
+        (324, 4, tiles, offsets_at),
+        (325, 4, tiles, counts_at),
     ]
     data = bytearray(b"II*\0" + struct.pack("<I", ifd_at) + struct.pack("<H", tag_count))
     for tag, kind, count, value in entries:

@@ -50,7 +50,9 @@ def reference_nuclei_from_labels(labels, origin_x=0.0, origin_y=0.0, scale_x=1.0
         return NucleusTable.empty()
     counts = [len(p) for p in polygons]
     # Issue 30: the traced outlines are then made valid polygons, the same step on both sides.
-    offsets, vertices, _ = valid_outlines(np.concatenate([[0], np.cumsum(counts)]).astype(np.int64), np.concatenate(polygons).astype(np.float32))
+    offsets, vertices, _ = valid_outlines(
+        np.concatenate([[0], np.cumsum(counts)]).astype(np.int64), np.concatenate(polygons).astype(np.float32)
+    )
     return NucleusTable(
         np.asarray(centroid_x, np.float64),
         np.asarray(centroid_y, np.float64),

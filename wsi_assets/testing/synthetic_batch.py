@@ -26,7 +26,9 @@ def synthetic_manifest(
     """`contents`: the bytes each image file holds, hashed into the manifest (otherwise a placeholder hash)."""
     contents = contents or {}
     hashes = [hashlib.sha256(contents[name]).hexdigest() if name in contents else f"{i:064x}" for i, name in enumerate(names)]
-    images = [ManifestImage(name, 1000, 0, sha, width, height, mpp, "branch.yaml", False, NEW) for name, sha in zip(names, hashes)]
+    images = [
+        ManifestImage(name, 1000, 0, sha, width, height, mpp, "branch.yaml", False, NEW) for name, sha in zip(names, hashes)
+    ]
     return BatchManifest(batch, images, list(rejected))
 
 
@@ -55,7 +57,9 @@ def image_rows(image: str, outlines: np.ndarray, classes: list[str], mpp: float 
         "polygon_coords": pa.ListArray.from_arrays(pa.array(offsets), pa.array(outlines.reshape(-1).astype(np.float32))),
         CLASS_COLUMN: pa.array(classes, pa.string()),
     }
-    columns.update({f.name: pa.array(np.zeros(count, np.float32)) for f in CELL_SCHEMA if f.name not in columns and f.type != pa.string()})
+    columns.update(
+        {f.name: pa.array(np.zeros(count, np.float32)) for f in CELL_SCHEMA if f.name not in columns and f.type != pa.string()}
+    )
     columns.setdefault("modality", pa.array(["brightfield"] * count, pa.string()))
     return pa.Table.from_pydict(columns, schema=CELL_SCHEMA)
 
@@ -67,7 +71,7 @@ def write_batch_cells(path: Path, manifest: BatchManifest, cells_per_image: int,
     with pq.ParquetWriter(str(path), CELL_SCHEMA, compression="zstd") as writer:
         for start in range(0, len(manifest.images), IMAGES_PER_ROW_GROUP):
             tables = []
-            for image in manifest.images[start:start + IMAGES_PER_ROW_GROUP]:
+            for image in manifest.images[start : start + IMAGES_PER_ROW_GROUP]:
                 outlines = random_outlines(rng, cells_per_image, image.width, image.height, vertices)
                 classes = [CLASS_NAMES[i] for i in rng.integers(0, len(CLASS_NAMES), cells_per_image)]
                 tables.append(image_rows(image.name, outlines, classes, image.mpp))

@@ -53,7 +53,9 @@ class TypedNuclei:
 def read_types(folder: Path) -> dict[tuple[str, int], str]:
     path = folder / "types.csv"
     if not path.is_file():
-        raise FileNotFoundError(f"{folder.name} has no types.csv: one row per nucleus, 'stem,label,type_id' (CoNSeP ids) or 'stem,label,class'")
+        raise FileNotFoundError(
+            f"{folder.name} has no types.csv: one row per nucleus, 'stem,label,type_id' (CoNSeP ids) or 'stem,label,class'"
+        )
     types = {}
     with open(path, newline="", encoding="utf-8") as handle:
         for row in csv.DictReader(handle):
@@ -91,7 +93,9 @@ def label_centroids(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return ids, np.stack(label_centroids_of(labels, ids), axis=1)
 
 
-def _typed_labels(labels: np.ndarray, rgb: np.ndarray, stem: str, types: dict, segmenter, model_mpp: float) -> tuple[np.ndarray, dict[int, str], EmbeddingMaps | None]:
+def _typed_labels(
+    labels: np.ndarray, rgb: np.ndarray, stem: str, types: dict, segmenter, model_mpp: float
+) -> tuple[np.ndarray, dict[int, str], EmbeddingMaps | None]:
     """The label map to measure, each label's type, and the segmenter's embedding maps (or None):
     the annotation's own labels, or the segmenter's nuclei typed by the annotated nucleus whose
     centroid lies within PAIR_UM."""
@@ -111,8 +115,13 @@ def _typed_labels(labels: np.ndarray, rgb: np.ndarray, stem: str, types: dict, s
 
 
 def typed_nuclei(
-    folder: Path, source_mpp: float = CONSEP_MPP, model_mpp: float = MODEL_MPP, limit: int | None = None, segmenter=None,
-    with_embedding: bool = True, tiles: Collection[str] | None = None,
+    folder: Path,
+    source_mpp: float = CONSEP_MPP,
+    model_mpp: float = MODEL_MPP,
+    limit: int | None = None,
+    segmenter=None,
+    with_embedding: bool = True,
+    tiles: Collection[str] | None = None,
 ) -> TypedNuclei:
     """Every typed, whole nucleus of the folder (of its crops of `tiles`, when given; the first
     `limit` crops, when given), measured at `model_mpp`.
@@ -140,7 +149,11 @@ def typed_nuclei(
         cut = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
         ids, columns, area = measure_labels(labels, rgb, model_mpp, estimate_stain_vectors(rgb))
         columns["area_um2"] = area
-        matrix = np.stack([np.asarray(columns[c], np.float32) for c in FEATURE_COLUMNS], axis=1) if len(ids) else np.zeros((0, len(FEATURE_COLUMNS)), np.float32)
+        matrix = (
+            np.stack([np.asarray(columns[c], np.float32) for c in FEATURE_COLUMNS], axis=1)
+            if len(ids)
+            else np.zeros((0, len(FEATURE_COLUMNS)), np.float32)
+        )
         if embedding and len(ids):
             matrix = np.concatenate([matrix, embeddings_at(maps, *label_centroids_of(labels, ids)).astype(np.float32)], axis=1)
         for index, label in enumerate(ids.tolist()):
@@ -150,7 +163,12 @@ def typed_nuclei(
             features.append(matrix[index])
             classes.append(name)
             nucleus_tiles.append(consep_tile(stem))
-    return TypedNuclei(np.asarray(features, np.float32).reshape(-1, len(names)), np.asarray(classes, object), np.asarray(nucleus_tiles, object), names)
+    return TypedNuclei(
+        np.asarray(features, np.float32).reshape(-1, len(names)),
+        np.asarray(classes, object),
+        np.asarray(nucleus_tiles, object),
+        names,
+    )
 
 
 def forest_arrays(forest, classes: tuple[str, ...], names: tuple[str, ...] = FEATURE_COLUMNS) -> CellClassifier:
@@ -164,16 +182,29 @@ def forest_arrays(forest, classes: tuple[str, ...], names: tuple[str, ...] = FEA
         value = value / np.maximum(value.sum(axis=1, keepdims=True), 1e-12)
         fractions = np.stack([value[:, i] if i is not None else np.zeros(len(value)) for i in order], axis=1)
         parts.append(
-            (np.where(inner, tree.feature, -1), tree.threshold, np.where(inner, tree.children_left + start, -1),
-             np.where(inner, tree.children_right + start, -1), fractions)
+            (
+                np.where(inner, tree.feature, -1),
+                tree.threshold,
+                np.where(inner, tree.children_left + start, -1),
+                np.where(inner, tree.children_right + start, -1),
+                fractions,
+            )
         )
         roots.append(start)
         start += tree.node_count
         depth = max(depth, tree.max_depth)
     feature, threshold, left, right, value = (np.concatenate(column) for column in zip(*parts))
     return CellClassifier(
-        classes, tuple(names), feature.astype(np.int32), threshold.astype(np.float32), left.astype(np.int32),
-        right.astype(np.int32), value.astype(np.float32), np.asarray(roots, np.int32), depth + 1, {},
+        classes,
+        tuple(names),
+        feature.astype(np.int32),
+        threshold.astype(np.float32),
+        left.astype(np.int32),
+        right.astype(np.int32),
+        value.astype(np.float32),
+        np.asarray(roots, np.int32),
+        depth + 1,
+        {},
     )
 
 
@@ -202,8 +233,14 @@ ANNOTATED = "annotated"
 
 
 def train_cell_classifier(
-    folder: Path, out: Path, held_out_tiles=HELD_OUT_CONSEP_TILES, trees: int = 60, seed: int = 0, limit: int | None = None,
-    outlines: str = "learned", with_embedding: bool = True,
+    folder: Path,
+    out: Path,
+    held_out_tiles=HELD_OUT_CONSEP_TILES,
+    trees: int = 60,
+    seed: int = 0,
+    limit: int | None = None,
+    outlines: str = "learned",
+    with_embedding: bool = True,
 ) -> dict:
     """Fit on every tile but `held_out_tiles`, score per class on those, write the classifier and its card.
 
@@ -220,7 +257,9 @@ def train_cell_classifier(
     embedding = getattr(segmenter, "embedding", None) if with_embedding and len(nuclei.names) > len(FEATURE_COLUMNS) else None
     held = np.isin(nuclei.tiles, list(held_out_tiles))
     if held.all() or not held.any():
-        raise ValueError(f"{Path(folder).name}: the held-out tiles {', '.join(held_out_tiles)} must be some but not all of its tiles")
+        raise ValueError(
+            f"{Path(folder).name}: the held-out tiles {', '.join(held_out_tiles)} must be some but not all of its tiles"
+        )
     train = nuclei.subset(~held)
     classifier = fit_forest(train, trees, seed)
     truth = nuclei.classes[held]
@@ -235,7 +274,9 @@ def train_cell_classifier(
         "data": {
             "folder": Path(folder).name,
             "measured_at_mpp": MODEL_MPP,
-            "outlines": ANNOTATED if segmenter is None else f"{segmenter.name} v{segmenter.version}, typed by the annotated nucleus within {PAIR_UM} µm",
+            "outlines": ANNOTATED
+            if segmenter is None
+            else f"{segmenter.name} v{segmenter.version}, typed by the annotated nucleus within {PAIR_UM} µm",
             "training_nuclei": int((~held).sum()),
             "training_tiles": sorted(set(train.tiles.tolist())),
             "held_out_tiles": list(held_out_tiles),

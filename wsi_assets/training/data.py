@@ -158,10 +158,14 @@ def parse_dataset_shares(texts: list[str]) -> dict[str, float]:
         except ValueError:
             share = -1.0
         if not sep or not name or not 0 < share < 1:
-            raise ValueError(f"--dataset-share {text!r}: write DATASET=FRACTION with a fraction between 0 and 1, e.g. consep_train=0.25")
+            raise ValueError(
+                f"--dataset-share {text!r}: write DATASET=FRACTION with a fraction between 0 and 1, e.g. consep_train=0.25"
+            )
         shares[name] = share
     if sum(shares.values()) >= 1:
-        raise ValueError(f"--dataset-share fractions add up to {sum(shares.values()):.2f}: they must leave a share for the other datasets")
+        raise ValueError(
+            f"--dataset-share fractions add up to {sum(shares.values()):.2f}: they must leave a share for the other datasets"
+        )
     return shares
 
 
@@ -176,7 +180,9 @@ def sampling_weights(datasets: list[str], areas: list[float], shares: dict[str, 
     areas = np.asarray(areas, np.float64)
     unknown = sorted(set(shares) - set(datasets))
     if unknown:
-        raise ValueError(f"--dataset-share: {', '.join(unknown)} is not among the training datasets ({', '.join(sorted(set(datasets)))})")
+        raise ValueError(
+            f"--dataset-share: {', '.join(unknown)} is not among the training datasets ({', '.join(sorted(set(datasets)))})"
+        )
     named = np.array([d in shares for d in datasets])
     weights = np.zeros(len(datasets))
     for name, share in shares.items():
@@ -187,7 +193,9 @@ def sampling_weights(datasets: list[str], areas: list[float], shares: dict[str, 
     return weights / weights.sum()
 
 
-def image_weights(items: list[LabelledImage], images: list[tuple[np.ndarray, np.ndarray]], shares: dict[str, float]) -> np.ndarray:
+def image_weights(
+    items: list[LabelledImage], images: list[tuple[np.ndarray, np.ndarray]], shares: dict[str, float]
+) -> np.ndarray:
     """`sampling_weights` for labelled images and their resampled (rgb, labels) pairs, area at the training µm/px."""
     return sampling_weights([item.dataset for item in items], [rgb.shape[0] * rgb.shape[1] for rgb, _ in images], shares)
 
@@ -265,7 +273,9 @@ class CropSampler:
             spread = (jitter - BASE_STAIN_JITTER) / 2
             mixing = np.eye(3, dtype=np.float32) + rng.normal(0.0, spread, (3, 3)).astype(np.float32)
             od = od @ mixing
-        od = od * rng.uniform(1 - jitter, 1 + jitter, 3).astype(np.float32) + rng.uniform(-jitter / 3, jitter / 3, 3).astype(np.float32)
+        od = od * rng.uniform(1 - jitter, 1 + jitter, 3).astype(np.float32) + rng.uniform(-jitter / 3, jitter / 3, 3).astype(
+            np.float32
+        )
         out = 256.0 * np.exp(-np.maximum(od, 0.0)) - 1.0
         out = (out - 128.0) * rng.uniform(0.85, 1.15) + 128.0 + rng.uniform(-15, 15)
         if rng.random() < 0.2:

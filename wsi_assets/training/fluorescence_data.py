@@ -87,8 +87,13 @@ def experiment_clusters(folder: Path) -> pd.DataFrame:
         gray = read_gray(Path(folder) / "images" / f"{stem}.png")
         labels = read_labels(Path(folder) / "labels" / f"{stem}.png")
         p1, p50, p99 = np.percentile(gray, [1, 50, 99.8])
-        rows.append({"stem": stem, "size": f"{gray.shape[0]}x{gray.shape[1]}",
-                     "features": [np.log(median_diameter(labels)), np.log(p99 + 1), np.log1p(p50), np.log1p(p1)]})
+        rows.append(
+            {
+                "stem": stem,
+                "size": f"{gray.shape[0]}x{gray.shape[1]}",
+                "features": [np.log(median_diameter(labels)), np.log(p99 + 1), np.log1p(p50), np.log1p(p1)],
+            }
+        )
     table = pd.DataFrame(rows)
     table["experiment"] = ""
     for size, group in table.groupby("size"):
@@ -137,7 +142,9 @@ def describe_split(path: Path = SPLIT_FILE) -> dict:
     }
 
 
-def load_fluorescence_images(folder: Path, held_out: bool | None, limit: int = 0, split_file: Path = SPLIT_FILE) -> list[FluoImage]:
+def load_fluorescence_images(
+    folder: Path, held_out: bool | None, limit: int = 0, split_file: Path = SPLIT_FILE
+) -> list[FluoImage]:
     """Images of the split (held_out True/False; None = all), the first `limit` of them if given."""
     table = read_split(split_file)
     if held_out is not None:
@@ -170,9 +177,15 @@ class FluoCropSampler:
     field gets). A share `centred` of the crops is centred near a random nucleus pixel. Its random
     state is `state` (for resumable training)."""
 
-    def __init__(self, images: list[FluoImage], crop: int, seed: int,
-                 reference_diameter: float = REFERENCE_DIAMETER_PX, scale_range: tuple[float, float] = SCALE_RANGE,
-                 centred: float = 0.6):
+    def __init__(
+        self,
+        images: list[FluoImage],
+        crop: int,
+        seed: int,
+        reference_diameter: float = REFERENCE_DIAMETER_PX,
+        scale_range: tuple[float, float] = SCALE_RANGE,
+        centred: float = 0.6,
+    ):
         self.images = images
         self.normalised = [normalised(item.gray) for item in images]
         self.crop = crop

@@ -64,12 +64,21 @@ def score_images(segment: Segment, items: list[FluoImage]) -> pd.DataFrame:
         pred = segment(item)
         seconds = time.perf_counter() - start
         m = match_instances(pred, item.labels, 0.5)
-        rows.append({
-            "experiment": item.experiment, "stem": item.stem, "n_true": int(item.labels.max()), "n_pred": int(pred.max()),
-            "tp": m.tp, "fp": m.fp, "fn": m.fn, "f1": 2 * m.tp / max(2 * m.tp + m.fp + m.fn, 1),
-            "aji": aggregated_jaccard_index(pred, item.labels), "pq": panoptic_quality(pred, item.labels)["pq"],
-            "seconds": seconds,
-        })
+        rows.append(
+            {
+                "experiment": item.experiment,
+                "stem": item.stem,
+                "n_true": int(item.labels.max()),
+                "n_pred": int(pred.max()),
+                "tp": m.tp,
+                "fp": m.fp,
+                "fn": m.fn,
+                "f1": 2 * m.tp / max(2 * m.tp + m.fp + m.fn, 1),
+                "aji": aggregated_jaccard_index(pred, item.labels),
+                "pq": panoptic_quality(pred, item.labels)["pq"],
+                "seconds": seconds,
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -77,9 +86,15 @@ def summary(scores: pd.DataFrame) -> dict:
     """Pooled F1@0.5 over all nuclei, per-image means of AJI and PQ."""
     tp, fp, fn = (int(scores[c].sum()) for c in ("tp", "fp", "fn"))
     return {
-        "images": len(scores), "true": int(scores["n_true"].sum()), "pred": int(scores["n_pred"].sum()),
-        "precision": tp / max(tp + fp, 1), "recall": tp / max(tp + fn, 1), "f1": 2 * tp / max(2 * tp + fp + fn, 1),
-        "aji": float(scores["aji"].mean()), "pq": float(scores["pq"].mean()), "seconds": float(scores["seconds"].sum()),
+        "images": len(scores),
+        "true": int(scores["n_true"].sum()),
+        "pred": int(scores["n_pred"].sum()),
+        "precision": tp / max(tp + fp, 1),
+        "recall": tp / max(tp + fn, 1),
+        "f1": 2 * tp / max(2 * tp + fp + fn, 1),
+        "aji": float(scores["aji"].mean()),
+        "pq": float(scores["pq"].mean()),
+        "seconds": float(scores["seconds"].sum()),
     }
 
 
@@ -125,7 +140,8 @@ def tune_postprocessing(net, items: list[FluoImage], reference_diameter: float, 
                     keep[0] = False
                     labels = (np.cumsum(keep) * keep).astype(np.int32)[every]
                     totals.setdefault((fg, seed, min_area), {}).setdefault(item.experiment, []).append(
-                        _score(resize_labels(labels, item.gray.shape) if labels.shape != item.gray.shape else labels, item.labels))
+                        _score(resize_labels(labels, item.gray.shape) if labels.shape != item.gray.shape else labels, item.labels)
+                    )
     means = {key: float(np.mean([np.mean(v) for v in per.values()])) for key, per in totals.items()}
     (fg, seed, min_area), _ = max(means.items(), key=lambda kv: kv[1])
     return {"fg_threshold": fg, "seed_threshold": seed, "min_area": min_area}, means

@@ -95,29 +95,55 @@ def train(args: argparse.Namespace, log: Callable[[str], None] = print) -> dict:
         step, seconds, best, history = state["step"], state["seconds"], state["best"], state["log"]
         log(f"resumed from step {step} ({seconds / 3600:.2f} h trained)")
     else:
-        log(f"fresh start: {len(train_items)} training images, {len(val_items)} held out, widths {widths}, "
-            f"{sum(p.numel() for p in net.parameters()):,} parameters")
-    config = {"widths": widths, "batch": args.batch, "crop": args.crop, "lr": args.lr, "seed": args.seed,
-              "reference_diameter": args.reference_diameter, "scale_range": list(args.scale_range),
-              "hours": args.hours, "steps": args.steps, "threads": args.threads}
+        log(
+            f"fresh start: {len(train_items)} training images, {len(val_items)} held out, widths {widths}, "
+            f"{sum(p.numel() for p in net.parameters()):,} parameters"
+        )
+    config = {
+        "widths": widths,
+        "batch": args.batch,
+        "crop": args.crop,
+        "lr": args.lr,
+        "seed": args.seed,
+        "reference_diameter": args.reference_diameter,
+        "scale_range": list(args.scale_range),
+        "hours": args.hours,
+        "steps": args.steps,
+        "threads": args.threads,
+    }
     budget = args.hours * 3600 if args.hours else 0.0
 
     def save() -> dict:
-        snapshot = {"net": net.state_dict(), "optimizer": opt.state_dict(), "sampler": sampler.state,
-                    "torch_rng": torch.get_rng_state(), "step": step, "seconds": seconds, "best": best,
-                    "log": history, "config": config}
+        snapshot = {
+            "net": net.state_dict(),
+            "optimizer": opt.state_dict(),
+            "sampler": sampler.state,
+            "torch_rng": torch.get_rng_state(),
+            "step": step,
+            "seconds": seconds,
+            "best": best,
+            "log": history,
+            "config": config,
+        }
         checkpoints.save_checkpoint(folder, step, snapshot)
         return snapshot
 
     def event(entry: dict) -> None:
-        entry = {"time": datetime.now(timezone.utc).isoformat(timespec="seconds"), "step": step,
-                 "hours": round(seconds / 3600, 4), **entry}
+        entry = {
+            "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "step": step,
+            "hours": round(seconds / 3600, 4),
+            **entry,
+        }
         history.append(entry)
         _append_log(folder, entry)
 
     def finished() -> bool:
-        return bool((args.steps and step >= args.steps) or (budget and seconds >= budget)
-                    or (args.stop_at_step and step >= args.stop_at_step))
+        return bool(
+            (args.steps and step >= args.steps)
+            or (budget and seconds >= budget)
+            or (args.stop_at_step and step >= args.stop_at_step)
+        )
 
     net.train()
     last_save = last_val = time.monotonic()
@@ -145,10 +171,16 @@ def train(args: argparse.Namespace, log: Callable[[str], None] = print) -> dict:
             score = (scores["f1"] + scores["aji"] + scores["pq"]) / 3
             if score > best:
                 best = score
-                torch.save({"net": net.state_dict(), "widths": widths, "step": step, "scores": scores, "hours": seconds / 3600},
-                           folder / "best_net.pt")
-            event({"validation": {k: round(v, 4) if isinstance(v, float) else v for k, v in scores.items()}, "best": round(best, 4)})
-            log(f"step {step} held-out F1 {scores['f1']:.3f} AJI {scores['aji']:.3f} PQ {scores['pq']:.3f} (best mean {best:.3f})")
+                torch.save(
+                    {"net": net.state_dict(), "widths": widths, "step": step, "scores": scores, "hours": seconds / 3600},
+                    folder / "best_net.pt",
+                )
+            event(
+                {"validation": {k: round(v, 4) if isinstance(v, float) else v for k, v in scores.items()}, "best": round(best, 4)}
+            )
+            log(
+                f"step {step} held-out F1 {scores['f1']:.3f} AJI {scores['aji']:.3f} PQ {scores['pq']:.3f} (best mean {best:.3f})"
+            )
             last_val = time.monotonic()
         if now - last_save >= 60 * args.checkpoint_minutes or finished():
             saved = save()
@@ -166,8 +198,15 @@ def export(net: UNet, out: Path, card: dict, post: dict | None = None) -> Path:
     would skip this model's normalisation; the TorchScript module is the model here."""
     module = FluorescenceNucleiModel(net.cpu().eval(), LOW_PERCENTILE / 100, HIGH_PERCENTILE / 100, **(post or {}))
     scripted = torch.jit.script(module.eval())
-    card = {**card, "postprocessing": {"fg_threshold": module.fg_threshold, "seed_threshold": module.seed_threshold,
-                                        "grow_iterations": module.grow_iterations, "min_area": module.min_area}}
+    card = {
+        **card,
+        "postprocessing": {
+            "fg_threshold": module.fg_threshold,
+            "seed_threshold": module.seed_threshold,
+            "grow_iterations": module.grow_iterations,
+            "min_area": module.min_area,
+        },
+    }
     if has_embedding_levels(net):
         card["embedding"] = card_embedding(net)
     out = Path(out)
@@ -218,8 +257,10 @@ def model_card(widths: list[int], config: dict, step: int, hours: float, scores:
         "nucleus_scale": {
             "reference_diameter_px": config.get("reference_diameter", REFERENCE_DIAMETER_PX),
             "reference_diameter_um": REFERENCE_DIAMETER_UM,
-            "trained_diameters_px": [round(config.get("reference_diameter", REFERENCE_DIAMETER_PX) * s, 1)
-                                     for s in config.get("scale_range", SCALE_RANGE)],
+            "trained_diameters_px": [
+                round(config.get("reference_diameter", REFERENCE_DIAMETER_PX) * s, 1)
+                for s in config.get("scale_range", SCALE_RANGE)
+            ],
             "rule": "with µm/px unknown, zoom the image by reference_diameter_px / (median nucleus diameter in px); "
             "with µm/px known, zoom by image µm/px / mpp",
         },
@@ -254,8 +295,15 @@ def _parameter_shapes(widths: list[int]) -> list[tuple[int, ...]]:
     return [tuple(p.shape) for p in UNet(widths).parameters()]
 
 
-def export_from_checkpoints(folder: Path, out: Path, which: str = "best", version: str = "", scores: dict | None = None,
-                            tune_images: list[FluoImage] | None = None, per_experiment: int = 3) -> Path:
+def export_from_checkpoints(
+    folder: Path,
+    out: Path,
+    which: str = "best",
+    version: str = "",
+    scores: dict | None = None,
+    tune_images: list[FluoImage] | None = None,
+    per_experiment: int = 3,
+) -> Path:
     """Export the best (or newest) network of a checkpoint folder as a model file with its card;
     with `tune_images` (training images), the post-processing thresholds are chosen on them."""
     folder = Path(folder)
@@ -278,7 +326,9 @@ def export_from_checkpoints(folder: Path, out: Path, which: str = "best", versio
     if tune_images:
         reference = config.get("reference_diameter", REFERENCE_DIAMETER_PX)
         post, means = tune_postprocessing(net, tune_images, reference, per_experiment)
-        card["postprocessing_tuned_on"] = (f"training images only: the first {per_experiment} of each training experiment, "
-                                           f"mean of F1@0.5, AJI and PQ {means[tuple(post.values())]:.3f} "
-                                           f"(at 0.5/0.5/8: {means[(0.5, 0.5, 8)]:.3f})")
+        card["postprocessing_tuned_on"] = (
+            f"training images only: the first {per_experiment} of each training experiment, "
+            f"mean of F1@0.5, AJI and PQ {means[tuple(post.values())]:.3f} "
+            f"(at 0.5/0.5/8: {means[(0.5, 0.5, 8)]:.3f})"
+        )
     return export(net, out, card, post)

@@ -105,8 +105,12 @@ def augment(windows: np.ndarray, rng: np.random.Generator, crop: int = CROP, sta
             matrix[0] = -matrix[0]
             matrix[0, 2] += size - 1
         matrix[:, 2] += rng.uniform(-3, 3, 2) - (size - crop) / 2.0
-        rgb = cv2.warpAffine(np.ascontiguousarray(hwc[..., :3]), matrix, (crop, crop), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
-        mask = cv2.warpAffine(np.ascontiguousarray(hwc[..., 3]), matrix, (crop, crop), flags=cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT)
+        rgb = cv2.warpAffine(
+            np.ascontiguousarray(hwc[..., :3]), matrix, (crop, crop), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101
+        )
+        mask = cv2.warpAffine(
+            np.ascontiguousarray(hwc[..., 3]), matrix, (crop, crop), flags=cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT
+        )
         out[k, ..., :3] = rgb
         out[k, ..., 3] = mask
     out[..., :3] = stain_jitter(out[..., :3], rng, stain_strength)
@@ -143,10 +147,22 @@ def _write_log(path: Path, record: dict) -> None:
 
 
 def train(
-    run: Path, data: Path | None = None, steps: int = 8000, batch: int = 64, peak_lr: float = 2e-3, minutes: float | None = None,
-    checkpoint_minutes: float = 5.0, eval_every: int = 500, log_every: int = 50, seed: int = 0, limit: int | None = None,
-    segmenter: str | None = "learned", normalisation: str | None = STAIN_NORMALISATION, init: Path | None = None,
-    stain_strength: float = 0.3, log=print,
+    run: Path,
+    data: Path | None = None,
+    steps: int = 8000,
+    batch: int = 64,
+    peak_lr: float = 2e-3,
+    minutes: float | None = None,
+    checkpoint_minutes: float = 5.0,
+    eval_every: int = 500,
+    log_every: int = 50,
+    seed: int = 0,
+    limit: int | None = None,
+    segmenter: str | None = "learned",
+    normalisation: str | None = STAIN_NORMALISATION,
+    init: Path | None = None,
+    stain_strength: float = 0.3,
+    log=print,
 ) -> dict:
     """Train (or resume) until `steps` or `minutes` of wall time; the final state's summary."""
     torch.set_num_threads(1)
@@ -154,17 +170,30 @@ def train(
     cache_path = run / CACHE_NAME
     if not cache_path.is_file():
         if data is None:
-            raise FileNotFoundError(f"{run} has no {CACHE_NAME} yet: give --data, the typed folder (CoNSeP's layout) to cut it from")
+            raise FileNotFoundError(
+                f"{run} has no {CACHE_NAME} yet: give --data, the typed folder (CoNSeP's layout) to cut it from"
+            )
         from wsi_assets.segmentation.registry import get_segmenter
 
-        build_cache(Path(data), cache_path, get_segmenter(segmenter, device="cpu") if segmenter else None, limit=limit, normalisation=normalisation, log=log)
+        build_cache(
+            Path(data),
+            cache_path,
+            get_segmenter(segmenter, device="cpu") if segmenter else None,
+            limit=limit,
+            normalisation=normalisation,
+            log=log,
+        )
     cache = load_cache(cache_path)
     if cache_normalisation(cache) != normalisation:
-        raise ValueError(f"{cache_path} was cut with stain normalisation {cache_normalisation(cache) or 'none'}, not {normalisation or 'none'}: "
-                         "train in a new --run folder (or give the normalisation it was cut with)")
+        raise ValueError(
+            f"{cache_path} was cut with stain normalisation {cache_normalisation(cache) or 'none'}, not {normalisation or 'none'}: "
+            "train in a new --run folder (or give the normalisation it was cut with)"
+        )
     held = np.isin(cache["tiles"], list(HELD_OUT_CONSEP_TILES))
     if held.all():
-        raise ValueError(f"{cache_path.name}: every crop is from the held-out tiles {', '.join(HELD_OUT_CONSEP_TILES)}: nothing to train on")
+        raise ValueError(
+            f"{cache_path.name}: every crop is from the held-out tiles {', '.join(HELD_OUT_CONSEP_TILES)}: nothing to train on"
+        )
     train_rows = np.flatnonzero(~held)
     groups = class_tile_groups(train_rows, cache["classes"], cache["tiles"])
     present = np.array([len(members) > 0 for members, _ in groups])
@@ -175,7 +204,9 @@ def train(
     optimiser = torch.optim.AdamW(state["net"].parameters(), lr=peak_lr, weight_decay=1e-4)
     saved = load_latest(run)
     if saved is not None and saved.get("normalisation") != normalisation:
-        raise ValueError(f"{run}'s checkpoints were trained with stain normalisation {saved.get('normalisation') or 'none'}, not {normalisation or 'none'}: train in a new --run folder")
+        raise ValueError(
+            f"{run}'s checkpoints were trained with stain normalisation {saved.get('normalisation') or 'none'}, not {normalisation or 'none'}: train in a new --run folder"
+        )
     if saved is None and init is not None:
         start = torch.load(init, map_location="cpu", weights_only=False)
         state["net"].load_state_dict(start["ema"])
@@ -201,12 +232,28 @@ def train(
 
     def checkpoint() -> Path:
         cpu = state["cpu_seconds"] + time.process_time() - cpu_started
-        return save_checkpoint(run, state["step"], {
-            "net": net.state_dict(), "ema": ema.state_dict(), "optimiser": optimiser.state_dict(), "rng": rng.bit_generator.state,
-            "torch_rng": torch.get_rng_state(), "step": state["step"], "steps": steps, "cpu_seconds": cpu, "seed": seed,
-            "widths": list(net.widths), "crop": CROP, "mpp": MPP, "cache": CACHE, "normalisation": normalisation,
-            "stain_strength": stain_strength, "init": state.get("init"),
-        })
+        return save_checkpoint(
+            run,
+            state["step"],
+            {
+                "net": net.state_dict(),
+                "ema": ema.state_dict(),
+                "optimiser": optimiser.state_dict(),
+                "rng": rng.bit_generator.state,
+                "torch_rng": torch.get_rng_state(),
+                "step": state["step"],
+                "steps": steps,
+                "cpu_seconds": cpu,
+                "seed": seed,
+                "widths": list(net.widths),
+                "crop": CROP,
+                "mpp": MPP,
+                "cache": CACHE,
+                "normalisation": normalisation,
+                "stain_strength": stain_strength,
+                "init": state.get("init"),
+            },
+        )
 
     while state["step"] < steps:
         if minutes is not None and time.monotonic() - started > minutes * 60:
@@ -227,8 +274,16 @@ def train(
         step = state["step"]
         if step % log_every == 0:
             elapsed = time.monotonic() - started
-            _write_log(log_path, {"step": step, "loss": round(running / seen, 4), "lr": round(optimiser.param_groups[0]["lr"], 6),
-                                  "cpu_seconds": round(state["cpu_seconds"] + time.process_time() - cpu_started, 1), "wall_seconds_this_run": round(elapsed, 1)})
+            _write_log(
+                log_path,
+                {
+                    "step": step,
+                    "loss": round(running / seen, 4),
+                    "lr": round(optimiser.param_groups[0]["lr"], 6),
+                    "cpu_seconds": round(state["cpu_seconds"] + time.process_time() - cpu_started, 1),
+                    "wall_seconds_this_run": round(elapsed, 1),
+                },
+            )
             running, seen = 0.0, 0
         if step % eval_every == 0 or step == steps:
             scores = held_out_scores(ema, cache, held)
@@ -239,4 +294,9 @@ def train(
             last_checkpoint = time.monotonic()
     path = checkpoint()
     log(f"checkpoint {path} at step {state['step']} of {steps}")
-    return {"step": state["step"], "steps": steps, "checkpoint": str(path), "cpu_seconds": round(state["cpu_seconds"] + time.process_time() - cpu_started, 1)}
+    return {
+        "step": state["step"],
+        "steps": steps,
+        "checkpoint": str(path),
+        "cpu_seconds": round(state["cpu_seconds"] + time.process_time() - cpu_started, 1),
+    }

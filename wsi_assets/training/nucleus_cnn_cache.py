@@ -54,7 +54,9 @@ def typed_found(found: np.ndarray, truth: np.ndarray, typed: dict[int, str]) -> 
     return out
 
 
-def build_cache(folder: Path, out: Path, segmenter=None, limit: int | None = None, normalisation: str | None = None, log=print) -> Path:
+def build_cache(
+    folder: Path, out: Path, segmenter=None, limit: int | None = None, normalisation: str | None = None, log=print
+) -> Path:
     """Write every typed nucleus's window (annotated outline; and the segmenter's, when given) to `out` (.npz)."""
     folder = Path(folder)
     types = read_types(folder)
@@ -86,9 +88,15 @@ def build_cache(folder: Path, out: Path, segmenter=None, limit: int | None = Non
     out.parent.mkdir(parents=True, exist_ok=True)
     temporary = out.with_name(out.name + ".partial.npz")
     np.savez(
-        temporary, crops=np.concatenate(crops), classes=np.asarray(classes, np.int8), tiles=np.asarray(tiles),
-        outlines=np.asarray(outlines, np.int8), stems=np.asarray(stems), stem_index=np.asarray(stem_index, np.int32),
-        class_names=np.asarray(CLASS_NAMES), normalisation=np.asarray(normalisation or ""),
+        temporary,
+        crops=np.concatenate(crops),
+        classes=np.asarray(classes, np.int8),
+        tiles=np.asarray(tiles),
+        outlines=np.asarray(outlines, np.int8),
+        stems=np.asarray(stems),
+        stem_index=np.asarray(stem_index, np.int32),
+        class_names=np.asarray(CLASS_NAMES),
+        normalisation=np.asarray(normalisation or ""),
     )
     temporary.replace(out)
     return out
@@ -103,7 +111,9 @@ def load_cache(path: Path) -> dict[str, np.ndarray]:
     with np.load(path, allow_pickle=False) as data:
         cache = {name: data[name] for name in data.files}
     if tuple(cache["class_names"].tolist()) != CLASS_NAMES:
-        raise ValueError(f"{Path(path).name} was cut for classes {cache['class_names'].tolist()}, not {list(CLASS_NAMES)}: delete it to cut it again")
+        raise ValueError(
+            f"{Path(path).name} was cut for classes {cache['class_names'].tolist()}, not {list(CLASS_NAMES)}: delete it to cut it again"
+        )
     return cache
 
 
@@ -111,4 +121,3 @@ def centre(windows: np.ndarray, size: int) -> np.ndarray:
     """The centre size×size of (N, C, CACHE, CACHE) windows: nucleus_crops(…, size) of the same nuclei."""
     start = (windows.shape[-1] - size) // 2
     return windows[..., start : start + size, start : start + size]
-

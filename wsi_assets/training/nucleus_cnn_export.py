@@ -46,7 +46,9 @@ def cost_per_1000(onnx: bytes, repeats: int = 3, count: int = 1024) -> float:
     return round(best * 1000 / count, 3)
 
 
-def export_network(run: Path, out: Path, scores: Path | None = None, timing_crops: int = 1024, history: str | None = None) -> dict:
+def export_network(
+    run: Path, out: Path, scores: Path | None = None, timing_crops: int = 1024, history: str | None = None
+) -> dict:
     """Write `out` (.onnx) and `<stem>.model_card.json` from the newest checkpoint in `run`."""
     from wsi_assets.training.nucleus_cnn_scores import held_out_scores
     from wsi_assets.training.nucleus_cnn_cache import load_cache
@@ -63,10 +65,19 @@ def export_network(run: Path, out: Path, scores: Path | None = None, timing_crop
         "version": VERSION,
         "kind": f"CNN, widths {list(net.widths)}, {sum(p.numel() for p in net.parameters()):,} weights; ONNX opset 17, softmax output",
         "classes": list(CLASS_NAMES),
-        "input": {"name": "crops", "shape": ["N", CHANNELS, CROP, CROP], "dtype": "float32 valued 0..255",
-                  "channels": "R, G, B, then 255 on the nucleus's own pixels", "mpp": MPP, "window": "centred on the nucleus centroid, image reflected at its edges",
-                  "normalisation": (f"{state['normalisation']}: each image (tile) stain-normalised as a whole before cropping (wsi_assets.cells.stain_normalisation)"
-                                    if state.get("normalisation") else "none: raw pixels")},
+        "input": {
+            "name": "crops",
+            "shape": ["N", CHANNELS, CROP, CROP],
+            "dtype": "float32 valued 0..255",
+            "channels": "R, G, B, then 255 on the nucleus's own pixels",
+            "mpp": MPP,
+            "window": "centred on the nucleus centroid, image reflected at its edges",
+            "normalisation": (
+                f"{state['normalisation']}: each image (tile) stain-normalised as a whole before cropping (wsi_assets.cells.stain_normalisation)"
+                if state.get("normalisation")
+                else "none: raw pixels"
+            ),
+        },
         "crop": CROP,
         "mpp": MPP,
         "normalisation": state.get("normalisation"),
@@ -79,7 +90,11 @@ def export_network(run: Path, out: Path, scores: Path | None = None, timing_crop
             "class_counts_train": {name: int(np.sum(cache["classes"][~held] == i)) for i, name in enumerate(CLASS_NAMES)},
         },
         "training": {
-            "checkpoint": path.name, "step": int(state["step"]), "steps": int(state["steps"]), "batch": 64, "seed": int(state["seed"]),
+            "checkpoint": path.name,
+            "step": int(state["step"]),
+            "steps": int(state["steps"]),
+            "batch": 64,
+            "seed": int(state["seed"]),
             "sampling": "a class in proportion to the square root of its count, then one of its tiles by the square root of theirs",
             "augmentation": f"any rotation, flips, ±10% scale, ±3 px shift, H&E optical density ×(1±{round(100 * state.get('stain_strength', 0.2))}%) ±0.03, brightness ±20, contrast ±20%",
             "optimiser": "AdamW, cosine schedule, label smoothing 0.05; exported weights: exponential moving average (0.998)",

@@ -59,9 +59,14 @@ def network_onnx(net: NucleusNet, crop: int = CROP) -> bytes:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            wrapper, (torch.zeros(2, CHANNELS, crop, crop),), buffer, input_names=["crops"],
-            output_names=["probabilities"], dynamic_axes={"crops": {0: "batch"}, "probabilities": {0: "batch"}},
-            opset_version=OPSET, dynamo=False,
+            wrapper,
+            (torch.zeros(2, CHANNELS, crop, crop),),
+            buffer,
+            input_names=["crops"],
+            output_names=["probabilities"],
+            dynamic_axes={"crops": {0: "batch"}, "probabilities": {0: "batch"}},
+            opset_version=OPSET,
+            dynamo=False,
         )
     net.train(training)
     return buffer.getvalue()

@@ -31,5 +31,9 @@ def held_out_scores(net: nn.Module, cache: dict, held: np.ndarray) -> dict:
         rows = np.flatnonzero(held & (cache["outlines"] == outline))
         if len(rows):
             truth, predicted = names[cache["classes"][rows]], names[predict(net, cache["crops"][rows])]
-            scores[label] = {**per_class_f1(truth, predicted), "accuracy": round(float(np.mean(truth == predicted)), 4), "nuclei": int(len(rows))}
+            scores[label] = {
+                **per_class_f1(truth, predicted),
+                "accuracy": round(float(np.mean(truth == predicted)), 4),
+                "nuclei": int(len(rows)),
+            }
     return scores

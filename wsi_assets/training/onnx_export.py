@@ -64,8 +64,14 @@ def network_onnx(net: UNet, with_embedding: bool = True) -> bytes:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            _Maps(net.cpu().eval(), with_embedding), (probe,), buffer, input_names=["rgb"], output_names=outputs,
-            dynamic_axes=axes, opset_version=OPSET, dynamo=False,
+            _Maps(net.cpu().eval(), with_embedding),
+            (probe,),
+            buffer,
+            input_names=["rgb"],
+            output_names=outputs,
+            dynamic_axes=axes,
+            opset_version=OPSET,
+            dynamo=False,
         )
     return buffer.getvalue()
 

@@ -47,7 +47,9 @@ class _CropStream(torch.utils.data.IterableDataset):
     def __iter__(self) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         info = torch.utils.data.get_worker_info()
         worker = info.id if info is not None else 0
-        sampler = CropSampler(self.images, self.crop, self.seed * 1000 + worker, self.stain_jitter, self.scale_jitter, self.weights)
+        sampler = CropSampler(
+            self.images, self.crop, self.seed * 1000 + worker, self.stain_jitter, self.scale_jitter, self.weights
+        )
         while True:
             yield sampler.sample(self.batch)
 
@@ -134,12 +136,16 @@ def train_for(
         running = value if step == 1 else 0.98 * running + 0.02 * value
         if time.perf_counter() >= next_log:
             now = time.perf_counter() - started
-            log(f"step {step} loss {running:.4f} lr {opt.param_groups[0]['lr']:.2e} "
-                f"({now:.0f}/{seconds:.0f} s, {step * batch / now:.0f} crops/s, waited for data {waiting:.0f} s)")
+            log(
+                f"step {step} loss {running:.4f} lr {opt.param_groups[0]['lr']:.2e} "
+                f"({now:.0f}/{seconds:.0f} s, {step * batch / now:.0f} crops/s, waited for data {waiting:.0f} s)"
+            )
             next_log += 15
     total = time.perf_counter() - started
     del batches, loader
     net = net.to(memory_format=torch.contiguous_format).cpu().eval()
-    log(f"trained {step} steps of {batch}×{crop}² crops in {total:.0f} s "
-        f"({step * batch / max(total, 1e-9):.0f} crops/s; waited for data {waiting:.0f} s); loss {running:.4f}")
+    log(
+        f"trained {step} steps of {batch}×{crop}² crops in {total:.0f} s "
+        f"({step * batch / max(total, 1e-9):.0f} crops/s; waited for data {waiting:.0f} s); loss {running:.4f}"
+    )
     return TimedTrainResult(net, step, total, step * batch / max(total, 1e-9), running, waiting)

@@ -98,8 +98,12 @@ MIN_AREAS = (8, 16)  # pixels at the model's µm/px
 
 
 def tune_postprocessing(
-    net: UNet, items: list, mpp: float, log: Callable[[str], None] = print,
-    device: torch.device | None = None, max_per_dataset: int = 0,
+    net: UNet,
+    items: list,
+    mpp: float,
+    log: Callable[[str], None] = print,
+    device: torch.device | None = None,
+    max_per_dataset: int = 0,
 ) -> dict:
     """Foreground and seed thresholds and minimum area that score best (mean of F1@0.5, AJI, PQ) on training images.
 
@@ -138,8 +142,10 @@ def tune_postprocessing(
     # each dataset counts equally, however many tiles it has
     means = {key: float(np.mean([np.mean(v) for v in per_set.values()])) for key, per_set in totals.items()}
     (fg_t, seed_t, min_area), best = max(means.items(), key=lambda kv: kv[1])
-    log(f"post-processing on {len(items)} training images: fg_threshold {fg_t}, seed_threshold {seed_t}, "
-        f"min_area {min_area} (mean of F1, AJI, PQ {best:.3f}; at 0.5/0.5/8: {means[(0.5, 0.5, 8)]:.3f})")
+    log(
+        f"post-processing on {len(items)} training images: fg_threshold {fg_t}, seed_threshold {seed_t}, "
+        f"min_area {min_area} (mean of F1, AJI, PQ {best:.3f}; at 0.5/0.5/8: {means[(0.5, 0.5, 8)]:.3f})"
+    )
     return {"fg_threshold": fg_t, "seed_threshold": seed_t, "min_area": min_area}
 
 
@@ -178,7 +184,9 @@ def train(config: TrainConfig, log: Callable[[str], None] = print) -> dict:
         log(f"taught by {config.teacher} (widths {teacher.widths}), distillation weight {config.distill_weight}")
     opt = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=config.lr, total_steps=steps, pct_start=0.1)
-    log(f"{steps} steps of {config.batch}×{config.crop}² crops on {device} ({sum(p.numel() for p in net.parameters()):,} parameters)")
+    log(
+        f"{steps} steps of {config.batch}×{config.crop}² crops on {device} ({sum(p.numel() for p in net.parameters()):,} parameters)"
+    )
     start = time.perf_counter()
     running = 0.0
     net.train()
@@ -253,8 +261,15 @@ def export(net: UNet, card: dict, out: Path, **post) -> Path:
     model = torch.jit.script(NucleiModel(net, **post).eval())
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    card = {**card, "postprocessing": {"fg_threshold": model.fg_threshold, "seed_threshold": model.seed_threshold,
-                                        "grow_iterations": model.grow_iterations, "min_area": model.min_area}}
+    card = {
+        **card,
+        "postprocessing": {
+            "fg_threshold": model.fg_threshold,
+            "seed_threshold": model.seed_threshold,
+            "grow_iterations": model.grow_iterations,
+            "min_area": model.min_area,
+        },
+    }
     if has_embedding_levels(net):  # the module's labels_and_embedding_maps, and network.onnx's extra outputs
         card["embedding"] = card_embedding(net)
     extra = {}
@@ -264,7 +279,9 @@ def export(net: UNet, card: dict, out: Path, **post) -> Path:
         extra[ONNX_NAME] = network_onnx(net)
         card["cpu_runtimes"] = {"network": ONNX_NAME, "opset": OPSET}
     except Exception as error:
-        print(f"note: network.onnx not embedded ({type(error).__name__}: {error}); add it later with python -m wsi_assets.cli.export_onnx {out}")
+        print(
+            f"note: network.onnx not embedded ({type(error).__name__}: {error}); add it later with python -m wsi_assets.cli.export_onnx {out}"
+        )
     text = json.dumps(card, indent=2, default=str)
     temporary = out.with_name(out.name + ".tmp")
     torch.jit.save(model, str(temporary), _extra_files={"model_card.json": text, **extra})

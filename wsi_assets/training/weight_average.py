@@ -36,7 +36,9 @@ def averaged_net(start: Path, finetuned: list[Path], alpha: float) -> UNet:
     for path in finetuned:
         card = read_model_card(path)
         if list(card.get("widths") or []) != list(base_card.get("widths") or []):
-            raise ValueError(f"{Path(path).name} has widths {card.get('widths')}, {Path(start).name} {base_card.get('widths')}: only copies of one network can be averaged")
+            raise ValueError(
+                f"{Path(path).name} has widths {card.get('widths')}, {Path(start).name} {base_card.get('widths')}: only copies of one network can be averaged"
+            )
         tuned.append(load_trained_net(path, card).state_dict())
     mixed = {}
     for name, value in base.state_dict().items():
@@ -67,11 +69,21 @@ def write_average(start: Path, finetuned: list[Path], alpha: float, out: Path, v
         card["colour_gate"] = {k: v for k, v in card["colour_gate"].items() if k != "effect"}
     history = list((start_card.get("training") or {}).get("history", []))
     if not history or str(history[-1].get("version")) != str(start_card.get("version")):
-        history.append({"version": start_card.get("version"), **{k: (start_card.get("training") or {}).get(k) for k in ("steps", "lr", "seed", "seconds")}})
+        history.append(
+            {
+                "version": start_card.get("version"),
+                **{k: (start_card.get("training") or {}).get(k) for k in ("steps", "lr", "seed", "seconds")},
+            }
+        )
     card["training"]["history"] = history
     card["training"]["init"] = f"version {start_card.get('version')}"
     card["training"]["finetuned"] = [
-        {"file": Path(p).name, **{k: (read_model_card(p).get("training") or {}).get(k) for k in ("steps", "lr", "seed", "seconds", "dataset_shares")}}
+        {
+            "file": Path(p).name,
+            **{
+                k: (read_model_card(p).get("training") or {}).get(k) for k in ("steps", "lr", "seed", "seconds", "dataset_shares")
+            },
+        }
         for p in finetuned
     ]
     card["weight_average"] = {
@@ -95,5 +107,9 @@ def held_out_scores(model_file: Path, data: Path) -> dict:
     from wsi_assets.training.evaluate import labelled_images
 
     summary = held_out_summary(TorchScriptSegmenter(model_file, device="cpu"), labelled_images(data))
-    return {dataset: {k: (int(v) if k == "images" else round(float(v), 3)) for k, v in row.items() if k in ("images", "F1@0.5", "AJI", "PQ")}
-            for dataset, row in summary.iterrows()}
+    return {
+        dataset: {
+            k: (int(v) if k == "images" else round(float(v), 3)) for k, v in row.items() if k in ("images", "F1@0.5", "AJI", "PQ")
+        }
+        for dataset, row in summary.iterrows()
+    }

@@ -31,7 +31,9 @@ def settings_role(upload: UploadFile) -> str | None:
     if upload.problem is not None or upload.path.suffix.lower() not in SETTINGS_SUFFIXES:
         return None
     if upload.path.name == BRANCH_SETTINGS:
-        return "branch settings (µm/px, exports, tile size, model for every slide of the branch); read when each slide is processed"
+        return (
+            "branch settings (µm/px, exports, tile size, model for every slide of the branch); read when each slide is processed"
+        )
     return f"settings for slide '{upload.path.stem}' (its µm/px); read when that slide is processed"
 
 

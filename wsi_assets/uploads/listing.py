@@ -117,9 +117,13 @@ class _Walk:
             st = os.stat(path)
         except FileNotFoundError:
             if os.path.lexists(path):
-                self.note(path, user, branch, "is a link to nothing (the file it points to is gone); remove the link or upload the file")
+                self.note(
+                    path, user, branch, "is a link to nothing (the file it points to is gone); remove the link or upload the file"
+                )
             else:
-                self.note(path, user, branch, "disappeared while the folder was being listed; it is looked at again if it comes back")
+                self.note(
+                    path, user, branch, "disappeared while the folder was being listed; it is looked at again if it comes back"
+                )
             return None
         except OSError as error:
             if error.errno == errno.ELOOP:
@@ -149,14 +153,18 @@ class _Walk:
                 f"upload root {self.root} does not exist: create it or point WSI_USER_FILES (or the user_files resource) at it"
             ) from None
         except OSError as error:
-            raise UploadRootUnavailable(f"upload root {self.root} cannot be read ({error.strerror}): fix its permissions") from None
+            raise UploadRootUnavailable(
+                f"upload root {self.root} cannot be read ({error.strerror}): fix its permissions"
+            ) from None
 
     def user_entry(self, entry: os.DirEntry) -> None:
         path, name = Path(entry.path), entry.name
         is_dir = entry.is_dir(follow_symlinks=False)
         if name.startswith("."):
             if is_dir or entry.is_symlink():
-                self.note(path, None, "", "hidden folder is not read as a user (user names must not start with '.'); rename it", True)
+                self.note(
+                    path, None, "", "hidden folder is not read as a user (user names must not start with '.'); rename it", True
+                )
             return  # dot-files are upload tools' temporary files
         if not _name_is_text(name):
             self.note(path, None, "", "name is not valid UTF-8 text; rename it", is_dir)
@@ -193,7 +201,13 @@ class _Walk:
         path, name = Path(entry.path), entry.name
         if name.startswith("."):
             if entry.is_dir(follow_symlinks=False) or entry.is_symlink():
-                self.note(path, user, "", "hidden folder is not read as a branch (branch names must not start with '.'); rename it", True)
+                self.note(
+                    path,
+                    user,
+                    "",
+                    "hidden folder is not read as a branch (branch names must not start with '.'); rename it",
+                    True,
+                )
             return
         if not _name_is_text(name):
             self.note(path, user, DEFAULT_BRANCH, "name is not valid UTF-8 text; rename it")
@@ -229,7 +243,9 @@ class _Walk:
             # A folder inside a branch is a batch of small images: the batch sensor reads it (wsi_assets.batches).
             problem = name_problem(name, "batch")
             if problem:
-                self.note(path, user, branch, problem + "; rename the folder (a folder inside a branch is a batch of images)", True)
+                self.note(
+                    path, user, branch, problem + "; rename the folder (a folder inside a branch is a batch of images)", True
+                )
         else:
             self.note(path, user, branch, f"is {_kind(st.st_mode)}, not an uploaded file; remove it")
 
@@ -261,7 +277,9 @@ class _Walk:
             return False
         if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
             return False  # replaced by a link since the folder was listed, or hard-linked: the full check says why
-        self.entries.append(UploadFile(path, self.rel(path), user, branch, st.st_size, st.st_mtime_ns, max(st.st_mtime_ns, st.st_ctime_ns)))
+        self.entries.append(
+            UploadFile(path, self.rel(path), user, branch, st.st_size, st.st_mtime_ns, max(st.st_mtime_ns, st.st_ctime_ns))
+        )
         return True
 
 

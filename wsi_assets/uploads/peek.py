@@ -122,7 +122,11 @@ def tiff_outline(path: Path) -> TiffOutline | None:
                 why = f"over {MAX_TAG_BYTES // 2**20} MiB of tag data in its first {directories:,} images"
             if why:
                 break
-            numbers = {t: _number(reader, tags[t][0], tags[t][2]) for t in (IMAGE_WIDTH, IMAGE_LENGTH, SAMPLES_PER_PIXEL, NEW_SUBFILE_TYPE) if t in tags}
+            numbers = {
+                t: _number(reader, tags[t][0], tags[t][2])
+                for t in (IMAGE_WIDTH, IMAGE_LENGTH, SAMPLES_PER_PIXEL, NEW_SUBFILE_TYPE)
+                if t in tags
+            }
             shape = (numbers.get(IMAGE_WIDTH), numbers.get(IMAGE_LENGTH))
             if first_shape is None:
                 first_shape = shape

@@ -119,18 +119,28 @@ def _kind(upload: UploadFile) -> tuple[str | None, str | None]:
         return upload_kind(upload.path)
     except Exception as error:  # noqa: BLE001 - one file's trouble (RecursionError, MemoryError, OSError...) is its own
         text = str(error).strip().splitlines()
-        return None, f"could not be checked ({type(error).__name__}{': ' + text[0][:200] if text else ''}); upload it again or remove it"
+        return (
+            None,
+            f"could not be checked ({type(error).__name__}{': ' + text[0][:200] if text else ''}); upload it again or remove it",
+        )
 
 
 def scan_entries(
-    entries: list[UploadFile], cursor: ScanCursor, max_files_per_tick: int, now_ns: int, deadline: float | None = None, clock=time.monotonic
+    entries: list[UploadFile],
+    cursor: ScanCursor,
+    max_files_per_tick: int,
+    now_ns: int,
+    deadline: float | None = None,
+    clock=time.monotonic,
 ) -> ScanResult:
     result = ScanResult(entries=entries, started_ns=now_ns)
     # A mark in the future (a cursor written before this rule, or a clock set back) may have hidden
     # uploads: look at everything again. Run keys stop a file already requested from running twice.
     start_hwm = cursor.hwm if cursor.hwm <= now_ns else 0
     siblings = siblings_of(entries)
-    candidates = users_take_turns([e for e in entries if (e.stamp_ns > start_hwm or e.stamp_ns < 0) and cursor.done.get(e.relpath) != e.signature])
+    candidates = users_take_turns(
+        [e for e in entries if (e.stamp_ns > start_hwm or e.stamp_ns < 0) and cursor.done.get(e.relpath) != e.signature]
+    )
     done = dict(cursor.done)
     pending: dict[str, list[int]] = {}
     unfinished_stamps: list[int] = []

@@ -19,12 +19,16 @@ def find_stack_file(root: Path, key: SlideKey) -> Path:
         for folder in branch_folders(root, key.user, key.branch)
         if folder.is_dir()
         for entry in folder.iterdir()
-        if entry.is_file() and entry.suffix.lower() in STACK_SUFFIXES and upload_stem(entry.name).casefold() == key.stem.casefold()
+        if entry.is_file()
+        and entry.suffix.lower() in STACK_SUFFIXES
+        and upload_stem(entry.name).casefold() == key.stem.casefold()
     )
     return the_one_upload(
         found,
         root,
         key.user,
         f"no uploaded stack for {key}: expected {key.user}/inputs/{key.branch}/{key.stem}.ome.tif (or .tif)",
-        lambda names: f"{key} is ambiguous: {names} share the name '{key.stem}' (upper/lower case ignored: one output folder on SMB shares and macOS); rename one",
+        lambda names: (
+            f"{key} is ambiguous: {names} share the name '{key.stem}' (upper/lower case ignored: one output folder on SMB shares and macOS); rename one"
+        ),
     )

@@ -86,7 +86,9 @@ def settle(draft: list[FileStatus], previous: dict[str, FileStatus]) -> list[Fil
             if old is not None and (old.size, old.mtime_ns) == (status.size, status.mtime_ns) and old.state != EARLIER:
                 status = old
             else:
-                status = FileStatus(status.path, PROCESSED, "dealt with before this status was kept", status.size, status.mtime_ns)
+                status = FileStatus(
+                    status.path, PROCESSED, "dealt with before this status was kept", status.size, status.mtime_ns
+                )
         settled.append(status)
     return settled
 

@@ -48,6 +48,8 @@ def write_batch_exports(
     images_dir: the batch's input folder, for the formats that carry the images (a trainable YOLO set).
     """
     return {
-        export.name: export.write(Path(cells_path), manifest, Path(folder) / export.file_name, *((images_dir,) if export.takes_images else ()))
+        export.name: export.write(
+            Path(cells_path), manifest, Path(folder) / export.file_name, *((images_dir,) if export.takes_images else ())
+        )
         for export in formats
     }

@@ -44,7 +44,9 @@ def _batch_annotations(group, ids: dict[str, int], first_id: int) -> str:
     starts, counts = (2 * offsets[:-1]).tolist(), np.diff(offsets).tolist()
     annotations = []
     for n in range(group.num_rows):
-        pattern = _COORDINATE_PATTERNS.get(counts[n]) or _COORDINATE_PATTERNS.setdefault(counts[n], ", ".join(["%.2f"] * (2 * counts[n])))
+        pattern = _COORDINATE_PATTERNS.get(counts[n]) or _COORDINATE_PATTERNS.setdefault(
+            counts[n], ", ".join(["%.2f"] * (2 * counts[n]))
+        )
         outline = pattern % tuple(coordinates[starts[n] : starts[n] + 2 * counts[n]])
         annotations.append(_ANNOTATION % (first_id + n, image_ids[n], categories[n], outline, boxes[n], areas[n]))
     return ", ".join(annotations)
@@ -62,10 +64,13 @@ def write_batch_coco(cells_path: Path, manifest: BatchManifest, destination: Pat
     head = {
         "info": {"description": f"nuclei of batch {manifest.batch}"},
         "images": [
-            {"id": ids[i.name], "file_name": prefix + i.name, "width": i.width, "height": i.height, "modality": i.modality} for i in manifest.images
+            {"id": ids[i.name], "file_name": prefix + i.name, "width": i.width, "height": i.height, "modality": i.modality}
+            for i in manifest.images
         ],
     }
-    categories = [{"id": index + 1, "name": name, "supercategory": NUCLEUS} for index, name in enumerate(batch_class_names(manifest))]
+    categories = [
+        {"id": index + 1, "name": name, "supercategory": NUCLEUS} for index, name in enumerate(batch_class_names(manifest))
+    ]
     written = 0
     with atomic_output(Path(destination)) as temporary, open(temporary, "w", encoding="utf-8") as out:
         # The document json.dumps would give, in pieces: the head without its closing brace, then the annotations.

@@ -57,8 +57,12 @@ def outline_bounds(group: pa.Table) -> tuple[np.ndarray, np.ndarray, np.ndarray]
     points = values.reshape(-1, 2)
     starts = offsets[:-1]
     box = np.stack(
-        [np.minimum.reduceat(points[:, 0], starts), np.minimum.reduceat(points[:, 1], starts),
-         np.maximum.reduceat(points[:, 0], starts), np.maximum.reduceat(points[:, 1], starts)],
+        [
+            np.minimum.reduceat(points[:, 0], starts),
+            np.minimum.reduceat(points[:, 1], starts),
+            np.maximum.reduceat(points[:, 0], starts),
+            np.maximum.reduceat(points[:, 1], starts),
+        ],
         axis=1,
     )
     return values, offsets, box

@@ -30,7 +30,9 @@ def _batch_label_lines(group, sizes: dict[str, tuple[int, int]]) -> dict[str, li
     images = group.column("image").to_pylist()
     size = np.array([sizes[image] for image in images], np.float64).reshape(-1, 2)
     vertices = np.diff(offsets)
-    normalised = np.clip(values.astype(np.float64).reshape(-1, 2) / np.repeat(size, vertices, axis=0), 0.0, 1.0).reshape(-1).tolist()
+    normalised = (
+        np.clip(values.astype(np.float64).reshape(-1, 2) / np.repeat(size, vertices, axis=0), 0.0, 1.0).reshape(-1).tolist()
+    )
     classes = [class_index(c) for c in group.column(CLASS_COLUMN).to_pylist()]
     starts, counts = (2 * offsets[:-1]).tolist(), vertices.tolist()
     lines: dict[str, list[str]] = defaultdict(list)
@@ -82,7 +84,13 @@ def write_batch_yolo(cells_path: Path, manifest: BatchManifest, destination: Pat
         for image in manifest.images:
             if image.name not in labelled:
                 (folder / LABELS / f"{Path(image.name).stem}.txt").write_text("")
-        data = {"path": ".", "train": IMAGES, "val": IMAGES, "labels": LABELS, "names": dict(enumerate(batch_class_names(manifest)))}
+        data = {
+            "path": ".",
+            "train": IMAGES,
+            "val": IMAGES,
+            "labels": LABELS,
+            "names": dict(enumerate(batch_class_names(manifest))),
+        }
         (folder / DATA).write_text(yaml.safe_dump(data, sort_keys=False))
     return lines_written
 

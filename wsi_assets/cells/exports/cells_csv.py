@@ -22,8 +22,15 @@ from wsi_assets.core.atomic import atomic_output
 # µm/px and whether it was inferred repeat on every row: a CSV has no header block, and a reader
 # of areas in µm² must be able to see that the µm/px behind them was a guess.
 CSV_COLUMNS = [
-    "cell_id", "centroid_x", "centroid_y", "polygon_coords", "polygon_point_count", "area_pixels", "area_um2",
-    "mpp", "mpp_inferred",
+    "cell_id",
+    "centroid_x",
+    "centroid_y",
+    "polygon_coords",
+    "polygon_point_count",
+    "area_pixels",
+    "area_um2",
+    "mpp",
+    "mpp_inferred",
 ]
 
 

@@ -42,9 +42,15 @@ def _measurement_columns(batch: pa.RecordBatch, mpp: float) -> dict[str, np.ndar
     # Measurements a later stage adds to the stored table pass through under their own names.
     for field in batch.schema:
         numeric = pa.types.is_integer(field.type) or pa.types.is_floating(field.type)
-        if numeric and field.name not in NOT_MEASUREMENTS and field.name not in ("centroid_x", "centroid_y", "area_pixels", "tile_row", "tile_col"):
+        if (
+            numeric
+            and field.name not in NOT_MEASUREMENTS
+            and field.name not in ("centroid_x", "centroid_y", "area_pixels", "tile_row", "tile_col")
+        ):
             # The nucleus measurements under the names QuPath gives its own.
-            columns[QUPATH_NAMES.get(field.name, field.name)] = batch.column(field.name).to_numpy(zero_copy_only=False).astype(np.float64)
+            columns[QUPATH_NAMES.get(field.name, field.name)] = (
+                batch.column(field.name).to_numpy(zero_copy_only=False).astype(np.float64)
+            )
     return columns
 
 
@@ -93,7 +99,9 @@ def write_cells_geojson(
     expansion_um = cell_expansion_um(provenance, cell_expansion)
     grower = CellGrower(cells_path, expansion_um / mpp, slide_size(cells_path, provenance)) if expansion_um > 0 else None
     # The provenance is a foreign member of the collection (RFC 7946 §6.1); QuPath ignores it.
-    head = '{"type":"FeatureCollection","provenance":' + json.dumps(provenance, ensure_ascii=False, default=str) + ',\n"features":['
+    head = (
+        '{"type":"FeatureCollection","provenance":' + json.dumps(provenance, ensure_ascii=False, default=str) + ',\n"features":['
+    )
     rows = 0
     with atomic_output(destination) as temporary:
         opener = gzip.open(temporary, "wb", compresslevel=GZIP_LEVEL) if compress else open(temporary, "wb")

@@ -77,9 +77,7 @@ def geoparquet_batch(batch: pa.RecordBatch, schema: pa.Schema, mpp: float) -> pa
         BBOX_COLUMN: bbox,
         GEOMETRY_COLUMN: pa.array(wkb, pa.binary()),
     }
-    return pa.record_batch(
-        [columns[name] if name in columns else batch.column(name) for name in schema.names], schema=schema
-    )
+    return pa.record_batch([columns[name] if name in columns else batch.column(name) for name in schema.names], schema=schema)
 
 
 def write_cells_geoparquet(cells_path: Path, destination: Path, provenance: dict) -> int:
@@ -93,7 +91,10 @@ def write_cells_geoparquet(cells_path: Path, destination: Path, provenance: dict
         # The geo metadata's file bbox is known only at the end, and metadata added at close is
         # what readers see only when no Arrow schema (with its own metadata) is stored.
         writer = pq.ParquetWriter(
-            str(temporary), schema, compression="zstd", store_schema=False,
+            str(temporary),
+            schema,
+            compression="zstd",
+            store_schema=False,
             write_statistics=[name for name in schema.names if name != GEOMETRY_COLUMN],
         )
         try:

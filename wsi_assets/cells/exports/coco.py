@@ -57,8 +57,15 @@ def write_coco(cells_path: Path, dest: Path, provenance: dict) -> int:
             (folder / IMAGES / name).write_bytes(reader.jpeg(tile))
             image_id = len(images) + 1
             images.append(
-                {"id": image_id, "file_name": f"{IMAGES}/{name}", "width": tile.image_width, "height": tile.image_height,
-                 "level0_x": tile.x0, "level0_y": tile.y0, "downsample": reader.downsample}
+                {
+                    "id": image_id,
+                    "file_name": f"{IMAGES}/{name}",
+                    "width": tile.image_width,
+                    "height": tile.image_height,
+                    "level0_x": tile.x0,
+                    "level0_y": tile.y0,
+                    "downsample": reader.downsample,
+                }
             )
             for cell_id, points, label in zip(tile.cell_ids, tile.polygons, tile.classes):
                 annotations.append(
@@ -66,10 +73,14 @@ def write_coco(cells_path: Path, dest: Path, provenance: dict) -> int:
                     _annotation(len(annotations) + 1, image_id, categories[label], points, polygon_area(points), cell_id=cell_id)
                 )
         document = {
-            "info": {"description": f"{provenance['slide']}: nuclei over {tile_size} px tiles (level-0 px)",
-                     "version": provenance.get("wsi_assets_version", ""), "date_created": provenance.get("exported_at", ""),
-                     "tile_size_level0_px": tile_size, "level": reader.level,
-                     "provenance": {k: v for k, v in provenance.items() if k != "slide_path"}},
+            "info": {
+                "description": f"{provenance['slide']}: nuclei over {tile_size} px tiles (level-0 px)",
+                "version": provenance.get("wsi_assets_version", ""),
+                "date_created": provenance.get("exported_at", ""),
+                "tile_size_level0_px": tile_size,
+                "level": reader.level,
+                "provenance": {k: v for k, v in provenance.items() if k != "slide_path"},
+            },
             "images": images,
             "annotations": annotations,
             "categories": [{"id": i, "name": name, "supercategory": NUCLEUS} for name, i in categories.items()],

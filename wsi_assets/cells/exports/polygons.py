@@ -79,6 +79,8 @@ def bounds(offsets: np.ndarray, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarra
     x = x.astype(np.float64)
     y = y.astype(np.float64)
     return (
-        np.minimum.reduceat(x, starts), np.minimum.reduceat(y, starts),
-        np.maximum.reduceat(x, starts), np.maximum.reduceat(y, starts),
+        np.minimum.reduceat(x, starts),
+        np.minimum.reduceat(y, starts),
+        np.maximum.reduceat(x, starts),
+        np.maximum.reduceat(y, starts),
     )

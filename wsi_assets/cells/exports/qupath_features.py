@@ -75,7 +75,9 @@ def classification(batch: pa.RecordBatch) -> pa.Array | None:
         return None
     encoded = pc.dictionary_encode(batch.column(CLASS_COLUMN).cast(pa.string()))
     texts = [
-        None if name is None else '"classification":' + json.dumps({"name": name, "color": list(class_colour(name))}, ensure_ascii=False) + ","
+        None
+        if name is None
+        else '"classification":' + json.dumps({"name": name, "color": list(class_colour(name))}, ensure_ascii=False) + ","
         for name in encoded.dictionary.to_pylist()
     ]
     return pa.array(texts, pa.string()).take(encoded.indices)

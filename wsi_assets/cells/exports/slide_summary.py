@@ -45,7 +45,9 @@ def slide_summary(cells_path: Path, provenance: dict) -> dict:
     classes = cell_classes(cells_path)
     if classes is not None:
         summary["class_counts"] = dict(sorted(Counter(classes.values()).items()))
-        summary["class_densities_per_mm2"] = {name: round(count / tissue_mm2, 1) if tissue_mm2 else 0.0 for name, count in summary["class_counts"].items()}
+        summary["class_densities_per_mm2"] = {
+            name: round(count / tissue_mm2, 1) if tissue_mm2 else 0.0 for name, count in summary["class_counts"].items()
+        }
         summary["lymphocytes_per_mm2"] = summary["class_densities_per_mm2"].get("inflammatory", 0.0)
         # Per compartment, as cell_classification measured them (classes.json beside the stored cells).
         figures_path = Path(cells_path).parent / CLASSES_FIGURES

@@ -100,9 +100,7 @@ def class_names(classes: dict[int, str] | None) -> list[str]:
     return [*CLASS_NAMES, *strangers]
 
 
-def iter_tiles(
-    cells_path: Path, slide_width: int, slide_height: int, tile_size: int, downsample: float = 1.0
-) -> Iterator[Tile]:
+def iter_tiles(cells_path: Path, slide_width: int, slide_height: int, tile_size: int, downsample: float = 1.0) -> Iterator[Tile]:
     """Tiles holding at least one nucleus part, row by row, with each part clipped and in image pixels."""
     margin = _max_extent(cells_path)
     classes = cell_classes(cells_path)
@@ -130,7 +128,12 @@ def _tile(x0, y0, tile_size, slide_width, y1, cells, downsample, classes) -> Til
     clip = box(x0, y0, x1, y1)
     tile = Tile(x0, y0, x1 - x0, y1 - y0, math.ceil((x1 - x0) / downsample), math.ceil((y1 - y0) / downsample), [], [], [])
     for cell_id, vertices in cells:
-        if vertices[:, 0].min() >= x0 and vertices[:, 0].max() <= x1 and vertices[:, 1].min() >= y0 and vertices[:, 1].max() <= y1:
+        if (
+            vertices[:, 0].min() >= x0
+            and vertices[:, 0].max() <= x1
+            and vertices[:, 1].min() >= y0
+            and vertices[:, 1].max() <= y1
+        ):
             # Wholly inside (most nuclei): the stored outline as it is, without a geometry library call.
             points, area = vertices, polygon_area(vertices)
         else:

@@ -42,11 +42,21 @@ def write_yolo(cells_path: Path, dest: Path, provenance: dict) -> int:
         for tile in iter_tiles(cells_path, width, height, tile_size, reader.downsample):
             name = tile.name(stem)
             (folder / IMAGES / f"{name}.jpg").write_bytes(reader.jpeg(tile))
-            lines = [label_line(index[label], points, tile.image_width, tile.image_height) for points, label in zip(tile.polygons, tile.classes)]
+            lines = [
+                label_line(index[label], points, tile.image_width, tile.image_height)
+                for points, label in zip(tile.polygons, tile.classes)
+            ]
             (folder / LABELS / f"{name}.txt").write_text("\n".join(lines) + "\n")
             lines_written += len(lines)
-        data = {"path": ".", "train": IMAGES, "val": IMAGES, "names": dict(enumerate(names)),
-                "tile_size_level0_px": tile_size, "level": reader.level, "slide": provenance["slide"]}
+        data = {
+            "path": ".",
+            "train": IMAGES,
+            "val": IMAGES,
+            "names": dict(enumerate(names)),
+            "tile_size_level0_px": tile_size,
+            "level": reader.level,
+            "slide": provenance["slide"],
+        }
         (folder / DATA).write_text(yaml.safe_dump(data, sort_keys=False))
     return lines_written
 

@@ -108,7 +108,6 @@ def _outline_vertices(nuclei, inset: float = 0.0) -> np.ndarray:
     return np.stack([x, y], axis=-1)
 
 
-
 def _nuclei_in_box(spec, x0: float, y0: float, x1: float, y1: float) -> Iterator[dict[str, np.ndarray]]:
     """Non-empty bands of the nuclei centred in [x0, x1) x [y0, y1), ordered by nucleus_id."""
     s = spec.spacing_px

@@ -29,9 +29,7 @@ _RIM_UM = 0.6  # width of the darker nuclear rim
 _RIM_DARKENING = 0.25
 
 
-def render_region(
-    spec: SyntheticSlideSpec, downsample: float, x: int, y: int, width: int, height: int
-) -> np.ndarray:
+def render_region(spec: SyntheticSlideSpec, downsample: float, x: int, y: int, width: int, height: int) -> np.ndarray:
     """RGB uint8 (height, width, 3) of the slide at `downsample`, from level pixel (x, y).
 
     Level pixel (i, j) shows the slide at level-0 point ((i + 0.5) * downsample, (j + 0.5) *
@@ -88,9 +86,7 @@ def _filled_nuclei(spec, bands: Iterator[dict], downsample: float, x: int, y: in
         coarse = _fixed_point_outlines(vertices, downsample, x - pad, y - pad)
         inset = _outline_vertices(batch, inset=_RIM_UM / spec.mpp) * k
         inner_outlines = _fixed_point_outlines(inset, downsample, (x - pad) * k, (y - pad) * k)
-        for outline, inner_outline, coarse_outline, strength in zip(
-            outlines, inner_outlines, coarse, batch["stain"].tolist()
-        ):
+        for outline, inner_outline, coarse_outline, strength in zip(outlines, inner_outlines, coarse, batch["stain"].tolist()):
             # one polygon per call: cv2 fills the polygons of one call with the even-odd rule
             cv2.fillPoly(outer, [outline], 255, cv2.LINE_8, _DRAW_SHIFT)
             cv2.fillPoly(inner, [inner_outline], 255, cv2.LINE_8, _DRAW_SHIFT)
