@@ -1,13 +1,7 @@
-"""The network of a model file as ONNX, embedded in that same file for the CPU runtimes.
+"""Add `network.onnx` (the U-Net alone, for OpenVINO and ONNX Runtime) to an existing model file;
+what it holds and why: `wsi_assets/training/onnx_export.py`.
 
-The TorchScript file stays the one model file (its post-processing and card inside); `network.onnx`
-rides along as an extra file holding only the U-Net and its output activations, which OpenVINO or
-ONNX Runtime run ~1.4-1.5x faster than torch on a CPU (see `segmentation/cpu_runtimes.py`).
-Its outputs: `maps` (foreground probability, distance), then, for U-Nets deep enough to have them,
-the decoder's 1/4 and 1/8 levels `embedding_s4` and `embedding_s8` (uncropped: the input is
-already a multiple of the U-Net's), which each nucleus's embedding is read from.
-
-    python -m wsi_assets.cli.export_onnx MODEL.pt   # adds network.onnx to an existing file
+    python -m wsi_assets.cli.export_onnx MODEL.pt
     (or: wsi-assets-export-onnx MODEL.pt)
 """
 

@@ -1,15 +1,9 @@
-"""Train the fluorescence nucleus model, resumably, and export it as TorchScript with a model card.
+"""Train the fluorescence nucleus model, resumably, and export it (how training stops, resumes and
+validates: `wsi_assets/training/fluorescence_train.py`).
 
     python -m wsi_assets.cli.train_fluorescence --checkpoints DIR --hours H [--out MODEL.pt]
     python -m wsi_assets.cli.train_fluorescence --checkpoints DIR --export-only --out MODEL.pt
     (or: wsi-assets-train-fluorescence ...)
-
-Training stops after `--hours` of training time in all (counted across restarts) or `--steps`.
-Every `--checkpoint-minutes` the network, optimiser, step, random states and log are saved in
-DIR (`checkpoints.py`); a restart with the same DIR goes on from the newest. Every
-`--validate-minutes` the held-out experiments are scored (F1@0.5, AJI, PQ, each image zoomed so
-its median true nucleus is the reference size) and the best network so far is kept as
-DIR/best_net.pt. Each event is a JSON line in DIR/log.jsonl.
 """
 
 from __future__ import annotations
