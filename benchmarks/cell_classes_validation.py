@@ -32,20 +32,15 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from skimage.segmentation import relabel_sequential
 
 import wsi_assets
 from wsi_assets.cells.cell_classifier import classifier_for
 from wsi_assets.cells.classification import classification_method
-from wsi_assets.cells.embeddings import EMBEDDING_COLUMN, embeddings_at, label_centroids_of
 from wsi_assets.cells.lymphocyte_rule import LymphocyteRule
-from wsi_assets.cells.measurements import measure_labels
 from wsi_assets.cells.nucleus_cnn import load_nucleus_cnn
 from wsi_assets.cells.nucleus_typer import CNN_METHODS, NucleusTyper, newest_shipped_cnn
-from wsi_assets.cells.stain_vectors import estimate_stain_vectors
-from wsi_assets.segmentation.embeddings import segment_with_embeddings
 from wsi_assets.segmentation.registry import get_segmenter
-from wsi_assets.segmentation.scaling import resample_image, resize_labels
+from wsi_assets.segmentation.image_classes import labels_and_classes, measured_nuclei
 from wsi_assets.cells.classes import CLASS_NAMES, CONSEP_TYPE_CLASSES
 from wsi_assets.training.cell_classifier_training import PAIR_UM, label_centroids, pair_by_centroid
 from wsi_assets.training.split import HELD_OUT_CONSEP_TILES, consep_tile
@@ -108,26 +103,10 @@ def print_scores(tally: Counter) -> None:
 
 def typed_by_network(rgb: np.ndarray, segmenter, typer: NucleusTyper, choice: str) -> tuple[np.ndarray, dict[int, str]]:
     """segment_and_classify's steps, with the product's NucleusTyper and `classification_method(choice)` (see the docstring)."""
-    resampled = resample_image(rgb, MPP / float(segmenter.mpp))
-    labels_batch, maps = segment_with_embeddings(segmenter, resampled[np.newaxis])
-    model_labels = np.asarray(labels_batch)[0].astype(np.int32)
-    if resampled.shape[:2] != model_labels.shape:
-        resampled = resample_image(resampled, model_labels.shape[0] / resampled.shape[0])
-    ids, columns, area_um2 = measure_labels(model_labels, resampled, float(segmenter.mpp), estimate_stain_vectors(resampled))
-    columns["area_um2"] = area_um2
-    embedding = getattr(segmenter, "embedding", None)
-    if maps is not None and len(ids):
-        columns[EMBEDDING_COLUMN] = embeddings_at(maps[0], *label_centroids_of(model_labels, ids))
-    columns.update(typer(model_labels, resampled, ids))
-    method = classification_method(choice, LymphocyteRule(), None, embedding, typer.identity())
+    model_labels, _, ids, columns = measured_nuclei(rgb, MPP, segmenter, typer)
+    method = classification_method(choice, LymphocyteRule(), None, getattr(segmenter, "embedding", None), typer.identity())
     predicted = method.classify(columns) if len(ids) else np.zeros(0, object)
-    labels = model_labels if model_labels.shape == rgb.shape[:2] else resize_labels(model_labels, rgb.shape[:2])
-    relabelled, forward, _ = relabel_sequential(labels)
-    present = set(np.unique(relabelled).tolist()) - {0}
-    classes = {
-        int(forward[old]): str(name) for old, name in zip(ids.tolist(), predicted.tolist()) if int(forward[old]) in present
-    }
-    return relabelled, classes
+    return labels_and_classes(model_labels, rgb.shape[:2], ids, predicted)
 
 
 def main() -> None:

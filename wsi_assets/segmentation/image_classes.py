@@ -27,8 +27,16 @@ def segment_and_classify(
     image = as_uint8_rgb(rgb)
     mpp = check_mpp(mpp)
     segmenter = get_segmenter(model)
-    embedding = getattr(segmenter, "embedding", None)
-    classifier = classifier or classifier_for(embedding)
+    classifier = classifier or classifier_for(getattr(segmenter, "embedding", None))
+    model_labels, _, ids, columns = measured_nuclei(image, mpp, segmenter)
+    predicted = classifier.predict(columns) if len(ids) else np.zeros(0, object)
+    return labels_and_classes(model_labels, image.shape[:2], ids, predicted)
+
+
+def measured_nuclei(image: np.ndarray, mpp: float, segmenter, typer=None) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
+    """(labels, pixels, ids, columns) at the segmenter's µm/px: the nuclei of a uint8 RGB image, each
+    measured (stain vectors estimated on the image), with its embedding where the segmenter gives
+    one and, with a `typer` (cells.nucleus_typer), the network's class probabilities."""
     resampled = resample_image(image, mpp / float(segmenter.mpp))
     labels_batch, maps = segment_with_embeddings(segmenter, resampled[np.newaxis])
     model_labels = np.asarray(labels_batch)[0].astype(np.int32)
@@ -38,8 +46,16 @@ def segment_and_classify(
     columns["area_um2"] = area_um2
     if maps is not None and len(ids):
         columns[EMBEDDING_COLUMN] = embeddings_at(maps[0], *label_centroids_of(model_labels, ids))
-    predicted = classifier.predict(columns) if len(ids) else np.zeros(0, object)
-    labels = model_labels if model_labels.shape == image.shape[:2] else resize_labels(model_labels, image.shape[:2])
+    if typer is not None:
+        columns.update(typer(model_labels, resampled, ids))
+    return model_labels, resampled, ids, columns
+
+
+def labels_and_classes(
+    model_labels: np.ndarray, shape: tuple[int, ...], ids: np.ndarray, predicted: np.ndarray
+) -> tuple[np.ndarray, dict[int, str]]:
+    """The labels back at the image's size, numbered 1..n, and each surviving label's class."""
+    labels = model_labels if model_labels.shape == shape else resize_labels(model_labels, shape)
     relabelled, forward, _ = relabel_sequential(labels)
     # A nucleus too small to survive resizing back has no label, so no class either.
     present = set(np.unique(relabelled).tolist()) - {0}
