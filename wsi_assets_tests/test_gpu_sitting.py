@@ -40,9 +40,8 @@ def packed(tmp_path_factory):
     return out
 
 
-@pytest.fixture(scope="module")
-def sitting(tmp_path_factory, packed):
-    out = tmp_path_factory.mktemp("sitting")
+def _short_sitting(out: Path, packed: Path, *options: str) -> tuple[Path, dict]:
+    """Two training steps of the sitting script on the CPU, with `options` added; its sitting.json."""
     command = [
         sys.executable,
         str(SITTING),
@@ -58,24 +57,22 @@ def sitting(tmp_path_factory, packed):
         "0",
         "--tune-images",
         "1",
-        "--slide-size",
-        "2048x2048",
-        "--read-threads",
-        "2",
-        "--slide-batch",
-        "2",
-        "--dataset-share",
-        "consep_train=0.25",
+        *options,
         "--data",
         str(packed),
         "--out",
         str(out),
-        "--work",
-        str(out / "work"),
     ]
     done = subprocess.run(command, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return out, json.loads((out / "sitting.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def sitting(tmp_path_factory, packed):
+    out = tmp_path_factory.mktemp("sitting")
+    slide = ["--slide-size", "2048x2048", "--read-threads", "2", "--slide-batch", "2"]
+    return _short_sitting(out, packed, *slide, "--dataset-share", "consep_train=0.25", "--work", str(out / "work"))
 
 
 def test_pack_keeps_every_image_at_the_model_resolution_and_fits_a_device_call(packed):
@@ -125,35 +122,7 @@ def test_sitting_refuses_a_missing_data_folder(tmp_path):
 @pytest.fixture(scope="module")
 def student_sitting(tmp_path_factory, packed):
     out = tmp_path_factory.mktemp("student")
-    command = [
-        sys.executable,
-        str(SITTING),
-        "--minutes",
-        "5",
-        "--max-steps",
-        "2",
-        "--batch",
-        "4",
-        "--crop",
-        "128",
-        "--workers",
-        "0",
-        "--tune-images",
-        "1",
-        "--slide-size",
-        "",
-        "--widths",
-        "8,16,32,64,96",
-        "--version",
-        "5-half",
-        "--data",
-        str(packed),
-        "--out",
-        str(out),
-    ]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=900)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    return out, json.loads((out / "sitting.json").read_text())
+    return _short_sitting(out, packed, "--slide-size", "", "--widths", "8,16,32,64,96", "--version", "5-half")
 
 
 def test_a_student_sitting_writes_a_narrower_model_and_holds_it_to_the_accuracy_gate(student_sitting):
